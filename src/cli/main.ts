@@ -1,0 +1,17 @@
+// The `canopy` command. Each sub-command lives in its own file and registers
+// itself on the program; this file only assembles them.
+import { Command } from 'commander';
+
+import { version } from '../../package.json';
+
+export function createProgram(): Command {
+  const program = new Command('canopy')
+    .description('Approximate nearest neighbour search over Annoy-compatible forests, served as a sharded gRPC cluster')
+    .version(version)
+    .showHelpAfterError();
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  await createProgram().parseAsync(argv);
+}
