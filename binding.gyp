@@ -1,0 +1,21 @@
+{
+  # One portable build: SIMD kernels pick AVX-512 / AVX2+FMA / scalar at run time through
+  # per-function target attributes (native/src/simd.cc), so no -mavx* flag belongs here.
+  "targets": [
+    {
+      "target_name": "canopy",
+      "sources": [
+        "native/binding/addon.cc"
+      ],
+      "include_dirs": [
+        "<!(node -p \"require('node-addon-api').include_dir\")",
+        "native/src"
+      ],
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
+      "cflags!": ["-fno-exceptions", "-fno-rtti"],
+      "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17"],
+      "cflags_cc": ["-std=c++17", "-O3", "-fexceptions", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "ldflags": ["-pthread"]
+    }
+  ]
+}
