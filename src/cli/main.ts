@@ -3,12 +3,18 @@
 import { Command } from 'commander';
 
 import { version } from '../../package.json';
+import { registerPublishCommand } from './publish-command';
+import { registerRollbackCommand } from './rollback-command';
+import { registerStatusCommand } from './status-command';
 
 export function createProgram(): Command {
   const program = new Command('canopy')
     .description('Approximate nearest neighbour search over Annoy-compatible forests, served as a sharded gRPC cluster')
     .version(version)
     .showHelpAfterError();
+  registerPublishCommand(program);
+  registerStatusCommand(program);
+  registerRollbackCommand(program);
   return program;
 }
 

@@ -16,8 +16,8 @@ export const DEFAULT_RELIST_DELAY_MS = 500;
 
 export interface IndexView {
   readonly versions: ReadonlyMap<string, VersionRecord>;
-  readonly target: string | undefined;
-  readonly active: string | undefined;
+  readonly target?: string;
+  readonly active?: string;
 }
 
 export interface ClusterSnapshot {
@@ -121,46 +121,55 @@ export class ClusterView extends EventEmitter<ClusterViewEvents> {
   }
 
   private publish(): void {
-    this.current = this.derive();
+    this.current = deriveSnapshot(this.options.keys, this.values, this.revision, (key, reason) => this.emit('invalid', key, reason));
     this.emit('change', this.current);
   }
+}
 
-  private derive(): ClusterSnapshot {
-    const { keys } = this.options;
-    const nodes = new Map<string, NodeRecord>();
-    const indexes = new Map<string, { versions: Map<string, VersionRecord>; target?: string; active?: string }>();
-    const indexOf = (name: string) => {
-      let view = indexes.get(name);
-      if (!view) indexes.set(name, (view = { versions: new Map() }));
-      return view;
-    };
-    for (const [key, value] of this.values) {
-      const parsed = keys.parse(key);
-      try {
-        switch (parsed?.kind) {
-          case 'node':
-            nodes.set(parsed.nodeId, parseNodeRecord(key, value));
-            break;
-          case 'version':
-            indexOf(parsed.index).versions.set(parsed.version, parseVersionRecord(key, value));
-            break;
-          case 'target':
-            indexOf(parsed.index).target = value;
-            break;
-          case 'active':
-            indexOf(parsed.index).active = value;
-            break;
-          default:
-            break;
-        }
-      } catch (err) {
-        this.emit('invalid', key, (err as Error).message);
+/** Lists the cluster once, without watching: for commands that print or act on one snapshot. */
+export async function readCluster(etcd: Etcd3, keys: ClusterKeys): Promise<ClusterSnapshot> {
+  const listed = await etcd.getAll().prefix(keys.root).exec();
+  const values = new Map(listed.kvs.map((kv) => [kv.key.toString(), kv.value.toString()] as const));
+  return deriveSnapshot(keys, values, Number(listed.header.revision), () => undefined);
+}
+
+function deriveSnapshot(
+  keys: ClusterKeys,
+  values: ReadonlyMap<string, string>,
+  revision: number,
+  onInvalid: (key: string, reason: string) => void,
+): ClusterSnapshot {
+  const nodes = new Map<string, NodeRecord>();
+  const indexes = new Map<string, { versions: Map<string, VersionRecord>; target?: string; active?: string }>();
+  const indexOf = (name: string) => {
+    let view = indexes.get(name);
+    if (!view) indexes.set(name, (view = { versions: new Map() }));
+    return view;
+  };
+  for (const [key, value] of values) {
+    const parsed = keys.parse(key);
+    try {
+      switch (parsed?.kind) {
+        case 'node':
+          nodes.set(parsed.nodeId, parseNodeRecord(key, value));
+          break;
+        case 'version':
+          indexOf(parsed.index).versions.set(parsed.version, parseVersionRecord(key, value));
+          break;
+        case 'target':
+          indexOf(parsed.index).target = value;
+          break;
+        case 'active':
+          indexOf(parsed.index).active = value;
+          break;
+        default:
+          break;
       }
+    } catch (err) {
+      onInvalid(key, (err as Error).message);
     }
-    const frozen = new Map<string, IndexView>();
-    for (const [name, v] of indexes) frozen.set(name, { versions: v.versions, target: v.target, active: v.active });
-    return { revision: this.revision, nodes, indexes: frozen };
   }
+  return { revision, nodes, indexes };
 }
 
 function parseVersionRecord(key: string, text: string): VersionRecord {
