@@ -1,0 +1,123 @@
+// Checking a query once, the same way on every hop: the router checks before
+// it fans out (so one bad query never spoils a coalesced batch) and the shard
+// node checks again (it may be called directly).
+import type { SearchRequest } from './contract';
+import { CanopyError } from './canopy-error';
+
+export const DEFAULT_MAX_K = 1000;
+export const DEFAULT_MAX_BATCH_QUERIES = 1024;
+export const DEFAULT_MAX_EXCLUDE_IDS = 10_000;
+
+export interface QueryLimitsOptions {
+  /** Largest `k` accepted. */
+  readonly maxK?: number;
+  /** Most queries in one BatchSearch. */
+  readonly maxBatchQueries?: number;
+  /** Most `exclude_ids` in one query. */
+  readonly maxExcludeIds?: number;
+}
+
+export interface QueryLimits {
+  readonly maxK: number;
+  readonly maxBatchQueries: number;
+  readonly maxExcludeIds: number;
+}
+
+export function resolveQueryLimits(options: QueryLimitsOptions = {}): QueryLimits {
+  return {
+    maxK: options.maxK ?? DEFAULT_MAX_K,
+    maxBatchQueries: options.maxBatchQueries ?? DEFAULT_MAX_BATCH_QUERIES,
+    maxExcludeIds: options.maxExcludeIds ?? DEFAULT_MAX_EXCLUDE_IDS,
+  };
+}
+
+/** A checked query. `vector` may view the request's bytes: it lives as long as the request. */
+export interface ParsedQuery {
+  readonly vector: Float32Array;
+  readonly k: number;
+  /** Undefined: the engine's default (n_trees * k). */
+  readonly searchK: number | undefined;
+  readonly excludeIds: readonly string[];
+}
+
+/** The query parts that do not depend on the vector (SearchByItem has no vector). */
+export interface QueryShape {
+  readonly k: number;
+  readonly searchK: number | undefined;
+  readonly excludeIds: readonly string[];
+}
+
+export function parseShape(
+  req: { k: number; searchK: number; excludeIds: string[] },
+  limits: QueryLimits,
+  where = 'query',
+): QueryShape {
+  if (!Number.isInteger(req.k) || req.k < 1 || req.k > limits.maxK) {
+    throw CanopyError.invalidArgument(`${where}: k must be between 1 and ${limits.maxK}, got ${req.k}`);
+  }
+  if (!Number.isInteger(req.searchK) || req.searchK < -1) {
+    throw CanopyError.invalidArgument(`${where}: search_k must be -1, 0 (default) or positive, got ${req.searchK}`);
+  }
+  if (req.excludeIds.length > limits.maxExcludeIds) {
+    throw CanopyError.invalidArgument(
+      `${where}: at most ${limits.maxExcludeIds} exclude_ids are accepted, got ${req.excludeIds.length}`,
+    );
+  }
+  return { k: req.k, searchK: req.searchK > 0 ? req.searchK : undefined, excludeIds: req.excludeIds };
+}
+
+export function parseQuery(req: SearchRequest, dim: number, limits: QueryLimits, where = 'query'): ParsedQuery {
+  const shape = parseShape(req, limits, where);
+  return { ...shape, vector: decodeVector(req, dim, where) };
+}
+
+/**
+ * The query vector from `vector` (floats) or `vector_f32` (little-endian
+ * float32 bytes), checked for dimension and finiteness. Aligned bytes are
+ * viewed in place; unaligned bytes (protobuf gives no alignment) are copied.
+ */
+export function decodeVector(req: { vector: number[]; vectorF32: Buffer }, dim: number, where = 'query'): Float32Array {
+  const bytes = req.vectorF32;
+  const hasBytes = bytes !== undefined && bytes.length > 0;
+  const hasFloats = req.vector !== undefined && req.vector.length > 0;
+  if (hasBytes && hasFloats) throw CanopyError.invalidArgument(`${where}: give vector or vector_f32, not both`);
+  if (!hasBytes && !hasFloats) throw CanopyError.invalidArgument(`${where}: vector (or vector_f32) is required`);
+  let vector: Float32Array;
+  if (hasBytes) {
+    if (bytes.length % 4 !== 0) {
+      throw CanopyError.invalidArgument(`${where}: vector_f32 has ${bytes.length} bytes, not a multiple of 4`);
+    }
+    vector = viewFloat32(bytes);
+  } else {
+    vector = Float32Array.from(req.vector);
+  }
+  if (vector.length !== dim) {
+    throw CanopyError.invalidArgument(`${where}: vector has dimension ${vector.length}, the index has ${dim}`);
+  }
+  for (let i = 0; i < vector.length; i++) {
+    if (!Number.isFinite(vector[i])) {
+      throw CanopyError.invalidArgument(`${where}: vector[${i}] is ${vector[i]}; values must be finite`);
+    }
+  }
+  return vector;
+}
+
+const HOST_IS_LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+/** Little-endian float32 bytes as a Float32Array: a view when aligned, else a copy. */
+export function viewFloat32(bytes: Uint8Array): Float32Array {
+  const n = bytes.length >>> 2;
+  if (HOST_IS_LITTLE_ENDIAN && bytes.byteOffset % 4 === 0) return new Float32Array(bytes.buffer, bytes.byteOffset, n);
+  const out = new Float32Array(n);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  for (let i = 0; i < n; i++) out[i] = view.getFloat32(i * 4, true);
+  return out;
+}
+
+/** A Float32Array as little-endian bytes for `vector_f32`: no copy on little-endian hosts. */
+export function encodeVector(vector: Float32Array): Buffer {
+  if (HOST_IS_LITTLE_ENDIAN) return Buffer.from(vector.buffer, vector.byteOffset, vector.byteLength);
+  const out = Buffer.allocUnsafe(vector.length * 4);
+  for (let i = 0; i < vector.length; i++) out.writeFloatLE(vector[i]!, i * 4);
+  return out;
+}

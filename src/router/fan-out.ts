@@ -1,0 +1,135 @@
+// Sending queries to every shard and merging what comes back: one replica per
+// shard (through that shard's coalescer), the global top k by the index's
+// order, and the rule for partial answers: answer once `min_shards` shards
+// have answered and the rest have failed or the deadline is near; otherwise
+// fail with UNAVAILABLE or DEADLINE_EXCEEDED naming the missing shards.
+import * as grpc from '@grpc/grpc-js';
+
+import { CanopyError } from '../client/canopy-error';
+import type { SearchRequest, SearchResponse } from '../client/contract';
+import { neighborComparator } from '../client/neighbor-order';
+import type { BackendPool } from './backend-pool';
+import type { SendBatch } from './coalescer';
+import { Coalescer, DEFAULT_COALESCE_MAX_BATCH_QUERIES } from './coalescer';
+import type { IndexView } from './index-view';
+import { mergeTopK } from './merge';
+import type { ShardCaller } from './shard-caller';
+
+export const DEFAULT_MAX_IN_FLIGHT_BATCHES_PER_REPLICA = 2;
+
+export interface FanOutOptions {
+  /** False: one BatchSearch of one query per query per shard (for comparison). */
+  readonly coalesce?: boolean;
+  readonly coalesceMaxBatchQueries?: number;
+  readonly maxInFlightBatchesPerReplica?: number;
+}
+
+/** One query as sent to the shards: the vector as float32 bytes, exclusions applied there and here. */
+export interface ShardQuery {
+  readonly request: SearchRequest;
+  readonly k: number;
+  readonly excluded: ReadonlySet<string>;
+}
+
+export interface FanOutAnswer {
+  /** One per query, in order; each without coverage fields (the caller sets them). */
+  readonly results: SearchResponse[];
+  readonly shardsTotal: number;
+  readonly shardsAnswered: number;
+  readonly shardsMissing: number[];
+}
+
+export class FanOut {
+  private readonly coalesce: boolean;
+  private readonly maxBatchQueries: number;
+  private readonly maxInFlightPerReplica: number;
+  private readonly coalescers = new Map<number, Coalescer>();
+
+  constructor(
+    private readonly pool: BackendPool,
+    private readonly caller: ShardCaller,
+    options: FanOutOptions = {},
+  ) {
+    this.coalesce = options.coalesce ?? true;
+    this.maxBatchQueries = options.coalesceMaxBatchQueries ?? DEFAULT_COALESCE_MAX_BATCH_QUERIES;
+    this.maxInFlightPerReplica = options.maxInFlightBatchesPerReplica ?? DEFAULT_MAX_IN_FLIGHT_BATCHES_PER_REPLICA;
+  }
+
+  /**
+   * Runs `queries` on every shard of `view` and merges per query. `deadlineMs`
+   * (epoch ms) is when the answer must be sent; `minShards` 0 means all.
+   */
+  search(view: IndexView, queries: readonly ShardQuery[], deadlineMs: number, minShards: number): Promise<FanOutAnswer> {
+    const total = view.shardCount;
+    const required = minShards === 0 ? total : Math.min(minShards, total);
+    const perShard: (SearchResponse[] | undefined)[] = new Array(total).fill(undefined);
+    const errors = new Map<number, CanopyError>();
+    return new Promise<FanOutAnswer>((resolve, reject) => {
+      let settled = 0;
+      let done = false;
+      const decide = (timedOut: boolean): void => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        const missing = [...perShard.keys()].filter((s) => perShard[s] === undefined);
+        const answered = total - missing.length;
+        if (answered >= required) {
+          resolve({ results: this.merge(view, queries, perShard), shardsTotal: total, shardsAnswered: answered, shardsMissing: missing });
+          return;
+        }
+        const reasons = missing.map((s) => (errors.has(s) ? errors.get(s)!.message : `shard ${s}: no answer before the deadline`));
+        const summary = `${answered} of ${total} shards answered, ${required} required; missing shards ${missing.join(', ')}: ${reasons.join('; ')}`;
+        reject(timedOut ? CanopyError.deadlineExceeded(summary) : CanopyError.unavailable(summary));
+      };
+      const timer = setTimeout(() => decide(true), Math.max(0, deadlineMs - Date.now()));
+      for (let shard = 0; shard < total; shard++) {
+        const coalescer = this.coalescerOf(shard);
+        Promise.all(queries.map((q) => coalescer.submit(view.index, view.version, q.request, deadlineMs))).then(
+          (responses) => {
+            perShard[shard] = responses;
+            if (++settled === total) decide(false);
+          },
+          (err: unknown) => {
+            const error = CanopyError.from(err);
+            // The caller's fault, not the shard's: no partial answer hides it.
+            if (error.code === grpc.status.INVALID_ARGUMENT && !done) {
+              done = true;
+              clearTimeout(timer);
+              reject(error);
+              return;
+            }
+            errors.set(shard, error);
+            if (++settled === total || total - errors.size < required) decide(false);
+          },
+        );
+      }
+    });
+  }
+
+  private merge(view: IndexView, queries: readonly ShardQuery[], perShard: (SearchResponse[] | undefined)[]): SearchResponse[] {
+    const order = neighborComparator(view.metric);
+    const answered = perShard.filter((r): r is SearchResponse[] => r !== undefined);
+    return queries.map((q, i) => ({
+      neighbors: mergeTopK(answered.map((responses) => responses[i]!.neighbors), q.k, order, q.excluded),
+      indexVersion: view.version,
+      shardsTotal: 0,
+      shardsAnswered: 0,
+      shardsMissing: [],
+    }));
+  }
+
+  private coalescerOf(shard: number): Coalescer {
+    let coalescer = this.coalescers.get(shard);
+    if (coalescer === undefined) {
+      const send: SendBatch = (batch, deadlineMs) => this.caller.call(shard, 'BatchSearch', batch, deadlineMs);
+      coalescer = new Coalescer(send, {
+        maxBatchQueries: this.coalesce ? this.maxBatchQueries : 1,
+        maxInFlightBatches: this.coalesce
+          ? () => this.maxInFlightPerReplica * Math.max(1, this.pool.replicasOf(shard).length)
+          : () => Number.POSITIVE_INFINITY,
+      });
+      this.coalescers.set(shard, coalescer);
+    }
+    return coalescer;
+  }
+}

@@ -1,0 +1,182 @@
+// The `canopy.v1.Search` service of a router: checks each request, pins it to
+// the active version, fans it out to the shards and merges the answers. Ids
+// are routed to the shard that holds them by the build's partitioner.
+import type * as grpc from '@grpc/grpc-js';
+
+import { PARTITIONER, shardOfId } from '../build/partition';
+import { CanopyError } from '../client/canopy-error';
+import type {
+  BatchSearchRequest,
+  BatchSearchResponse,
+  DescribeIndexRequest,
+  GetItemRequest,
+  GetItemResponse,
+  IndexInfo,
+  SearchByItemRequest,
+  SearchRequest,
+  SearchResponse,
+  SearchServiceHandlers,
+  ShardInfo,
+} from '../client/contract';
+import type { QueryLimits, QueryShape } from '../client/query';
+import { decodeVector, encodeVector, parseQuery, parseShape } from '../client/query';
+import { unaryHandler } from '../client/search-server';
+import type { BackendPool } from './backend-pool';
+import type { FanOut, FanOutAnswer, ShardQuery } from './fan-out';
+import type { IndexView } from './index-view';
+import type { ShardCaller } from './shard-caller';
+
+export interface RouterServiceOptions {
+  /** Deadline of a request that brings none. */
+  readonly defaultDeadlineMs: number;
+  /** Time kept back from the caller's deadline to send a (partial) answer in time. */
+  readonly replyMarginMs: number;
+}
+
+type Call<Req, Res> = grpc.ServerUnaryCall<Req, Res>;
+
+export class RouterService {
+  constructor(
+    private readonly currentView: () => IndexView | undefined,
+    private readonly pool: BackendPool,
+    private readonly caller: ShardCaller,
+    private readonly fanOut: FanOut,
+    private readonly limits: QueryLimits,
+    private readonly options: RouterServiceOptions,
+    private readonly onError: (err: CanopyError, method: string) => void,
+  ) {}
+
+  handlers(): SearchServiceHandlers {
+    const wrap = <Req, Res>(method: string, fn: (req: Req, call: Call<Req, Res>) => Promise<Res>) =>
+      unaryHandler(fn.bind(this), this.onError, method);
+    return {
+      search: wrap('Search', this.search),
+      batchSearch: wrap('BatchSearch', this.batchSearch),
+      searchByItem: wrap('SearchByItem', this.searchByItem),
+      getItem: wrap('GetItem', this.getItem),
+      describeIndex: wrap('DescribeIndex', this.describeIndex),
+    };
+  }
+
+  private async search(req: SearchRequest, call: Call<SearchRequest, SearchResponse>): Promise<SearchResponse> {
+    const view = this.viewFor(req.index, req.version);
+    const query = parseQuery(req, view.dim, this.limits);
+    const answer = await this.fanOut.search(view, [toShardQuery(query.vector, query)], this.deadlineOf(call), req.minShards);
+    return withCoverage(answer.results[0]!, answer);
+  }
+
+  private async batchSearch(req: BatchSearchRequest, call: Call<BatchSearchRequest, BatchSearchResponse>): Promise<BatchSearchResponse> {
+    const view = this.viewFor(req.index, req.version);
+    if (req.queries.length > this.limits.maxBatchQueries) {
+      throw CanopyError.invalidArgument(`a batch holds at most ${this.limits.maxBatchQueries} queries, got ${req.queries.length}`);
+    }
+    const queries = req.queries.map((q, i) => {
+      const where = `queries[${i}]`;
+      if (q.index !== '' && q.index !== req.index) {
+        throw CanopyError.invalidArgument(`${where}: index ${JSON.stringify(q.index)} differs from the batch's ${JSON.stringify(req.index)}`);
+      }
+      const parsed = parseQuery(q, view.dim, this.limits, where);
+      return toShardQuery(parsed.vector, parsed);
+    });
+    const answer = await this.fanOut.search(view, queries, this.deadlineOf(call), req.minShards);
+    return {
+      results: answer.results.map((r) => withCoverage(r, answer)),
+      indexVersion: view.version,
+      shardsTotal: answer.shardsTotal,
+      shardsAnswered: answer.shardsAnswered,
+      shardsMissing: answer.shardsMissing,
+    };
+  }
+
+  private async searchByItem(req: SearchByItemRequest, call: Call<SearchByItemRequest, SearchResponse>): Promise<SearchResponse> {
+    const view = this.viewFor(req.index, req.version);
+    const shape = parseShape(req, this.limits);
+    const deadlineMs = this.deadlineOf(call);
+    const item = await this.fetchItem(view, req.id, deadlineMs);
+    const vector = decodeVector(item, view.dim, `stored vector of ${JSON.stringify(req.id)}`);
+    const answer = await this.fanOut.search(view, [toShardQuery(vector, shape)], deadlineMs, req.minShards);
+    return withCoverage(answer.results[0]!, answer);
+  }
+
+  private async getItem(req: GetItemRequest, call: Call<GetItemRequest, GetItemResponse>): Promise<GetItemResponse> {
+    const view = this.viewFor(req.index, req.version);
+    return this.fetchItem(view, req.id, this.deadlineOf(call));
+  }
+
+  /** Asks every replica of every shard, so the answer says how many replicas are reachable. */
+  private async describeIndex(req: DescribeIndexRequest, call: Call<DescribeIndexRequest, IndexInfo>): Promise<IndexInfo> {
+    const view = this.viewFor(req.index, '', true);
+    const deadlineMs = this.deadlineOf(call);
+    const shards: ShardInfo[] = await Promise.all(
+      Array.from({ length: view.shardCount }, async (_, shard): Promise<ShardInfo> => {
+        const replicas = this.pool.replicasOf(shard);
+        const answers = await Promise.allSettled(
+          replicas.map((r) => this.caller.callReplica(r, 'DescribeIndex', { index: view.index }, deadlineMs)),
+        );
+        const infos = answers.flatMap((a) => (a.status === 'fulfilled' ? [a.value] : []));
+        return { shard, items: infos[0]?.items ?? 0, replicasTotal: replicas.length, replicasAnswered: infos.length };
+      }),
+    );
+    return {
+      index: view.index,
+      metric: view.metric,
+      dim: view.dim,
+      items: shards.reduce((sum, s) => sum + s.items, 0),
+      nTrees: view.nTrees,
+      shardCount: view.shardCount,
+      activeVersion: view.version,
+      shards,
+      versions: [view.version],
+      partitioner: PARTITIONER,
+    };
+  }
+
+  /** GetItem on the shard that holds `id`. */
+  private fetchItem(view: IndexView, id: string, deadlineMs: number): Promise<GetItemResponse> {
+    if (id === '') throw CanopyError.invalidArgument('id is required');
+    const shard = shardOfId(id, view.shardCount);
+    return this.caller.call(shard, 'GetItem', { index: view.index, id, version: view.version }, deadlineMs);
+  }
+
+  /** The view to answer from; NOT_FOUND for another index or version, UNAVAILABLE before discovery. */
+  private viewFor(index: string, version: string, allowEmptyIndex = false): IndexView {
+    const view = this.currentView();
+    if (view === undefined) throw CanopyError.unavailable('the router has not yet learned the index from its backends');
+    if (index === '' && !allowEmptyIndex) throw CanopyError.invalidArgument('index is required');
+    if (index !== '' && index !== view.index) {
+      throw CanopyError.notFound(`index ${JSON.stringify(index)} is not served here (serving: ${view.index})`);
+    }
+    if (version !== '' && version !== view.version) {
+      throw CanopyError.notFound(`version ${JSON.stringify(version)} of ${view.index} is not active (active: ${view.version})`);
+    }
+    return view;
+  }
+
+  /** The caller's deadline (or the default) minus the reply margin, as epoch ms. */
+  private deadlineOf(call: grpc.ServerUnaryCall<unknown, unknown>): number {
+    const raw = call.getDeadline();
+    const callerMs = raw instanceof Date ? raw.getTime() : Number.isFinite(raw) ? raw : Date.now() + this.options.defaultDeadlineMs;
+    return callerMs - this.options.replyMarginMs;
+  }
+}
+
+function toShardQuery(vector: Float32Array, shape: QueryShape): ShardQuery {
+  return {
+    request: {
+      index: '',
+      vector: [],
+      vectorF32: encodeVector(vector),
+      k: shape.k,
+      searchK: shape.searchK ?? 0,
+      excludeIds: [...shape.excludeIds],
+      minShards: 0,
+      version: '',
+    },
+    k: shape.k,
+    excluded: new Set(shape.excludeIds),
+  };
+}
+
+function withCoverage(result: SearchResponse, answer: FanOutAnswer): SearchResponse {
+  return { ...result, shardsTotal: answer.shardsTotal, shardsAnswered: answer.shardsAnswered, shardsMissing: answer.shardsMissing };
+}

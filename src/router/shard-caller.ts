@@ -1,0 +1,188 @@
+// One logical call to a shard: picks a replica, retries once on another one
+// when the first fails in a retryable way, and sends a hedged copy to a second
+// replica when the first is slower than that shard's recent p95. At most two
+// attempts are made; the first answer wins and the other attempt is cancelled.
+import * as grpc from '@grpc/grpc-js';
+
+import { CanopyError } from '../client/canopy-error';
+import type {
+  BatchSearchRequest,
+  BatchSearchResponse,
+  DescribeIndexRequest,
+  GetItemRequest,
+  GetItemResponse,
+  IndexInfo,
+} from '../client/contract';
+import type { BackendPool, Replica } from './backend-pool';
+import { LatencyWindow } from './latency-window';
+import { chooseReplica } from './replica-choice';
+
+export const DEFAULT_HEDGE_QUANTILE = 0.95;
+/** Never hedge sooner than this, however fast the shard has been. */
+export const DEFAULT_HEDGE_MIN_DELAY_MS = 2;
+
+export interface ShardCallerOptions {
+  /** False turns hedging off (retries stay). */
+  readonly hedging?: boolean;
+  readonly hedgeQuantile?: number;
+  readonly hedgeMinDelayMs?: number;
+}
+
+/** The backend methods a router calls, with their request and response types. */
+export interface ShardMethods {
+  BatchSearch: { request: BatchSearchRequest; response: BatchSearchResponse };
+  GetItem: { request: GetItemRequest; response: GetItemResponse };
+  DescribeIndex: { request: DescribeIndexRequest; response: IndexInfo };
+}
+export type ShardMethod = keyof ShardMethods;
+
+export interface ShardCallStats {
+  attempts: number;
+  retries: number;
+  hedges: number;
+}
+
+type UnaryMethod<Req, Res> = (
+  request: Req,
+  metadata: grpc.Metadata,
+  options: grpc.CallOptions,
+  callback: (err: grpc.ServiceError | null, response?: Res) => void,
+) => grpc.ClientUnaryCall;
+
+interface Attempt<Res> {
+  readonly replica: Replica;
+  readonly promise: Promise<Res>;
+  cancel(): void;
+}
+
+export class ShardCaller {
+  readonly stats: ShardCallStats = { attempts: 0, retries: 0, hedges: 0 };
+  private readonly hedging: boolean;
+  private readonly hedgeQuantile: number;
+  private readonly hedgeMinDelayMs: number;
+  private readonly latency = new Map<number, LatencyWindow>();
+
+  constructor(
+    private readonly pool: BackendPool,
+    options: ShardCallerOptions = {},
+  ) {
+    this.hedging = options.hedging ?? true;
+    this.hedgeQuantile = options.hedgeQuantile ?? DEFAULT_HEDGE_QUANTILE;
+    this.hedgeMinDelayMs = options.hedgeMinDelayMs ?? DEFAULT_HEDGE_MIN_DELAY_MS;
+  }
+
+  /** Calls `method` on one replica of `shard` (retrying/hedging as above), before `deadlineMs` (epoch ms). */
+  call<M extends ShardMethod>(shard: number, method: M, request: ShardMethods[M]['request'], deadlineMs: number): Promise<ShardMethods[M]['response']> {
+    type Res = ShardMethods[M]['response'];
+    const replicas = this.pool.replicasOf(shard);
+    const first = chooseReplica(replicas);
+    if (first === undefined) return Promise.reject(CanopyError.unavailable(`shard ${shard} has no replica`));
+    return new Promise<Res>((resolve, reject) => {
+      const attempts: Attempt<Res>[] = [];
+      let settled = false;
+      let failures = 0;
+      let lastError: CanopyError | undefined;
+      let hedgeTimer: NodeJS.Timeout | undefined;
+
+      const finish = (): void => {
+        settled = true;
+        if (hedgeTimer !== undefined) clearTimeout(hedgeTimer);
+      };
+      const launchSecond = (why: 'retry' | 'hedge'): boolean => {
+        if (settled || attempts.length >= 2) return false;
+        const second = chooseReplica(replicas, new Set([first])) ?? (why === 'retry' ? first : undefined);
+        if (second === undefined || second.closed) return false;
+        this.stats[why === 'retry' ? 'retries' : 'hedges']++;
+        start(second);
+        return true;
+      };
+      const start = (replica: Replica): void => {
+        const attempt = this.attempt<M>(replica, method, request, deadlineMs);
+        attempts.push(attempt);
+        const startedMs = performance.now();
+        attempt.promise.then(
+          (response) => {
+            if (settled) return;
+            finish();
+            this.windowOf(shard).record(performance.now() - startedMs);
+            for (const other of attempts) if (other !== attempt) other.cancel();
+            resolve(response);
+          },
+          (err: CanopyError) => {
+            if (settled) return;
+            failures++;
+            lastError = err;
+            if (err.retryable && launchSecond('retry')) return;
+            if (failures >= attempts.length) {
+              finish();
+              reject(lastError);
+            }
+          },
+        );
+      };
+
+      start(first);
+      const hedgeDelayMs = this.hedgeDelayMs(shard, replicas.length);
+      if (hedgeDelayMs !== undefined && Date.now() + hedgeDelayMs < deadlineMs) {
+        hedgeTimer = setTimeout(() => launchSecond('hedge'), hedgeDelayMs);
+        hedgeTimer.unref();
+      }
+    });
+  }
+
+  /** One call to one given replica, no retry (DescribeIndex asks every replica). */
+  callReplica<M extends ShardMethod>(replica: Replica, method: M, request: ShardMethods[M]['request'], deadlineMs: number): Promise<ShardMethods[M]['response']> {
+    return this.attempt<M>(replica, method, request, deadlineMs).promise;
+  }
+
+  private hedgeDelayMs(shard: number, replicaCount: number): number | undefined {
+    if (!this.hedging || replicaCount < 2) return undefined;
+    const p = this.windowOf(shard).valueMs();
+    return p === undefined ? undefined : Math.max(p, this.hedgeMinDelayMs);
+  }
+
+  private windowOf(shard: number): LatencyWindow {
+    let window = this.latency.get(shard);
+    if (window === undefined) {
+      window = new LatencyWindow(this.hedgeQuantile);
+      this.latency.set(shard, window);
+    }
+    return window;
+  }
+
+  private attempt<M extends ShardMethod>(replica: Replica, method: M, request: ShardMethods[M]['request'], deadlineMs: number): Attempt<ShardMethods[M]['response']> {
+    type Res = ShardMethods[M]['response'];
+    this.stats.attempts++;
+    replica.outstanding++;
+    let call: grpc.ClientUnaryCall | undefined;
+    let cancelled = false;
+    const promise = new Promise<Res>((resolve, reject) => {
+      const fn = (replica.client as unknown as Record<string, UnaryMethod<ShardMethods[M]['request'], Res>>)[method]!;
+      call = fn.call(replica.client, request, new grpc.Metadata(), { deadline: deadlineMs }, (err, response) => {
+        replica.outstanding--;
+        if (err === null && response !== undefined) {
+          replica.markAnswered();
+          resolve(response);
+          return;
+        }
+        const error = CanopyError.from(err);
+        const named = new CanopyError(error.code, `shard ${replica.shard} (${replica.address}): ${error.message}`, {
+          cause: err,
+          retryable: error.retryable,
+        });
+        if (error.retryable && !cancelled) replica.markFailed(error.message);
+        reject(named);
+      });
+    });
+    // A cancelled attempt's rejection is expected and nobody waits for it.
+    promise.catch(() => undefined);
+    return {
+      replica,
+      promise,
+      cancel: () => {
+        cancelled = true;
+        call?.cancel();
+      },
+    };
+  }
+}

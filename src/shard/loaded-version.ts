@@ -1,0 +1,138 @@
+// One version of one shard, loaded: the forest, the external ids of its items
+// and the reverse map. Immutable once loaded, so any number of requests may
+// use it at once; `release()` unloads it once no request holds it.
+import type { Manifest } from '../build/manifest';
+import { readIdsFile } from '../build/ids-file';
+import { ManifestError, readManifest, verifyShard } from '../build/manifest';
+import type { Metric } from '../engine/metric';
+import type { Neighbor } from '../client/contract';
+import type { NeighborComparator } from '../client/neighbor-order';
+import { neighborComparator } from '../client/neighbor-order';
+import type { ParsedQuery } from '../client/query';
+import type { ForestLoader, SearchResult, ShardForest } from './shard-forest';
+
+export interface LoadVersionOptions {
+  /** Check sha256 of the files against the manifest (reads every byte once). */
+  readonly verifyChecksums: boolean;
+  /** Touch every page of the forest at load so first queries do not fault. */
+  readonly prefault: boolean;
+}
+
+export class LoadedVersion {
+  private readonly order: NeighborComparator;
+  private readonly itemOfId: Map<string, number>;
+
+  private constructor(
+    readonly manifest: Manifest,
+    readonly shard: number,
+    private readonly forest: ShardForest,
+    private readonly ids: readonly string[],
+  ) {
+    this.order = neighborComparator(manifest.metric);
+    this.itemOfId = new Map(ids.map((id, item) => [id, item]));
+  }
+
+  /** Reads and checks `<dir>/manifest.json`, then loads shard `shard` of it. */
+  static async load(dir: string, shard: number, loader: ForestLoader, options: LoadVersionOptions): Promise<LoadedVersion> {
+    const manifest = await readManifest(dir);
+    const files = await verifyShard(dir, manifest, shard, options.verifyChecksums);
+    const ids = await readIdsFile(files.idsFile);
+    if (ids.length !== files.entry.items) {
+      throw new ManifestError(`${files.idsFile}: holds ${ids.length} ids, manifest says ${files.entry.items}`);
+    }
+    const forest = loader(files.file, { dim: manifest.dim, metric: manifest.metric, prefault: options.prefault });
+    if (forest.nItems !== files.entry.items) {
+      forest.unload();
+      throw new ManifestError(`${files.file}: holds ${forest.nItems} items, manifest says ${files.entry.items}`);
+    }
+    return new LoadedVersion(manifest, shard, forest, ids);
+  }
+
+  get index(): string {
+    return this.manifest.index;
+  }
+  get version(): string {
+    return this.manifest.version;
+  }
+  get metric(): Metric {
+    return this.manifest.metric;
+  }
+  get dim(): number {
+    return this.manifest.dim;
+  }
+  get nItems(): number {
+    return this.ids.length;
+  }
+  get nTrees(): number {
+    return this.forest.nTrees;
+  }
+
+  /** Item number of an external id in this shard, or undefined. */
+  itemOf(id: string): number | undefined {
+    return this.itemOfId.get(id);
+  }
+
+  /** The stored vector of an item; a fresh array owned by the caller. */
+  vectorOf(item: number): Float32Array {
+    return this.forest.getItemVector(item);
+  }
+
+  /**
+   * Answers queries in order. Queries sharing (k, search_k, exclusions count)
+   * go to the engine in one batch. Each answer is closest first, ties by id,
+   * without excluded ids, at most k long.
+   */
+  async search(queries: readonly ParsedQuery[]): Promise<Neighbor[][]> {
+    const groups = new Map<string, number[]>();
+    queries.forEach((q, i) => {
+      const key = `${fetchCount(q)}/${q.searchK ?? 0}`;
+      const group = groups.get(key);
+      if (group === undefined) groups.set(key, [i]);
+      else group.push(i);
+    });
+    const answers: Neighbor[][] = new Array(queries.length);
+    await Promise.all(
+      [...groups.values()].map(async (members) => {
+        const first = queries[members[0]!]!;
+        const opts = first.searchK === undefined ? {} : { searchK: first.searchK };
+        const results =
+          members.length === 1
+            ? [await this.forest.search(first.vector, fetchCount(first), opts)]
+            : await this.forest.searchBatch(
+                members.map((i) => queries[i]!.vector),
+                fetchCount(first),
+                opts,
+              );
+        members.forEach((queryIndex, j) => {
+          answers[queryIndex] = this.toNeighbors(results[j]!, queries[queryIndex]!);
+        });
+      }),
+    );
+    return answers;
+  }
+
+  /** Unloads the forest; the engine defers it until in-flight searches finish. */
+  release(): void {
+    this.forest.unload();
+  }
+
+  private toNeighbors(result: SearchResult, query: ParsedQuery): Neighbor[] {
+    const excluded = query.excludeIds.length > 0 ? new Set(query.excludeIds) : undefined;
+    const out: Neighbor[] = [];
+    for (let i = 0; i < result.ids.length; i++) {
+      const id = this.ids[result.ids[i]!]!;
+      if (excluded?.has(id)) continue;
+      out.push({ id, distance: result.distances[i]! });
+    }
+    // The engine orders by distance only; ties are ordered by id here so
+    // every replica cuts the list at the same place.
+    out.sort(this.order);
+    if (out.length > query.k) out.length = query.k;
+    return out;
+  }
+}
+
+/** Asking the engine for k + |exclusions| keeps k answers after filtering. */
+function fetchCount(q: ParsedQuery): number {
+  return q.k + q.excludeIds.length;
+}

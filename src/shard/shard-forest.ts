@@ -1,0 +1,25 @@
+// What a shard node needs from the engine. `Index` in src/engine satisfies it;
+// naming the need here keeps the shard node's dependency on the engine to
+// these few calls.
+import type { Metric } from '../engine/metric';
+
+export interface SearchResult {
+  /** Item numbers within this shard, closest first. */
+  readonly ids: Int32Array;
+  readonly distances: Float32Array;
+}
+
+export interface ShardForest {
+  readonly nItems: number;
+  readonly nTrees: number;
+  readonly dim: number;
+  readonly metric: Metric;
+  /** Runs on the engine's own threads; the event loop only waits. */
+  search(vector: Float32Array, k: number, opts?: { searchK?: number }): Promise<SearchResult>;
+  searchBatch(vectors: readonly Float32Array[], k: number, opts?: { searchK?: number }): Promise<SearchResult[]>;
+  getItemVector(item: number): Float32Array;
+  /** Deferred by the engine until in-flight searches finish. */
+  unload(): void;
+}
+
+export type ForestLoader = (file: string, opts: { dim: number; metric: Metric; prefault?: boolean }) => ShardForest;

@@ -1,0 +1,122 @@
+// The `canopy.v1.Search` service of a shard node: answers from the versions in
+// its catalog. Searches run on the engine's threads; the handlers only check
+// input, translate ids and build responses.
+import type * as grpc from '@grpc/grpc-js';
+
+import { CanopyError } from '../client/canopy-error';
+import type {
+  BatchSearchRequest,
+  BatchSearchResponse,
+  DescribeIndexRequest,
+  GetItemRequest,
+  GetItemResponse,
+  IndexInfo,
+  Neighbor,
+  SearchByItemRequest,
+  SearchRequest,
+  SearchResponse,
+  SearchServiceHandlers,
+} from '../client/contract';
+import type { QueryLimits } from '../client/query';
+import { encodeVector, parseQuery, parseShape } from '../client/query';
+import { unaryHandler } from '../client/search-server';
+import type { LoadedVersion } from './loaded-version';
+import type { ShardCatalog } from './shard-catalog';
+
+export class ShardService {
+  constructor(
+    private readonly catalog: ShardCatalog,
+    private readonly limits: QueryLimits,
+    private readonly onError: (err: CanopyError, method: string) => void,
+  ) {}
+
+  handlers(): SearchServiceHandlers {
+    const wrap = <Req, Res>(method: string, fn: (req: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>) =>
+      unaryHandler(fn.bind(this), this.onError, method);
+    return {
+      search: wrap('Search', this.search),
+      batchSearch: wrap('BatchSearch', this.batchSearch),
+      searchByItem: wrap('SearchByItem', this.searchByItem),
+      getItem: wrap('GetItem', this.getItem),
+      describeIndex: wrap('DescribeIndex', this.describeIndex),
+    };
+  }
+
+  private async search(req: SearchRequest): Promise<SearchResponse> {
+    const loaded = this.catalog.resolve(req.index, req.version);
+    const query = parseQuery(req, loaded.dim, this.limits);
+    const [neighbors] = await loaded.search([query]);
+    return answer(loaded, neighbors!);
+  }
+
+  private async batchSearch(req: BatchSearchRequest): Promise<BatchSearchResponse> {
+    const loaded = this.catalog.resolve(req.index, req.version);
+    if (req.queries.length > this.limits.maxBatchQueries) {
+      throw CanopyError.invalidArgument(`a batch holds at most ${this.limits.maxBatchQueries} queries, got ${req.queries.length}`);
+    }
+    const queries = req.queries.map((q, i) => {
+      if (q.index !== '' && q.index !== req.index) {
+        throw CanopyError.invalidArgument(`queries[${i}]: index ${JSON.stringify(q.index)} differs from the batch's ${JSON.stringify(req.index)}`);
+      }
+      return parseQuery(q, loaded.dim, this.limits, `queries[${i}]`);
+    });
+    const answers = await loaded.search(queries);
+    return {
+      results: answers.map((neighbors) => answer(loaded, neighbors)),
+      indexVersion: loaded.version,
+      shardsTotal: 1,
+      shardsAnswered: 1,
+      shardsMissing: [],
+    };
+  }
+
+  private async searchByItem(req: SearchByItemRequest): Promise<SearchResponse> {
+    const loaded = this.catalog.resolve(req.index, req.version);
+    const shape = parseShape(req, this.limits);
+    const vector = loaded.vectorOf(itemOf(loaded, req.id));
+    const [neighbors] = await loaded.search([{ ...shape, vector }]);
+    return answer(loaded, neighbors!);
+  }
+
+  private async getItem(req: GetItemRequest): Promise<GetItemResponse> {
+    const loaded = this.catalog.resolve(req.index, req.version);
+    const vector = loaded.vectorOf(itemOf(loaded, req.id));
+    return {
+      id: req.id,
+      vector: Array.from(vector),
+      vectorF32: encodeVector(vector),
+      indexVersion: loaded.version,
+      shard: loaded.shard,
+    };
+  }
+
+  private async describeIndex(req: DescribeIndexRequest): Promise<IndexInfo> {
+    const loaded = this.catalog.resolveCurrent(req.index);
+    const m = loaded.manifest;
+    return {
+      index: m.index,
+      metric: m.metric,
+      dim: m.dim,
+      items: loaded.nItems,
+      nTrees: loaded.nTrees,
+      shardCount: m.shardCount,
+      activeVersion: loaded.version,
+      shards: [{ shard: loaded.shard, items: loaded.nItems, replicasTotal: 1, replicasAnswered: 1 }],
+      versions: this.catalog.versionsOf(m.index),
+      partitioner: m.partitioner,
+    };
+  }
+}
+
+function itemOf(loaded: LoadedVersion, id: string): number {
+  if (id === '') throw CanopyError.invalidArgument('id is required');
+  const item = loaded.itemOf(id);
+  if (item === undefined) {
+    throw CanopyError.notFound(`id ${JSON.stringify(id)} is not in shard ${loaded.shard} of ${loaded.index}/${loaded.version}`);
+  }
+  return item;
+}
+
+function answer(loaded: LoadedVersion, neighbors: Neighbor[]): SearchResponse {
+  return { neighbors, indexVersion: loaded.version, shardsTotal: 1, shardsAnswered: 1, shardsMissing: [] };
+}
