@@ -3,6 +3,7 @@
 import { Command } from 'commander';
 
 import { version } from '../../package.json';
+import { registerInspectCommand } from './inspect-command';
 import { registerPublishCommand } from './publish-command';
 import { registerRollbackCommand } from './rollback-command';
 import { registerStatusCommand } from './status-command';
@@ -15,6 +16,7 @@ export function createProgram(): Command {
   registerPublishCommand(program);
   registerStatusCommand(program);
   registerRollbackCommand(program);
+  registerInspectCommand(program);
   return program;
 }
 

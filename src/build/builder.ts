@@ -1,0 +1,341 @@
+// `canopy build`: stream a file of vectors into S Annoy forests (one per shard,
+// items assigned by the partitioner), build the shards' trees in parallel, and
+// write one immutable version folder with its manifest.
+//
+// Memory stays bounded by the shape of the work: rows stream through in
+// batches and go straight into the engine, whose forests are built on disk
+// (mmap'd files in the temporary version folder, so the page cache, not the
+// heap, holds them); JS keeps only the ids.
+import { availableParallelism } from 'node:os';
+import path from 'node:path';
+import { open, stat } from 'node:fs/promises';
+
+import type { Metric } from '../engine/metric';
+import { idProblem, writeIdsFile } from './ids-file';
+import { InputError } from './input-error';
+import { checkName, MANIFEST_FILE, MANIFEST_FORMAT_VERSION, parseManifest, sha256File, type Manifest, type ShardEntry } from './manifest';
+import { PARTITIONER, shardOfId } from './partition';
+import type { ProgressReporter, ProgressSnapshot, ShardProgress } from './progress';
+import { openReader, type InputFormat, type Row, type VectorReader } from './readers';
+import { writeVersionFolder } from './version-folder';
+
+/** What the builder needs from the engine's `Index` (which satisfies it). */
+export interface BuildableForest {
+  /** Before any addItem: the forest's nodes live in `file` (mmap'd) while it is built. */
+  onDiskBuild(file: string): void;
+  addItem(item: number, vector: Float32Array): void;
+  build(opts: { nTrees: number; threads: number }): Promise<void>;
+  /** Trees finished so far, readable while build() runs. */
+  readonly treesBuilt: number;
+  unload(): void;
+}
+
+export type ForestFactory = (opts: { dim: number; metric: Metric; seed: number }) => BuildableForest;
+
+export const DEFAULT_TREES = 50;
+export const DEFAULT_SHARDS = 1;
+export const DEFAULT_SEED = 42;
+const PROGRESS_POLL_MS = 200;
+
+export interface BuildOptions {
+  readonly input: string;
+  readonly format: InputFormat;
+  readonly metric: Metric;
+  /** Parent folder: the version is written to `<outDir>/<version>`. */
+  readonly outDir: string;
+  readonly createForest: ForestFactory;
+  readonly nTrees?: number;
+  readonly shardCount?: number;
+  /** Default: the input file's base name, sanitised. */
+  readonly index?: string;
+  /** Default: the UTC start time, like 20261126T140102Z. */
+  readonly version?: string;
+  readonly seed?: number;
+  /** Engine threads in total, shared among shards built at once. Default: the number of cores. */
+  readonly threads?: number;
+  /** Required for `.ann` input; checked against the file otherwise. */
+  readonly dim?: number;
+  readonly progress?: ProgressReporter;
+}
+
+interface ResolvedBuild {
+  readonly input: string;
+  readonly format: InputFormat;
+  readonly metric: Metric;
+  readonly outDir: string;
+  readonly createForest: ForestFactory;
+  readonly nTrees: number;
+  readonly shardCount: number;
+  readonly index: string;
+  readonly version: string;
+  readonly seed: number;
+  readonly threads: number;
+  readonly dim: number | undefined;
+  readonly progress: ProgressReporter | undefined;
+  readonly startedAt: Date;
+}
+
+export interface BuildResult {
+  /** The version folder. */
+  readonly dir: string;
+  readonly manifest: Manifest;
+}
+
+export async function buildVersion(options: BuildOptions): Promise<BuildResult> {
+  const build = resolve(options);
+  let manifest: Manifest | undefined;
+  const dir = await writeVersionFolder(build.outDir, build.version, async (tempDir) => {
+    manifest = await buildInto(tempDir, build);
+  });
+  return { dir, manifest: manifest! };
+}
+
+function resolve(options: BuildOptions): ResolvedBuild {
+  const startedAt = new Date();
+  const positive = (name: string, value: number): number => {
+    if (!Number.isSafeInteger(value) || value < 1) throw new RangeError(`${name} must be a positive integer, got ${value}`);
+    return value;
+  };
+  const seed = options.seed ?? DEFAULT_SEED;
+  if (!Number.isSafeInteger(seed) || seed < 0) throw new RangeError(`seed must be a non-negative integer, got ${seed}`);
+  return {
+    input: options.input,
+    format: options.format,
+    metric: options.metric,
+    outDir: options.outDir,
+    createForest: options.createForest,
+    nTrees: positive('trees', options.nTrees ?? DEFAULT_TREES),
+    shardCount: positive('shards', options.shardCount ?? DEFAULT_SHARDS),
+    index: checkName('index', options.index ?? indexNameOf(options.input)),
+    version: checkName('version', options.version ?? versionStampOf(startedAt)),
+    seed,
+    threads: positive('threads', options.threads ?? availableParallelism()),
+    dim: options.dim === undefined ? undefined : positive('dim', options.dim),
+    progress: options.progress,
+    startedAt,
+  };
+}
+
+/** The input's base name without extension, reduced to the characters a name allows. */
+export function indexNameOf(input: string): string {
+  const base = path.basename(input).replace(/\.[^.]*$/, '');
+  const cleaned = base.replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^[^A-Za-z0-9]+/, '').slice(0, 128);
+  return cleaned.length > 0 ? cleaned : 'index';
+}
+
+/** 2026-11-26T14:01:02.345Z -> 20261126T140102Z */
+export function versionStampOf(time: Date): string {
+  return time.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+}
+
+export const shardFileOf = (shard: number): string => `shard-${String(shard).padStart(4, '0')}.ann`;
+export const idsFileOf = (shard: number): string => `shard-${String(shard).padStart(4, '0')}.ids`;
+
+/** One shard while it is being built. */
+interface ShardWork {
+  readonly forest: BuildableForest;
+  /** External id of item n at position n. */
+  readonly ids: string[];
+  state: ShardProgress['state'];
+  treesBuilt: number;
+  buildSeconds: number;
+}
+
+async function buildInto(tempDir: string, build: ResolvedBuild): Promise<Manifest> {
+  const opened: BuildableForest[] = [];
+  try {
+    return await readAndBuild(tempDir, build, opened);
+  } catch (err) {
+    // Release the mappings of forests that never finished; the folder goes next.
+    for (const forest of opened) forest.unload();
+    throw err;
+  }
+}
+
+async function readAndBuild(tempDir: string, build: ResolvedBuild, opened: BuildableForest[]): Promise<Manifest> {
+  const reader = await openReader(build.format, build.input, { dim: build.dim, metric: build.metric });
+  let shards: ShardWork[];
+  let dim: number;
+  try {
+    ({ shards, dim } = await readShards(reader, tempDir, build, opened));
+  } finally {
+    await reader.close();
+  }
+  // Ids go to disk now so the heap can let go of them before the long part.
+  await Promise.all(shards.map((work, shard) => writeIdsFile(path.join(tempDir, idsFileOf(shard)), work.ids)));
+  const itemCounts = shards.map((work) => work.ids.length);
+  shards.forEach((work) => (work.ids.length = 0));
+
+  const snapshot = (): ProgressSnapshot => ({
+    rowsRead: itemCounts.reduce((a, b) => a + b, 0),
+    rowsTotal: undefined,
+    bytesRead: reader.totalBytes,
+    bytesTotal: reader.totalBytes,
+    readingDone: true,
+    shards: shards.map((work, shard) => ({ items: itemCounts[shard]!, treesBuilt: work.treesBuilt, treesTotal: build.nTrees, state: work.state })),
+  });
+  await buildShards(shards, build, () => build.progress?.update(snapshot()));
+  build.progress?.finish(snapshot());
+
+  const entries: ShardEntry[] = [];
+  for (const [shard, work] of shards.entries()) {
+    entries.push(await describeShard(tempDir, shard, itemCounts[shard]!, work.buildSeconds));
+  }
+  const manifest: Manifest = {
+    formatVersion: MANIFEST_FORMAT_VERSION,
+    index: build.index,
+    version: build.version,
+    metric: build.metric,
+    dim,
+    nTrees: build.nTrees,
+    seed: build.seed,
+    partitioner: PARTITIONER,
+    shardCount: build.shardCount,
+    createdAt: build.startedAt.toISOString(),
+    shards: entries,
+  };
+  const file = path.join(tempDir, MANIFEST_FILE);
+  const text = JSON.stringify(manifest, null, 2) + '\n';
+  // What we write must be what every reader accepts.
+  parseManifest(text, file);
+  await writeDurably(file, text);
+  return manifest;
+}
+
+/** Streams every row into its shard's forest; returns the shards and the dimension. */
+async function readShards(
+  reader: VectorReader,
+  tempDir: string,
+  build: ResolvedBuild,
+  opened: BuildableForest[],
+): Promise<{ shards: ShardWork[]; dim: number }> {
+  const file = build.input;
+  if (build.dim !== undefined && reader.dim !== undefined && build.dim !== reader.dim) {
+    throw new InputError({ file }, `the file's vectors have dim ${reader.dim}, --dim says ${build.dim}`);
+  }
+  let dim = build.dim ?? reader.dim;
+  let shards: ShardWork[] | undefined;
+  const rowOfId = new Map<string, number>();
+  let rowsRead = 0;
+  const snapshot = (): ProgressSnapshot => ({
+    rowsRead,
+    rowsTotal: reader.rowCount,
+    bytesRead: reader.bytesRead,
+    bytesTotal: reader.totalBytes,
+    readingDone: false,
+    shards: (shards ?? []).map((work) => ({ items: work.ids.length, treesBuilt: 0, treesTotal: build.nTrees, state: work.state })),
+  });
+
+  for await (const batch of reader.batches()) {
+    for (const row of batch) {
+      dim ??= row.vector.length;
+      const id = checkRow(row, file, dim, rowOfId);
+      shards ??= openShards(tempDir, build, dim, opened);
+      const work = shards[shardOfId(id, build.shardCount)]!;
+      work.forest.addItem(work.ids.length, row.vector);
+      work.ids.push(id);
+      rowsRead++;
+    }
+    build.progress?.update(snapshot());
+  }
+  if (shards === undefined || dim === undefined) throw new InputError({ file }, 'the input holds no rows');
+  const empty = shards.findIndex((work) => work.ids.length === 0);
+  if (empty !== -1) {
+    throw new InputError({ file }, `shard ${empty} would hold no items (${rowsRead} items over ${build.shardCount} shards): use fewer --shards`);
+  }
+  return { shards, dim };
+}
+
+/** Checks what every format shares; returns the row's id. Records the id to catch duplicates. */
+function checkRow(row: Row, file: string, dim: number, rowOfId: Map<string, number>): string {
+  const where = { file, row: row.row, ...(row.line === undefined ? {} : { line: row.line }) };
+  const id = row.id ?? String(row.row);
+  const problem = idProblem(id);
+  if (problem !== undefined) throw new InputError(where, problem);
+  const earlier = rowOfId.get(id);
+  if (earlier !== undefined) throw new InputError(where, `duplicate id ${JSON.stringify(id)} (first seen at row ${earlier})`);
+  rowOfId.set(id, row.row);
+  if (row.vector.length !== dim) throw new InputError(where, `vector has ${row.vector.length} values, expected ${dim}`);
+  for (let i = 0; i < dim; i++) {
+    const value = row.vector[i]!;
+    if (!Number.isFinite(value)) {
+      throw new InputError(where, `value ${i} is ${value}: every value must be finite (and within float32 range)`);
+    }
+  }
+  return id;
+}
+
+function openShards(tempDir: string, build: ResolvedBuild, dim: number, opened: BuildableForest[]): ShardWork[] {
+  return Array.from({ length: build.shardCount }, (_, shard) => {
+    const forest = build.createForest({ dim, metric: build.metric, seed: build.seed });
+    opened.push(forest);
+    forest.onDiskBuild(path.join(tempDir, shardFileOf(shard)));
+    return { forest, ids: [], state: 'waiting', treesBuilt: 0, buildSeconds: 0 };
+  });
+}
+
+/**
+ * Builds up to `threads` shards at once, splitting the threads evenly among
+ * them: one shard gets them all; S >= threads shards get one each.
+ */
+async function buildShards(shards: ShardWork[], build: ResolvedBuild, onProgress: () => void): Promise<void> {
+  const concurrent = Math.min(shards.length, build.threads);
+  const threadsPerShard = Math.max(1, Math.floor(build.threads / concurrent));
+  const poll = setInterval(() => {
+    for (const work of shards) if (work.state === 'building') work.treesBuilt = work.forest.treesBuilt;
+    onProgress();
+  }, PROGRESS_POLL_MS);
+  poll.unref();
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < shards.length) {
+      const work = shards[next++]!;
+      const startedMs = performance.now();
+      work.state = 'building';
+      await work.forest.build({ nTrees: build.nTrees, threads: threadsPerShard });
+      work.forest.unload();
+      work.buildSeconds = (performance.now() - startedMs) / 1_000;
+      work.treesBuilt = build.nTrees;
+      work.state = 'done';
+      onProgress();
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: concurrent }, worker));
+  } finally {
+    clearInterval(poll);
+  }
+}
+
+async function describeShard(dir: string, shard: number, items: number, buildSeconds: number): Promise<ShardEntry> {
+  const file = shardFileOf(shard);
+  const idsFile = idsFileOf(shard);
+  await syncFile(path.join(dir, file));
+  const [fileBytes, fileSha256, idsBytes, idsSha256] = await Promise.all([
+    stat(path.join(dir, file)).then((s) => s.size),
+    sha256File(path.join(dir, file)),
+    stat(path.join(dir, idsFile)).then((s) => s.size),
+    sha256File(path.join(dir, idsFile)),
+  ]);
+  return { shard, file, idsFile, items, fileBytes, fileSha256, idsBytes, idsSha256, buildSeconds: Math.round(buildSeconds * 1_000) / 1_000 };
+}
+
+/** The engine wrote the forest through a mapping; make it durable before the folder is renamed into place. */
+async function syncFile(file: string): Promise<void> {
+  const handle = await open(file, 'r+');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+async function writeDurably(file: string, text: string): Promise<void> {
+  const handle = await open(file, 'wx');
+  try {
+    await handle.writeFile(text);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}

@@ -1,0 +1,47 @@
+// `canopy inspect`: everything that can be checked about a version folder
+// without loading it into the engine. Problems are collected, not thrown, so
+// one run names every one of them.
+import path from 'node:path';
+
+import { readIdsFile } from './ids-file';
+import { readManifest, verifyShard, type Manifest } from './manifest';
+import { PARTITIONER, shardOfId } from './partition';
+
+export interface InspectResult {
+  readonly manifest: Manifest;
+  /** Empty when every check passed. */
+  readonly problems: readonly string[];
+}
+
+/** Throws ManifestError if the manifest itself is unreadable or invalid. */
+export async function inspectVersion(dir: string): Promise<InspectResult> {
+  const manifest = await readManifest(dir);
+  const problems: string[] = [];
+  if (manifest.partitioner !== PARTITIONER) {
+    problems.push(`partitioner ${JSON.stringify(manifest.partitioner)} is unknown to this canopy (it knows ${PARTITIONER})`);
+  }
+  if (path.basename(path.resolve(dir)) !== manifest.version) {
+    problems.push(`the folder is named ${path.basename(path.resolve(dir))} but holds version ${manifest.version}`);
+  }
+  for (let shard = 0; shard < manifest.shardCount; shard++) {
+    const problem = await shardProblem(dir, manifest, shard);
+    if (problem !== undefined) problems.push(`shard ${shard}: ${problem}`);
+  }
+  return { manifest, problems };
+}
+
+async function shardProblem(dir: string, manifest: Manifest, shard: number): Promise<string | undefined> {
+  try {
+    const { entry, idsFile } = await verifyShard(dir, manifest, shard);
+    const ids = await readIdsFile(idsFile);
+    if (ids.length !== entry.items) return `${idsFile} holds ${ids.length} ids, the manifest says ${entry.items} items`;
+    if (manifest.partitioner !== PARTITIONER) return undefined;
+    const misplaced = ids.findIndex((id) => shardOfId(id, manifest.shardCount) !== shard);
+    if (misplaced !== -1) {
+      return `${idsFile} line ${misplaced + 1}: id ${JSON.stringify(ids[misplaced])} belongs to shard ${shardOfId(ids[misplaced]!, manifest.shardCount)}`;
+    }
+    return undefined;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
