@@ -1,0 +1,369 @@
+'use strict';
+// Engine benchmark: Canopy against Python annoy (same data, same n_trees, same
+// seed, same file format) and against hnswlib-node, at equal recall@k.
+//
+//   npm run bench:engine -- [--dataset mnist|synthetic|all] [--queries 1000]
+//       [--trees 50] [--engines canopy,annoy,hnswlib] [--build-threads 1] [--repeats 3]
+//
+// For each dataset: annoy_peer.py writes the base and query vectors and the
+// exact top-k (numpy brute force); each engine builds in its own child process
+// (so its peak RSS is its own); then each engine answers every query with one
+// thread, sweeping search_k (hnswlib: ef), best of --repeats passes. Queries/s at a recall level is
+// interpolated linearly between the two sweep points around it.
+//
+// How each side is timed: a tight loop of one synchronous call per query, the
+// clock around the whole loop, after 50 warm-up queries. Canopy: searchSync
+// with a Float32Array view (no copy). Annoy: get_nns_by_vector in a Python loop
+// over pre-built lists (includes the binding's list parsing, ~µs per call).
+// hnswlib-node: searchKnn, which only takes a plain Array (pre-built; the
+// binding still converts it per call).
+const { spawnSync } = require('node:child_process');
+const { mkdirSync, readFileSync, statSync, writeFileSync, existsSync } = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+
+const PEER = path.join(__dirname, 'annoy_peer.py');
+const REPORTS = path.join(__dirname, '..', 'reports');
+const RECALL_LEVELS = [0.8, 0.9, 0.95, 0.99];
+const WARMUP_QUERIES = 50;
+const CHILD_TIMEOUT_MS = 10 * 60_000;
+
+const DEFAULTS = {
+  dataset: 'all',
+  queries: 1000,
+  repeats: 3,
+  k: 10,
+  trees: 50,
+  seed: 1,
+  buildThreads: 1,
+  engines: 'canopy,annoy,hnswlib',
+  hnswM: 16,
+  hnswEfConstruction: 100,
+};
+
+// Sweeps chosen so the recall curve crosses 0.8 .. 0.99 on each dataset at 50 trees.
+const SEARCH_KS = {
+  // MNIST leaves hold up to dim + 2 = 786 items, so any search_k below that reads one leaf per tree.
+  mnist: [100, 500, 1000, 2000, 3000, 5000, 10000],
+  synthetic: [200, 500, 1000, 2000, 5000, 10000, 20000],
+};
+const HNSW_EFS = [10, 20, 40, 80, 160, 320, 640];
+
+function parseArgs(argv, defaults = DEFAULTS) {
+  const opts = { ...defaults };
+  for (let i = 0; i < argv.length; i += 2) {
+    const flag = argv[i];
+    const value = argv[i + 1];
+    const key = flag.replace(/^--/, '').replace(/-([a-z])/g, (_, c) => c.toUpperCase());
+    if (!flag.startsWith('--') || !(key in opts) || value === undefined) {
+      throw new Error(`bad argument ${flag}; flags: ${Object.keys(defaults).join(', ')} (as --kebab-case VALUE)`);
+    }
+    opts[key] = typeof defaults[key] === 'number' ? Number(value) : value;
+  }
+  return opts;
+}
+
+// ---------- shared file helpers ----------
+
+function readFloat32(file) {
+  const buf = readFileSync(file);
+  return new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4);
+}
+
+function readInt32(file) {
+  const buf = readFileSync(file);
+  return new Int32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4);
+}
+
+function readMeta(dir) {
+  return JSON.parse(readFileSync(path.join(dir, 'meta.json'), 'utf8'));
+}
+
+function rowView(data, dim, i) {
+  return data.subarray(i * dim, (i + 1) * dim);
+}
+
+function runJson(command, args) {
+  const child = spawnSync(command, args, { encoding: 'utf8', timeout: CHILD_TIMEOUT_MS, maxBuffer: 64 << 20 });
+  if (child.status !== 0) {
+    throw new Error(`${command} ${args.join(' ')} failed (${child.signal ?? child.status}):\n${child.stderr}`);
+  }
+  return JSON.parse(child.stdout);
+}
+
+// ---------- builds, each in a child process of its own ----------
+
+function buildStats(started, dataRssBytes, out) {
+  return {
+    buildSeconds: Number(process.hrtime.bigint() - started) / 1e9,
+    peakRssBytes: process.resourceUsage().maxRSS * 1024,
+    dataRssBytes,
+    fileBytes: statSync(out).size,
+  };
+}
+
+function childCanopyBuild(opts) {
+  const { Index } = require('../../dist');
+  const meta = readMeta(opts.dir);
+  const base = readFloat32(path.join(opts.dir, 'base.f32'));
+  const dataRssBytes = process.memoryUsage().rss;
+  const started = process.hrtime.bigint();
+  const index = new Index({ dim: meta.dim, metric: meta.metric, seed: opts.seed });
+  for (let i = 0; i < meta.rows; i++) index.addItem(i, rowView(base, meta.dim, i));
+  index.buildSync({ nTrees: opts.trees, threads: opts.buildThreads });
+  index.save(opts.out);
+  return buildStats(started, dataRssBytes, opts.out);
+}
+
+function hnswSpace(metric) {
+  return { euclidean: 'l2', angular: 'cosine' }[metric];
+}
+
+function childHnswBuild(opts) {
+  const { HierarchicalNSW } = require('hnswlib-node');
+  const meta = readMeta(opts.dir);
+  const base = readFloat32(path.join(opts.dir, 'base.f32'));
+  const dataRssBytes = process.memoryUsage().rss;
+  const started = process.hrtime.bigint();
+  const index = new HierarchicalNSW(hnswSpace(meta.metric), meta.dim);
+  index.initIndex(meta.rows, opts.hnswM, opts.hnswEfConstruction, opts.seed);
+  for (let i = 0; i < meta.rows; i++) index.addPoint(Array.from(rowView(base, meta.dim, i)), i);
+  index.writeIndexSync(opts.out);
+  return buildStats(started, dataRssBytes, opts.out);
+}
+
+const CHILDREN = { 'canopy-build': childCanopyBuild, 'hnswlib-build': childHnswBuild };
+
+function buildInChild(engine, opts, dir, out) {
+  if (engine === 'annoy') {
+    return runJson('python3', [PEER, 'build', '--dir', dir, '--trees', `${opts.trees}`, '--seed', `${opts.seed}`,
+      '--jobs', `${opts.buildThreads}`, '--out', out]);
+  }
+  const flags = ['--dir', dir, '--out', out, '--trees', `${opts.trees}`, '--seed', `${opts.seed}`,
+    '--build-threads', `${opts.buildThreads}`, '--hnsw-m', `${opts.hnswM}`,
+    '--hnsw-ef-construction', `${opts.hnswEfConstruction}`];
+  return runJson(process.execPath, [__filename, '--child', `${engine}-build`, ...flags]);
+}
+
+// ---------- query sweeps, one thread each ----------
+
+/** The fastest of `repeats` passes over all queries: other work on the machine only ever slows a pass down. */
+function timeLoop(queryCount, repeats, searchOne) {
+  for (let q = 0; q < Math.min(WARMUP_QUERIES, queryCount); q++) searchOne(q);
+  const found = new Array(queryCount);
+  let seconds = Infinity;
+  for (let pass = 0; pass < repeats; pass++) {
+    const started = process.hrtime.bigint();
+    for (let q = 0; q < queryCount; q++) found[q] = searchOne(q);
+    seconds = Math.min(seconds, Number(process.hrtime.bigint() - started) / 1e9);
+  }
+  return { seconds, found };
+}
+
+function sweepCanopy(opts, meta, dir, file, queries) {
+  const { Index } = require('../../dist');
+  const index = Index.load(file, { dim: meta.dim, metric: meta.metric });
+  const views = Array.from({ length: meta.queries }, (_, q) => rowView(queries, meta.dim, q));
+  const points = SEARCH_KS[meta.dataset].map((searchK) => {
+    const run = timeLoop(meta.queries, opts.repeats, (q) => index.searchSync(views[q], meta.k, { searchK }).ids);
+    return { param: searchK, ...run };
+  });
+  index.unload();
+  return points;
+}
+
+function sweepAnnoy(opts, meta, dir, file) {
+  const ks = SEARCH_KS[meta.dataset].join(',');
+  const timings = runJson('python3', [PEER, 'query', '--dir', dir, '--index', file, '--search-k', ks, '--repeats', `${opts.repeats}`]);
+  return timings.map(({ searchK, seconds }) => {
+    const ids = readInt32(path.join(dir, `annoy-${searchK}.i32`));
+    const found = Array.from({ length: meta.queries }, (_, q) => ids.subarray(q * meta.k, (q + 1) * meta.k));
+    return { param: searchK, seconds, found };
+  });
+}
+
+function sweepHnsw(opts, meta, dir, file, queries) {
+  const { HierarchicalNSW } = require('hnswlib-node');
+  const index = new HierarchicalNSW(hnswSpace(meta.metric), meta.dim);
+  index.readIndexSync(file);
+  const arrays = Array.from({ length: meta.queries }, (_, q) => Array.from(rowView(queries, meta.dim, q)));
+  return HNSW_EFS.filter((ef) => ef >= meta.k).map((ef) => {
+    index.setEf(ef);
+    return { param: ef, ...timeLoop(meta.queries, opts.repeats, (q) => index.searchKnn(arrays[q], meta.k).neighbors) };
+  });
+}
+
+const SWEEPS = { canopy: sweepCanopy, annoy: sweepAnnoy, hnswlib: sweepHnsw };
+const FILE_NAMES = { canopy: 'canopy.ann', annoy: 'annoy.ann', hnswlib: 'hnswlib.bin' };
+
+// ---------- recall and interpolation ----------
+
+function recallAtK(found, truth, k) {
+  let hits = 0;
+  found.forEach((ids, q) => {
+    const want = new Set(truth.subarray(q * k, (q + 1) * k));
+    hits += Array.from(ids).slice(0, k).filter((id) => want.has(id)).length;
+  });
+  return hits / (k * found.length);
+}
+
+/**
+ * Queries/s and sweep parameter at a recall level, linear between the last sweep
+ * point below the level and the first at or above it. `atLeast` marks a level
+ * already passed by the cheapest point (the figure is then a lower bound).
+ */
+function atRecall(points, level) {
+  const i = points.findIndex((p) => p.recall >= level);
+  if (i < 0) return null;
+  if (i === 0) return { qps: points[0].qps, param: points[0].param, atLeast: true };
+  const lo = points[i - 1];
+  const hi = points[i];
+  const t = (level - lo.recall) / (hi.recall - lo.recall);
+  return { qps: lo.qps + t * (hi.qps - lo.qps), param: lo.param + t * (hi.param - lo.param), atLeast: false };
+}
+
+// ---------- report ----------
+
+const fmt = (x, digits = 0) => x.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+const ratio = (a, b) => (a == null || b == null ? 'n/a' : `${fmt(a / b, 2)}x`);
+const mb = (bytes) => bytes / 2 ** 20;
+
+function levelTable(engines, curves) {
+  const others = engines.filter((e) => e !== 'canopy');
+  const head = ['recall@k', ...engines.flatMap((e) => [`${e} param`, `${e} q/s`])];
+  if (engines.includes('canopy')) head.push(...others.map((e) => `canopy/${e}`));
+  const rows = RECALL_LEVELS.map((level) => {
+    const at = Object.fromEntries(engines.map((e) => [e, atRecall(curves[e], level)]));
+    const cells = engines.flatMap((e) => (at[e] ? [`${at[e].atLeast ? '≤' : '~'}${fmt(at[e].param)}`, fmt(at[e].qps)] : ['—', 'not reached']));
+    if (engines.includes('canopy')) cells.push(...others.map((e) => ratio(at.canopy?.qps, at[e]?.qps)));
+    return [fmt(level, 2), ...cells];
+  });
+  return markdownTable(head, rows);
+}
+
+function sweepTable(engine, points, sameAsAnnoy) {
+  const head = [engine === 'hnswlib' ? 'ef' : 'search_k', 'recall@k', 'q/s', 'µs/query'];
+  if (sameAsAnnoy) head.push('ids identical to annoy');
+  const rows = points.map((p, i) => {
+    const cells = [fmt(p.param), fmt(p.recall, 4), fmt(p.qps), fmt(1e6 / p.qps, 1)];
+    if (sameAsAnnoy) cells.push(`${fmt(100 * sameAsAnnoy[i], 1)}%`);
+    return cells;
+  });
+  return markdownTable(head, rows);
+}
+
+function buildTable(engines, builds) {
+  const others = engines.filter((e) => e !== 'canopy');
+  const ratios = engines.includes('canopy') ? others.map((e) => `canopy/${e}`) : [];
+  const line = (label, value) => [
+    label,
+    ...engines.map((e) => fmt(value(builds[e]), 2)),
+    ...others.filter(() => ratios.length).map((e) => ratio(value(builds.canopy), value(builds[e]))),
+  ];
+  return markdownTable(['build', ...engines, ...ratios], [
+    line('build time, s (add items + build + save)', (b) => b.buildSeconds),
+    line('peak RSS of the build process, MiB', (b) => mb(b.peakRssBytes)),
+    line('peak RSS minus RSS with the data read, MiB', (b) => mb(b.peakRssBytes - b.dataRssBytes)),
+    line('index file, MiB', (b) => mb(b.fileBytes)),
+  ]);
+}
+
+function markdownTable(head, rows) {
+  return [head, head.map(() => '---'), ...rows].map((r) => `| ${r.join(' | ')} |`).join('\n');
+}
+
+function sameIdsFraction(a, b) {
+  return a.map((p, i) => p.found.filter((ids, q) => Array.from(ids).join() === Array.from(b[i].found[q]).join()).length / p.found.length);
+}
+
+function filesIdentical(a, b) {
+  return readFileSync(a).equals(readFileSync(b));
+}
+
+function report(opts, meta, engines, builds, curves, dir) {
+  const canopyVsAnnoy = engines.includes('canopy') && engines.includes('annoy');
+  const parts = [
+    `# Engine benchmark: ${meta.dataset}`,
+    '',
+    `${new Date().toISOString()} · ${os.cpus()[0].model}, ${os.cpus().length} cores · node ${process.version}`,
+    '',
+    `Data: ${fmt(meta.rows)} x ${meta.dim} ${meta.metric}, ${fmt(meta.queries)} queries, recall@${meta.k} against numpy brute force.`,
+    `Trees: ${opts.trees} (seed ${opts.seed}, ${opts.buildThreads} build thread(s)); hnswlib M=${opts.hnswM}, efConstruction=${opts.hnswEfConstruction}.`,
+    `Queries: one thread, one synchronous call per query in a loop, best of ${opts.repeats} passes (Canopy searchSync on a Float32Array view;`,
+    'annoy get_nns_by_vector from Python with pre-built lists; hnswlib-node searchKnn with pre-built Arrays).',
+    'param = search_k (Canopy, annoy) or ef (hnswlib) interpolated at the level; ≤ means the cheapest point already passed it.',
+    '',
+    '## Queries/s at equal recall',
+    '',
+    levelTable(engines, curves),
+    '',
+    '## Build',
+    '',
+    buildTable(engines, builds),
+  ];
+  if (canopyVsAnnoy) {
+    const same = filesIdentical(path.join(dir, FILE_NAMES.canopy), path.join(dir, FILE_NAMES.annoy));
+    parts.push('', `Canopy's file is ${same ? '' : 'NOT '}byte-identical to annoy's (same seed, same trees).`);
+  }
+  for (const e of engines) {
+    const same = e === 'canopy' && canopyVsAnnoy ? sameIdsFraction(curves.canopy, curves.annoy) : null;
+    parts.push('', `## Sweep: ${e}`, '', sweepTable(e, curves[e], same));
+  }
+  return `${parts.join('\n')}\n`;
+}
+
+// ---------- one dataset ----------
+
+function prepare(opts, dataset) {
+  const dir = path.join(os.tmpdir(), `canopy-bench-${dataset}-${opts.queries}`);
+  const metaFile = path.join(dir, 'meta.json');
+  // The data depends only on (dataset, queries, k): reuse it across runs.
+  if (!existsSync(metaFile) || readMeta(dir).k !== opts.k) {
+    mkdirSync(dir, { recursive: true });
+    runJson('python3', [PEER, 'prepare', '--dataset', dataset, '--queries', `${opts.queries}`, '--k', `${opts.k}`, '--dir', dir]);
+  }
+  return { dir, meta: readMeta(dir) };
+}
+
+function benchDataset(opts, dataset) {
+  const { dir, meta } = prepare(opts, dataset);
+  const engines = opts.engines.split(',');
+  const builds = {};
+  const curves = {};
+  const queries = readFloat32(path.join(dir, 'queries.f32'));
+  const truth = readInt32(path.join(dir, 'truth.i32'));
+  for (const engine of engines) {
+    if (!SWEEPS[engine]) throw new Error(`unknown engine ${engine}; expected ${Object.keys(SWEEPS).join(', ')}`);
+    const file = path.join(dir, FILE_NAMES[engine]);
+    process.stderr.write(`${dataset}: building with ${engine}\n`);
+    builds[engine] = buildInChild(engine, opts, dir, file);
+    process.stderr.write(`${dataset}: querying ${engine}\n`);
+    curves[engine] = SWEEPS[engine](opts, meta, dir, file, queries).map((p) => ({
+      ...p,
+      qps: meta.queries / p.seconds,
+      recall: recallAtK(p.found, truth, meta.k),
+    }));
+  }
+  const text = report(opts, meta, engines, builds, curves, dir);
+  mkdirSync(REPORTS, { recursive: true });
+  writeFileSync(path.join(REPORTS, `engine-${dataset}.md`), text);
+  process.stdout.write(`${text}\n`);
+}
+
+function main() {
+  const argv = process.argv.slice(2);
+  if (argv[0] === '--child') {
+    // A build child: prints its stats as JSON for the parent.
+    const opts = parseArgs(argv.slice(2), { ...DEFAULTS, dir: '', out: '' });
+    process.stdout.write(JSON.stringify(CHILDREN[argv[1]](opts)));
+    return;
+  }
+  const opts = parseArgs(argv);
+  const datasets = opts.dataset === 'all' ? Object.keys(SEARCH_KS) : [opts.dataset];
+  for (const dataset of datasets) {
+    if (!SEARCH_KS[dataset]) throw new Error(`unknown dataset ${dataset}; expected ${Object.keys(SEARCH_KS).join(', ')} or all`);
+    benchDataset(opts, dataset);
+  }
+}
+
+main();
