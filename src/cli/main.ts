@@ -5,7 +5,9 @@ import { Command } from 'commander';
 import { version } from '../../package.json';
 import { registerInspectCommand } from './inspect-command';
 import { registerPublishCommand } from './publish-command';
+import { registerQueryCommand } from './query-command';
 import { registerRollbackCommand } from './rollback-command';
+import { registerServeCommand } from './serve-command';
 import { registerStatusCommand } from './status-command';
 
 export function createProgram(): Command {
@@ -17,6 +19,8 @@ export function createProgram(): Command {
   registerStatusCommand(program);
   registerRollbackCommand(program);
   registerInspectCommand(program);
+  registerServeCommand(program);
+  registerQueryCommand(program);
   return program;
 }
 

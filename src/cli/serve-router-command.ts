@@ -1,0 +1,117 @@
+// `canopy serve router`: a router over static backends. With --workers N the
+// primary process forks N workers that share the listening port (node:cluster
+// hands accepted connections to them in turn) and restarts one that dies.
+import cluster from 'node:cluster';
+
+import type { Command } from 'commander';
+import type { Logger } from 'pino';
+
+import { Router } from '../router/router';
+import { createLogger, positiveInt, stopOnSignals } from './serve-process';
+
+interface RouterFlags {
+  readonly listen: string;
+  readonly backend: string[];
+  readonly workers: number;
+  readonly defaultDeadlineMs?: number;
+  readonly maxK?: number;
+  readonly maxBatchQueries?: number;
+  readonly coalesce: boolean;
+  readonly coalesceMaxBatchQueries?: number;
+  readonly hedging: boolean;
+  readonly logLevel: string;
+}
+
+export const DEFAULT_ROUTER_WORKERS = 1;
+const MIN_WORKER_LIFETIME_MS = 2_000;
+
+export function registerServeRouterCommand(serve: Command): void {
+  serve
+    .command('router')
+    .description('serve a router that fans queries out to shard nodes and merges their answers')
+    .requiredOption('--listen <host:port>', 'address to listen on')
+    .requiredOption('--backend <shard=host:port...>', 'a shard node; name a shard several times for replicas', collect, [])
+    .option('--workers <n>', 'processes sharing the port', positiveInt('--workers'), DEFAULT_ROUTER_WORKERS)
+    .option('--default-deadline-ms <ms>', 'deadline of a request that brings none', positiveInt('--default-deadline-ms'))
+    .option('--max-k <n>', 'largest k accepted', positiveInt('--max-k'))
+    .option('--max-batch-queries <n>', 'most queries in one BatchSearch', positiveInt('--max-batch-queries'))
+    .option('--no-coalesce', 'send one call per query per shard instead of coalescing into BatchSearch')
+    .option('--coalesce-max-batch-queries <n>', 'most queries in one coalesced shard call', positiveInt('--coalesce-max-batch-queries'))
+    .option('--no-hedging', 'do not send hedged requests to a second replica')
+    .option('--log-level <level>', 'pino log level', 'info')
+    .action(async (flags: RouterFlags) => {
+      const backends = parseBackends(flags.backend);
+      const log = createLogger('router', flags.logLevel);
+      if (flags.workers > 1 && cluster.isPrimary) {
+        superviseWorkers(flags.workers, log);
+        return;
+      }
+      const router = new Router(
+        {
+          listen: flags.listen,
+          backends,
+          defaultDeadlineMs: flags.defaultDeadlineMs,
+          maxK: flags.maxK,
+          maxBatchQueries: flags.maxBatchQueries,
+          coalesce: flags.coalesce,
+          coalesceMaxBatchQueries: flags.coalesceMaxBatchQueries,
+          hedging: flags.hedging,
+        },
+        log,
+      );
+      stopOnSignals(() => router.close(), log);
+      await router.start();
+    });
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+/** `SHARD=HOST:PORT` flags to shard -> addresses; throws naming a malformed one. */
+export function parseBackends(flags: readonly string[]): Map<number, string[]> {
+  const backends = new Map<number, string[]>();
+  for (const flag of flags) {
+    const match = /^(\d+)=(.+:\d+)$/.exec(flag);
+    if (match === null) throw new Error(`--backend ${JSON.stringify(flag)} must look like SHARD=HOST:PORT, e.g. 0=127.0.0.1:7001`);
+    const shard = Number(match[1]);
+    const list = backends.get(shard) ?? [];
+    if (!list.includes(match[2]!)) list.push(match[2]!);
+    backends.set(shard, list);
+  }
+  return backends;
+}
+
+/** The cluster primary: forks workers, restarts any that dies, and stops them all on a signal. */
+function superviseWorkers(count: number, log: Logger): void {
+  let stopping = false;
+  const startedAtMs = new Map<number, number>();
+  const fork = (): void => {
+    startedAtMs.set(cluster.fork().id, Date.now());
+  };
+  for (let i = 0; i < count; i++) fork();
+  cluster.on('exit', (worker, code, signal) => {
+    if (stopping) {
+      if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(0);
+      return;
+    }
+    // A worker that dies young (bad flags, port taken) would die again: stop instead of looping.
+    if (Date.now() - (startedAtMs.get(worker.id) ?? 0) < MIN_WORKER_LIFETIME_MS) {
+      log.error({ worker: worker.process.pid, code, signal }, 'router worker failed at start; stopping');
+      process.exitCode = 1;
+      stop();
+      return;
+    }
+    log.warn({ worker: worker.process.pid, code, signal }, 'router worker exited; starting another');
+    fork();
+  });
+  function stop(): void {
+    if (stopping) process.exit(1);
+    stopping = true;
+    const workers = Object.values(cluster.workers ?? {});
+    if (workers.length === 0) process.exit();
+    for (const worker of workers) worker?.process.kill('SIGTERM');
+  }
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}
