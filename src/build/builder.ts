@@ -119,7 +119,10 @@ function resolve(options: BuildOptions): ResolvedBuild {
 /** The input's base name without extension, reduced to the characters a name allows. */
 export function indexNameOf(input: string): string {
   const base = path.basename(input).replace(/\.[^.]*$/, '');
-  const cleaned = base.replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^[^A-Za-z0-9]+/, '').slice(0, 128);
+  const cleaned = base
+    .replace(/[^A-Za-z0-9._-]+/g, '-')
+    .replace(/^[^A-Za-z0-9]+|[^A-Za-z0-9]+$/g, '')
+    .slice(0, 128);
   return cleaned.length > 0 ? cleaned : 'index';
 }
 
