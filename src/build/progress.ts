@@ -42,6 +42,21 @@ interface Fraction {
   readonly total: number;
 }
 
+interface Step {
+  readonly key: string;
+  readonly label: string;
+  readonly fraction: Fraction;
+  /** Set by the builder, not derived from the fraction: bytes can all be read before the last row is handled. */
+  readonly finished: boolean;
+  readonly detail: string;
+}
+
+/** 0..1, and below 1 until the step is finished. */
+function ratioOf({ fraction, finished }: Step): number {
+  if (finished) return 1;
+  return fraction.total > 0 ? Math.min(0.99, fraction.done / fraction.total) : 0;
+}
+
 export function createProgressReporter(out: { write(text: string): unknown }, options: ProgressOptions): ProgressReporter {
   const now = options.now ?? Date.now;
   const startedAt = new Map<string, number>();
@@ -52,15 +67,16 @@ export function createProgressReporter(out: { write(text: string): unknown }, op
     const elapsedMs = now() - start;
     return elapsedMs < 1_000 ? '' : ` eta ${formatSeconds(((total - done) * elapsedMs) / done / 1_000)}`;
   };
-  const steps = (s: ProgressSnapshot): { key: string; label: string; fraction: Fraction; detail: string }[] => {
+  const steps = (s: ProgressSnapshot): Step[] => {
     const reading = s.rowsTotal !== undefined ? { done: s.rowsRead, total: s.rowsTotal } : { done: s.bytesRead, total: s.bytesTotal };
     const readTotal = s.rowsTotal === undefined ? '' : `/${s.rowsTotal}`;
     return [
-      { key: 'read', label: 'read', fraction: s.readingDone ? { done: 1, total: 1 } : reading, detail: `${s.rowsRead}${readTotal} items` },
+      { key: 'read', label: 'read', fraction: reading, finished: s.readingDone, detail: `${s.rowsRead}${readTotal} items` },
       ...s.shards.map((shard, i) => ({
         key: `shard ${i}`,
         label: `shard ${i}`,
         fraction: { done: shard.treesBuilt, total: shard.treesTotal },
+        finished: shard.state === 'done',
         detail: `${shard.treesBuilt}/${shard.treesTotal} trees, ${shard.items} items${shard.state === 'done' ? ', done' : ''}`,
       })),
     ];
@@ -74,8 +90,9 @@ export function createProgressReporter(out: { write(text: string): unknown }, op
     let drawnLines = 0;
     let lastDraw = -Infinity;
     const draw = (s: ProgressSnapshot): void => {
-      const lines = steps(s).map(({ key, label, fraction, detail }) => {
-        const ratio = fraction.total > 0 ? Math.min(1, fraction.done / fraction.total) : 0;
+      const lines = steps(s).map((step) => {
+        const { key, label, fraction, detail } = step;
+        const ratio = ratioOf(step);
         const filled = Math.round(ratio * BAR_WIDTH);
         return `${label.padEnd(9)}[${'#'.repeat(filled)}${'-'.repeat(BAR_WIDTH - filled)}] ${String(Math.floor(ratio * 100)).padStart(3)}% ${detail}${eta(key, fraction)}`;
       });
@@ -98,13 +115,13 @@ export function createProgressReporter(out: { write(text: string): unknown }, op
   const reported = new Set<string>();
   const log = (s: ProgressSnapshot): void => {
     const due = now() - lastLog >= intervalMs;
-    for (const { key, label, fraction, detail } of steps(s)) {
-      const finished = fraction.done >= fraction.total && fraction.total > 0;
+    for (const step of steps(s)) {
+      const { key, label, fraction, finished, detail } = step;
       if (finished && !reported.has(key)) {
         reported.add(key);
         out.write(`canopy build: ${label}: ${detail}\n`);
       } else if (!finished && fraction.done > 0 && due) {
-        const percent = Math.floor((100 * fraction.done) / fraction.total);
+        const percent = Math.floor(100 * ratioOf(step));
         out.write(`canopy build: ${label}: ${detail} (${percent}%)${eta(key, fraction)}\n`);
       }
     }
