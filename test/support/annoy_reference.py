@@ -18,9 +18,14 @@ Requests:
           "byItem":   [{"searchK", "results": [...]}],
           "itemVectors": [[..]], "distances": [..]}
 
+  {"op": "legacy", "index": PATH, "dim": D, "out": PATH}
+      -> {"nodes", "roots"}: rewrites an angular index in the layout of
+         Annoy's old writer (the one that produced its test/test.tree)
+
 search_k -1 means Annoy's default (n * number of trees).
 """
 import json
+import struct
 import sys
 import time
 
@@ -83,7 +88,58 @@ def query(req):
     return out
 
 
-OPS = {"build": build, "query": query}
+def root_ids(n_desc):
+    """Roots as Annoy's loader finds them: the trailing run of nodes whose
+    n_descendants equals the last node's, minus the original root of the last
+    tree when it sits right before the copies."""
+    m = n_desc[-1]
+    roots = []
+    for i in range(len(n_desc) - 1, -1, -1):
+        if n_desc[i] != m:
+            break
+        roots.append(i)
+    return m, roots
+
+
+def legacy(req):
+    """Old-writer layout: item nodes with norm 0 (not cached), then each tree in
+    pre-order (root first, then its children's subtrees), then root copies."""
+    dim = req["dim"]
+    size, leaf_max = 12 + 4 * dim, dim + 2  # angular node size and K
+    with open(req["index"], "rb") as f:
+        raw = f.read()
+    nodes = [bytearray(raw[i : i + size]) for i in range(0, len(raw), size)]
+    n_desc = [struct.unpack_from("<i", node, 0)[0] for node in nodes]
+    n_items, roots = root_ids(n_desc)
+    copies = sorted(roots)
+    if len(copies) > 1 and nodes[copies[0]][4:8] == nodes[copies[-1]][4:8]:
+        copies = copies[1:]  # the original root just before the copies
+    out = []
+    for i in range(n_items):
+        item = bytearray(nodes[i])
+        if n_desc[i] == 1:
+            struct.pack_into("<f", item, 4, 0.0)
+        out.append(item)
+
+    def emit(old, is_root):
+        node = bytearray(nodes[old])
+        at = len(out)
+        out.append(node)
+        if is_root or n_desc[old] > leaf_max:  # a split: renumber non-item children
+            for offset in (4, 8):
+                child = struct.unpack_from("<i", node, offset)[0]
+                if child >= n_items:
+                    struct.pack_into("<i", node, offset, emit(child, False))
+        return at
+
+    new_roots = [emit(r, True) for r in copies]
+    out.extend(bytearray(out[r]) for r in new_roots)
+    with open(req["out"], "wb") as f:
+        f.write(b"".join(out))
+    return {"nodes": len(out), "roots": len(new_roots)}
+
+
+OPS = {"build": build, "query": query, "legacy": legacy}
 
 
 def main():
