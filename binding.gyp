@@ -5,7 +5,12 @@
     {
       "target_name": "canopy",
       "sources": [
-        "native/binding/addon.cc"
+        "native/binding/addon.cc",
+        "native/src/forest.cc",
+        "native/src/index.cc",
+        "native/src/search_pool.cc",
+        "native/src/simd.cc",
+        "native/src/storage.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",
@@ -14,7 +19,7 @@
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
       "cflags!": ["-fno-exceptions", "-fno-rtti"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17"],
-      "cflags_cc": ["-std=c++17", "-O3", "-fexceptions", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "cflags_cc": ["-std=c++17", "-O3", "-ffp-contract=off", "-fexceptions", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "ldflags": ["-pthread"]
     }
   ]

@@ -1,0 +1,64 @@
+// The engine's index: add items, build (in memory or straight into a file), save, load, search.
+//
+// Life cycle: adding -> built -> (saved: file-backed) ; or loaded from a file; unload() ends it.
+// Methods are called from one thread (the binding's JS thread); build() may run on another thread
+// while that thread polls trees_built(); every other call meanwhile fails with BadState. Searches go
+// through forest(), an immutable snapshot that stays valid after unload() for as long as it is held.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "forest.h"
+#include "kiss_random.h"
+#include "node_buffer.h"
+
+namespace canopy {
+
+class Index {
+ public:
+  Index(MetricKind metric, int dim, uint64_t seed = Kiss64Random::kDefaultSeed);
+  // Maps and validates an Annoy file; throws Error BadFile/IoError naming it.
+  static std::unique_ptr<Index> load(const std::string& path, MetricKind metric, int dim, bool prefault);
+
+  // Builds into `path` instead of memory; only before the first add_item (as Annoy).
+  void on_disk_build(const std::string& path);
+  // `values` holds dim floats (hamming: bits as 0/1 floats). Ids may leave holes, as in Annoy.
+  void add_item(int32_t item, const float* values);
+  // n_trees: >= 1, or -1 for Annoy's rule; n_threads >= 1. Thread-safe against trees_built().
+  void build(int n_trees, int n_threads);
+  // Throws what build() would throw for the state the index is in (build twice, after unload...).
+  void check_buildable() const { require(State::Adding, "build"); }
+  int trees_built() const { return trees_built_.load(); }
+  // Writes Annoy's file, then serves from it (mapped). After an on-disk build, saving to the build
+  // file itself is a no-op.
+  void save(const std::string& path);
+  void unload();
+
+  // The searchable snapshot; throws BadState before build or after unload.
+  std::shared_ptr<const Forest> forest() const;
+
+  void get_item(int32_t item, float* out) const;
+  float get_distance(int32_t i, int32_t j) const;
+  int32_t n_items() const;
+  int32_t n_trees() const;
+  const NodeLayout& layout() const { return layout_; }
+
+ private:
+  enum class State { Adding, Building, Ready, Unloaded };
+
+  void require(State wanted, const char* action) const;
+  void check_not_busy(const char* action) const;
+
+  NodeLayout layout_;
+  uint64_t seed_;
+  std::atomic<State> state_{State::Adding};
+  NodeBuffer buffer_;  // while adding and building
+  int32_t n_items_ = 0;
+  std::atomic<int> trees_built_{0};
+  std::shared_ptr<const Forest> forest_;  // once ready
+};
+
+}  // namespace canopy

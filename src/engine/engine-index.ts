@@ -1,0 +1,137 @@
+// The engine's Index: an Annoy-compatible forest built here or mapped from a file, searched on native threads.
+import { availableParallelism } from 'node:os';
+
+import type { Metric } from './metric';
+import { addon, type NativeIndex, type SearchResult, type Vector } from './native-addon';
+
+export interface IndexOptions {
+  dim: number;
+  metric: Metric;
+  /** Build seed; default Annoy's (1234567890987654321). Thread t of a build uses seed + t, as Annoy. */
+  seed?: number;
+}
+
+export interface BuildOptions {
+  /** Number of trees; default -1: Annoy's rule, trees until the forest has 2x as many nodes as items. */
+  nTrees?: number;
+  /** Threads building trees at once; default: the number of cores. */
+  threads?: number;
+}
+
+export interface LoadOptions {
+  dim: number;
+  metric: Metric;
+  /** Read the whole file into the page cache while loading (MAP_POPULATE); default false. */
+  prefault?: boolean;
+}
+
+export interface SearchOptions {
+  /** Candidates to collect, counted as Annoy counts them; <= 0 or undefined: nTrees * k. */
+  searchK?: number;
+}
+
+const DEFAULT_N_TREES = -1;
+
+/**
+ * An Annoy-compatible index. Life cycle as Annoy: addItem... then build, then save/search; or load.
+ * Sync methods run on the calling thread; build() and the async searches run on native threads and
+ * leave the event loop free. Searches are safe to run concurrently; unload() while searches are in
+ * flight is safe (the mapping goes when the last one finishes). Result arrays are owned by the caller.
+ */
+export class Index {
+  readonly dim: number;
+  readonly metric: Metric;
+  private readonly native: NativeIndex;
+
+  constructor(opts: IndexOptions);
+  /** @internal wraps a loaded native index */
+  constructor(opts: IndexOptions, loaded: NativeIndex);
+  constructor(opts: IndexOptions, loaded?: NativeIndex) {
+    this.dim = opts.dim;
+    this.metric = opts.metric;
+    this.native = loaded ?? new addon.NativeIndex(opts.metric, opts.dim, opts.seed);
+  }
+
+  /** Maps an Annoy file read-only. Throws EngineError BAD_FILE (size/structure) or IO_ERROR (open/mmap). */
+  static load(path: string, opts: LoadOptions): Index {
+    const native = addon.NativeIndex.load(path, opts.metric, opts.dim, opts.prefault ?? false);
+    return new Index({ dim: opts.dim, metric: opts.metric }, native);
+  }
+
+  /** Builds straight into `path` instead of memory (for indexes larger than RAM); call before addItem. */
+  onDiskBuild(path: string): void {
+    this.native.onDiskBuild(path);
+  }
+
+  /** Ids need not be dense: gaps are holes, as in Annoy (they cost a node each). */
+  addItem(i: number, vector: Vector): void {
+    this.native.addItem(i, vector);
+  }
+
+  /** Builds on native threads; poll treesBuilt for progress. Other calls fail with BAD_STATE meanwhile. */
+  build(opts: BuildOptions = {}): Promise<void> {
+    const { nTrees, threads } = resolveBuild(opts);
+    return this.native.build(nTrees, threads);
+  }
+
+  buildSync(opts: BuildOptions = {}): void {
+    const { nTrees, threads } = resolveBuild(opts);
+    this.native.buildSync(nTrees, threads);
+  }
+
+  get treesBuilt(): number {
+    return this.native.treesBuilt();
+  }
+
+  /** Writes Annoy's file layout, then serves from that file (as Annoy does). */
+  save(path: string): void {
+    this.native.save(path);
+  }
+
+  search(vector: Vector, k: number, opts: SearchOptions = {}): Promise<SearchResult> {
+    return this.native.search(vector, k, opts.searchK);
+  }
+
+  searchSync(vector: Vector, k: number, opts: SearchOptions = {}): SearchResult {
+    return this.native.searchSync(vector, k, opts.searchK);
+  }
+
+  searchByItem(item: number, k: number, opts: SearchOptions = {}): Promise<SearchResult> {
+    return this.native.searchByItem(item, k, opts.searchK);
+  }
+
+  searchByItemSync(item: number, k: number, opts: SearchOptions = {}): SearchResult {
+    return this.native.searchByItemSync(item, k, opts.searchK);
+  }
+
+  /** Many queries in one crossing, spread over the search pool; results in query order. */
+  searchBatch(vectors: Float32Array | readonly Vector[], k: number, opts: SearchOptions = {}): Promise<SearchResult[]> {
+    return this.native.searchBatch(vectors, k, opts.searchK);
+  }
+
+  getItemVector(i: number): Float32Array {
+    return this.native.getItemVector(i);
+  }
+
+  /** The distance Annoy's get_distance returns (dot: the inner product). */
+  getDistance(i: number, j: number): number {
+    return this.native.getDistance(i, j);
+  }
+
+  get nItems(): number {
+    return this.native.nItems();
+  }
+
+  get nTrees(): number {
+    return this.native.nTrees();
+  }
+
+  /** Releases the forest; in-flight searches finish first. Any later call fails with BAD_STATE. */
+  unload(): void {
+    this.native.unload();
+  }
+}
+
+function resolveBuild(opts: BuildOptions): { nTrees: number; threads: number } {
+  return { nTrees: opts.nTrees ?? DEFAULT_N_TREES, threads: opts.threads ?? availableParallelism() };
+}

@@ -1,0 +1,66 @@
+// Typed view of build/Release/canopy.node (native/binding/addon.cc). Only src/engine uses it.
+import path from 'node:path';
+
+import { EngineError } from './engine-error';
+import type { Metric } from './metric';
+
+/** A query or item vector: read in place when it is a Float32Array. */
+export type Vector = Float32Array | readonly number[];
+
+/** Neighbours best first; for dot, distances are inner products (largest first). */
+export interface SearchResult {
+  ids: Int32Array;
+  distances: Float32Array;
+}
+
+export interface NativeIndex {
+  onDiskBuild(path: string): void;
+  addItem(item: number, vector: Vector): void;
+  buildSync(nTrees: number, threads: number): void;
+  build(nTrees: number, threads: number): Promise<void>;
+  treesBuilt(): number;
+  save(path: string): void;
+  searchSync(vector: Vector, k: number, searchK: number | undefined): SearchResult;
+  search(vector: Vector, k: number, searchK: number | undefined): Promise<SearchResult>;
+  searchByItemSync(item: number, k: number, searchK: number | undefined): SearchResult;
+  searchByItem(item: number, k: number, searchK: number | undefined): Promise<SearchResult>;
+  searchBatch(vectors: Float32Array | readonly Vector[], k: number, searchK: number | undefined): Promise<SearchResult[]>;
+  getItemVector(item: number): Float32Array;
+  getDistance(i: number, j: number): number;
+  nItems(): number;
+  nTrees(): number;
+  unload(): void;
+}
+
+interface NativeIndexClass {
+  new (metric: Metric, dim: number, seed?: number | bigint): NativeIndex;
+  load(path: string, metric: Metric, dim: number, prefault: boolean): NativeIndex;
+}
+
+export interface SearchPoolStats {
+  threads: number;
+  queued: number;
+  running: number;
+  maxQueue: number;
+}
+
+interface Addon {
+  NativeIndex: NativeIndexClass;
+  setErrorClass(ctor: typeof EngineError): void;
+  configureSearchPool(threads: number | undefined, maxQueue: number | undefined): void;
+  searchPoolStats(): SearchPoolStats;
+  /** The distance kernels chosen for this CPU: 'avx512', 'avx2' or 'scalar'. */
+  simdLevel: string;
+}
+
+// Same relative path from src/engine (tests) and dist/engine (compiled).
+const ADDON_PATH = path.join(__dirname, '..', '..', 'build', 'Release', 'canopy.node');
+
+function loadAddon(): Addon {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const addon = require(ADDON_PATH) as Addon;
+  addon.setErrorClass(EngineError);
+  return addon;
+}
+
+export const addon: Addon = loadAddon();
