@@ -2,7 +2,7 @@
 // default values and every helm/canopy/ci/*.yaml, each manifest validated against
 // the Kubernetes JSON schemas, then the wiring asserted on the parsed objects.
 // Tools: `bash helm/check-tools.sh`; without them this file fails, it never skips.
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -152,6 +152,17 @@ describe('helm chart: lint', () => {
   it('covers every ci values file with a scenario', () => {
     const ciFiles = readdirSync(path.join(CHART_DIR, 'ci')).filter((f) => f.endsWith('.yaml')).map((f) => `ci/${f}`);
     expect(ciFiles.sort()).toEqual(SCENARIOS.flatMap((s) => (s.valuesFile ? [s.valuesFile] : [])).sort());
+  });
+
+  it('documents every value of values.schema.json in the README table', () => {
+    const schema = JSON.parse(readFileSync(path.join(CHART_DIR, 'values.schema.json'), 'utf8')) as JsonSchema;
+    const readme = readFileSync(path.join(CHART_DIR, 'README.md'), 'utf8');
+    const valuesSection = readme.split(/^## /m).find((section) => section.startsWith('Values\n')) ?? '';
+    const documented = new Set([...valuesSection.matchAll(/^\| `([^`]+)` \|/gm)].map((m) => m[1]));
+    const leaves = valuePaths(schema, schema);
+    expect(leaves.length).toBeGreaterThan(50);
+    expect(leaves.filter((p) => !documented.has(p))).toEqual([]);
+    expect([...documented].filter((p) => !leaves.includes(p))).toEqual([]);
   });
 
   it.each(SCENARIOS)('helm lint --strict is clean: $title', ({ valuesFile }) => {
@@ -402,6 +413,23 @@ describe('helm chart: values it refuses', () => {
     expect(result.stderr).toContain(message);
   });
 });
+
+interface JsonSchema {
+  readonly $ref?: string;
+  readonly properties?: Record<string, JsonSchema>;
+}
+
+/** Dotted paths of the schema's leaf values (a leaf: a value with no declared sub-properties). */
+function valuePaths(node: JsonSchema, root: JsonSchema, prefix = ''): string[] {
+  const resolved = node.$ref ? resolveRef(root, node.$ref) : node;
+  if (!resolved.properties) return [prefix];
+  return Object.entries(resolved.properties).flatMap(([key, child]) => valuePaths(child, root, prefix ? `${prefix}.${key}` : key));
+}
+
+function resolveRef(root: JsonSchema, ref: string): JsonSchema {
+  const steps = ref.replace(/^#\//, '').split('/');
+  return steps.reduce<unknown>((at, step) => (at as Record<string, unknown>)[step], root) as JsonSchema;
+}
 
 function range(n: number): number[] {
   return Array.from({ length: n }, (_, i) => i);
