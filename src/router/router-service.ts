@@ -93,7 +93,8 @@ export class RouterService {
     const shape = parseShape(req, this.limits);
     const deadlineMs = this.deadlineOf(call);
     const item = await this.fetchItem(view, req.id, deadlineMs);
-    const vector = decodeVector(item, view.dim, `stored vector of ${JSON.stringify(req.id)}`);
+    // GetItem carries the vector twice; the bytes are the cheap form.
+    const vector = decodeVector({ vector: [], vectorF32: item.vectorF32 }, view.dim, `stored vector of ${JSON.stringify(req.id)}`);
     const answer = await this.fanOut.search(view, [toShardQuery(vector, shape)], deadlineMs, req.minShards);
     return withCoverage(answer.results[0]!, answer);
   }

@@ -1,0 +1,237 @@
+'use strict';
+// Serving benchmark: one shard node called directly against a router over 3
+// shard nodes, the router with and without coalescing, all in one run on this
+// machine, driven by ghz through server reflection.
+//
+//   node load-tests/serving/router-bench.js [--items 30000] [--dim 32] [--trees 10]
+//       [--low-rps 100] [--low-requests 600] [--saturated-seconds 6] [--concurrency 32]
+//       [--connections 4] [--ghz PATH] [--report load-tests/reports/router.md]
+//
+// Needs dist/ (`npm run prepare`) and ghz (`go install github.com/bojand/ghz/cmd/ghz@v0.121.0`).
+//
+// Scenarios, each against the same 3-shard index (one replica per shard):
+//   direct    ghz -> shard node 0 (a third of the items)
+//   router    ghz -> router -> 3 shard nodes, coalescing into BatchSearch (default)
+//   uncoal.   ghz -> router --no-coalesce -> one call per query per shard
+// Each is measured at low load (paced at --low-rps, one stream) and saturated
+// (--concurrency streams over --connections connections for --saturated-seconds).
+// Queries are 100 seeded gaussian vectors sent round-robin as vector_f32 bytes, k = 10,
+// default search_k. Every process shares the same 2 cores: figures are ratios.
+const { spawn, spawnSync } = require('node:child_process');
+const { mkdtempSync, rmSync, writeFileSync, mkdirSync } = require('node:fs');
+const net = require('node:net');
+const os = require('node:os');
+const path = require('node:path');
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const CANOPY = path.join(ROOT, 'bin', 'canopy.js');
+const SHARDS = 3;
+const K = 10;
+const QUERY_COUNT = 100;
+const WARMUP_REQUESTS = 300;
+
+const DEFAULTS = {
+  items: 30000,
+  dim: 32,
+  trees: 10,
+  lowRps: 100,
+  lowRequests: 600,
+  saturatedSeconds: 6,
+  concurrency: 32,
+  connections: 4,
+  ghz: '',
+  report: path.join(ROOT, 'load-tests', 'reports', 'router.md'),
+};
+
+function parseArgs(argv) {
+  const opts = { ...DEFAULTS };
+  for (let i = 0; i < argv.length; i += 2) {
+    const key = argv[i].replace(/^--/, '').replace(/-([a-z])/g, (_, c) => c.toUpperCase());
+    if (!argv[i].startsWith('--') || !(key in opts) || argv[i + 1] === undefined) {
+      throw new Error(`bad argument ${argv[i]}; flags: ${Object.keys(DEFAULTS).join(', ')} (as --kebab-case VALUE)`);
+    }
+    opts[key] = typeof DEFAULTS[key] === 'number' ? Number(argv[i + 1]) : argv[i + 1];
+  }
+  return opts;
+}
+
+/** mulberry32 + Box-Muller: the same numbers on every run. */
+function gaussians(count, seed) {
+  let state = seed >>> 0;
+  const next = () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const out = new Float32Array(count);
+  for (let i = 0; i < count; i++) out[i] = Math.sqrt(-2 * Math.log(1 - next())) * Math.cos(2 * Math.PI * next());
+  return out;
+}
+
+function findGhz(flag) {
+  const candidates = [flag, path.join(os.homedir(), 'go', 'bin', 'ghz'), 'ghz'].filter(Boolean);
+  for (const c of candidates) if (spawnSync(c, ['--version']).status === 0) return c;
+  throw new Error('ghz not found: go install github.com/bojand/ghz/cmd/ghz@v0.121.0 (or pass --ghz PATH)');
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function buildIndex(workDir, opts) {
+  const data = gaussians(opts.items * opts.dim, 1);
+  const lines = [];
+  for (let r = 0; r < opts.items; r++) {
+    lines.push(JSON.stringify({ id: `item-${r}`, vector: Array.from(data.subarray(r * opts.dim, (r + 1) * opts.dim)) }));
+  }
+  const input = path.join(workDir, 'bench.jsonl');
+  writeFileSync(input, `${lines.join('\n')}\n`);
+  const out = path.join(workDir, 'versions');
+  const args = [CANOPY, 'build', '--input', input, '--format', 'jsonl', '--metric', 'euclidean', '--out', out,
+    '--shards', String(SHARDS), '--trees', String(opts.trees), '--index', 'bench', '--version', 'v1'];
+  const built = spawnSync(process.execPath, args, { encoding: 'utf8' });
+  if (built.status !== 0) throw new Error(`canopy build failed:\n${built.stderr}`);
+  return path.join(out, 'v1');
+}
+
+const children = [];
+
+function startProcess(args) {
+  const child = spawn(process.execPath, [CANOPY, ...args, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  children.push(child);
+  return child;
+}
+
+function killAll() {
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+}
+
+function ghz(bin, target, dataFile, extra) {
+  const args = ['--insecure', '--call', 'canopy.v1.Search.Search', '--data-file', dataFile, '--format', 'json',
+    '--skipFirst', '0', ...extra, target];
+  const run = spawnSync(bin, args, { encoding: 'utf8', maxBuffer: 256 << 20, timeout: 300_000 });
+  if (run.status !== 0 && !run.stdout) throw new Error(`ghz failed:\n${run.stderr}`);
+  const report = JSON.parse(run.stdout);
+  const pct = (p) => (report.latencyDistribution || []).find((d) => d.percentage === p)?.latency / 1e6;
+  const ok = report.statusCodeDistribution?.OK ?? 0;
+  return { rps: report.rps, p50Ms: pct(50), p99Ms: pct(99), count: report.count, ok, errors: report.errorDistribution || {} };
+}
+
+async function waitServing(bin, target, dataFile) {
+  const endMs = Date.now() + 60_000;
+  while (Date.now() < endMs) {
+    try {
+      const r = ghz(bin, target, dataFile, ['-n', '1', '-c', '1', '-t', '2s']);
+      if (r.ok === 1) return;
+    } catch {
+      // not up yet
+    }
+    await new Promise((res) => setTimeout(res, 300));
+  }
+  throw new Error(`${target} did not answer within 60 s`);
+}
+
+function measure(bin, target, dataFile, opts) {
+  ghz(bin, target, dataFile, ['-n', String(WARMUP_REQUESTS), '-c', '8']);
+  const low = ghz(bin, target, dataFile, ['-n', String(opts.lowRequests), '-c', '1', '--rps', String(opts.lowRps)]);
+  const saturated = ghz(bin, target, dataFile, ['-z', `${opts.saturatedSeconds}s`, '-c', String(opts.concurrency),
+    '--connections', String(opts.connections), '-t', '10s']);
+  return { low, saturated };
+}
+
+const fmt = (x, digits = 2) => (x === undefined || Number.isNaN(x) ? '-' : x.toFixed(digits));
+const int = (x) => Math.round(x).toLocaleString('en-US');
+
+function table(results) {
+  const rows = [
+    '| scenario | low load p50 ms | low load p99 ms | saturated q/s | saturated p50 ms | saturated p99 ms | errors |',
+    '| --- | --- | --- | --- | --- | --- | --- |',
+  ];
+  for (const [name, r] of results) {
+    const errors = r.low.count - r.low.ok + r.saturated.count - r.saturated.ok;
+    rows.push(`| ${name} | ${fmt(r.low.p50Ms)} | ${fmt(r.low.p99Ms)} | ${int(r.saturated.rps)} | ${fmt(r.saturated.p50Ms)} | ${fmt(r.saturated.p99Ms)} | ${errors} |`);
+  }
+  return rows.join('\n');
+}
+
+async function main() {
+  const opts = parseArgs(process.argv.slice(2));
+  const bin = findGhz(opts.ghz);
+  const workDir = mkdtempSync(path.join(os.tmpdir(), 'canopy-router-bench-'));
+  try {
+    const dir = buildIndex(workDir, opts);
+    const queries = gaussians(QUERY_COUNT * opts.dim, 2);
+    const dataFile = path.join(workDir, 'queries.json');
+    writeFileSync(dataFile, JSON.stringify(Array.from({ length: QUERY_COUNT }, (_, q) => ({
+      index: 'bench',
+      vectorF32: Buffer.from(queries.buffer, q * opts.dim * 4, opts.dim * 4).toString('base64'),
+      k: K,
+    }))));
+
+    const shardAddrs = [];
+    for (let s = 0; s < SHARDS; s++) {
+      const addr = `127.0.0.1:${await freePort()}`;
+      startProcess(['serve', 'shard', '--manifest', dir, '--shard', String(s), '--listen', addr]);
+      shardAddrs.push(addr);
+    }
+    const backends = shardAddrs.flatMap((a, s) => ['--backend', `${s}=${a}`]);
+    const routerAddr = `127.0.0.1:${await freePort()}`;
+    startProcess(['serve', 'router', '--listen', routerAddr, ...backends]);
+    const uncoalescedAddr = `127.0.0.1:${await freePort()}`;
+    startProcess(['serve', 'router', '--listen', uncoalescedAddr, '--no-coalesce', ...backends]);
+    for (const a of [...shardAddrs, routerAddr, uncoalescedAddr]) await waitServing(bin, a, dataFile);
+
+    const results = new Map();
+    results.set('shard 0 direct (1/3 of the items)', measure(bin, shardAddrs[0], dataFile, opts));
+    results.set('router, 3 shards, coalescing', measure(bin, routerAddr, dataFile, opts));
+    results.set('router, 3 shards, one call per query per shard', measure(bin, uncoalescedAddr, dataFile, opts));
+    const [direct, router, uncoalesced] = [...results.values()];
+
+    const overhead = router.low.p50Ms / direct.low.p50Ms;
+    const gain = router.saturated.rps / uncoalesced.saturated.rps;
+    const cpu = os.cpus();
+    const command = `node load-tests/serving/router-bench.js ${process.argv.slice(2).join(' ')}`.trim();
+    const report = [
+      '# Serving benchmark: router over 3 shards',
+      '',
+      `${new Date().toISOString()} · ${cpu[0]?.model ?? 'cpu'} · ${cpu.length} cores · node ${process.version} · \`${command}\``,
+      '',
+      `Index: ${int(opts.items)} x ${opts.dim} euclidean, ${opts.trees} trees, ${SHARDS} shards (one replica each), k = ${K}, default search_k.`,
+      `Load: ghz over server reflection, ${QUERY_COUNT} query vectors round-robin as vector_f32. Low load: one stream paced at ${opts.lowRps} q/s,`,
+      `${opts.lowRequests} requests. Saturated: ${opts.concurrency} streams over ${opts.connections} connections for ${opts.saturatedSeconds} s.`,
+      'ghz, the shard nodes and the routers all share the same cores, so read the ratios, not the absolute figures.',
+      '',
+      table(results),
+      '',
+      `- Router p50 at low load / direct shard p50: **${fmt(overhead)}x** (target ≤ 1.30)`,
+      `- Router saturated q/s, coalescing / one call per query per shard: **${fmt(gain)}x** (target ≥ 2)`,
+      '',
+    ].join('\n');
+    process.stdout.write(report);
+    mkdirSync(path.dirname(opts.report), { recursive: true });
+    writeFileSync(opts.report, report);
+    process.stderr.write(`written to ${path.relative(ROOT, opts.report)}\n`);
+  } finally {
+    killAll();
+    rmSync(workDir, { recursive: true, force: true });
+  }
+}
+
+process.on('SIGINT', () => {
+  killAll();
+  process.exit(130);
+});
+main().catch((err) => {
+  killAll();
+  process.stderr.write(`${err.stack || err}\n`);
+  process.exitCode = 1;
+});
