@@ -93,9 +93,13 @@ function runJson(command, args) {
 
 // ---------- builds, each in a child process of its own ----------
 
-function buildStats(started, dataRssBytes, out) {
+const secondsSince = (t) => Number(process.hrtime.bigint() - t) / 1e9;
+
+/** `added` is null when adding and building are one step (hnswlib). */
+function buildStats(started, added, dataRssBytes, out) {
   return {
-    buildSeconds: Number(process.hrtime.bigint() - started) / 1e9,
+    addSeconds: added === null ? null : Number(added - started) / 1e9,
+    buildSeconds: secondsSince(added ?? started),
     peakRssBytes: process.resourceUsage().maxRSS * 1024,
     dataRssBytes,
     fileBytes: statSync(out).size,
@@ -110,9 +114,10 @@ function childCanopyBuild(opts) {
   const started = process.hrtime.bigint();
   const index = new Index({ dim: meta.dim, metric: meta.metric, seed: opts.seed });
   for (let i = 0; i < meta.rows; i++) index.addItem(i, rowView(base, meta.dim, i));
+  const added = process.hrtime.bigint();
   index.buildSync({ nTrees: opts.trees, threads: opts.buildThreads });
   index.save(opts.out);
-  return buildStats(started, dataRssBytes, opts.out);
+  return buildStats(started, added, dataRssBytes, opts.out);
 }
 
 function hnswSpace(metric) {
@@ -127,9 +132,10 @@ function childHnswBuild(opts) {
   const started = process.hrtime.bigint();
   const index = new HierarchicalNSW(hnswSpace(meta.metric), meta.dim);
   index.initIndex(meta.rows, opts.hnswM, opts.hnswEfConstruction, opts.seed);
+  // hnswlib builds its graph while points are added: all of it counts as build.
   for (let i = 0; i < meta.rows; i++) index.addPoint(Array.from(rowView(base, meta.dim, i)), i);
   index.writeIndexSync(opts.out);
-  return buildStats(started, dataRssBytes, opts.out);
+  return buildStats(started, null, dataRssBytes, opts.out);
 }
 
 const CHILDREN = { 'canopy-build': childCanopyBuild, 'hnswlib-build': childHnswBuild };
@@ -155,31 +161,39 @@ function timeLoop(queryCount, repeats, searchOne) {
   for (let pass = 0; pass < repeats; pass++) {
     const started = process.hrtime.bigint();
     for (let q = 0; q < queryCount; q++) found[q] = searchOne(q);
-    seconds = Math.min(seconds, Number(process.hrtime.bigint() - started) / 1e9);
+    seconds = Math.min(seconds, secondsSince(started));
   }
   return { seconds, found };
 }
 
+// Each sweep returns { points: [{ param, seconds, found }], callFloorSeconds }: the
+// floor is one call on a one-item index, the fixed cost of crossing the binding.
+
 function sweepCanopy(opts, meta, dir, file, queries) {
   const { Index } = require('../../dist');
-  const index = Index.load(file, { dim: meta.dim, metric: meta.metric });
   const views = Array.from({ length: meta.queries }, (_, q) => rowView(queries, meta.dim, q));
+  const index = Index.load(file, { dim: meta.dim, metric: meta.metric });
   const points = SEARCH_KS[meta.dataset].map((searchK) => {
     const run = timeLoop(meta.queries, opts.repeats, (q) => index.searchSync(views[q], meta.k, { searchK }).ids);
     return { param: searchK, ...run };
   });
   index.unload();
-  return points;
+  const tiny = new Index({ dim: meta.dim, metric: meta.metric });
+  tiny.addItem(0, views[0]);
+  tiny.buildSync({ nTrees: 1 });
+  const floor = timeLoop(meta.queries, opts.repeats, (q) => tiny.searchSync(views[q], 1).ids);
+  return { points, callFloorSeconds: floor.seconds / meta.queries };
 }
 
 function sweepAnnoy(opts, meta, dir, file) {
   const ks = SEARCH_KS[meta.dataset].join(',');
-  const timings = runJson('python3', [PEER, 'query', '--dir', dir, '--index', file, '--search-k', ks, '--repeats', `${opts.repeats}`]);
-  return timings.map(({ searchK, seconds }) => {
+  const result = runJson('python3', [PEER, 'query', '--dir', dir, '--index', file, '--search-k', ks, '--repeats', `${opts.repeats}`]);
+  const points = result.sweep.map(({ searchK, seconds }) => {
     const ids = readInt32(path.join(dir, `annoy-${searchK}.i32`));
     const found = Array.from({ length: meta.queries }, (_, q) => ids.subarray(q * meta.k, (q + 1) * meta.k));
     return { param: searchK, seconds, found };
   });
+  return { points, callFloorSeconds: result.callFloorSeconds };
 }
 
 function sweepHnsw(opts, meta, dir, file, queries) {
@@ -187,10 +201,15 @@ function sweepHnsw(opts, meta, dir, file, queries) {
   const index = new HierarchicalNSW(hnswSpace(meta.metric), meta.dim);
   index.readIndexSync(file);
   const arrays = Array.from({ length: meta.queries }, (_, q) => Array.from(rowView(queries, meta.dim, q)));
-  return HNSW_EFS.filter((ef) => ef >= meta.k).map((ef) => {
+  const points = HNSW_EFS.filter((ef) => ef >= meta.k).map((ef) => {
     index.setEf(ef);
     return { param: ef, ...timeLoop(meta.queries, opts.repeats, (q) => index.searchKnn(arrays[q], meta.k).neighbors) };
   });
+  const tiny = new HierarchicalNSW(hnswSpace(meta.metric), meta.dim);
+  tiny.initIndex(1);
+  tiny.addPoint(arrays[0], 0);
+  const floor = timeLoop(meta.queries, opts.repeats, (q) => tiny.searchKnn(arrays[q], 1).neighbors);
+  return { points, callFloorSeconds: floor.seconds / meta.queries };
 }
 
 const SWEEPS = { canopy: sweepCanopy, annoy: sweepAnnoy, hnswlib: sweepHnsw };
@@ -257,11 +276,12 @@ function buildTable(engines, builds) {
   const ratios = engines.includes('canopy') ? others.map((e) => `canopy/${e}`) : [];
   const line = (label, value) => [
     label,
-    ...engines.map((e) => fmt(value(builds[e]), 2)),
+    ...engines.map((e) => (value(builds[e]) == null ? '—' : fmt(value(builds[e]), 2))),
     ...others.filter(() => ratios.length).map((e) => ratio(value(builds.canopy), value(builds[e]))),
   ];
   return markdownTable(['build', ...engines, ...ratios], [
-    line('build time, s (add items + build + save)', (b) => b.buildSeconds),
+    line('add items, s', (b) => b.addSeconds),
+    line('build + save, s (hnswlib: add + build + save)', (b) => b.buildSeconds),
     line('peak RSS of the build process, MiB', (b) => mb(b.peakRssBytes)),
     line('peak RSS minus RSS with the data read, MiB', (b) => mb(b.peakRssBytes - b.dataRssBytes)),
     line('index file, MiB', (b) => mb(b.fileBytes)),
@@ -280,7 +300,7 @@ function filesIdentical(a, b) {
   return readFileSync(a).equals(readFileSync(b));
 }
 
-function report(opts, meta, engines, builds, curves, dir) {
+function report(opts, meta, engines, { builds, curves, floors }, dir) {
   const canopyVsAnnoy = engines.includes('canopy') && engines.includes('annoy');
   const parts = [
     `# Engine benchmark: ${meta.dataset}`,
@@ -296,6 +316,8 @@ function report(opts, meta, engines, builds, curves, dir) {
     '## Queries/s at equal recall',
     '',
     levelTable(engines, curves),
+    '',
+    `Per-call floor (one-item index, same query loop): ${engines.map((e) => `${e} ${fmt(floors[e] * 1e6, 1)} µs`).join(', ')}.`,
     '',
     '## Build',
     '',
@@ -330,6 +352,7 @@ function benchDataset(opts, dataset) {
   const engines = opts.engines.split(',');
   const builds = {};
   const curves = {};
+  const floors = {};
   const queries = readFloat32(path.join(dir, 'queries.f32'));
   const truth = readInt32(path.join(dir, 'truth.i32'));
   for (const engine of engines) {
@@ -338,13 +361,15 @@ function benchDataset(opts, dataset) {
     process.stderr.write(`${dataset}: building with ${engine}\n`);
     builds[engine] = buildInChild(engine, opts, dir, file);
     process.stderr.write(`${dataset}: querying ${engine}\n`);
-    curves[engine] = SWEEPS[engine](opts, meta, dir, file, queries).map((p) => ({
+    const sweep = SWEEPS[engine](opts, meta, dir, file, queries);
+    floors[engine] = sweep.callFloorSeconds;
+    curves[engine] = sweep.points.map((p) => ({
       ...p,
       qps: meta.queries / p.seconds,
       recall: recallAtK(p.found, truth, meta.k),
     }));
   }
-  const text = report(opts, meta, engines, builds, curves, dir);
+  const text = report(opts, meta, engines, { builds, curves, floors }, dir);
   mkdirSync(REPORTS, { recursive: true });
   writeFileSync(path.join(REPORTS, `engine-${dataset}.md`), text);
   process.stdout.write(`${text}\n`);
