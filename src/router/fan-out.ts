@@ -77,9 +77,17 @@ export class FanOut {
           resolve({ results: this.merge(view, queries, perShard), shardsTotal: total, shardsAnswered: answered, shardsMissing: missing });
           return;
         }
-        const reasons = missing.map((s) => (errors.has(s) ? errors.get(s)!.message : `shard ${s}: no answer before the deadline`));
-        const summary = `${answered} of ${total} shards answered, ${required} required; missing shards ${missing.join(', ')}: ${reasons.join('; ')}`;
-        reject(timedOut ? CanopyError.deadlineExceeded(summary) : CanopyError.unavailable(summary));
+        // A shard whose own call ran out of time counts as late, like one still pending at the deadline.
+        const isLate = (s: number): boolean => !errors.has(s) || errors.get(s)!.code === grpc.status.DEADLINE_EXCEEDED;
+        const late = missing.filter(isLate);
+        const failed = missing.filter((s) => !isLate(s));
+        let summary = `${answered} of ${total} shards answered, ${required} required`;
+        if (failed.length > 0) summary += `; failed: ${failed.map((s) => errors.get(s)!.message).join('; ')}`;
+        if (late.length > 0) {
+          const which = `shard${late.length > 1 ? 's' : ''} ${late.join(', ')}`;
+          summary += timedOut || late.some((s) => errors.has(s)) ? `; no answer before the deadline from ${which}` : `; still waiting for ${which}`;
+        }
+        reject(timedOut || failed.length === 0 ? CanopyError.deadlineExceeded(summary) : CanopyError.unavailable(summary));
       };
       const timer = setTimeout(() => decide(true), Math.max(0, deadlineMs - Date.now()));
       for (let shard = 0; shard < total; shard++) {

@@ -29,7 +29,7 @@ import type { ShardCaller } from './shard-caller';
 export interface RouterServiceOptions {
   /** Deadline of a request that brings none. */
   readonly defaultDeadlineMs: number;
-  /** Time kept back from the caller's deadline to send a (partial) answer in time. */
+  /** Time kept back from the caller's deadline to send a (partial) answer in time (at most a tenth of it). */
   readonly replyMarginMs: number;
 }
 
@@ -153,11 +153,15 @@ export class RouterService {
     return view;
   }
 
-  /** The caller's deadline (or the default) minus the reply margin, as epoch ms. */
+  /**
+   * The caller's deadline (or the default), as epoch ms, less a margin to send
+   * the answer in: `replyMarginMs`, or a tenth of the time left if smaller.
+   */
   private deadlineOf(call: grpc.ServerUnaryCall<unknown, unknown>): number {
+    const nowMs = Date.now();
     const raw = call.getDeadline();
-    const callerMs = raw instanceof Date ? raw.getTime() : Number.isFinite(raw) ? raw : Date.now() + this.options.defaultDeadlineMs;
-    return callerMs - this.options.replyMarginMs;
+    const callerMs = raw instanceof Date ? raw.getTime() : Number.isFinite(raw) ? raw : nowMs + this.options.defaultDeadlineMs;
+    return callerMs - Math.min(this.options.replyMarginMs, Math.max(0, (callerMs - nowMs) / 10));
   }
 }
 

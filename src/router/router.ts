@@ -19,7 +19,7 @@ import type { ShardCallerOptions } from './shard-caller';
 import { ShardCaller } from './shard-caller';
 
 export const DEFAULT_DEADLINE_MS = 2_000;
-export const DEFAULT_REPLY_MARGIN_MS = 5;
+export const DEFAULT_REPLY_MARGIN_MS = 20;
 export const DEFAULT_DISCOVERY_INTERVAL_MS = 500;
 const DISCOVERY_CALL_TIMEOUT_MS = 2_000;
 
