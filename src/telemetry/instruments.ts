@@ -1,0 +1,177 @@
+// Every metric Canopy records, with its name, unit and attributes, defined in
+// one place. Names are stable: the Helm chart's Grafana dashboard queries them
+// as Prometheus exposes them (dots -> underscores, `_milliseconds` for ms
+// histograms, `_total` for counters; see helm/canopy/dashboards/).
+//
+// Instruments come from the global MeterProvider. The API has no proxy for
+// meters, so an instrument made before startTelemetry registers the SDK's
+// provider would be a no-op forever: `canopyInstruments()` builds them on first
+// use and again whenever the global provider changes. With metrics off it hands
+// out the API's no-op instruments, and recording costs one empty call.
+import {
+  type Attributes,
+  type BatchObservableResult,
+  type Counter,
+  type Histogram,
+  type MeterProvider,
+  metrics,
+  type ObservableGauge,
+  type ObservableResult,
+  type UpDownCounter,
+} from '@opentelemetry/api';
+
+import { ATTR_INDEX, ATTR_INDEX_VERSION, ATTR_STATE } from './attributes';
+
+export const METER_NAME = 'canopy';
+
+/** Histogram, ms, {rpc.method, rpc.grpc.status_code}: every RPC a router or shard node serves. */
+export const METRIC_RPC_SERVER_DURATION = 'canopy.rpc.server.duration';
+/** Histogram, ms, {canopy.shard, canopy.outcome, canopy.attempt}: each router -> shard call, as the router saw it. */
+export const METRIC_SHARD_CALL_DURATION = 'canopy.router.shard_call.duration';
+/** Counter, {canopy.shard}: shard calls sent again after a retryable failure. */
+export const METRIC_RETRIES = 'canopy.router.retries';
+/** Counter, {canopy.shard}: hedged copies sent to a second replica. */
+export const METRIC_HEDGES = 'canopy.router.hedges';
+/** Counter, {rpc.method}: answers returned with fewer shards than the index has. */
+export const METRIC_PARTIAL_ANSWERS = 'canopy.router.partial_answers';
+/** UpDownCounter, {rpc.method}: queries being served now (a batch counts its queries). */
+export const METRIC_INFLIGHT_QUERIES = 'canopy.inflight_queries';
+/** Observable gauge: searches waiting in the native search pool's queue. */
+export const METRIC_SEARCH_QUEUE_DEPTH = 'canopy.engine.search_queue.depth';
+/** Observable gauge, {canopy.index, canopy.index.version}: items in the version's shard. */
+export const METRIC_INDEX_ITEMS = 'canopy.index.items';
+/** Observable gauge, ms, {canopy.index, canopy.index.version}: how long loading the version took. */
+export const METRIC_INDEX_LOAD_DURATION = 'canopy.index.load.duration';
+/** Observable gauge, {canopy.index, canopy.index.version, canopy.state}: 1 for the version's state, 0 for the others. */
+export const METRIC_INDEX_VERSION_STATE = 'canopy.index.version.state';
+/** Observable gauge, {canopy.state}: 1 for the etcd session's state, 0 for the others. */
+export const METRIC_ETCD_SESSION_STATE = 'canopy.etcd.session.state';
+
+/**
+ * Bucket bounds for ms latencies: a shard search takes 0.1-10 ms, a routed
+ * query a few ms, a deadline seconds. The SDK's default bounds start at 5 ms.
+ */
+export const LATENCY_BUCKETS_MS: readonly number[] = [
+  0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 25, 50, 75, 100, 250, 500, 1_000, 2_500, 5_000, 10_000,
+];
+
+/** States of a version on a node, as in the registry's node record (registry/records.ts). */
+export const INDEX_VERSION_STATES = ['loading', 'ready', 'failed'] as const;
+export type IndexVersionState = (typeof INDEX_VERSION_STATES)[number];
+
+/** States of a node's etcd session, as registry/node-session.ts names them. */
+export const ETCD_SESSION_STATES = ['unregistered', 'registered', 'closed'] as const;
+export type EtcdSessionState = (typeof ETCD_SESSION_STATES)[number];
+
+/** One index version a shard node holds, as read at collection time. */
+export interface IndexVersionReading {
+  readonly index: string;
+  readonly version: string;
+  readonly state: IndexVersionState;
+  /** Items in this node's shard of the version; omit while unknown. */
+  readonly items?: number;
+  /** Time the load took; omit until it finished. */
+  readonly loadDurationMs?: number;
+}
+
+/** Synchronous instruments; record on them directly. */
+export interface CanopyInstruments {
+  readonly rpcServerDuration: Histogram;
+  readonly shardCallDuration: Histogram;
+  readonly retries: Counter;
+  readonly hedges: Counter;
+  readonly partialAnswers: Counter;
+  readonly inflightQueries: UpDownCounter;
+}
+
+interface InstrumentSet extends CanopyInstruments {
+  readonly provider: MeterProvider;
+  readonly searchQueueDepth: ObservableGauge;
+  readonly indexItems: ObservableGauge;
+  readonly indexLoadDuration: ObservableGauge;
+  readonly indexVersionState: ObservableGauge;
+  readonly etcdSessionState: ObservableGauge;
+}
+
+let current: InstrumentSet | undefined;
+
+/** The instruments of the current global MeterProvider. Cheap: call it where you record. */
+export function canopyInstruments(): CanopyInstruments {
+  return instrumentSet();
+}
+
+/** Stops an observation registered below. */
+export type Unobserve = () => void;
+
+/**
+ * Reports `read()` as the search queue depth at each collection. Register after
+ * startTelemetry; the callback must be cheap and must not throw.
+ */
+export function observeSearchQueueDepth(read: () => number): Unobserve {
+  const gauge = instrumentSet().searchQueueDepth;
+  const callback = (result: ObservableResult): void => result.observe(read());
+  gauge.addCallback(callback);
+  return () => gauge.removeCallback(callback);
+}
+
+/** Reports items, load time and state of each version `read()` lists, at each collection. */
+export function observeIndexVersions(read: () => Iterable<IndexVersionReading>): Unobserve {
+  const set = instrumentSet();
+  const observables = [set.indexItems, set.indexLoadDuration, set.indexVersionState];
+  const callback = (batch: BatchObservableResult): void => {
+    for (const reading of read()) {
+      const attributes = { [ATTR_INDEX]: reading.index, [ATTR_INDEX_VERSION]: reading.version };
+      if (reading.items !== undefined) batch.observe(set.indexItems, reading.items, attributes);
+      if (reading.loadDurationMs !== undefined) batch.observe(set.indexLoadDuration, reading.loadDurationMs, attributes);
+      observeStateSet(batch, set.indexVersionState, INDEX_VERSION_STATES, reading.state, attributes);
+    }
+  };
+  const meter = set.provider.getMeter(METER_NAME);
+  meter.addBatchObservableCallback(callback, observables);
+  return () => meter.removeBatchObservableCallback(callback, observables);
+}
+
+/** Reports the etcd session state `read()` returns, at each collection. */
+export function observeEtcdSession(read: () => EtcdSessionState): Unobserve {
+  const gauge = instrumentSet().etcdSessionState;
+  const callback = (result: ObservableResult): void => {
+    const state = read();
+    for (const candidate of ETCD_SESSION_STATES) result.observe(candidate === state ? 1 : 0, { [ATTR_STATE]: candidate });
+  };
+  gauge.addCallback(callback);
+  return () => gauge.removeCallback(callback);
+}
+
+/**
+ * A state as a set of 0/1 series, one per possible state, so a state change
+ * moves both series at once and `== 1` selects the current one in PromQL.
+ */
+function observeStateSet(batch: BatchObservableResult, gauge: ObservableGauge, states: readonly string[], state: string, attributes: Attributes): void {
+  for (const candidate of states) batch.observe(gauge, candidate === state ? 1 : 0, { ...attributes, [ATTR_STATE]: candidate });
+}
+
+function instrumentSet(): InstrumentSet {
+  const provider = metrics.getMeterProvider();
+  if (current === undefined || current.provider !== provider) current = createInstruments(provider);
+  return current;
+}
+
+function createInstruments(provider: MeterProvider): InstrumentSet {
+  const meter = provider.getMeter(METER_NAME);
+  const latency = (name: string, description: string): Histogram =>
+    meter.createHistogram(name, { unit: 'ms', description, advice: { explicitBucketBoundaries: [...LATENCY_BUCKETS_MS] } });
+  return {
+    provider,
+    rpcServerDuration: latency(METRIC_RPC_SERVER_DURATION, 'Duration of RPCs served, by method and gRPC status'),
+    shardCallDuration: latency(METRIC_SHARD_CALL_DURATION, 'Duration of router calls to shard nodes, by shard, outcome and attempt kind'),
+    retries: meter.createCounter(METRIC_RETRIES, { unit: '{call}', description: 'Shard calls retried after a retryable failure' }),
+    hedges: meter.createCounter(METRIC_HEDGES, { unit: '{call}', description: 'Hedged shard calls sent to a second replica' }),
+    partialAnswers: meter.createCounter(METRIC_PARTIAL_ANSWERS, { unit: '{answer}', description: 'Answers missing one or more shards' }),
+    inflightQueries: meter.createUpDownCounter(METRIC_INFLIGHT_QUERIES, { unit: '{query}', description: 'Queries being served' }),
+    searchQueueDepth: meter.createObservableGauge(METRIC_SEARCH_QUEUE_DEPTH, { unit: '{search}', description: 'Searches queued in the native search pool' }),
+    indexItems: meter.createObservableGauge(METRIC_INDEX_ITEMS, { unit: '{item}', description: "Items in this node's shard of an index version" }),
+    indexLoadDuration: meter.createObservableGauge(METRIC_INDEX_LOAD_DURATION, { unit: 'ms', description: 'Time loading an index version took' }),
+    indexVersionState: meter.createObservableGauge(METRIC_INDEX_VERSION_STATE, { description: 'Index version state on this node (1 = current state)' }),
+    etcdSessionState: meter.createObservableGauge(METRIC_ETCD_SESSION_STATE, { description: 'etcd session state of this node (1 = current state)' }),
+  };
+}

@@ -1,0 +1,18 @@
+// Puts the active span's ids on every log line, so a log line found in a
+// search leads to its trace and back. Use as the `mixin` of the process's pino
+// logger (src/cli/serve-process.ts creates it): `pino({ mixin: logTraceContext })`.
+import { isSpanContextValid, trace } from '@opentelemetry/api';
+
+export interface LogTraceFields {
+  readonly trace_id?: string;
+  readonly span_id?: string;
+}
+
+const NO_FIELDS: LogTraceFields = {};
+
+/** `{trace_id, span_id}` (lower-case hex) of the active span; `{}` outside a recorded span or with tracing off. */
+export function logTraceContext(): LogTraceFields {
+  const spanContext = trace.getActiveSpan()?.spanContext();
+  if (spanContext === undefined || !isSpanContextValid(spanContext)) return NO_FIELDS;
+  return { trace_id: spanContext.traceId, span_id: spanContext.spanId };
+}

@@ -1,0 +1,101 @@
+// Builds and registers the OpenTelemetry SDK for a plan that turns something
+// on. Kept apart from telemetry.ts because loading the SDK and its exporters
+// takes ~0.2 s: a process with telemetry off never loads this file.
+import { context, metrics, propagation, type ProxyTracerProvider, trace } from '@opentelemetry/api';
+import { OTLPMetricExporter as OtlpGrpcMetricExporter } from '@opentelemetry/exporter-metrics-otlp-grpc';
+import { OTLPMetricExporter as OtlpHttpJsonMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
+import { OTLPMetricExporter as OtlpProtobufMetricExporter } from '@opentelemetry/exporter-metrics-otlp-proto';
+import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
+import { type IMetricReader, PeriodicExportingMetricReader, type PushMetricExporter } from '@opentelemetry/sdk-metrics';
+import { NodeSDK, resources } from '@opentelemetry/sdk-node';
+import { SimpleSpanProcessor, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
+
+import { MetricsEndpoint } from './metrics-endpoint';
+import type { OtlpMetricsPlan, TelemetryPlan } from './telemetry-config';
+
+export interface RunningSdk {
+  readonly metricsEndpoint?: MetricsEndpoint;
+  /** Hands every span ended so far, and OTLP metrics, to the exporters. */
+  forceFlush(): Promise<void>;
+  /** Flushes what is buffered, stops exporters and the scrape endpoint, and unregisters the globals. */
+  shutdown(): Promise<void>;
+}
+
+export async function startSdk(plan: TelemetryPlan, serviceName: string, testSpanExporter?: SpanExporter): Promise<RunningSdk> {
+  const readers: IMetricReader[] = [];
+  if (plan.otlpMetrics !== undefined) readers.push(otlpMetricReader(plan.otlpMetrics));
+  let metricsEndpoint: MetricsEndpoint | undefined;
+  if (plan.prometheusListen !== undefined) {
+    const prometheus = new PrometheusExporter({ preventServerStart: true });
+    metricsEndpoint = await MetricsEndpoint.start(plan.prometheusListen, prometheus);
+    readers.push(prometheus);
+  }
+
+  const tracingOff = plan.traces === 'off';
+  const sdk = new NodeSDK({
+    // OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES (the SDK's env detector,
+    // merged over this) win over the name the process gives itself.
+    resource: resources.defaultResource().merge(resources.resourceFromAttributes({ 'service.name': serviceName })),
+    // No readers: the SDK registers no meter provider, instruments stay no-ops.
+    metricReaders: readers,
+    // `undefined` lets the SDK read OTEL_TRACES_EXPORTER & co; `[]` registers no tracer provider.
+    spanProcessors: tracingOff ? [] : plan.traces === 'test' ? [testProcessor(testSpanExporter)] : undefined,
+    // Without traces there is nothing to propagate: keep the API's no-op propagator.
+    textMapPropagator: tracingOff ? null : undefined,
+    // Logs go through pino; an OTel logger provider with no processors costs nothing.
+    logRecordProcessors: [],
+    instrumentations: [],
+  });
+  sdk.start();
+  // NodeSDK keeps its providers private; the API hands out the registered ones.
+  const providers: object[] = [(trace.getTracerProvider() as ProxyTracerProvider).getDelegate(), metrics.getMeterProvider()];
+  const flushables = providers.filter(canFlush);
+
+  return {
+    ...(metricsEndpoint === undefined ? {} : { metricsEndpoint }),
+    async forceFlush() {
+      await Promise.all(flushables.map((provider) => provider.forceFlush()));
+    },
+    async shutdown() {
+      try {
+        await sdk.shutdown();
+      } finally {
+        await metricsEndpoint?.close();
+        // NodeSDK.shutdown leaves its providers registered; unregister them so a
+        // later start (tests start several in one process) can register anew.
+        trace.disable();
+        metrics.disable();
+        propagation.disable();
+        context.disable();
+      }
+    },
+  };
+}
+
+function canFlush(provider: object): provider is { forceFlush(): Promise<void> } {
+  return typeof (provider as { forceFlush?: unknown }).forceFlush === 'function';
+}
+
+function testProcessor(exporter: SpanExporter | undefined): SpanProcessor {
+  if (exporter === undefined) throw new Error('traces mode "test" needs a testSpanExporter');
+  return new SimpleSpanProcessor(exporter);
+}
+
+function otlpMetricReader(plan: OtlpMetricsPlan): PeriodicExportingMetricReader {
+  return new PeriodicExportingMetricReader({
+    exporter: otlpMetricExporter(plan),
+    ...(plan.exportIntervalMs === undefined ? {} : { exportIntervalMillis: plan.exportIntervalMs }),
+    ...(plan.exportTimeoutMs === undefined ? {} : { exportTimeoutMillis: plan.exportTimeoutMs }),
+  });
+}
+
+function otlpMetricExporter(plan: OtlpMetricsPlan): PushMetricExporter {
+  switch (plan.protocol) {
+    case 'grpc':
+      return new OtlpGrpcMetricExporter();
+    case 'http/json':
+      return new OtlpHttpJsonMetricExporter();
+    case 'http/protobuf':
+      return new OtlpProtobufMetricExporter();
+  }
+}
