@@ -89,6 +89,8 @@ export class BackendPool {
       'grpc.enable_channelz': 0,
       'grpc.max_receive_message_length': maxMessageBytes,
       'grpc.max_send_message_length': maxMessageBytes,
+      // Retries are the router's own (on another replica); grpc-js's would only add per-call cost.
+      'grpc.enable_retries': 0,
       // Each replica gets its own connection even when two routers share a process.
       'grpc.use_local_subchannel_pool': 1,
     };

@@ -15,6 +15,7 @@ import type { CanopyError } from '../../src/client/canopy-error';
 import type { SearchResponse } from '../../src/client/contract';
 import { viewFloat32 } from '../../src/client/query';
 import { bruteForceTopK } from '../support/brute-force';
+import { runCanopy } from '../support/cli';
 import { freePort } from '../support/free-port';
 import { row } from '../support/matrix';
 import { buildFixture, type Fixture, idOfRow } from '../support/serving/fixture';
@@ -173,6 +174,36 @@ describe('serving: router over 3 shards x 2 replicas', () => {
       expect(answer).toMatchObject({ shardsTotal: 1, shardsAnswered: 1 });
     } finally {
       shard.close();
+    }
+  });
+
+  it('prints answers as JSON with canopy query, by vector and by item, and fails clearly', async () => {
+    const q = queries(1, 18)[0]!;
+    const target = ['query', '--target', router.address, '--index', fixture.index];
+    const byVector = await runCanopy([...target, '--vector', JSON.stringify(Array.from(q)), '--k', '4', '--search-k', String(EXHAUSTIVE_SEARCH_K)]);
+    expect(byVector.code, byVector.stderr).toBe(0);
+    expect((JSON.parse(byVector.stdout) as SearchResponse).neighbors.map((n) => n.id)).toEqual(truth(q, 4).ids);
+    const byItem = await runCanopy([...target, '--item', idOfRow(42), '--k', '2']);
+    expect((JSON.parse(byItem.stdout) as SearchResponse).neighbors[0]).toEqual({ id: idOfRow(42), distance: 0 });
+    const bad = await runCanopy([...target, '--vector', '[1,2]']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/INVALID_ARGUMENT: query: vector has dimension 2, the index has 12/);
+  });
+
+  it('serves from several worker processes sharing one port (--workers 2)', async () => {
+    const address = `127.0.0.1:${await freePort()}`;
+    const backends = replicas.flatMap((list, shard) => list.flatMap((p) => ['--backend', `${shard}=${p.address}`]));
+    const workers = group.start('router with 2 workers', address, ['serve', 'router', '--listen', address, '--workers', '2', ...backends]);
+    await waitServing(workers);
+    // Separate clients get separate connections, which node:cluster deals out to the workers.
+    const clients = Array.from({ length: 4 }, () => new CanopyClient({ target: address, deadlineMs: 10_000 }));
+    try {
+      const q = queries(1, 19)[0]!;
+      const answers = await Promise.all(clients.map((c) => c.search(fixture.index, q, { k: K, searchK: EXHAUSTIVE_SEARCH_K })));
+      for (const a of answers) expect(ids(a)).toEqual(truth(q, K).ids);
+    } finally {
+      for (const c of clients) c.close();
+      await workers.kill();
     }
   });
 
