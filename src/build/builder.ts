@@ -290,12 +290,18 @@ async function buildShards(shards: ShardWork[], build: ResolvedBuild, onProgress
   }, PROGRESS_POLL_MS);
   poll.unref();
   let next = 0;
+  let failed = false;
   const worker = async (): Promise<void> => {
-    while (next < shards.length) {
+    while (!failed && next < shards.length) {
       const work = shards[next++]!;
       const startedMs = performance.now();
       work.state = 'building';
-      await work.forest.build({ nTrees: build.nTrees, threads: threadsPerShard });
+      try {
+        await work.forest.build({ nTrees: build.nTrees, threads: threadsPerShard });
+      } catch (err) {
+        failed = true;
+        throw err;
+      }
       work.forest.unload();
       work.buildSeconds = (performance.now() - startedMs) / 1_000;
       work.treesBuilt = build.nTrees;
@@ -304,7 +310,10 @@ async function buildShards(shards: ShardWork[], build: ResolvedBuild, onProgress
     }
   };
   try {
-    await Promise.all(Array.from({ length: concurrent }, worker));
+    // Settle every build in flight before reporting a failure: a forest cannot be unloaded while it builds.
+    const outcomes = await Promise.allSettled(Array.from({ length: concurrent }, worker));
+    const failure = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+    if (failure !== undefined) throw failure.reason;
   } finally {
     clearInterval(poll);
   }

@@ -3,6 +3,7 @@
 import { Command } from 'commander';
 
 import { version } from '../../package.json';
+import { registerBuildCommand } from './build-command';
 import { registerInspectCommand } from './inspect-command';
 import { registerPublishCommand } from './publish-command';
 import { registerQueryCommand } from './query-command';
@@ -14,10 +15,13 @@ export function createProgram(): Command {
   const program = new Command('canopy')
     .description('Approximate nearest neighbour search over Annoy-compatible forests, served as a sharded gRPC cluster')
     .version(version)
+    // Options after a sub-command's name are that sub-command's: `build --version v1` names a version.
+    .enablePositionalOptions()
     .showHelpAfterError();
   registerPublishCommand(program);
   registerStatusCommand(program);
   registerRollbackCommand(program);
+  registerBuildCommand(program);
   registerInspectCommand(program);
   registerServeCommand(program);
   registerQueryCommand(program);

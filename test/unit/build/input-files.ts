@@ -20,7 +20,8 @@ export function writeNpy(file: string, m: Matrix, { dtype = '<f4', fortran = fal
   python(
     `import numpy as np, os
 a = np.fromfile(${JSON.stringify(raw)}, dtype='<f4').reshape(${m.rows}, ${m.dim}).astype(${JSON.stringify(dtype)})
-np.save(${JSON.stringify(file)}, np.asarray(a, order=${JSON.stringify(order)}))
+with open(${JSON.stringify(file)}, 'wb') as f:  # a file object: np.save would append .npy to a name
+    np.save(f, np.asarray(a, order=${JSON.stringify(order)}))
 os.remove(${JSON.stringify(raw)})`,
   );
 }

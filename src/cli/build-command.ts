@@ -1,0 +1,77 @@
+// `canopy build`: a file of vectors in, a sharded version folder out.
+import { availableParallelism } from 'node:os';
+import path from 'node:path';
+
+import { InvalidArgumentError, Option, type Command } from 'commander';
+
+import { buildVersion, DEFAULT_SEED, DEFAULT_SHARDS, DEFAULT_TREES } from '../build/builder';
+import { createProgressReporter } from '../build/progress';
+import { INPUT_FORMATS, type InputFormat } from '../build/readers';
+import { Index } from '../engine/engine-index';
+import { METRICS, type Metric } from '../engine/metric';
+
+interface BuildFlags {
+  readonly input: string;
+  readonly format: InputFormat;
+  readonly metric: Metric;
+  readonly out: string;
+  readonly trees: number;
+  readonly shards: number;
+  readonly index?: string;
+  readonly version?: string;
+  readonly seed: number;
+  readonly threads: number;
+  readonly dim?: number;
+}
+
+function integer(min: number): (text: string) => number {
+  return (text) => {
+    const value = Number(text);
+    if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(value) || value < min) {
+      throw new InvalidArgumentError(`expected an integer >= ${min}, got ${JSON.stringify(text)}`);
+    }
+    return value;
+  };
+}
+
+export function registerBuildCommand(program: Command): void {
+  program
+    .command('build')
+    .description('build a sharded, versioned index folder (<out>/<version>) from a file of vectors')
+    .requiredOption('--input <file>', 'the vectors')
+    .addOption(new Option('--format <format>', 'input format').choices(INPUT_FORMATS).makeOptionMandatory())
+    .addOption(new Option('--metric <metric>', 'distance metric').choices(METRICS).makeOptionMandatory())
+    .requiredOption('--out <dir>', 'parent folder of the version folder')
+    .option('--trees <n>', 'trees per shard', integer(1), DEFAULT_TREES)
+    .option('--shards <n>', 'shards; items are split by a stable hash of their id', integer(1), DEFAULT_SHARDS)
+    .option('--index <name>', 'index name (default: the input file name)')
+    .option('--version <v>', 'version name (default: the UTC start time, e.g. 20261126T140102Z)')
+    .option('--seed <n>', 'random seed of the tree builder, recorded in the manifest', integer(0), DEFAULT_SEED)
+    .addOption(new Option('--threads <n>', 'build threads in total').argParser(integer(1)).default(availableParallelism(), 'the number of cores'))
+    .option('--dim <d>', 'vector length: required for --format ann, checked otherwise', integer(1))
+    .action(async (flags: BuildFlags) => {
+      const startedMs = performance.now();
+      const { dir, manifest } = await buildVersion({
+        input: flags.input,
+        format: flags.format,
+        metric: flags.metric,
+        outDir: path.resolve(flags.out),
+        createForest: (opts) => new Index(opts),
+        nTrees: flags.trees,
+        shardCount: flags.shards,
+        index: flags.index,
+        version: flags.version,
+        seed: flags.seed,
+        threads: flags.threads,
+        dim: flags.dim,
+        progress: createProgressReporter(process.stderr, { tty: process.stderr.isTTY === true }),
+      });
+      const items = manifest.shards.reduce((sum, s) => sum + s.items, 0);
+      const seconds = (performance.now() - startedMs) / 1_000;
+      process.stderr.write(
+        `canopy build: ${manifest.index}/${manifest.version}: ${items} items, dim ${manifest.dim}, ${manifest.shardCount} shards x ${manifest.nTrees} trees ` +
+          `in ${seconds.toFixed(1)} s (${Math.round(items / seconds)} items/s)\n`,
+      );
+      process.stdout.write(`${dir}\n`);
+    });
+}
