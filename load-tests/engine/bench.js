@@ -8,7 +8,8 @@
 // For each dataset: annoy_peer.py writes the base and query vectors and the
 // exact top-k (numpy brute force); each engine builds in its own child process
 // (so its peak RSS is its own); then each engine answers every query with one
-// thread, sweeping search_k (hnswlib: ef), best of --repeats passes. Queries/s at a recall level is
+// thread, sweeping search_k (hnswlib: ef); each block of 50 queries counts its
+// fastest of --repeats passes. Queries/s at a recall level is
 // interpolated linearly between the two sweep points around it.
 //
 // How each side is timed: a tight loop of one synchronous call per query, the
@@ -26,6 +27,7 @@ const PEER = path.join(__dirname, 'annoy_peer.py');
 const REPORTS = path.join(__dirname, '..', 'reports');
 const RECALL_LEVELS = [0.8, 0.9, 0.95, 0.99];
 const WARMUP_QUERIES = 50;
+const BLOCK_QUERIES = 50; // annoy_peer.py times in blocks of the same size
 const CHILD_TIMEOUT_MS = 10 * 60_000;
 
 const DEFAULTS = {
@@ -56,7 +58,8 @@ function parseArgs(argv, defaults = DEFAULTS) {
     const value = argv[i + 1];
     const key = flag.replace(/^--/, '').replace(/-([a-z])/g, (_, c) => c.toUpperCase());
     if (!flag.startsWith('--') || !(key in opts) || value === undefined) {
-      throw new Error(`bad argument ${flag}; flags: ${Object.keys(defaults).join(', ')} (as --kebab-case VALUE)`);
+      const flags = Object.keys(defaults).map((k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
+      throw new Error(`bad argument ${flag}; each flag takes a value: ${flags.join(' ')}`);
     }
     opts[key] = typeof defaults[key] === 'number' ? Number(value) : value;
   }
@@ -153,17 +156,26 @@ function buildInChild(engine, opts, dir, out) {
 
 // ---------- query sweeps, one thread each ----------
 
-/** The fastest of `repeats` passes over all queries: other work on the machine only ever slows a pass down. */
+/**
+ * Seconds for all queries, taken block by block: each block of BLOCK_QUERIES is
+ * timed `repeats` times and its fastest time counts. Other work on this shared
+ * machine only ever slows a block down, and short blocks dodge most of it.
+ */
 function timeLoop(queryCount, repeats, searchOne) {
   for (let q = 0; q < Math.min(WARMUP_QUERIES, queryCount); q++) searchOne(q);
   const found = new Array(queryCount);
-  let seconds = Infinity;
-  for (let pass = 0; pass < repeats; pass++) {
-    const started = process.hrtime.bigint();
-    for (let q = 0; q < queryCount; q++) found[q] = searchOne(q);
-    seconds = Math.min(seconds, secondsSince(started));
+  let total = 0;
+  for (let from = 0; from < queryCount; from += BLOCK_QUERIES) {
+    const to = Math.min(from + BLOCK_QUERIES, queryCount);
+    let best = Infinity;
+    for (let pass = 0; pass < repeats; pass++) {
+      const started = process.hrtime.bigint();
+      for (let q = from; q < to; q++) found[q] = searchOne(q);
+      best = Math.min(best, secondsSince(started));
+    }
+    total += best;
   }
-  return { seconds, found };
+  return { seconds: total, found };
 }
 
 // Each sweep returns { points: [{ param, seconds, found }], callFloorSeconds }: the
@@ -309,7 +321,8 @@ function report(opts, meta, engines, { builds, curves, floors }, dir) {
     '',
     `Data: ${fmt(meta.rows)} x ${meta.dim} ${meta.metric}, ${fmt(meta.queries)} queries, recall@${meta.k} against numpy brute force.`,
     `Trees: ${opts.trees} (seed ${opts.seed}, ${opts.buildThreads} build thread(s)); hnswlib M=${opts.hnswM}, efConstruction=${opts.hnswEfConstruction}.`,
-    `Queries: one thread, one synchronous call per query in a loop, best of ${opts.repeats} passes (Canopy searchSync on a Float32Array view;`,
+    `Queries: one thread, one synchronous call per query in a loop; each block of ${BLOCK_QUERIES} queries counts its fastest of ${opts.repeats} passes`,
+    '(Canopy searchSync on a Float32Array view;',
     'annoy get_nns_by_vector from Python with pre-built lists; hnswlib-node searchKnn with pre-built Arrays).',
     'param = search_k (Canopy, annoy) or ef (hnswlib) interpolated at the level; ≤ means the cheapest point already passed it.',
     '',
@@ -356,7 +369,6 @@ function benchDataset(opts, dataset) {
   const queries = readFloat32(path.join(dir, 'queries.f32'));
   const truth = readInt32(path.join(dir, 'truth.i32'));
   for (const engine of engines) {
-    if (!SWEEPS[engine]) throw new Error(`unknown engine ${engine}; expected ${Object.keys(SWEEPS).join(', ')}`);
     const file = path.join(dir, FILE_NAMES[engine]);
     process.stderr.write(`${dataset}: building with ${engine}\n`);
     builds[engine] = buildInChild(engine, opts, dir, file);
@@ -385,10 +397,11 @@ function main() {
   }
   const opts = parseArgs(argv);
   const datasets = opts.dataset === 'all' ? Object.keys(SEARCH_KS) : [opts.dataset];
-  for (const dataset of datasets) {
-    if (!SEARCH_KS[dataset]) throw new Error(`unknown dataset ${dataset}; expected ${Object.keys(SEARCH_KS).join(', ')} or all`);
-    benchDataset(opts, dataset);
+  const unknown = [...datasets.filter((d) => !SEARCH_KS[d]), ...opts.engines.split(',').filter((e) => !SWEEPS[e])];
+  if (unknown.length > 0) {
+    throw new Error(`unknown ${unknown.join(', ')}; datasets: ${Object.keys(SEARCH_KS).join(', ')}, all; engines: ${Object.keys(SWEEPS).join(', ')}`);
   }
+  for (const dataset of datasets) benchDataset(opts, dataset);
 }
 
 main();
