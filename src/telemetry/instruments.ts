@@ -1,7 +1,9 @@
 // Every metric Canopy records, with its name, unit and attributes, defined in
 // one place. Names are stable: the Helm chart's Grafana dashboard queries them
-// as Prometheus exposes them (dots -> underscores, `_milliseconds` for ms
-// histograms, `_total` for counters; see helm/canopy/dashboards/).
+// as the Prometheus exporter exposes them: dots become underscores, counters
+// get `_total`, histograms `_bucket`/`_sum`/`_count`, no unit suffix is added
+// (canopy.rpc.server.duration -> canopy_rpc_server_duration_bucket{rpc_method,
+// rpc_grpc_status_code,le}); see helm/canopy/dashboards/.
 //
 // Instruments come from the global MeterProvider. The API has no proxy for
 // meters, so an instrument made before startTelemetry registers the SDK's
@@ -100,7 +102,10 @@ export function canopyInstruments(): CanopyInstruments {
   return instrumentSet();
 }
 
-/** Stops an observation registered below. */
+/**
+ * Stops an observation registered below. The last observed values stay in
+ * the exported data (opentelemetry-js#4096): unobserve at shutdown only.
+ */
 export type Unobserve = () => void;
 
 /**
@@ -114,16 +119,32 @@ export function observeSearchQueueDepth(read: () => number): Unobserve {
   return () => gauge.removeCallback(callback);
 }
 
-/** Reports items, load time and state of each version `read()` lists, at each collection. */
+/**
+ * Reports items, load time and state of each version `read()` lists, at each
+ * collection. The SDK keeps exporting an attribute set's last value after it
+ * stops being observed (opentelemetry-js#4096), so a version that was listed
+ * once and is gone (unloaded) is reported with 0 items and 0 in every state,
+ * instead of lingering as "ready".
+ */
 export function observeIndexVersions(read: () => Iterable<IndexVersionReading>): Unobserve {
   const set = instrumentSet();
   const observables = [set.indexItems, set.indexLoadDuration, set.indexVersionState];
+  const seen = new Map<string, Attributes>();
   const callback = (batch: BatchObservableResult): void => {
+    const listed = new Set<string>();
     for (const reading of read()) {
       const attributes = { [ATTR_INDEX]: reading.index, [ATTR_INDEX_VERSION]: reading.version };
+      const key = JSON.stringify([reading.index, reading.version]);
+      listed.add(key);
+      seen.set(key, attributes);
       if (reading.items !== undefined) batch.observe(set.indexItems, reading.items, attributes);
       if (reading.loadDurationMs !== undefined) batch.observe(set.indexLoadDuration, reading.loadDurationMs, attributes);
       observeStateSet(batch, set.indexVersionState, INDEX_VERSION_STATES, reading.state, attributes);
+    }
+    for (const [key, attributes] of seen) {
+      if (listed.has(key)) continue;
+      batch.observe(set.indexItems, 0, attributes);
+      observeStateSet(batch, set.indexVersionState, INDEX_VERSION_STATES, undefined, attributes);
     }
   };
   const meter = set.provider.getMeter(METER_NAME);
@@ -146,7 +167,13 @@ export function observeEtcdSession(read: () => EtcdSessionState): Unobserve {
  * A state as a set of 0/1 series, one per possible state, so a state change
  * moves both series at once and `== 1` selects the current one in PromQL.
  */
-function observeStateSet(batch: BatchObservableResult, gauge: ObservableGauge, states: readonly string[], state: string, attributes: Attributes): void {
+function observeStateSet(
+  batch: BatchObservableResult,
+  gauge: ObservableGauge,
+  states: readonly string[],
+  state: string | undefined,
+  attributes: Attributes,
+): void {
   for (const candidate of states) batch.observe(gauge, candidate === state ? 1 : 0, { ...attributes, [ATTR_STATE]: candidate });
 }
 
