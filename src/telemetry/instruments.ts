@@ -22,7 +22,7 @@ import {
   type UpDownCounter,
 } from '@opentelemetry/api';
 
-import { ATTR_INDEX, ATTR_INDEX_VERSION, ATTR_STATE } from './attributes';
+import { ATTR_INDEX, ATTR_INDEX_VERSION, ATTR_SHARD, ATTR_STATE } from './attributes';
 
 export const METER_NAME = 'canopy';
 
@@ -40,11 +40,11 @@ export const METRIC_PARTIAL_ANSWERS = 'canopy.router.partial_answers';
 export const METRIC_INFLIGHT_QUERIES = 'canopy.inflight_queries';
 /** Observable gauge: searches waiting in the native search pool's queue. */
 export const METRIC_SEARCH_QUEUE_DEPTH = 'canopy.engine.search_queue.depth';
-/** Observable gauge, {canopy.index, canopy.index.version}: items in the version's shard. */
+/** Observable gauge, {canopy.index, canopy.index.version, canopy.shard}: items in the node's shard of the version. */
 export const METRIC_INDEX_ITEMS = 'canopy.index.items';
-/** Observable gauge, ms, {canopy.index, canopy.index.version}: how long loading the version took. */
+/** Observable gauge, ms, {canopy.index, canopy.index.version, canopy.shard}: how long loading the version took. */
 export const METRIC_INDEX_LOAD_DURATION = 'canopy.index.load.duration';
-/** Observable gauge, {canopy.index, canopy.index.version, canopy.state}: 1 for the version's state, 0 for the others. */
+/** Observable gauge, {canopy.index, canopy.index.version, canopy.shard, canopy.state}: 1 for the version's state, 0 for the others. */
 export const METRIC_INDEX_VERSION_STATE = 'canopy.index.version.state';
 /** Observable gauge, {canopy.state}: 1 for the etcd session's state, 0 for the others. */
 export const METRIC_ETCD_SESSION_STATE = 'canopy.etcd.session.state';
@@ -69,6 +69,8 @@ export type EtcdSessionState = (typeof ETCD_SESSION_STATES)[number];
 export interface IndexVersionReading {
   readonly index: string;
   readonly version: string;
+  /** The shard this node holds of the version (lets a dashboard count each shard once over its replicas). */
+  readonly shard: number;
   readonly state: IndexVersionState;
   /** Items in this node's shard of the version; omit while unknown. */
   readonly items?: number;
@@ -133,8 +135,8 @@ export function observeIndexVersions(read: () => Iterable<IndexVersionReading>):
   const callback = (batch: BatchObservableResult): void => {
     const listed = new Set<string>();
     for (const reading of read()) {
-      const attributes = { [ATTR_INDEX]: reading.index, [ATTR_INDEX_VERSION]: reading.version };
-      const key = JSON.stringify([reading.index, reading.version]);
+      const attributes = { [ATTR_INDEX]: reading.index, [ATTR_INDEX_VERSION]: reading.version, [ATTR_SHARD]: reading.shard };
+      const key = JSON.stringify([reading.index, reading.version, reading.shard]);
       listed.add(key);
       seen.set(key, attributes);
       if (reading.items !== undefined) batch.observe(set.indexItems, reading.items, attributes);

@@ -13,6 +13,13 @@ import { SimpleSpanProcessor, type SpanExporter, type SpanProcessor } from '@ope
 import { MetricsEndpoint } from './metrics-endpoint';
 import type { OtlpMetricsPlan, TelemetryPlan } from './telemetry-config';
 
+/**
+ * Resource attributes copied onto every scraped series: `service_name` tells a
+ * router's series from a shard node's (both serve the same methods) without a
+ * join on target_info.
+ */
+const PROMETHEUS_RESOURCE_LABELS = /^service\.name$/;
+
 export interface RunningSdk {
   readonly metricsEndpoint?: MetricsEndpoint;
   /** Hands every span ended so far, and OTLP metrics, to the exporters. */
@@ -26,7 +33,7 @@ export async function startSdk(plan: TelemetryPlan, serviceName: string, testSpa
   if (plan.otlpMetrics !== undefined) readers.push(otlpMetricReader(plan.otlpMetrics));
   let metricsEndpoint: MetricsEndpoint | undefined;
   if (plan.prometheusListen !== undefined) {
-    const prometheus = new PrometheusExporter({ preventServerStart: true });
+    const prometheus = new PrometheusExporter({ preventServerStart: true, withResourceConstantLabels: PROMETHEUS_RESOURCE_LABELS });
     metricsEndpoint = await MetricsEndpoint.start(plan.prometheusListen, prometheus);
     readers.push(prometheus);
   }

@@ -50,6 +50,8 @@ describe('Prometheus scrape endpoint', () => {
     expect(sampleValue(samples, 'canopy_rpc_server_duration_bucket', { rpc_method: 'Search', le: '1' })).toBe(2);
     expect(sampleValue(samples, 'canopy_router_retries_total', { canopy_shard: '2' })).toBe(1);
     expect(sampleValue(samples, 'canopy_inflight_queries', { rpc_method: 'Search' })).toBe(2);
+    // service_name on every series tells a router's from a shard node's.
+    expect(sampleValue(samples, 'canopy_router_retries_total', { service_name: 'metrics-test' })).toBe(1);
     expect(sampleValue(samples, 'target_info', { service_name: 'metrics-test' })).toBe(1);
   });
 
@@ -57,18 +59,18 @@ describe('Prometheus scrape endpoint', () => {
     const port = await startWithEndpoint();
     let queued = 3;
     observeSearchQueueDepth(() => queued);
-    const versions: IndexVersionReading[] = [{ index: 'songs', version: 'v2', state: 'loading' }];
+    const versions: IndexVersionReading[] = [{ index: 'songs', version: 'v2', shard: 1, state: 'loading' }];
     observeIndexVersions(() => versions);
 
     let samples = await scrape(port);
-    const v2 = { canopy_index: 'songs', canopy_index_version: 'v2' };
+    const v2 = { canopy_index: 'songs', canopy_index_version: 'v2', canopy_shard: '1' };
     expect(sampleValue(samples, 'canopy_engine_search_queue_depth')).toBe(3);
     expect(sampleValue(samples, 'canopy_index_version_state', { ...v2, canopy_state: 'loading' })).toBe(1);
     expect(sampleValue(samples, 'canopy_index_version_state', { ...v2, canopy_state: 'ready' })).toBe(0);
     expect(sampleValue(samples, 'canopy_index_items', v2)).toBeUndefined();
 
     queued = 7;
-    versions[0] = { index: 'songs', version: 'v2', state: 'ready', items: 5_000, loadDurationMs: 850 };
+    versions[0] = { index: 'songs', version: 'v2', shard: 1, state: 'ready', items: 5_000, loadDurationMs: 850 };
     samples = await scrape(port);
     expect(sampleValue(samples, 'canopy_engine_search_queue_depth')).toBe(7);
     expect(sampleValue(samples, 'canopy_index_version_state', { ...v2, canopy_state: 'loading' })).toBe(0);
@@ -76,9 +78,9 @@ describe('Prometheus scrape endpoint', () => {
     expect(sampleValue(samples, 'canopy_index_items', v2)).toBe(5_000);
     expect(sampleValue(samples, 'canopy_index_load_duration', v2)).toBe(850);
 
-    versions[0] = { index: 'songs', version: 'v3', state: 'ready', items: 5_100 };
+    versions[0] = { index: 'songs', version: 'v3', shard: 1, state: 'ready', items: 5_100 };
     samples = await scrape(port);
-    const v3 = { canopy_index: 'songs', canopy_index_version: 'v3' };
+    const v3 = { canopy_index: 'songs', canopy_index_version: 'v3', canopy_shard: '1' };
     expect(sampleValue(samples, 'canopy_index_version_state', { ...v3, canopy_state: 'ready' })).toBe(1);
     for (const state of ['loading', 'ready', 'failed']) {
       expect(sampleValue(samples, 'canopy_index_version_state', { ...v2, canopy_state: state })).toBe(0);
