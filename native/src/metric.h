@@ -52,12 +52,14 @@ inline const Value* values(const Node* n) {
   return reinterpret_cast<const Value*>(reinterpret_cast<const uint8_t*>(n) + sizeof(Node));
 }
 
-// Annoy's Base::get_norm and Base::normalize (|v| without any extra dimension).
+// Annoy's Base::get_norm and Base::normalize (|v| without any extra dimension). Its build scales by
+// rsqrt(|v|^2) (see simd::fast_rsqrt).
 inline float plain_norm(const float* v, int f) { return std::sqrt(simd::dot(v, v, f)); }
 inline void plain_normalize(float* v, int f) {
-  const float norm = plain_norm(v, f);
-  if (norm > 0) {
-    for (int z = 0; z < f; ++z) v[z] /= norm;
+  const float sq = simd::dot(v, v, f);
+  if (std::sqrt(sq) > 0) {
+    const float inv = simd::fast_rsqrt(sq);
+    for (int z = 0; z < f; ++z) v[z] *= inv;
   }
 }
 
@@ -90,8 +92,8 @@ void two_means(const std::vector<const typename M::Node*>& nodes, int f, Kiss64R
   M::copy_values(p, nodes[i], f);
   M::copy_values(q, nodes[j], f);
   if (cosine) {
-    M::normalize(p, f);
-    M::normalize(q, f);
+    M::normalize_centroid(p, f);
+    M::normalize_centroid(q, f);
   }
   M::init_node(p, f);
   M::init_node(q, f);
@@ -128,9 +130,19 @@ struct FloatMetricBase {
   }
   static void pack(const float* input, float* out, int dim) { std::memcpy(out, input, sizeof(float) * dim); }
   static void unpack(const float* v, float* out, int dim) { std::memcpy(out, v, sizeof(float) * dim); }
-  static void update_plain_mean(float* mean, const float* x, float norm, int c, int f) {
+  // Annoy's centroid update, mean = (mean * c + x / |x|) / (c + 1), as its build computes it: x / |x|
+  // becomes x * rsqrt(|x|^2) and the division by c + 1 a multiplication by its reciprocal.
+  static void update_cosine_mean(float* mean, const float* x, int c, int f) {
+    const float inv_norm = simd::fast_rsqrt(simd::dot_short_tail(x, x, f));
+    const float inv_count = 1.0f / static_cast<float>(c + 1);
+    for (int z = 0; z < f; ++z) mean[z] = simd::madd(mean[z], static_cast<float>(c), x[z] * inv_norm) * inv_count;
+  }
+  // The same for Minkowski metrics, where Annoy divides by a norm of 1.
+  static void update_plain_mean(float* mean, const float* x, int c, int f) {
+    const float inv_count = 1.0f / static_cast<float>(c + 1);
     for (int z = 0; z < f; ++z) {
-      mean[z] = simd::madd(mean[z], static_cast<float>(c), x[z] / norm) / static_cast<float>(c + 1);
+      const float t = simd::madd(mean[z], static_cast<float>(c), x[z]);
+      mean[z] = t * inv_count;
     }
   }
 };
@@ -161,9 +173,9 @@ struct Angular : FloatMetricBase {
   // build hooks
   static void copy_values(Node* dst, const Node* src, int f) { std::memcpy(v(dst), v(src), sizeof(float) * f); }
   static float get_norm(const Node* n, int f) { return metric_detail::plain_norm(v(n), f); }
-  static void normalize(Node* n, int f) { metric_detail::plain_normalize(v(n), f); }
-  static void update_mean(Node* mean, const Node* x, float norm, int c, int f) {
-    update_plain_mean(v(mean), v(x), norm, c, f);
+  static void normalize_centroid(Node* n, int f) { metric_detail::plain_normalize(v(n), f); }
+  static void update_mean(Node* mean, const Node* x, float, int c, int f) {
+    update_cosine_mean(v(mean), v(x), c, f);
   }
   static void create_split(const std::vector<const Node*>& nodes, int f, Node* p, Node* q, Kiss64Random& r, Node* out) {
     two_means<Angular>(nodes, f, r, true, p, q);
@@ -207,15 +219,23 @@ struct Dot : FloatMetricBase {
     dst->dot_factor = src->dot_factor;
   }
   static float get_norm(const Node* n, int f) { return metric_detail::plain_norm(v(n), f); }
-  static void normalize(Node* n, int f) {
-    const float norm = std::sqrt(simd::madd(n->dot_factor, n->dot_factor, simd::dot(v(n), v(n), f)));
+  // Annoy 1.17.3 writes pow(dot_factor, 2): a double, so this norm is summed and rooted in double.
+  // The reference build scales v by the norm's reciprocal and divides dot_factor by the norm.
+  static float extended_norm(const Node* n, int f) {
+    const double df = n->dot_factor;
+    return static_cast<float>(std::sqrt(static_cast<double>(simd::dot(v(n), v(n), f)) + df * df));
+  }
+  static void normalize_centroid(Node* n, int f) {
+    const float norm = extended_norm(n, f);
     if (norm > 0) {
-      for (int z = 0; z < f; ++z) v(n)[z] /= norm;
+      const float inv = 1.0f / norm;
+      for (int z = 0; z < f; ++z) v(n)[z] *= inv;
       n->dot_factor /= norm;
     }
   }
-  static void update_mean(Node* mean, const Node* x, float norm, int c, int f) {
-    update_plain_mean(v(mean), v(x), norm, c, f);
+  static void normalize_normal(Node* n, int f) { normalize_centroid(n, f); }
+  static void update_mean(Node* mean, const Node* x, float, int c, int f) {
+    update_cosine_mean(v(mean), v(x), c, f);
   }
   static void create_split(const std::vector<const Node*>& nodes, int f, Node* p, Node* q, Kiss64Random& r, Node* out) {
     p->dot_factor = 0;
@@ -223,28 +243,37 @@ struct Dot : FloatMetricBase {
     two_means<Dot>(nodes, f, r, true, p, q);
     for (int z = 0; z < f; ++z) v(out)[z] = v(p)[z] - v(q)[z];
     out->dot_factor = p->dot_factor - q->dot_factor;
-    normalize(out, f);
+    normalize_normal(out, f);
   }
+  // While splitting, the reference build hoists dot_factor^2 out of the loop over items, so the
+  // margin's last addition is not fused there (it is at query time).
   static bool side(const Node* split, const Node* item, int f, Kiss64Random& r) {
     const float m = margin(split, v(item), f);
     return m != 0 ? m > 0 : r.flip() != 0;
   }
   static bool split_is_valid(const Node*, int) { return true; }
 
-  // Before the trees: give every item (holes too, as Annoy) the extra dimension sqrt(max|x|^2 - |x|^2).
+  // Before the trees: give every item (holes too, as Annoy) the extra dimension sqrt(max|x|^2 - |x|^2),
+  // rounded as the reference build rounds it: it computes the roots of whole groups of 4 items with
+  // the rsqrtps estimate (simd::approx_sqrt) once there are 43 items or more, the rest exactly.
   static void preprocess(Node* (*node_at)(void*, int32_t), void* ctx, int32_t n_items, int f) {
     float max_norm = 0;
     for (int32_t i = 0; i < n_items; ++i) {
       Node* n = node_at(ctx, i);
-      const float d = simd::dot(v(n), v(n), f);
+      const float d = simd::dot_short_tail(v(n), v(n), f);
       n->dot_factor = d < 0 ? 0 : std::sqrt(d);
       if (n->dot_factor > max_norm) max_norm = n->dot_factor;
     }
     const float max_sq = max_norm * max_norm;
+    const int32_t grouped = n_items >= 43 ? n_items - n_items % 4 : 0;
     for (int32_t i = 0; i < n_items; ++i) {
       Node* n = node_at(ctx, i);
       const float diff = simd::madd(-n->dot_factor, n->dot_factor, max_sq);
-      n->dot_factor = diff < 0 ? 0 : std::sqrt(diff);
+      if (diff < 0) {
+        n->dot_factor = 0;
+      } else {
+        n->dot_factor = i < grouped ? simd::approx_sqrt(diff) : std::sqrt(diff);
+      }
     }
   }
 };
@@ -267,9 +296,9 @@ struct MinkowskiBase : FloatMetricBase {
 
   static void copy_values(Node* dst, const Node* src, int f) { std::memcpy(v(dst), v(src), sizeof(float) * f); }
   static float get_norm(const Node* n, int f) { return metric_detail::plain_norm(v(n), f); }
-  static void normalize(Node* n, int f) { metric_detail::plain_normalize(v(n), f); }
-  static void update_mean(Node* mean, const Node* x, float norm, int c, int f) {
-    update_plain_mean(v(mean), v(x), norm, c, f);
+  static void normalize_centroid(Node* n, int f) { metric_detail::plain_normalize(v(n), f); }
+  static void update_mean(Node* mean, const Node* x, float, int c, int f) {
+    update_plain_mean(v(mean), v(x), c, f);
   }
   static void create_split(const std::vector<const Node*>& nodes, int f, Node* p, Node* q, Kiss64Random& r, Node* out) {
     two_means<Self>(nodes, f, r, false, p, q);

@@ -1,6 +1,7 @@
 #include "simd.h"
 
 #include <cmath>
+#include <cstdlib>
 
 #if defined(__x86_64__) || defined(__i386__)
 // GCC 12 headers trip -Wmaybe-uninitialized inside _mm512_reduce_add_ps.
@@ -170,6 +171,24 @@ __attribute__((target("avx512f,fma"))) float dot_avx512(const float* x, const fl
   return dot_tail_avx512(x, y, n, r);
 }
 
+__attribute__((target("avx512f,fma"))) float dot_short_tail_avx512(const float* x, const float* y, int n) {
+  float r = 0;
+  if (n > 15) {
+    __m512 acc = _mm512_setzero_ps();
+    for (; n > 15; n -= 16, x += 16, y += 16)
+      acc = _mm512_fmadd_ps(_mm512_loadu_ps(x), _mm512_loadu_ps(y), acc);
+    r += _mm512_reduce_add_ps(acc);
+  }
+  if (n >= 8) {
+    alignas(32) float p[8];
+    _mm256_store_ps(p, _mm256_mul_ps(_mm256_loadu_ps(x), _mm256_loadu_ps(y)));
+    for (int i = 0; i < 8; ++i) r += p[i];
+    x += 8, y += 8, n -= 8;
+  }
+  for (; n > 0; --n) r = __builtin_fmaf(*x++, *y++, r);
+  return r;
+}
+
 __attribute__((target("avx512f,fma"))) float squared_l2_avx512(const float* x, const float* y,
                                                                int n) {
   float r = 0;
@@ -217,20 +236,40 @@ Kernels kernels_for(Level level) {
   auto hamming = __builtin_cpu_supports("popcnt") ? hamming_popcnt : hamming_scalar;
   switch (level) {
     case Level::Avx512:
-      return {level, true, dot_avx512, squared_l2_avx512, l1_avx512, hamming};
+      return {level, true, dot_avx512, dot_short_tail_avx512, squared_l2_avx512, l1_avx512, hamming};
     case Level::Avx2:
-      return {level, true, dot_avx2, squared_l2_avx2, l1_avx2, hamming};
+      return {level, true, dot_avx2, dot_avx2, squared_l2_avx2, l1_avx2, hamming};
     case Level::Scalar:
       break;
   }
-  return {Level::Scalar, false, dot_scalar, squared_l2_scalar, l1_scalar, hamming};
+  return {Level::Scalar, false, dot_scalar, dot_scalar, squared_l2_scalar, l1_scalar, hamming};
 #else
   (void)level;
-  return {Level::Scalar, false, dot_scalar, squared_l2_scalar, l1_scalar, hamming_scalar};
+  return {Level::Scalar, false, dot_scalar, dot_scalar, squared_l2_scalar, l1_scalar, hamming_scalar};
 #endif
 }
 
 const Kernels kKernels = kernels_for(detect_level());
+
+float approx_sqrt(float x) {
+#ifdef CANOPY_X86
+  if (x == 0) return 0;
+  const float e = _mm_cvtss_f32(_mm_rsqrt_ps(_mm_set1_ps(x)));
+  const float ex = e * x;
+  return madd(e, ex, -3.0f) * (ex * -0.5f);
+#else
+  return std::sqrt(x);
+#endif
+}
+
+float fast_rsqrt(float x) {
+#ifdef CANOPY_X86
+  const float e = _mm_cvtss_f32(_mm_rsqrt_ss(_mm_set_ss(x)));
+  return madd(x * e, e, -3.0f) * (-0.5f * e);
+#else
+  return 1.0f / std::sqrt(x);
+#endif
+}
 
 const char* level_name(Level level) {
   switch (level) {
