@@ -39,21 +39,29 @@ export async function startSdk(plan: TelemetryPlan, serviceName: string, testSpa
   }
 
   const tracingOff = plan.traces === 'off';
-  const sdk = new NodeSDK({
-    // OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES (the SDK's env detector,
-    // merged over this) win over the name the process gives itself.
-    resource: resources.defaultResource().merge(resources.resourceFromAttributes({ 'service.name': serviceName })),
-    // No readers: the SDK registers no meter provider, instruments stay no-ops.
-    metricReaders: readers,
-    // `undefined` lets the SDK read OTEL_TRACES_EXPORTER & co; `[]` registers no tracer provider.
-    spanProcessors: tracingOff ? [] : plan.traces === 'test' ? [testProcessor(testSpanExporter)] : undefined,
-    // Without traces there is nothing to propagate: keep the API's no-op propagator.
-    textMapPropagator: tracingOff ? null : undefined,
-    // Logs go through pino; an OTel logger provider with no processors costs nothing.
-    logRecordProcessors: [],
-    instrumentations: [],
-  });
-  sdk.start();
+  let sdk: NodeSDK;
+  try {
+    sdk = new NodeSDK({
+      // OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES (the SDK's env detector,
+      // merged over this) win over the name the process gives itself.
+      resource: resources.defaultResource().merge(resources.resourceFromAttributes({ 'service.name': serviceName })),
+      // No readers: the SDK registers no meter provider, instruments stay no-ops.
+      metricReaders: readers,
+      // `undefined` lets the SDK read OTEL_TRACES_EXPORTER & co; `[]` registers no tracer provider.
+      spanProcessors: tracingOff ? [] : plan.traces === 'test' ? [testProcessor(testSpanExporter)] : undefined,
+      // Without traces there is nothing to propagate: keep the API's no-op propagator.
+      // (The SDK still registers its AsyncLocalStorage context manager; with
+      // tracing off nothing enters a context, so it never hooks a promise.)
+      textMapPropagator: tracingOff ? null : undefined,
+      // Logs go through pino; an OTel logger provider with no processors costs nothing.
+      logRecordProcessors: [],
+      instrumentations: [],
+    });
+    sdk.start();
+  } catch (err) {
+    await metricsEndpoint?.close();
+    throw err;
+  }
   // NodeSDK keeps its providers private; the API hands out the registered ones.
   const providers: object[] = [(trace.getTracerProvider() as ProxyTracerProvider).getDelegate(), metrics.getMeterProvider()];
   const flushables = providers.filter(canFlush);

@@ -1,0 +1,72 @@
+// OTLP export configured only by OTEL_* variables, into a real HTTP collector
+// stand-in on loopback: the SDK picks exporter, protocol and sampler; Canopy
+// only decides that an endpoint means "on".
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+
+import { ATTR_SHARD } from '../../../src/telemetry/attributes';
+import { canopyInstruments } from '../../../src/telemetry/instruments';
+import { withSpan } from '../../../src/telemetry/spans';
+import { startTelemetry } from '../../../src/telemetry/telemetry';
+
+interface Received {
+  readonly path: string;
+  readonly body: string;
+}
+
+const received: Received[] = [];
+const collector = http.createServer((request, response) => {
+  const chunks: Buffer[] = [];
+  request.on('data', (chunk: Buffer) => chunks.push(chunk));
+  request.on('end', () => {
+    received.push({ path: request.url ?? '', body: Buffer.concat(chunks).toString('utf8') });
+    response.setHeader('content-type', 'application/json');
+    response.end('{}');
+  });
+});
+const savedEnv = { ...process.env };
+
+beforeAll(async () => {
+  await new Promise<void>((resolve) => collector.listen(0, '127.0.0.1', resolve));
+});
+afterAll(() => new Promise<void>((resolve) => collector.close(() => resolve())));
+afterEach(() => {
+  process.env = { ...savedEnv };
+  received.length = 0;
+});
+
+function useCollector(extra: Record<string, string> = {}): void {
+  const { port } = collector.address() as AddressInfo;
+  Object.assign(process.env, {
+    OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}`,
+    OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+    OTEL_SERVICE_NAME: 'canopy-shard-test',
+    ...extra,
+  });
+}
+
+it('exports spans and metrics over OTLP/HTTP JSON when only an endpoint is set', async () => {
+  useCollector();
+  const telemetry = await startTelemetry({ serviceName: 'overridden-by-OTEL_SERVICE_NAME' });
+  expect(telemetry.tracing).toBe(true);
+  await withSpan('engine.search', { 'canopy.k': 10 }, async () => undefined);
+  canopyInstruments().retries.add(2, { [ATTR_SHARD]: 3 });
+  await telemetry.shutdown();
+
+  const traces = received.filter((r) => r.path === '/v1/traces').map((r) => r.body).join('\n');
+  expect(traces).toContain('"engine.search"');
+  expect(traces).toContain('"canopy-shard-test"');
+  const exportedMetrics = received.filter((r) => r.path === '/v1/metrics').map((r) => r.body).join('\n');
+  expect(exportedMetrics).toContain('"canopy.router.retries"');
+});
+
+it('leaves sampling to OTEL_TRACES_SAMPLER', async () => {
+  useCollector({ OTEL_TRACES_SAMPLER: 'always_off', OTEL_METRICS_EXPORTER: 'none' });
+  const telemetry = await startTelemetry({ serviceName: 'sampler-test' });
+  await withSpan('engine.search', {}, async (span) => expect(span.isRecording()).toBe(false));
+  await telemetry.shutdown();
+  expect(received.filter((r) => r.path === '/v1/traces')).toEqual([]);
+  expect(received.filter((r) => r.path === '/v1/metrics')).toEqual([]);
+});
