@@ -3,9 +3,9 @@
 // shard nodes, the router with and without coalescing, all in one run on this
 // machine, driven by ghz through server reflection.
 //
-//   node load-tests/serving/router-bench.js [--items 30000] [--dim 32] [--trees 10]
+//   node load-tests/serving/router-bench.js [--items 30000] [--dim 32] [--trees 10] [--search-k 0]
 //       [--low-rps 100] [--low-requests 600] [--saturated-seconds 6] [--concurrency 32]
-//       [--connections 4] [--ghz PATH] [--report load-tests/reports/router.md]
+//       [--connections 4] [--ghz PATH] [--router-flags "--flag value ..."] [--report load-tests/reports/router.md]
 //
 // Needs dist/ (`npm run prepare`) and ghz (`go install github.com/bojand/ghz/cmd/ghz@v0.121.0`).
 //
@@ -13,10 +13,11 @@
 //   direct    ghz -> shard node 0 (a third of the items)
 //   router    ghz -> router -> 3 shard nodes, coalescing into BatchSearch (default)
 //   uncoal.   ghz -> router --no-coalesce -> one call per query per shard
+//   one hop   ghz -> router that knows only shard 0 (min_shards 1): the extra hop alone
 // Each is measured at low load (paced at --low-rps, one stream) and saturated
 // (--concurrency streams over --connections connections for --saturated-seconds).
 // Queries are 100 seeded gaussian vectors sent round-robin as vector_f32 bytes, k = 10,
-// default search_k. Every process shares the same 2 cores: figures are ratios.
+// search_k per shard as given (0: n_trees * k). Every process shares the same 2 cores: figures are ratios.
 const { spawn, spawnSync } = require('node:child_process');
 const { mkdtempSync, rmSync, writeFileSync, mkdirSync } = require('node:fs');
 const net = require('node:net');
@@ -34,12 +35,14 @@ const DEFAULTS = {
   items: 30000,
   dim: 32,
   trees: 10,
+  searchK: 0,
   lowRps: 100,
   lowRequests: 600,
   saturatedSeconds: 6,
   concurrency: 32,
   connections: 4,
   ghz: '',
+  routerFlags: '',
   report: path.join(ROOT, 'load-tests', 'reports', 'router.md'),
 };
 
@@ -87,7 +90,7 @@ function freePort() {
   });
 }
 
-function buildIndex(workDir, opts) {
+async function buildIndex(workDir, opts) {
   const data = gaussians(opts.items * opts.dim, 1);
   const lines = [];
   for (let r = 0; r < opts.items; r++) {
@@ -95,12 +98,13 @@ function buildIndex(workDir, opts) {
   }
   const input = path.join(workDir, 'bench.jsonl');
   writeFileSync(input, `${lines.join('\n')}\n`);
-  const out = path.join(workDir, 'versions');
-  const args = [CANOPY, 'build', '--input', input, '--format', 'jsonl', '--metric', 'euclidean', '--out', out,
-    '--shards', String(SHARDS), '--trees', String(opts.trees), '--index', 'bench', '--version', 'v1'];
-  const built = spawnSync(process.execPath, args, { encoding: 'utf8' });
-  if (built.status !== 0) throw new Error(`canopy build failed:\n${built.stderr}`);
-  return path.join(out, 'v1');
+  const { buildVersion } = require(path.join(ROOT, 'dist', 'build', 'builder.js'));
+  const { Index } = require(path.join(ROOT, 'dist', 'engine', 'engine-index.js'));
+  const built = await buildVersion({
+    input, format: 'jsonl', metric: 'euclidean', outDir: path.join(workDir, 'versions'),
+    createForest: (o) => new Index(o), nTrees: opts.trees, shardCount: SHARDS, index: 'bench', version: 'v1', seed: 1,
+  });
+  return built.dir;
 }
 
 const children = [];
@@ -143,8 +147,9 @@ async function waitServing(bin, target, dataFile) {
 function measure(bin, target, dataFile, opts) {
   ghz(bin, target, dataFile, ['-n', String(WARMUP_REQUESTS), '-c', '8']);
   const low = ghz(bin, target, dataFile, ['-n', String(opts.lowRequests), '-c', '1', '--rps', String(opts.lowRps)]);
-  const saturated = ghz(bin, target, dataFile, ['-z', `${opts.saturatedSeconds}s`, '-c', String(opts.concurrency),
-    '--connections', String(opts.connections), '-t', '10s']);
+  // 'wait': calls in flight when the time is up finish and count, instead of being reported as cancelled.
+  const saturated = ghz(bin, target, dataFile, ['-z', `${opts.saturatedSeconds}s`, '--duration-stop', 'wait',
+    '-c', String(opts.concurrency), '--connections', String(opts.connections), '-t', '10s']);
   return { low, saturated };
 }
 
@@ -168,14 +173,21 @@ async function main() {
   const bin = findGhz(opts.ghz);
   const workDir = mkdtempSync(path.join(os.tmpdir(), 'canopy-router-bench-'));
   try {
-    const dir = buildIndex(workDir, opts);
+    const dir = await buildIndex(workDir, opts);
     const queries = gaussians(QUERY_COUNT * opts.dim, 2);
-    const dataFile = path.join(workDir, 'queries.json');
-    writeFileSync(dataFile, JSON.stringify(Array.from({ length: QUERY_COUNT }, (_, q) => ({
-      index: 'bench',
-      vectorF32: Buffer.from(queries.buffer, q * opts.dim * 4, opts.dim * 4).toString('base64'),
-      k: K,
-    }))));
+    const writeQueries = (file, extra) => {
+      writeFileSync(file, JSON.stringify(Array.from({ length: QUERY_COUNT }, (_, q) => ({
+        index: 'bench',
+        vectorF32: Buffer.from(queries.buffer, q * opts.dim * 4, opts.dim * 4).toString('base64'),
+        k: K,
+        searchK: opts.searchK,
+        ...extra,
+      }))));
+      return file;
+    };
+    const dataFile = writeQueries(path.join(workDir, 'queries.json'), {});
+    // For the router that knows only shard 0: one shard must answer.
+    const oneShardFile = writeQueries(path.join(workDir, 'queries-one-shard.json'), { minShards: 1 });
 
     const shardAddrs = [];
     for (let s = 0; s < SHARDS; s++) {
@@ -183,20 +195,26 @@ async function main() {
       startProcess(['serve', 'shard', '--manifest', dir, '--shard', String(s), '--listen', addr]);
       shardAddrs.push(addr);
     }
+    for (const a of shardAddrs) await waitServing(bin, a, dataFile);
     const backends = shardAddrs.flatMap((a, s) => ['--backend', `${s}=${a}`]);
     const routerAddr = `127.0.0.1:${await freePort()}`;
-    startProcess(['serve', 'router', '--listen', routerAddr, ...backends]);
+    startProcess(['serve', 'router', '--listen', routerAddr, ...backends, ...opts.routerFlags.split(' ').filter(Boolean)]);
     const uncoalescedAddr = `127.0.0.1:${await freePort()}`;
     startProcess(['serve', 'router', '--listen', uncoalescedAddr, '--no-coalesce', ...backends]);
-    for (const a of [...shardAddrs, routerAddr, uncoalescedAddr]) await waitServing(bin, a, dataFile);
+    const oneHopAddr = `127.0.0.1:${await freePort()}`;
+    startProcess(['serve', 'router', '--listen', oneHopAddr, '--backend', `0=${shardAddrs[0]}`]);
+    for (const a of [routerAddr, uncoalescedAddr]) await waitServing(bin, a, dataFile);
+    await waitServing(bin, oneHopAddr, oneShardFile);
 
     const results = new Map();
     results.set('shard 0 direct (1/3 of the items)', measure(bin, shardAddrs[0], dataFile, opts));
+    results.set('router over shard 0 only (the extra hop)', measure(bin, oneHopAddr, oneShardFile, opts));
     results.set('router, 3 shards, coalescing', measure(bin, routerAddr, dataFile, opts));
     results.set('router, 3 shards, one call per query per shard', measure(bin, uncoalescedAddr, dataFile, opts));
-    const [direct, router, uncoalesced] = [...results.values()];
+    const [direct, oneHop, router, uncoalesced] = [...results.values()];
 
     const overhead = router.low.p50Ms / direct.low.p50Ms;
+    const hop = oneHop.low.p50Ms / direct.low.p50Ms;
     const gain = router.saturated.rps / uncoalesced.saturated.rps;
     const cpu = os.cpus();
     const command = `node load-tests/serving/router-bench.js ${process.argv.slice(2).join(' ')}`.trim();
@@ -205,7 +223,7 @@ async function main() {
       '',
       `${new Date().toISOString()} · ${cpu[0]?.model ?? 'cpu'} · ${cpu.length} cores · node ${process.version} · \`${command}\``,
       '',
-      `Index: ${int(opts.items)} x ${opts.dim} euclidean, ${opts.trees} trees, ${SHARDS} shards (one replica each), k = ${K}, default search_k.`,
+      `Index: ${int(opts.items)} x ${opts.dim} euclidean, ${opts.trees} trees, ${SHARDS} shards (one replica each), k = ${K}, search_k ${opts.searchK || `default (${opts.trees * K})`}.`,
       `Load: ghz over server reflection, ${QUERY_COUNT} query vectors round-robin as vector_f32. Low load: one stream paced at ${opts.lowRps} q/s,`,
       `${opts.lowRequests} requests. Saturated: ${opts.concurrency} streams over ${opts.connections} connections for ${opts.saturatedSeconds} s.`,
       'ghz, the shard nodes and the routers all share the same cores, so read the ratios, not the absolute figures.',
@@ -213,6 +231,7 @@ async function main() {
       table(results),
       '',
       `- Router p50 at low load / direct shard p50: **${fmt(overhead)}x** (target ≤ 1.30)`,
+      `- Router over shard 0 only, p50 at low load / direct shard p50: **${fmt(hop)}x** (the cost of the extra hop alone)`,
       `- Router saturated q/s, coalescing / one call per query per shard: **${fmt(gain)}x** (target ≥ 2)`,
       '',
     ].join('\n');

@@ -18,6 +18,7 @@ interface RouterFlags {
   readonly maxBatchQueries?: number;
   readonly coalesce: boolean;
   readonly coalesceMaxBatchQueries?: number;
+  readonly maxInFlightBatchesPerReplica?: number;
   readonly hedging: boolean;
   readonly logLevel: string;
 }
@@ -37,6 +38,7 @@ export function registerServeRouterCommand(serve: Command): void {
     .option('--max-batch-queries <n>', 'most queries in one BatchSearch', positiveInt('--max-batch-queries'))
     .option('--no-coalesce', 'send one call per query per shard instead of coalescing into BatchSearch')
     .option('--coalesce-max-batch-queries <n>', 'most queries in one coalesced shard call', positiveInt('--coalesce-max-batch-queries'))
+    .option('--max-in-flight-batches-per-replica <n>', 'coalesced calls out at once per replica; more queries wait and join the next call', positiveInt('--max-in-flight-batches-per-replica'))
     .option('--no-hedging', 'do not send hedged requests to a second replica')
     .option('--log-level <level>', 'pino log level', 'info')
     .action(async (flags: RouterFlags) => {
@@ -55,6 +57,7 @@ export function registerServeRouterCommand(serve: Command): void {
           maxBatchQueries: flags.maxBatchQueries,
           coalesce: flags.coalesce,
           coalesceMaxBatchQueries: flags.coalesceMaxBatchQueries,
+          maxInFlightBatchesPerReplica: flags.maxInFlightBatchesPerReplica,
           hedging: flags.hedging,
         },
         log,

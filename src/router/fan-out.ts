@@ -15,7 +15,13 @@ import type { IndexView } from './index-view';
 import { mergeTopK } from './merge';
 import type { ShardCaller } from './shard-caller';
 
-export const DEFAULT_MAX_IN_FLIGHT_BATCHES_PER_REPLICA = 2;
+/**
+ * Calls out at once per replica before queries wait for one to return. High
+ * enough that queries arriving in the same event-loop turn leave together
+ * without waiting (measured: holding at 2 cut throughput when shards, not the
+ * router, were the bottleneck), low enough to bound a shard's queue.
+ */
+export const DEFAULT_MAX_IN_FLIGHT_BATCHES_PER_REPLICA = 8;
 
 export interface FanOutOptions {
   /** False: one BatchSearch of one query per query per shard (for comparison). */
