@@ -121,6 +121,8 @@ void two_means(const std::vector<const typename M::Node*>& nodes, int f, Kiss64R
 struct FloatMetricBase {
   using Value = float;
   using Distance = float;
+  // Metrics whose distance is a sum of non-negative terms set this and offer distance_bounded().
+  static constexpr bool kHasBoundedDistance = false;
 
   static int value_count(int dim) { return dim; }
   static float pq_initial() { return std::numeric_limits<float>::infinity(); }
@@ -320,19 +322,28 @@ struct MinkowskiBase : FloatMetricBase {
 
 struct Euclidean : MinkowskiBase<Euclidean> {
   static constexpr MetricKind kKind = MetricKind::Euclidean;
+  static constexpr bool kHasBoundedDistance = true;
   static float distance(const Node* x, const Node* y, int f) { return simd::squared_l2(v(x), v(y), f); }
+  static float distance_bounded(const Node* x, const Node* y, int f, float bound) {
+    return simd::squared_l2_bounded(v(x), v(y), f, bound);
+  }
   static float normalized_distance(float d) { return std::sqrt(d > 0 ? d : 0.0f); }
 };
 
 struct Manhattan : MinkowskiBase<Manhattan> {
   static constexpr MetricKind kKind = MetricKind::Manhattan;
+  static constexpr bool kHasBoundedDistance = true;
   static float distance(const Node* x, const Node* y, int f) { return simd::l1(v(x), v(y), f); }
+  static float distance_bounded(const Node* x, const Node* y, int f, float bound) {
+    return simd::l1_bounded(v(x), v(y), f, bound);
+  }
   static float normalized_distance(float d) { return d > 0 ? d : 0.0f; }
 };
 
 // Bit vectors packed into 64-bit words; a split tests one bit.
 struct Hamming {
   static constexpr MetricKind kKind = MetricKind::Hamming;
+  static constexpr bool kHasBoundedDistance = false;
   using Value = uint64_t;
   using Distance = uint64_t;
   struct Node {

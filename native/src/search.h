@@ -44,7 +44,8 @@ class ForestSearch {
 
   ForestSearch(const uint8_t* nodes, const NodeLayout& layout, int32_t n_items, int32_t n_nodes,
                const std::vector<int32_t>& roots)
-      : nodes_(nodes), layout_(layout), n_items_(n_items), n_nodes_(n_nodes), roots_(roots) {}
+      : nodes_(nodes), layout_(layout), n_items_(n_items), n_nodes_(n_nodes), roots_(roots),
+        prefetch_split_bytes_(layout.node_size < 512 ? layout.node_size : 512) {}
 
   const Node* node(int32_t i) const {
     return reinterpret_cast<const Node*>(nodes_ + layout_.node_size * static_cast<size_t>(i));
@@ -116,6 +117,9 @@ class ForestSearch {
       } else {
         const auto margin = M::margin(nd, q, layout_.value_count);
         const int32_t* c = children(nd);
+        // One child keeps this node's priority and is usually popped next: start fetching both.
+        prefetch(node(c[0]), prefetch_split_bytes_);
+        prefetch(node(c[1]), prefetch_split_bytes_);
         push(s, M::pq_distance(top.first, margin, 1), c[1]);
         push(s, M::pq_distance(top.first, margin, 0), c[0]);
       }
@@ -125,14 +129,15 @@ class ForestSearch {
   size_t rank(SearchScratch<M>& s, const Node* query, size_t k, int32_t* ids, float* distances) const {
     s.best.clear();
     const size_t n_candidates = s.candidates.size();
-    const size_t prefetch_bytes = layout_.node_size < 1024 ? layout_.node_size : 1024;
+    constexpr size_t kAhead = 3;  // candidates fetched ahead of the distance being computed
+    for (size_t c = 0; c < n_candidates && c < kAhead; ++c) prefetch(node(s.candidates[c]), layout_.node_size);
     for (size_t c = 0; c < n_candidates; ++c) {
-      if (c + 1 < n_candidates) prefetch(node(s.candidates[c + 1]), prefetch_bytes);
+      if (c + kAhead < n_candidates) prefetch(node(s.candidates[c + kAhead]), layout_.node_size);
       const int32_t id = s.candidates[c];
       s.seen[static_cast<uint32_t>(id) >> 6] = 0;  // leave the bitset clear for the next search
       const Node* item = node(id);
       if (item->n_descendants != 1) continue;  // Annoy #284: bucket entries that are not items
-      const Entry e(M::distance(query, item, layout_.value_count), id);
+      const Entry e(distance(s, query, item, k), id);
       if (s.best.size() < k) {
         s.best.push_back(e);
         std::push_heap(s.best.begin(), s.best.end());
@@ -150,6 +155,15 @@ class ForestSearch {
     return s.best.size();
   }
 
+  // Once k results are held, a candidate only matters if it beats the k-th: where the metric allows,
+  // its distance may stop early (returning something larger) without changing any result.
+  Dist distance(const SearchScratch<M>& s, const Node* query, const Node* item, size_t k) const {
+    if constexpr (M::kHasBoundedDistance) {
+      if (s.best.size() == k) return M::distance_bounded(query, item, layout_.value_count, s.best.front().first);
+    }
+    return M::distance(query, item, layout_.value_count);
+  }
+
   static const int32_t* children(const Node* n) {
     return reinterpret_cast<const int32_t*>(reinterpret_cast<const uint8_t*>(n) + M::kChildrenOffset);
   }
@@ -164,6 +178,7 @@ class ForestSearch {
   int32_t n_items_;
   int32_t n_nodes_;
   const std::vector<int32_t>& roots_;
+  const size_t prefetch_split_bytes_;
 };
 
 }  // namespace canopy

@@ -36,6 +36,9 @@ float l1_scalar(const float* x, const float* y, int n) {
   return r;
 }
 
+float squared_l2_bounded_scalar(const float* x, const float* y, int n, float) { return squared_l2_scalar(x, y, n); }
+float l1_bounded_scalar(const float* x, const float* y, int n, float) { return l1_scalar(x, y, n); }
+
 uint64_t hamming_scalar(const uint64_t* x, const uint64_t* y, int words) {
   uint64_t r = 0;
   for (int i = 0; i < words; ++i) r += static_cast<uint64_t>(__builtin_popcountll(x[i] ^ y[i]));
@@ -115,6 +118,13 @@ __attribute__((target("avx2,fma"))) float l1_avx2(const float* x, const float* y
   }
   for (; n > 0; --n) r += std::fabs(*x++ - *y++);
   return r;
+}
+
+__attribute__((target("avx2,fma"))) float squared_l2_bounded_avx2(const float* x, const float* y, int n, float) {
+  return squared_l2_avx2(x, y, n);
+}
+__attribute__((target("avx2,fma"))) float l1_bounded_avx2(const float* x, const float* y, int n, float) {
+  return l1_avx2(x, y, n);
 }
 
 // ---- AVX-512F: 16 lanes, one accumulator, _mm512_reduce_add_ps ----
@@ -203,6 +213,50 @@ __attribute__((target("avx512f,fma"))) float squared_l2_avx512(const float* x, c
   return squared_l2_tail_avx512(x, y, n, r);
 }
 
+// Every kCheckBlocks blocks the lanes' sum is a lower bound of the final value (all terms >= 0 and
+// rounding is monotone), so a candidate already beyond the k-th best distance is dropped there.
+constexpr int kCheckBlocks = 8;
+
+__attribute__((target("avx512f,fma"))) float squared_l2_bounded_avx512(const float* x, const float* y, int n,
+                                                                       float bound) {
+  float r = 0;
+  if (n > 15) {
+    __m512 acc = _mm512_setzero_ps();
+    int blocks = 0;
+    for (; n > 15; n -= 16, x += 16, y += 16) {
+      const __m512 d = _mm512_sub_ps(_mm512_loadu_ps(x), _mm512_loadu_ps(y));
+      acc = _mm512_fmadd_ps(d, d, acc);
+      if (++blocks == kCheckBlocks && n > 31) {
+        blocks = 0;
+        const float partial = _mm512_reduce_add_ps(acc);
+        if (partial > bound) return partial;
+      }
+    }
+    r = _mm512_reduce_add_ps(acc);
+  }
+  return squared_l2_tail_avx512(x, y, n, r);
+}
+
+__attribute__((target("avx512f,fma"))) float l1_bounded_avx512(const float* x, const float* y, int n, float bound) {
+  float r = 0;
+  if (n > 15) {
+    __m512 acc = _mm512_setzero_ps();
+    int blocks = 0;
+    for (; n > 15; n -= 16, x += 16, y += 16) {
+      const __m512 d = _mm512_sub_ps(_mm512_loadu_ps(x), _mm512_loadu_ps(y));
+      acc = _mm512_add_ps(acc, _mm512_abs_ps(d));
+      if (++blocks == kCheckBlocks && n > 31) {
+        blocks = 0;
+        const float partial = _mm512_reduce_add_ps(acc);
+        if (partial > bound) return partial;
+      }
+    }
+    r = _mm512_reduce_add_ps(acc);
+  }
+  for (; n > 0; --n) r += std::fabs(*x++ - *y++);
+  return r;
+}
+
 __attribute__((target("avx512f,fma"))) float l1_avx512(const float* x, const float* y, int n) {
   float r = 0;
   if (n > 15) {
@@ -236,16 +290,16 @@ Kernels kernels_for(Level level) {
   auto hamming = __builtin_cpu_supports("popcnt") ? hamming_popcnt : hamming_scalar;
   switch (level) {
     case Level::Avx512:
-      return {level, true, dot_avx512, dot_short_tail_avx512, squared_l2_avx512, l1_avx512, hamming};
+      return {level, true, dot_avx512, dot_short_tail_avx512, squared_l2_avx512, l1_avx512, squared_l2_bounded_avx512, l1_bounded_avx512, hamming};
     case Level::Avx2:
-      return {level, true, dot_avx2, dot_avx2, squared_l2_avx2, l1_avx2, hamming};
+      return {level, true, dot_avx2, dot_avx2, squared_l2_avx2, l1_avx2, squared_l2_bounded_avx2, l1_bounded_avx2, hamming};
     case Level::Scalar:
       break;
   }
-  return {Level::Scalar, false, dot_scalar, dot_scalar, squared_l2_scalar, l1_scalar, hamming};
+  return {Level::Scalar, false, dot_scalar, dot_scalar, squared_l2_scalar, l1_scalar, squared_l2_bounded_scalar, l1_bounded_scalar, hamming};
 #else
   (void)level;
-  return {Level::Scalar, false, dot_scalar, dot_scalar, squared_l2_scalar, l1_scalar, hamming_scalar};
+  return {Level::Scalar, false, dot_scalar, dot_scalar, squared_l2_scalar, l1_scalar, squared_l2_bounded_scalar, l1_bounded_scalar, hamming_scalar};
 #endif
 }
 

@@ -23,6 +23,10 @@ struct Kernels {
   float (*dot_short_tail)(const float* x, const float* y, int n);
   float (*squared_l2)(const float* x, const float* y, int n);
   float (*l1)(const float* x, const float* y, int n);
+  // The same sums, but free to stop early and return any value > bound once the partial sum (a lower
+  // bound: every term is >= 0) exceeds it. When they do not stop, the result is bit-identical.
+  float (*squared_l2_bounded)(const float* x, const float* y, int n, float bound);
+  float (*l1_bounded)(const float* x, const float* y, int n, float bound);
   uint64_t (*hamming)(const uint64_t* x, const uint64_t* y, int words);
 };
 
@@ -46,6 +50,10 @@ inline float dot(const float* x, const float* y, int n) { return kKernels.dot(x,
 inline float dot_short_tail(const float* x, const float* y, int n) { return kKernels.dot_short_tail(x, y, n); }
 inline float squared_l2(const float* x, const float* y, int n) { return kKernels.squared_l2(x, y, n); }
 inline float l1(const float* x, const float* y, int n) { return kKernels.l1(x, y, n); }
+inline float squared_l2_bounded(const float* x, const float* y, int n, float bound) {
+  return kKernels.squared_l2_bounded(x, y, n, bound);
+}
+inline float l1_bounded(const float* x, const float* y, int n, float bound) { return kKernels.l1_bounded(x, y, n, bound); }
 inline uint64_t hamming(const uint64_t* x, const uint64_t* y, int words) {
   return kKernels.hamming(x, y, words);
 }
