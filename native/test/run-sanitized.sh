@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Builds the C++ core and its tests with AddressSanitizer + UndefinedBehaviorSanitizer and runs them.
+# Exits non-zero on any failed check or sanitizer report.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+out=native/test/bin
+mkdir -p "$out"
+CXX="${CXX:-g++}"
+"$CXX" -std=c++17 -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all \
+  -Wall -Wextra -Wno-unused-parameter -Inative/src native/src/*.cc native/test/*.cc -pthread -o "$out/engine_test"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 "$out/engine_test"

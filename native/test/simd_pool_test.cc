@@ -1,0 +1,91 @@
+// Kernels of every level this CPU runs agree with each other; bounded kernels keep exact results;
+// the search pool bounds its queue.
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "search_pool.h"
+#include "simd.h"
+#include "test_main.h"
+
+using canopy::simd::Level;
+
+namespace {
+
+bool runs(Level level) {
+  __builtin_cpu_init();
+  if (level == Level::Avx512) return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
+  if (level == Level::Avx2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return true;
+}
+
+bool close(float a, float b) { return std::fabs(a - b) <= 1e-4f * (1 + std::fabs(a)); }
+
+}  // namespace
+
+TEST(kernels_agree_across_levels_and_bounded_kernels_are_exact) {
+  std::mt19937 g(1);
+  std::normal_distribution<float> normal;
+  const auto scalar = canopy::simd::kernels_for(Level::Scalar);
+  for (Level level : {Level::Scalar, Level::Avx2, Level::Avx512}) {
+    if (!runs(level)) continue;
+    const auto k = canopy::simd::kernels_for(level);
+    for (int n : {1, 3, 7, 8, 12, 15, 16, 17, 31, 64, 100, 300}) {
+      std::vector<float> x(n), y(n);
+      for (auto& v : x) v = normal(g);
+      for (auto& v : y) v = normal(g);
+      CHECK(close(k.dot(x.data(), y.data(), n), scalar.dot(x.data(), y.data(), n)));
+      CHECK(close(k.dot_short_tail(x.data(), y.data(), n), scalar.dot(x.data(), y.data(), n)));
+      const float l2 = k.squared_l2(x.data(), y.data(), n);
+      const float l1 = k.l1(x.data(), y.data(), n);
+      CHECK(close(l2, scalar.squared_l2(x.data(), y.data(), n)));
+      CHECK(close(l1, scalar.l1(x.data(), y.data(), n)));
+      // Not beyond the bound: bit-identical. Beyond it: anything larger than the bound.
+      CHECK(k.squared_l2_bounded(x.data(), y.data(), n, l2) == l2);
+      CHECK(k.l1_bounded(x.data(), y.data(), n, l1) == l1);
+      CHECK(k.squared_l2_bounded(x.data(), y.data(), n, l2 * 0.1f) > l2 * 0.1f);
+      CHECK(k.l1_bounded(x.data(), y.data(), n, l1 * 0.1f) > l1 * 0.1f);
+    }
+    const uint64_t a[2] = {0xF0F0ULL, 1}, b[2] = {0x0FF0ULL, 0};
+    CHECK(k.hamming(a, b, 2) == 9);
+  }
+}
+
+namespace {
+
+class CountingTask : public canopy::SearchTask {
+ public:
+  CountingTask(std::atomic<int>* done, std::atomic<bool>* gate) : done_(done), gate_(gate) {}
+  void run() noexcept override {
+    while (!gate_->load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    done_->fetch_add(1);
+    delete this;
+  }
+
+ private:
+  std::atomic<int>* done_;
+  std::atomic<bool>* gate_;
+};
+
+}  // namespace
+
+TEST(search_pool_runs_tasks_and_refuses_past_its_bound) {
+  std::atomic<int> done{0};
+  std::atomic<bool> gate{false};
+  {
+    canopy::SearchPool pool(1, 2);
+    CHECK(pool.try_submit({new CountingTask(&done, &gate)}));  // taken by the worker, blocks on the gate
+    while (pool.stats().running != 1) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    CHECK(pool.try_submit({new CountingTask(&done, &gate), new CountingTask(&done, &gate)}));
+    CountingTask* extra = new CountingTask(&done, &gate);
+    CHECK(!pool.try_submit({extra}));  // queue of 2 is full: refused at once
+    delete extra;
+    CHECK(pool.stats().queued == 2);
+    CHECK(pool.stats().max_queue == 2);
+    gate.store(true);
+  }  // the destructor drains the queue and joins
+  CHECK(done.load() == 3);
+}
