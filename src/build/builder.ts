@@ -7,10 +7,11 @@
 // (mmap'd files in the temporary version folder, so the page cache, not the
 // heap, holds them); JS keeps only the ids.
 import { availableParallelism } from 'node:os';
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
-import { open, stat } from 'node:fs/promises';
 
 import type { Metric } from '../engine/metric';
+import { syncPath, writeNewFile } from './durable-files';
 import { idProblem, writeIdsFile } from './ids-file';
 import { InputError } from './input-error';
 import { checkName, MANIFEST_FILE, MANIFEST_FORMAT_VERSION, parseManifest, sha256File, type Manifest, type ShardEntry } from './manifest';
@@ -121,8 +122,8 @@ export function indexNameOf(input: string): string {
   const base = path.basename(input).replace(/\.[^.]*$/, '');
   const cleaned = base
     .replace(/[^A-Za-z0-9._-]+/g, '-')
-    .replace(/^[^A-Za-z0-9]+|[^A-Za-z0-9]+$/g, '')
-    .slice(0, 128);
+    .slice(0, 128)
+    .replace(/^[^A-Za-z0-9]+|[^A-Za-z0-9]+$/g, '');
   return cleaned.length > 0 ? cleaned : 'index';
 }
 
@@ -131,8 +132,8 @@ export function versionStampOf(time: Date): string {
   return time.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
 }
 
-export const shardFileOf = (shard: number): string => `shard-${String(shard).padStart(4, '0')}.ann`;
-export const idsFileOf = (shard: number): string => `shard-${String(shard).padStart(4, '0')}.ids`;
+const shardFileOf = (shard: number): string => `shard-${String(shard).padStart(4, '0')}.ann`;
+const idsFileOf = (shard: number): string => `shard-${String(shard).padStart(4, '0')}.ids`;
 
 /** One shard while it is being built. */
 interface ShardWork {
@@ -201,7 +202,7 @@ async function readAndBuild(tempDir: string, build: ResolvedBuild, opened: Build
   const text = JSON.stringify(manifest, null, 2) + '\n';
   // What we write must be what every reader accepts.
   parseManifest(text, file);
-  await writeDurably(file, text);
+  await writeNewFile(file, text);
   return manifest;
 }
 
@@ -322,7 +323,8 @@ async function buildShards(shards: ShardWork[], build: ResolvedBuild, onProgress
 async function describeShard(dir: string, shard: number, items: number, buildSeconds: number): Promise<ShardEntry> {
   const file = shardFileOf(shard);
   const idsFile = idsFileOf(shard);
-  await syncFile(path.join(dir, file));
+  // The engine wrote the forest through a mapping: make it durable before the folder is renamed into place.
+  await syncPath(path.join(dir, file));
   const [fileBytes, fileSha256, idsBytes, idsSha256] = await Promise.all([
     stat(path.join(dir, file)).then((s) => s.size),
     sha256File(path.join(dir, file)),
@@ -330,24 +332,4 @@ async function describeShard(dir: string, shard: number, items: number, buildSec
     sha256File(path.join(dir, idsFile)),
   ]);
   return { shard, file, idsFile, items, fileBytes, fileSha256, idsBytes, idsSha256, buildSeconds: Math.round(buildSeconds * 1_000) / 1_000 };
-}
-
-/** The engine wrote the forest through a mapping; make it durable before the folder is renamed into place. */
-async function syncFile(file: string): Promise<void> {
-  const handle = await open(file, 'r+');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-async function writeDurably(file: string, text: string): Promise<void> {
-  const handle = await open(file, 'wx');
-  try {
-    await handle.writeFile(text);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }

@@ -4,8 +4,10 @@
 // interrupted, the temporary folder is removed.
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
-import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
+
+import { syncPath } from './durable-files';
 
 const INTERRUPTS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 /** Exit status of a process killed by a signal, as shells report it. */
@@ -36,7 +38,8 @@ export async function writeVersionFolder(parentDir: string, version: string, fil
     await fill(tempDir);
     await refuseExisting(finalDir);
     await rename(tempDir, finalDir);
-    await syncDirectory(parentDir);
+    // The rename is durable once the parent directory's entry is on disk.
+    await syncPath(parentDir);
     return finalDir;
   } catch (err) {
     await rm(tempDir, { recursive: true, force: true });
@@ -52,14 +55,4 @@ async function refuseExisting(dir: string): Promise<void> {
     (err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? false : Promise.reject(err)),
   );
   if (exists) throw new VersionExistsError(`${dir} exists already; versions are never overwritten (pick another --version)`);
-}
-
-/** Makes the rename durable: the directory entry is on disk when this returns. */
-async function syncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
