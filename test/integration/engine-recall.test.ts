@@ -46,17 +46,18 @@ const clusters = (() => {
   return () => (split ??= holdOut(clusteredVectors({ rows: 20_500, dim: 64, clusters: 200, spread: 1, seed: 5 }), 41));
 })();
 
-// Floors: about 0.015 below the measured recall (python annoy, same data, seed
-// and trees: the numbers in the comments), so a different but sound tree build
-// passes and a real regression does not.
+// Floors: about 0.015 below the measured recall (the numbers in the comments:
+// Canopy and python annoy reach exactly the same, their seeded builds being
+// byte-identical), so a different but sound tree build passes and a real
+// regression does not.
 const CASES: RecallCase[] = [
-  // annoy: 0.9618 @ 1000, 0.9930 @ 3000
+  // canopy = annoy: 0.9618 @ 1000, 0.9930 @ 3000
   { name: 'MNIST 9,500 x 784', metric: 'euclidean', nTrees: 10, minRecall: { 1000: 0.945, 3000: 0.98 }, data: mnist },
-  // annoy: 0.9586 @ 1000, 0.9910 @ 3000
+  // canopy = annoy: 0.9586 @ 1000, 0.9910 @ 3000
   { name: 'MNIST 9,500 x 784', metric: 'angular', nTrees: 10, minRecall: { 1000: 0.94, 3000: 0.975 }, data: mnist },
-  // annoy: 0.8906 @ 500, 0.9702 @ 2000
+  // canopy = annoy: 0.8906 @ 500, 0.9702 @ 2000
   { name: 'clusters 20,000 x 64', metric: 'angular', nTrees: 10, minRecall: { 500: 0.875, 2000: 0.955 }, data: clusters },
-  // annoy: 0.7670 @ 500, 0.9400 @ 2000
+  // canopy = annoy: 0.7670 @ 500, 0.9400 @ 2000
   { name: 'clusters 20,000 x 64', metric: 'dot', nTrees: 10, minRecall: { 500: 0.75, 2000: 0.925 }, data: clusters },
 ];
 
