@@ -124,11 +124,25 @@ export interface IndexInfo {
   partitioner: string;
 }
 
-/** The server side of `canopy.v1.Search`, as grpc-js unary handlers. */
+export interface BatchSearchEnvelope {
+  id: number;
+  batch: BatchSearchRequest | null;
+  timeoutMs: number;
+}
+
+export interface BatchSearchReply {
+  id: number;
+  batch: BatchSearchResponse | null;
+  code: number;
+  message: string;
+}
+
+/** The server side of `canopy.v1.Search`, as grpc-js handlers. */
 export interface SearchServiceHandlers extends grpc.UntypedServiceImplementation {
   search: grpc.handleUnaryCall<SearchRequest, SearchResponse>;
   batchSearch: grpc.handleUnaryCall<BatchSearchRequest, BatchSearchResponse>;
   searchByItem: grpc.handleUnaryCall<SearchByItemRequest, SearchResponse>;
   getItem: grpc.handleUnaryCall<GetItemRequest, GetItemResponse>;
   describeIndex: grpc.handleUnaryCall<DescribeIndexRequest, IndexInfo>;
+  batchSearchStream: grpc.handleBidiStreamingCall<BatchSearchEnvelope, BatchSearchReply>;
 }

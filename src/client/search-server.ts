@@ -7,7 +7,7 @@ import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
 
 import { CanopyError } from './canopy-error';
-import type { SearchServiceHandlers } from './contract';
+import type { BatchSearchEnvelope, BatchSearchReply, BatchSearchRequest, BatchSearchResponse, SearchServiceHandlers } from './contract';
 import { canopyPackageDefinition, SEARCH_SERVICE_NAME, searchServiceDefinition } from './contract';
 
 export const DEFAULT_MAX_RECEIVE_MESSAGE_BYTES = 16 * 1024 * 1024;
@@ -94,5 +94,81 @@ export function unaryHandler<Req, Res>(
         callback(error.toStatus());
       },
     );
+  };
+}
+
+/**
+ * The open BatchSearchStream calls of a server, so that a graceful close can
+ * end them once their pending replies are written (a stream never ends by
+ * itself, and a server waits for every call before it shuts down).
+ */
+export class StreamDrain {
+  private readonly enders = new Set<() => void>();
+  private draining = false;
+
+  add(end: () => void): void {
+    if (this.draining) end();
+    else this.enders.add(end);
+  }
+
+  delete(end: () => void): void {
+    this.enders.delete(end);
+  }
+
+  /** Ends every stream after its pending replies, and any stream opened from now on. */
+  endAll(): void {
+    this.draining = true;
+    for (const end of this.enders) end();
+    this.enders.clear();
+  }
+}
+
+/**
+ * The BatchSearchStream handler: runs each envelope's batch through `run`
+ * (the same code as the unary BatchSearch) and writes a reply with the same
+ * id, OK or with the error's status. Replies go out as they are ready.
+ */
+export function batchStreamHandler(
+  run: (batch: BatchSearchRequest, deadlineMs: number) => Promise<BatchSearchResponse>,
+  onError: (err: CanopyError, method: string) => void,
+  drain: StreamDrain,
+): grpc.handleBidiStreamingCall<BatchSearchEnvelope, BatchSearchReply> {
+  return (call) => {
+    let pending = 0;
+    let ending = false;
+    const endWhenIdle = (): void => {
+      if (ending && pending === 0) {
+        drain.delete(end);
+        call.end();
+      }
+    };
+    const end = (): void => {
+      ending = true;
+      endWhenIdle();
+    };
+    drain.add(end);
+    call.on('data', (envelope: BatchSearchEnvelope) => {
+      pending++;
+      const deadlineMs = envelope.timeoutMs > 0 ? Date.now() + envelope.timeoutMs : Number.POSITIVE_INFINITY;
+      const batch = envelope.batch ?? { index: '', queries: [], minShards: 0, version: '' };
+      run(batch, deadlineMs)
+        .then(
+          (response): BatchSearchReply => ({ id: envelope.id, batch: response, code: grpc.status.OK, message: '' }),
+          (err: unknown): BatchSearchReply => {
+            const error = CanopyError.from(err);
+            onError(error, 'BatchSearchStream');
+            return { id: envelope.id, batch: null, code: error.code, message: error.message };
+          },
+        )
+        .then((reply) => {
+          pending--;
+          if (!call.cancelled && !call.writableEnded) call.write(reply);
+          endWhenIdle();
+        });
+    });
+    call.on('end', end);
+    // The caller went away: nothing is left to answer.
+    call.on('error', () => drain.delete(end));
+    call.on('cancelled', () => drain.delete(end));
   };
 }

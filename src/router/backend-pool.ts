@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 
 import { searchClientConstructor } from '../client/contract';
 import type { ReplicaLoad } from './replica-choice';
+import { ReplicaStream } from './replica-stream';
 
 export const DEFAULT_EJECT_BASE_MS = 250;
 export const DEFAULT_EJECT_MAX_MS = 8_000;
@@ -26,6 +27,8 @@ type ReplicaState =
 
 export class Replica implements ReplicaLoad {
   outstanding = 0;
+  /** Carries coalesced BatchSearch calls; opened on first use. */
+  readonly stream: ReplicaStream;
   private state: ReplicaState = { kind: 'ready' };
 
   constructor(
@@ -33,7 +36,9 @@ export class Replica implements ReplicaLoad {
     readonly address: string,
     readonly client: grpc.Client,
     private readonly pool: BackendPool,
-  ) {}
+  ) {
+    this.stream = new ReplicaStream(client, address);
+  }
 
   get healthy(): boolean {
     if (this.state.kind === 'closed') return false;
@@ -60,6 +65,7 @@ export class Replica implements ReplicaLoad {
   close(): void {
     if (this.state.kind === 'closed') return;
     this.transition({ kind: 'closed' }, 'removed');
+    this.stream.close();
     this.client.close();
   }
 

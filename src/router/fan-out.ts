@@ -24,7 +24,7 @@ import type { ShardCaller } from './shard-caller';
 export const DEFAULT_MAX_IN_FLIGHT_BATCHES_PER_REPLICA = 8;
 
 export interface FanOutOptions {
-  /** False: one BatchSearch of one query per query per shard (for comparison). */
+  /** False: one unary BatchSearch of one query per query per shard (for comparison). */
   readonly coalesce?: boolean;
   readonly coalesceMaxBatchQueries?: number;
   readonly maxInFlightBatchesPerReplica?: number;
@@ -135,7 +135,9 @@ export class FanOut {
   private coalescerOf(shard: number): Coalescer {
     let coalescer = this.coalescers.get(shard);
     if (coalescer === undefined) {
-      const send: SendBatch = (batch, deadlineMs) => this.caller.call(shard, 'BatchSearch', batch, deadlineMs);
+      // Coalesced calls ride the replica's stream; the comparison mode pays a unary RPC per query.
+      const send: SendBatch = (batch, deadlineMs) =>
+        this.caller.call(shard, 'BatchSearch', batch, deadlineMs, this.coalesce ? 'stream' : 'unary');
       coalescer = new Coalescer(send, {
         maxBatchQueries: this.coalesce ? this.maxBatchQueries : 1,
         maxInFlightBatches: this.coalesce

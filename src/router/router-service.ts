@@ -20,7 +20,7 @@ import type {
 } from '../client/contract';
 import type { QueryLimits, QueryShape } from '../client/query';
 import { decodeVector, encodeVector, parseQuery, parseShape } from '../client/query';
-import { unaryHandler } from '../client/search-server';
+import { batchStreamHandler, StreamDrain, unaryHandler } from '../client/search-server';
 import type { BackendPool } from './backend-pool';
 import type { FanOut, FanOutAnswer, ShardQuery } from './fan-out';
 import type { IndexView } from './index-view';
@@ -36,6 +36,9 @@ export interface RouterServiceOptions {
 type Call<Req, Res> = grpc.ServerUnaryCall<Req, Res>;
 
 export class RouterService {
+  /** Open BatchSearchStream calls, ended on close. */
+  readonly drain = new StreamDrain();
+
   constructor(
     private readonly currentView: () => IndexView | undefined,
     private readonly pool: BackendPool,
@@ -55,6 +58,11 @@ export class RouterService {
       searchByItem: wrap('SearchByItem', this.searchByItem),
       getItem: wrap('GetItem', this.getItem),
       describeIndex: wrap('DescribeIndex', this.describeIndex),
+      batchSearchStream: batchStreamHandler(
+        (batch, deadlineMs) => this.runBatch(batch, this.replyBy(Number.isFinite(deadlineMs) ? deadlineMs : undefined)),
+        this.onError,
+        this.drain,
+      ),
     };
   }
 
@@ -65,7 +73,11 @@ export class RouterService {
     return withCoverage(answer.results[0]!, answer);
   }
 
-  private async batchSearch(req: BatchSearchRequest, call: Call<BatchSearchRequest, BatchSearchResponse>): Promise<BatchSearchResponse> {
+  private batchSearch(req: BatchSearchRequest, call: Call<BatchSearchRequest, BatchSearchResponse>): Promise<BatchSearchResponse> {
+    return this.runBatch(req, this.deadlineOf(call));
+  }
+
+  private async runBatch(req: BatchSearchRequest, deadlineMs: number): Promise<BatchSearchResponse> {
     const view = this.viewFor(req.index, req.version);
     if (req.queries.length > this.limits.maxBatchQueries) {
       throw CanopyError.invalidArgument(`a batch holds at most ${this.limits.maxBatchQueries} queries, got ${req.queries.length}`);
@@ -78,7 +90,7 @@ export class RouterService {
       const parsed = parseQuery(q, view.dim, this.limits, where);
       return toShardQuery(parsed.vector, parsed);
     });
-    const answer = await this.fanOut.search(view, queries, this.deadlineOf(call), req.minShards);
+    const answer = await this.fanOut.search(view, queries, deadlineMs, req.minShards);
     return {
       results: answer.results.map((r) => withCoverage(r, answer)),
       indexVersion: view.version,
@@ -153,15 +165,22 @@ export class RouterService {
     return view;
   }
 
-  /**
-   * The caller's deadline (or the default), as epoch ms, less a margin to send
-   * the answer in: `replyMarginMs`, or a tenth of the time left if smaller.
-   */
+  /** The deadline a unary call brings (see `replyBy`). */
   private deadlineOf(call: grpc.ServerUnaryCall<unknown, unknown>): number {
-    const nowMs = Date.now();
     const raw = call.getDeadline();
-    const callerMs = raw instanceof Date ? raw.getTime() : Number.isFinite(raw) ? raw : nowMs + this.options.defaultDeadlineMs;
-    return callerMs - Math.min(this.options.replyMarginMs, Math.max(0, (callerMs - nowMs) / 10));
+    const callerMs = raw instanceof Date ? raw.getTime() : Number.isFinite(raw) ? raw : undefined;
+    return this.replyBy(callerMs);
+  }
+
+  /**
+   * When the answer must be ready, as epoch ms: the caller's deadline (or the
+   * default) less a margin to send it in, `replyMarginMs` or a tenth of the
+   * time left if smaller.
+   */
+  private replyBy(callerMs: number | undefined): number {
+    const nowMs = Date.now();
+    const endMs = callerMs ?? nowMs + this.options.defaultDeadlineMs;
+    return endMs - Math.min(this.options.replyMarginMs, Math.max(0, (endMs - nowMs) / 10));
   }
 }
 

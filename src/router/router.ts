@@ -36,6 +36,7 @@ export class Router {
   readonly pool: BackendPool;
   readonly caller: ShardCaller;
   private readonly server: SearchServer;
+  private readonly service: RouterService;
   private readonly discoveryIntervalMs: number;
   private view: IndexView | undefined;
   private discoveryTimer: NodeJS.Timeout | undefined;
@@ -49,7 +50,7 @@ export class Router {
     this.pool = new BackendPool(options, log);
     this.caller = new ShardCaller(this.pool, options);
     const fanOut = new FanOut(this.pool, this.caller, options);
-    const service = new RouterService(
+    this.service = new RouterService(
       () => this.view,
       this.pool,
       this.caller,
@@ -61,7 +62,7 @@ export class Router {
       },
       (err, method) => this.logError(err, method),
     );
-    this.server = new SearchServer(service.handlers(), options);
+    this.server = new SearchServer(this.service.handlers(), options);
   }
 
   /** Connects to the backends and listens; resolves with the bound port. SERVING once the index is learned. */
@@ -84,6 +85,7 @@ export class Router {
   async close(): Promise<void> {
     this.closed = true;
     if (this.discoveryTimer !== undefined) clearTimeout(this.discoveryTimer);
+    this.service.drain.endAll();
     await this.server.close();
     this.pool.close();
     this.log.info('router closed');

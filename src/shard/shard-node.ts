@@ -25,6 +25,7 @@ export interface ShardNodeOptions extends SearchServerOptions, QueryLimitsOption
 export class ShardNode {
   private readonly catalog = new ShardCatalog();
   private readonly server: SearchServer;
+  private readonly service: ShardService;
   private port: number | undefined;
 
   constructor(
@@ -32,8 +33,8 @@ export class ShardNode {
     private readonly loadForest: ForestLoader,
     private readonly log: Logger,
   ) {
-    const service = new ShardService(this.catalog, resolveQueryLimits(options), (err, method) => this.logError(err, method));
-    this.server = new SearchServer(service.handlers(), options);
+    this.service = new ShardService(this.catalog, resolveQueryLimits(options), (err, method) => this.logError(err, method));
+    this.server = new SearchServer(this.service.handlers(), options);
   }
 
   /** Loads the shard, then listens; resolves with the bound port once serving. */
@@ -52,6 +53,7 @@ export class ShardNode {
   }
 
   async close(): Promise<void> {
+    this.service.drain.endAll();
     await this.server.close();
     this.catalog.releaseAll();
     this.log.info('shard node closed');

@@ -19,11 +19,14 @@ import type {
 } from '../client/contract';
 import type { QueryLimits } from '../client/query';
 import { encodeVector, parseQuery, parseShape } from '../client/query';
-import { unaryHandler } from '../client/search-server';
+import { batchStreamHandler, StreamDrain, unaryHandler } from '../client/search-server';
 import type { LoadedVersion } from './loaded-version';
 import type { ShardCatalog } from './shard-catalog';
 
 export class ShardService {
+  /** Open BatchSearchStream calls, ended on close. */
+  readonly drain = new StreamDrain();
+
   constructor(
     private readonly catalog: ShardCatalog,
     private readonly limits: QueryLimits,
@@ -39,6 +42,8 @@ export class ShardService {
       searchByItem: wrap('SearchByItem', this.searchByItem),
       getItem: wrap('GetItem', this.getItem),
       describeIndex: wrap('DescribeIndex', this.describeIndex),
+      // The engine cannot stop a search midway, so the stream's deadline is not used here.
+      batchSearchStream: batchStreamHandler((batch) => this.batchSearch(batch), this.onError, this.drain),
     };
   }
 

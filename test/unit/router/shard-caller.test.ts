@@ -6,9 +6,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 
 import { CanopyError } from '../../../src/client/canopy-error';
 import type { BatchSearchRequest, BatchSearchResponse, SearchServiceHandlers } from '../../../src/client/contract';
-import { SearchServer } from '../../../src/client/search-server';
+import { batchStreamHandler, SearchServer, StreamDrain } from '../../../src/client/search-server';
 import { BackendPool } from '../../../src/router/backend-pool';
-import { ShardCaller } from '../../../src/router/shard-caller';
+import { ShardCaller, type Transport } from '../../../src/router/shard-caller';
 
 type Behaviour = 'answer' | 'unavailable' | 'invalid' | 'hang';
 
@@ -18,6 +18,7 @@ class ScriptedReplica {
   calls = 0;
   readonly server: SearchServer;
   port = 0;
+  readonly drain = new StreamDrain();
 
   constructor(readonly name: string) {
     const refuse = (_: unknown, cb: grpc.sendUnaryData<never>) => cb({ code: grpc.status.UNIMPLEMENTED });
@@ -27,20 +28,35 @@ class ScriptedReplica {
       getItem: refuse,
       describeIndex: refuse,
       batchSearch: (call: grpc.ServerUnaryCall<BatchSearchRequest, BatchSearchResponse>, cb) => {
-        this.calls++;
-        if (this.behaviour === 'hang') return;
-        if (this.behaviour === 'unavailable') return cb({ code: grpc.status.UNAVAILABLE, details: `${this.name} is down` });
-        if (this.behaviour === 'invalid') return cb({ code: grpc.status.INVALID_ARGUMENT, details: 'bad query' });
-        cb(null, {
-          results: call.request.queries.map(() => ({ neighbors: [{ id: this.name, distance: 0 }], indexVersion: 'v', shardsTotal: 1, shardsAnswered: 1, shardsMissing: [] })),
+        this.answer(call.request).then(
+          (response) => cb(null, response),
+          (err: CanopyError) => cb({ code: err.code, details: err.message }),
+        );
+      },
+      batchSearchStream: batchStreamHandler((batch) => this.answer(batch), () => undefined, this.drain),
+    };
+    this.server = new SearchServer(handlers, { listen: '127.0.0.1:0', shutdownGraceMs: 0 });
+  }
+
+  /** The scripted outcome of one BatchSearch, whichever transport carried it. */
+  private answer(batch: BatchSearchRequest): Promise<BatchSearchResponse> {
+    this.calls++;
+    switch (this.behaviour) {
+      case 'hang':
+        return new Promise(() => undefined);
+      case 'unavailable':
+        return Promise.reject(new CanopyError(grpc.status.UNAVAILABLE, `${this.name} is down`));
+      case 'invalid':
+        return Promise.reject(CanopyError.invalidArgument('bad query'));
+      case 'answer':
+        return Promise.resolve({
+          results: batch.queries.map(() => ({ neighbors: [{ id: this.name, distance: 0 }], indexVersion: 'v', shardsTotal: 1, shardsAnswered: 1, shardsMissing: [] })),
           indexVersion: 'v',
           shardsTotal: 1,
           shardsAnswered: 1,
           shardsMissing: [],
         });
-      },
-    };
-    this.server = new SearchServer(handlers, { listen: '127.0.0.1:0', shutdownGraceMs: 0 });
+    }
   }
 
   async start(): Promise<string> {
@@ -57,7 +73,7 @@ const batch: BatchSearchRequest = {
   queries: [{ index: '', vector: [], vectorF32: Buffer.alloc(0), k: 1, searchK: 0, excludeIds: [], minShards: 0, version: '' }],
 };
 
-describe('ShardCaller', () => {
+describe.each<Transport>(['unary', 'stream'])('ShardCaller over %s calls', (transport) => {
   const cleanups: (() => Promise<void> | void)[] = [];
   afterEach(async () => {
     while (cleanups.length > 0) await cleanups.pop()!();
@@ -67,7 +83,12 @@ describe('ShardCaller', () => {
     const a = new ScriptedReplica('a');
     const b = new ScriptedReplica('b');
     const addresses = [await a.start(), await b.start()];
-    cleanups.push(() => a.server.close(), () => b.server.close());
+    cleanups.push(
+      () => a.server.close(),
+      () => b.server.close(),
+      () => a.drain.endAll(),
+      () => b.drain.endAll(),
+    );
     const pool = new BackendPool({}, silent);
     pool.setReplicas(0, addresses);
     cleanups.push(() => pool.close());
@@ -75,7 +96,7 @@ describe('ShardCaller', () => {
   }
 
   const answerer = async (caller: ShardCaller, deadlineMs = 2_000) =>
-    (await caller.call(0, 'BatchSearch', batch, Date.now() + deadlineMs)).results[0]!.neighbors[0]!.id;
+    (await caller.call(0, 'BatchSearch', batch, Date.now() + deadlineMs, transport)).results[0]!.neighbors[0]!.id;
 
   it('retries a failed call once on the other replica, then avoids the failed one', async () => {
     const { a, b, caller } = await setUp({ hedging: false });
@@ -90,7 +111,7 @@ describe('ShardCaller', () => {
     const { a, b, caller } = await setUp({ hedging: false });
     a.behaviour = 'unavailable';
     b.behaviour = 'unavailable';
-    const err = (await caller.call(0, 'BatchSearch', batch, Date.now() + 2_000).catch((e) => e)) as CanopyError;
+    const err = (await caller.call(0, 'BatchSearch', batch, Date.now() + 2_000, transport).catch((e) => e)) as CanopyError;
     expect(err.code).toBe(grpc.status.UNAVAILABLE);
     expect(err.message).toMatch(/^shard 0 \(127\.0\.0\.1:\d+\): [ab] is down$/);
   });
@@ -99,7 +120,7 @@ describe('ShardCaller', () => {
     const { a, b, caller } = await setUp({ hedging: false });
     a.behaviour = 'invalid';
     b.behaviour = 'invalid';
-    await expect(caller.call(0, 'BatchSearch', batch, Date.now() + 2_000)).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT });
+    await expect(caller.call(0, 'BatchSearch', batch, Date.now() + 2_000, transport)).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT });
     expect(a.calls + b.calls).toBe(1);
   });
 
@@ -121,7 +142,7 @@ describe('ShardCaller', () => {
 
   it('reports a shard with no replica as UNAVAILABLE', async () => {
     const caller = new ShardCaller(new BackendPool({}, silent));
-    await expect(caller.call(3, 'BatchSearch', batch, Date.now() + 100)).rejects.toMatchObject({
+    await expect(caller.call(3, 'BatchSearch', batch, Date.now() + 100, transport)).rejects.toMatchObject({
       code: grpc.status.UNAVAILABLE,
       message: 'shard 3 has no replica',
     });
