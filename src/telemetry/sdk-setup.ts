@@ -24,8 +24,12 @@ export interface RunningSdk {
   readonly metricsEndpoint?: MetricsEndpoint;
   /** Hands every span ended so far, and OTLP metrics, to the exporters. */
   forceFlush(): Promise<void>;
-  /** Flushes what is buffered, stops exporters and the scrape endpoint, and unregisters the globals. */
-  shutdown(): Promise<void>;
+  /**
+   * Flushes what is buffered, stops exporters and the scrape endpoint, and
+   * unregisters the globals. Rejects when the final export fails or outlasts
+   * `timeoutMs`; everything is stopped and unregistered either way.
+   */
+  shutdown(timeoutMs: number): Promise<void>;
 }
 
 export async function startSdk(plan: TelemetryPlan, serviceName: string, testSpanExporter?: SpanExporter): Promise<RunningSdk> {
@@ -71,9 +75,11 @@ export async function startSdk(plan: TelemetryPlan, serviceName: string, testSpa
     async forceFlush() {
       await Promise.all(flushables.map((provider) => provider.forceFlush()));
     },
-    async shutdown() {
+    async shutdown(timeoutMs: number) {
       try {
-        await sdk.shutdown();
+        await withTimeout(sdk.shutdown(), timeoutMs);
+      } catch (err) {
+        throw new Error(`telemetry shutdown: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
       } finally {
         await metricsEndpoint?.close();
         // NodeSDK.shutdown leaves its providers registered; unregister them so a
@@ -85,6 +91,18 @@ export async function startSdk(plan: TelemetryPlan, serviceName: string, testSpa
       }
     },
   };
+}
+
+/** `work`, or a rejection after `timeoutMs` (an exporter retrying an unreachable collector takes ~9 s). */
+function withTimeout(work: Promise<void>, timeoutMs: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`final export still running after ${timeoutMs} ms`)), timeoutMs);
+    timer.unref();
+  });
+  // The loser of the race must not surface as an unhandled rejection.
+  work.catch(() => undefined);
+  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
 }
 
 function canFlush(provider: object): provider is { forceFlush(): Promise<void> } {

@@ -18,7 +18,12 @@ export interface TelemetryOptions {
    * (an InMemorySpanExporter), whatever OTEL_TRACES_EXPORTER says.
    */
   readonly testSpanExporter?: SpanExporter;
+  /** How long `shutdown()` waits for the final export; default DEFAULT_TELEMETRY_SHUTDOWN_TIMEOUT_MS. */
+  readonly shutdownTimeoutMs?: number;
 }
+
+/** Long enough for a reachable collector, short enough to fit a pod's termination grace period. */
+export const DEFAULT_TELEMETRY_SHUTDOWN_TIMEOUT_MS = 5_000;
 
 export interface Telemetry {
   /** Whether spans are recorded (false: every span helper is a plain call). */
@@ -30,7 +35,12 @@ export interface Telemetry {
    * for the resource's async attributes first, so an export can trail `end()`).
    */
   forceFlush(): Promise<void>;
-  /** Flushes and stops exporters and the scrape endpoint, at process stop; later calls return the same promise. */
+  /**
+   * Flushes and stops exporters and the scrape endpoint, at process stop; later
+   * calls return the same promise. Rejects, after at most the shutdown timeout,
+   * when the final export failed (collector unreachable): log it and go on
+   * stopping, everything is stopped either way.
+   */
   shutdown(): Promise<void>;
 }
 
@@ -59,7 +69,7 @@ export async function startTelemetry(options: TelemetryOptions): Promise<Telemet
       tracing,
       ...(sdk.metricsEndpoint === undefined ? {} : { metricsAddress: sdk.metricsEndpoint.address }),
       forceFlush: () => sdk.forceFlush(),
-      shutdown: () => (stopped ??= stop(sdk)),
+      shutdown: () => (stopped ??= stop(sdk, options.shutdownTimeoutMs ?? DEFAULT_TELEMETRY_SHUTDOWN_TIMEOUT_MS)),
     };
   } catch (err) {
     running = false;
@@ -67,10 +77,10 @@ export async function startTelemetry(options: TelemetryOptions): Promise<Telemet
   }
 }
 
-async function stop(sdk: RunningSdk): Promise<void> {
+async function stop(sdk: RunningSdk, timeoutMs: number): Promise<void> {
   setTracingEnabled(false);
   try {
-    await sdk.shutdown();
+    await sdk.shutdown(timeoutMs);
   } finally {
     running = false;
   }

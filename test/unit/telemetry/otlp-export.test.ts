@@ -70,3 +70,22 @@ it('leaves sampling to OTEL_TRACES_SAMPLER', async () => {
   expect(received.filter((r) => r.path === '/v1/traces')).toEqual([]);
   expect(received.filter((r) => r.path === '/v1/metrics')).toEqual([]);
 });
+
+it('bounds shutdown when the collector is unreachable, rejecting with what failed', async () => {
+  // A port nothing listens on: the exporter retries with backoff for seconds.
+  const dead = http.createServer();
+  await new Promise<void>((resolve) => dead.listen(0, '127.0.0.1', resolve));
+  const { port } = dead.address() as AddressInfo;
+  await new Promise<void>((resolve) => dead.close(() => resolve()));
+  Object.assign(process.env, { OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}`, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' });
+
+  const telemetry = await startTelemetry({ serviceName: 'dead-collector', shutdownTimeoutMs: 300 });
+  await withSpan('engine.search', {}, async () => undefined);
+  await expect(telemetry.shutdown()).rejects.toThrow(/^telemetry shutdown: /);
+  // Stopped and unregistered all the same: a new start works.
+  useCollector({ OTEL_METRICS_EXPORTER: 'none' });
+  const next = await startTelemetry({ serviceName: 'after' });
+  await withSpan('after.shutdown', {}, async () => undefined);
+  await next.shutdown();
+  expect(received.map((r) => r.body).join('\n')).toContain('"after.shutdown"');
+});
