@@ -234,6 +234,12 @@ async function main() {
       `- Router over shard 0 only, p50 at low load / direct shard p50: **${fmt(hop)}x** (the cost of the extra hop alone)`,
       `- Router saturated q/s, coalescing / one call per query per shard: **${fmt(gain)}x** (target ≥ 2)`,
       '',
+      'Coalescing router: concurrent queries bound for a shard leave as one BatchSearch, sent as a message on a',
+      'long-lived BatchSearchStream to the replica. The comparison router sends one unary BatchSearch per query per shard.',
+      'At low load the direct shard pays one gRPC call and one search; the router adds a hop (its own unary call',
+      'handling, a stream message to the shard and back, the merge: the "extra hop" row) and, over 3 shards, three',
+      `searches that share this machine's ${cpu.length} cores with each other, ghz and the router (on separate hosts they run side by side).`,
+      '',
     ].join('\n');
     process.stdout.write(report);
     mkdirSync(path.dirname(opts.report), { recursive: true });

@@ -207,6 +207,25 @@ describe('serving: router over 3 shards x 2 replicas', () => {
     }
   });
 
+  it('loses no query when a replica stops gracefully (SIGTERM) under a stream of queries', async () => {
+    const qs = queries(200, 20);
+    const leaving = replicas[0]![1]!;
+    let sent = 0;
+    const results: SearchResponse[] = [];
+    const worker = async (): Promise<void> => {
+      while (sent < qs.length) {
+        const q = qs[sent++]!;
+        if (sent === 40) leaving.signal('SIGTERM');
+        results.push(await client.search(fixture.index, q, { k: K }));
+      }
+    };
+    await Promise.all(Array.from({ length: 8 }, worker));
+    expect(results).toHaveLength(qs.length);
+    expect(results.every((r) => r.shardsAnswered === SHARDS && r.neighbors.length === K)).toBe(true);
+    for (let i = 0; i < 50 && !leaving.exited; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(leaving.exited).toBe(true);
+  });
+
   it('loses no query when a replica is killed (SIGKILL) under a stream of queries', async () => {
     const qs = queries(300, 15);
     const victim = replicas[1]![0]!;
