@@ -492,8 +492,8 @@ class IndexWrap : public Napi::ObjectWrap<IndexWrap> {
 
   class BuildWorker final : public Napi::AsyncWorker {
    public:
-    BuildWorker(Napi::Env env, IndexWrap* wrap, BuildArgs args)
-        : Napi::AsyncWorker(env, "canopy-build"), deferred_(Napi::Promise::Deferred::New(env)), wrap_(wrap), args_(args) {
+    BuildWorker(Napi::Env env, IndexWrap* wrap)
+        : Napi::AsyncWorker(env, "canopy-build"), deferred_(Napi::Promise::Deferred::New(env)), wrap_(wrap) {
       pinned_ = Napi::Persistent(wrap->Value());  // the index must outlive the build
     }
     Napi::Promise promise() const { return deferred_.Promise(); }
@@ -501,7 +501,7 @@ class IndexWrap : public Napi::ObjectWrap<IndexWrap> {
    protected:
     void Execute() override {
       try {
-        wrap_->index_->build(args_.n_trees, args_.threads);
+        wrap_->index_->finish_build();
       } catch (...) {
         failed_ = true;
         error_ = capture_current_exception();
@@ -518,7 +518,6 @@ class IndexWrap : public Napi::ObjectWrap<IndexWrap> {
    private:
     Napi::Promise::Deferred deferred_;
     IndexWrap* wrap_;
-    BuildArgs args_;
     Napi::ObjectReference pinned_;
     bool failed_ = false;
     ErrorInfo error_;
@@ -527,8 +526,8 @@ class IndexWrap : public Napi::ObjectWrap<IndexWrap> {
   Napi::Value build_async(const Napi::CallbackInfo& info) {
     return guarded(info.Env(), [&]() -> Napi::Value {
       const BuildArgs a = build_args(info);
-      index_->check_buildable();  // refuse at once, not in the promise
-      auto* worker = new BuildWorker(info.Env(), this, a);
+      index_->begin_build(a.n_trees, a.threads);  // refuses at once; calls made meanwhile fail
+      auto* worker = new BuildWorker(info.Env(), this);
       worker->Queue();
       return worker->promise();
     });

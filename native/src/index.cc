@@ -69,13 +69,21 @@ void Index::add_item(int32_t item, const float* values) {
   if (item >= n_items_) n_items_ = item + 1;
 }
 
-void Index::build(int n_trees, int n_threads) {
+void Index::begin_build(int n_trees, int n_threads) {
   require(State::Adding, "build");
   if (n_trees == 0 || n_trees < -1) {
     throw Error(ErrorCode::InvalidArgument, "nTrees must be >= 1, or -1 for Annoy's automatic count; got " + std::to_string(n_trees));
   }
   if (n_threads < 1) throw Error(ErrorCode::InvalidArgument, "threads must be >= 1, got " + std::to_string(n_threads));
+  pending_n_trees_ = n_trees;
+  pending_n_threads_ = n_threads;
   state_.store(State::Building);
+}
+
+void Index::finish_build() {
+  if (state_.load() != State::Building) throw Error(ErrorCode::BadState, "finish_build without begin_build");
+  const int n_trees = pending_n_trees_;
+  const int n_threads = pending_n_threads_;
   try {
     buffer_.reserve(static_cast<size_t>(n_items_));
     std::vector<int32_t> roots;

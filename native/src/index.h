@@ -28,9 +28,14 @@ class Index {
   // `values` holds dim floats (hamming: bits as 0/1 floats). Ids may leave holes, as in Annoy.
   void add_item(int32_t item, const float* values);
   // n_trees: >= 1, or -1 for Annoy's rule; n_threads >= 1. Thread-safe against trees_built().
-  void build(int n_trees, int n_threads);
-  // Throws what build() would throw for the state the index is in (build twice, after unload...).
-  void check_buildable() const { require(State::Adding, "build"); }
+  void build(int n_trees, int n_threads) {
+    begin_build(n_trees, n_threads);
+    finish_build();
+  }
+  // build() in two steps, for a build on another thread: begin_build() checks the arguments and
+  // marks the index busy on the calling thread (so calls made meanwhile fail), finish_build() works.
+  void begin_build(int n_trees, int n_threads);
+  void finish_build();
   int trees_built() const { return trees_built_.load(); }
   // Writes Annoy's file, then serves from it (mapped). After an on-disk build, saving to the build
   // file itself is a no-op.
@@ -58,6 +63,8 @@ class Index {
   NodeBuffer buffer_;  // while adding and building
   int32_t n_items_ = 0;
   std::atomic<int> trees_built_{0};
+  int pending_n_trees_ = 0;
+  int pending_n_threads_ = 1;
   std::shared_ptr<const Forest> forest_;  // once ready
 };
 

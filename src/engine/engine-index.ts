@@ -71,7 +71,7 @@ export class Index {
   /** Builds on native threads; poll treesBuilt for progress. Other calls fail with BAD_STATE meanwhile. */
   build(opts: BuildOptions = {}): Promise<void> {
     const { nTrees, threads } = resolveBuild(opts);
-    return this.native.build(nTrees, threads);
+    return rejectingAsync(() => this.native.build(nTrees, threads));
   }
 
   buildSync(opts: BuildOptions = {}): void {
@@ -89,7 +89,7 @@ export class Index {
   }
 
   search(vector: Vector, k: number, opts: SearchOptions = {}): Promise<SearchResult> {
-    return this.native.search(vector, k, opts.searchK);
+    return rejectingAsync(() => this.native.search(vector, k, opts.searchK));
   }
 
   searchSync(vector: Vector, k: number, opts: SearchOptions = {}): SearchResult {
@@ -97,7 +97,7 @@ export class Index {
   }
 
   searchByItem(item: number, k: number, opts: SearchOptions = {}): Promise<SearchResult> {
-    return this.native.searchByItem(item, k, opts.searchK);
+    return rejectingAsync(() => this.native.searchByItem(item, k, opts.searchK));
   }
 
   searchByItemSync(item: number, k: number, opts: SearchOptions = {}): SearchResult {
@@ -106,7 +106,7 @@ export class Index {
 
   /** Many queries in one crossing, spread over the search pool; results in query order. */
   searchBatch(vectors: Float32Array | readonly Vector[], k: number, opts: SearchOptions = {}): Promise<SearchResult[]> {
-    return this.native.searchBatch(vectors, k, opts.searchK);
+    return rejectingAsync(() => this.native.searchBatch(vectors, k, opts.searchK));
   }
 
   getItemVector(i: number): Float32Array {
@@ -129,6 +129,15 @@ export class Index {
   /** Releases the forest; in-flight searches finish first. Any later call fails with BAD_STATE. */
   unload(): void {
     this.native.unload();
+  }
+}
+
+/** Bad arguments and QUEUE_FULL surface as a rejected promise (settled at once), never as a throw. */
+function rejectingAsync<T>(start: () => Promise<T>): Promise<T> {
+  try {
+    return start();
+  } catch (e) {
+    return Promise.reject(e);
   }
 }
 

@@ -1,0 +1,32 @@
+// The search pool's bound: past maxQueue pending searches a call fails at once with QUEUE_FULL.
+// Runs in its own process (vitest forks per file), so configuring the pool here touches no other test.
+import { expect, test } from 'vitest';
+
+import { configureSearchPool, EngineError, searchPoolStats } from '../../../src';
+import { builtIndex, vectors } from './engine-fixtures';
+
+test('configure, then QUEUE_FULL past the bound, then recovery', async () => {
+  expect(() => configureSearchPool({ threads: 0 })).toThrow(/threads must be between 1/);
+  configureSearchPool({ threads: 1, maxQueue: 4 });
+  expect(searchPoolStats()).toMatchObject({ threads: 1, maxQueue: 4, queued: 0 });
+
+  const items = vectors(20_000, 16, 5);
+  const index = builtIndex('euclidean', items, 10, 2);
+  const slow = { searchK: 1_000_000 };
+  const calls = Array.from({ length: 12 }, (_, i) => index.search(items[i]!, 3, slow));
+  const settled = await Promise.allSettled(calls);
+  const rejected = settled.filter((s): s is PromiseRejectedResult => s.status === 'rejected');
+  // One running and four queued at most; the rest were refused when they were made.
+  expect(rejected.length).toBeGreaterThanOrEqual(12 - 5);
+  for (const r of rejected) {
+    expect(r.reason).toBeInstanceOf(EngineError);
+    expect(r.reason.code).toBe('QUEUE_FULL');
+    expect(r.reason.message).toMatch(/search queue is full \(4 of 4 pending\)/);
+  }
+  expect(settled.filter((s) => s.status === 'fulfilled').length).toBeGreaterThanOrEqual(1);
+
+  // A batch counts one slice per pool thread; when the queue has drained, searches work again.
+  expect((await index.searchBatch(items.slice(0, 10), 3)).length).toBe(10);
+  expect(searchPoolStats().queued).toBe(0);
+  expect(() => configureSearchPool({ threads: 2 })).toThrow(/already started/);
+});
