@@ -7,7 +7,7 @@ import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trac
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
 import { ATTR_ATTEMPT, ATTR_K, ATTR_RPC_GRPC_STATUS_CODE, ATTR_RPC_METHOD, ATTR_RPC_SERVICE } from '../../../src/telemetry/attributes';
-import { extractTraceContext, injectTraceContext, withClientSpan, withServerSpan } from '../../../src/telemetry/grpc-context';
+import { extractTraceContext, injectTraceContext, startClientSpan, withClientSpan, withServerSpan } from '../../../src/telemetry/grpc-context';
 import { withSpan } from '../../../src/telemetry/spans';
 import { startTelemetry, type Telemetry } from '../../../src/telemetry/telemetry';
 import { EchoClient, startEchoServer } from './echo-service';
@@ -89,6 +89,30 @@ describe('with tracing on', () => {
     expect(backServer!.name).toBe('canopy.test.Echo/Echo');
     expect(backServer!.attributes).toMatchObject({ [ATTR_RPC_SERVICE]: 'canopy.test.Echo', [ATTR_RPC_METHOD]: 'Echo', [ATTR_RPC_GRPC_STATUS_CODE]: 0 });
     expect(backServer!.resource.attributes['service.name']).toBe('telemetry-test');
+  });
+
+  it('parents the server span on a callback-style client span, ended with the call', async () => {
+    const server = await startEchoServer((call) => withServerSpan(call.getPath(), call.metadata, {}, async () => call.request));
+    closers.push(server.close);
+    const client = new EchoClient(server.address);
+    closers.push(() => client.close());
+
+    await withSpan('router.query', {}, async () => {
+      const metadata = new grpc.Metadata();
+      const clientSpan = startClientSpan('canopy.test.Echo/Echo', { [ATTR_ATTEMPT]: 'retry' }, metadata);
+      await client.echo(Buffer.from('q'), metadata).then(
+        () => clientSpan.end(),
+        (err: unknown) => clientSpan.end(err),
+      );
+    });
+    await telemetry.forceFlush();
+    const spans = exporter.getFinishedSpans();
+    const query = byName(spans, 'router.query', SpanKind.INTERNAL);
+    const call = byName(spans, 'canopy.test.Echo/Echo', SpanKind.CLIENT);
+    const served = byName(spans, 'canopy.test.Echo/Echo', SpanKind.SERVER);
+    expect(call.parentSpanContext?.spanId).toBe(query.spanContext().spanId);
+    expect(served.parentSpanContext?.spanId).toBe(call.spanContext().spanId);
+    expect(call.attributes).toMatchObject({ [ATTR_ATTEMPT]: 'retry', [ATTR_RPC_GRPC_STATUS_CODE]: 0 });
   });
 
   it('marks a caller error on the client span only, and a server fault on both', async () => {
