@@ -4,7 +4,7 @@
 // machine, driven by ghz through server reflection.
 //
 //   node load-tests/serving/router-bench.js [--items 30000] [--dim 32] [--trees 10] [--search-k 0]
-//       [--low-rps 100] [--low-requests 600] [--saturated-seconds 6] [--concurrency 32]
+//       [--low-rps 100] [--low-requests 200] [--saturated-seconds 3] [--rounds 5] [--concurrency 32]
 //       [--connections 4] [--ghz PATH] [--router-flags "--flag value ..."] [--report load-tests/reports/router.md]
 //
 // Needs dist/ (`npm run prepare`) and ghz (`go install github.com/bojand/ghz/cmd/ghz@v0.121.0`).
@@ -15,7 +15,8 @@
 //   uncoal.   ghz -> router --no-coalesce -> one call per query per shard
 //   one hop   ghz -> router that knows only shard 0 (min_shards 1): the extra hop alone
 // Each is measured at low load (paced at --low-rps, one stream) and saturated
-// (--concurrency streams over --connections connections for --saturated-seconds).
+// (--concurrency streams over --connections connections for --saturated-seconds), in
+// --rounds interleaved rounds; the table shows the median of each figure over the rounds.
 // Queries are 100 seeded gaussian vectors sent round-robin as vector_f32 bytes, k = 10,
 // search_k per shard as given (0: n_trees * k). Every process shares the same 2 cores: figures are ratios.
 const { spawn, spawnSync } = require('node:child_process');
@@ -37,8 +38,9 @@ const DEFAULTS = {
   trees: 10,
   searchK: 0,
   lowRps: 100,
-  lowRequests: 600,
-  saturatedSeconds: 6,
+  lowRequests: 200,
+  saturatedSeconds: 3,
+  rounds: 5,
   concurrency: 32,
   connections: 4,
   ghz: '',
@@ -144,13 +146,39 @@ async function waitServing(bin, target, dataFile) {
   throw new Error(`${target} did not answer within 60 s`);
 }
 
-function measure(bin, target, dataFile, opts) {
-  ghz(bin, target, dataFile, ['-n', String(WARMUP_REQUESTS), '-c', '8']);
-  const low = ghz(bin, target, dataFile, ['-n', String(opts.lowRequests), '-c', '1', '--rps', String(opts.lowRps)]);
-  // 'wait': calls in flight when the time is up finish and count, instead of being reported as cancelled.
-  const saturated = ghz(bin, target, dataFile, ['-z', `${opts.saturatedSeconds}s`, '--duration-stop', 'wait',
-    '-c', String(opts.concurrency), '--connections', String(opts.connections), '-t', '10s']);
-  return { low, saturated };
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+/** The median of each figure over rounds; counts and errors are summed. */
+function combine(runs) {
+  return {
+    rps: median(runs.map((r) => r.rps)),
+    p50Ms: median(runs.map((r) => r.p50Ms)),
+    p99Ms: median(runs.map((r) => r.p99Ms)),
+    count: runs.reduce((n, r) => n + r.count, 0),
+    ok: runs.reduce((n, r) => n + r.ok, 0),
+  };
+}
+
+/**
+ * Measures every scenario in interleaved rounds (A B C D, A B C D, ...) and
+ * keeps the median of each figure, so that other work on the machine weighs
+ * on all scenarios alike instead of on whichever ran at a bad moment.
+ */
+function measureAll(bin, scenarios, opts) {
+  for (const { target, dataFile } of scenarios) ghz(bin, target, dataFile, ['-n', String(WARMUP_REQUESTS), '-c', '8']);
+  const low = scenarios.map(() => []);
+  const saturated = scenarios.map(() => []);
+  for (let round = 0; round < opts.rounds; round++) {
+    scenarios.forEach(({ target, dataFile }, i) => {
+      low[i].push(ghz(bin, target, dataFile, ['-n', String(opts.lowRequests), '-c', '1', '--rps', String(opts.lowRps)]));
+    });
+    scenarios.forEach(({ target, dataFile }, i) => {
+      // 'wait': calls in flight when the time is up finish and count, instead of being reported as cancelled.
+      saturated[i].push(ghz(bin, target, dataFile, ['-z', `${opts.saturatedSeconds}s`, '--duration-stop', 'wait',
+        '-c', String(opts.concurrency), '--connections', String(opts.connections), '-t', '10s']));
+    });
+  }
+  return scenarios.map((_, i) => ({ low: combine(low[i]), saturated: combine(saturated[i]) }));
 }
 
 const fmt = (x, digits = 2) => (x === undefined || Number.isNaN(x) ? '-' : x.toFixed(digits));
@@ -206,11 +234,14 @@ async function main() {
     for (const a of [routerAddr, uncoalescedAddr]) await waitServing(bin, a, dataFile);
     await waitServing(bin, oneHopAddr, oneShardFile);
 
-    const results = new Map();
-    results.set('shard 0 direct (1/3 of the items)', measure(bin, shardAddrs[0], dataFile, opts));
-    results.set('router over shard 0 only (the extra hop)', measure(bin, oneHopAddr, oneShardFile, opts));
-    results.set('router, 3 shards, coalescing', measure(bin, routerAddr, dataFile, opts));
-    results.set('router, 3 shards, one call per query per shard', measure(bin, uncoalescedAddr, dataFile, opts));
+    const scenarios = [
+      { name: 'shard 0 direct (1/3 of the items)', target: shardAddrs[0], dataFile },
+      { name: 'router over shard 0 only (the extra hop)', target: oneHopAddr, dataFile: oneShardFile },
+      { name: 'router, 3 shards, coalescing', target: routerAddr, dataFile },
+      { name: 'router, 3 shards, one call per query per shard', target: uncoalescedAddr, dataFile },
+    ];
+    const measured = measureAll(bin, scenarios, opts);
+    const results = new Map(scenarios.map((sc, i) => [sc.name, measured[i]]));
     const [direct, oneHop, router, uncoalesced] = [...results.values()];
 
     const overhead = router.low.p50Ms / direct.low.p50Ms;
@@ -226,6 +257,7 @@ async function main() {
       `Index: ${int(opts.items)} x ${opts.dim} euclidean, ${opts.trees} trees, ${SHARDS} shards (one replica each), k = ${K}, search_k ${opts.searchK || `default (${opts.trees * K})`}.`,
       `Load: ghz over server reflection, ${QUERY_COUNT} query vectors round-robin as vector_f32. Low load: one stream paced at ${opts.lowRps} q/s,`,
       `${opts.lowRequests} requests. Saturated: ${opts.concurrency} streams over ${opts.connections} connections for ${opts.saturatedSeconds} s.`,
+      `Scenarios run in ${opts.rounds} interleaved rounds; each figure is the median over the rounds.`,
       'ghz, the shard nodes and the routers all share the same cores, so read the ratios, not the absolute figures.',
       '',
       table(results),
