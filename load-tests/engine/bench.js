@@ -9,7 +9,8 @@
 // exact top-k (numpy brute force); each engine builds in its own child process
 // (so its peak RSS is its own); then each engine answers every query with one
 // thread, sweeping search_k (hnswlib: ef); each block of 50 queries counts its
-// fastest of --repeats passes. Queries/s at a recall level is
+// fastest of --repeats passes, in CPU time (steadier than wall time on a shared
+// machine; builds report both). Queries/s at a recall level is
 // interpolated linearly between the two sweep points around it.
 //
 // How each side is timed: a tight loop of one synchronous call per query, the
@@ -96,13 +97,25 @@ function runJson(command, args) {
 
 // ---------- builds, each in a child process of its own ----------
 
-const secondsSince = (t) => Number(process.hrtime.bigint() - t) / 1e9;
+// Two clocks: wall time, and CPU time of this process. On a machine shared with
+// other work, CPU time of a single-threaded step is the steadier measure: being
+// descheduled stretches the wall clock but not the CPU clock.
+function clock() {
+  const { user, system } = process.cpuUsage();
+  return { wallNs: process.hrtime.bigint(), cpuUs: user + system };
+}
+
+function elapsed(from, to = clock()) {
+  return { wall: Number(to.wallNs - from.wallNs) / 1e9, cpu: (to.cpuUs - from.cpuUs) / 1e6 };
+}
 
 /** `added` is null when adding and building are one step (hnswlib). */
 function buildStats(started, added, dataRssBytes, out) {
+  const build = elapsed(added ?? started);
   return {
-    addSeconds: added === null ? null : Number(added - started) / 1e9,
-    buildSeconds: secondsSince(added ?? started),
+    addCpuSeconds: added === null ? null : elapsed(started, added).cpu,
+    buildCpuSeconds: build.cpu,
+    buildWallSeconds: build.wall,
     peakRssBytes: process.resourceUsage().maxRSS * 1024,
     dataRssBytes,
     fileBytes: statSync(out).size,
@@ -114,10 +127,10 @@ function childCanopyBuild(opts) {
   const meta = readMeta(opts.dir);
   const base = readFloat32(path.join(opts.dir, 'base.f32'));
   const dataRssBytes = process.memoryUsage().rss;
-  const started = process.hrtime.bigint();
+  const started = clock();
   const index = new Index({ dim: meta.dim, metric: meta.metric, seed: opts.seed });
   for (let i = 0; i < meta.rows; i++) index.addItem(i, rowView(base, meta.dim, i));
-  const added = process.hrtime.bigint();
+  const added = clock();
   index.buildSync({ nTrees: opts.trees, threads: opts.buildThreads });
   index.save(opts.out);
   return buildStats(started, added, dataRssBytes, opts.out);
@@ -132,7 +145,7 @@ function childHnswBuild(opts) {
   const meta = readMeta(opts.dir);
   const base = readFloat32(path.join(opts.dir, 'base.f32'));
   const dataRssBytes = process.memoryUsage().rss;
-  const started = process.hrtime.bigint();
+  const started = clock();
   const index = new HierarchicalNSW(hnswSpace(meta.metric), meta.dim);
   index.initIndex(meta.rows, opts.hnswM, opts.hnswEfConstruction, opts.seed);
   // hnswlib builds its graph while points are added: all of it counts as build.
@@ -157,8 +170,8 @@ function buildInChild(engine, opts, dir, out) {
 // ---------- query sweeps, one thread each ----------
 
 /**
- * Seconds for all queries, taken block by block: each block of BLOCK_QUERIES is
- * timed `repeats` times and its fastest time counts. Other work on this shared
+ * CPU seconds for all queries, taken block by block: each block of BLOCK_QUERIES
+ * is timed `repeats` times and its fastest time counts. Other work on this shared
  * machine only ever slows a block down, and short blocks dodge most of it.
  */
 function timeLoop(queryCount, repeats, searchOne) {
@@ -169,9 +182,9 @@ function timeLoop(queryCount, repeats, searchOne) {
     const to = Math.min(from + BLOCK_QUERIES, queryCount);
     let best = Infinity;
     for (let pass = 0; pass < repeats; pass++) {
-      const started = process.hrtime.bigint();
+      const started = clock();
       for (let q = from; q < to; q++) found[q] = searchOne(q);
-      best = Math.min(best, secondsSince(started));
+      best = Math.min(best, elapsed(started).cpu);
     }
     total += best;
   }
@@ -292,8 +305,9 @@ function buildTable(engines, builds) {
     ...others.filter(() => ratios.length).map((e) => ratio(value(builds.canopy), value(builds[e]))),
   ];
   return markdownTable(['build', ...engines, ...ratios], [
-    line('add items, s', (b) => b.addSeconds),
-    line('build + save, s (hnswlib: add + build + save)', (b) => b.buildSeconds),
+    line('add items, CPU s', (b) => b.addCpuSeconds),
+    line('build + save, CPU s (hnswlib: add + build + save)', (b) => b.buildCpuSeconds),
+    line('build + save, wall s', (b) => b.buildWallSeconds),
     line('peak RSS of the build process, MiB', (b) => mb(b.peakRssBytes)),
     line('peak RSS minus RSS with the data read, MiB', (b) => mb(b.peakRssBytes - b.dataRssBytes)),
     line('index file, MiB', (b) => mb(b.fileBytes)),
@@ -321,7 +335,7 @@ function report(opts, meta, engines, { builds, curves, floors }, dir) {
     '',
     `Data: ${fmt(meta.rows)} x ${meta.dim} ${meta.metric}, ${fmt(meta.queries)} queries, recall@${meta.k} against numpy brute force.`,
     `Trees: ${opts.trees} (seed ${opts.seed}, ${opts.buildThreads} build thread(s)); hnswlib M=${opts.hnswM}, efConstruction=${opts.hnswEfConstruction}.`,
-    `Queries: one thread, one synchronous call per query in a loop; each block of ${BLOCK_QUERIES} queries counts its fastest of ${opts.repeats} passes`,
+    `Queries: one thread, one synchronous call per query in a loop, timed in CPU seconds of the process; each block of ${BLOCK_QUERIES} queries counts its fastest of ${opts.repeats} passes`,
     '(Canopy searchSync on a Float32Array view;',
     'annoy get_nns_by_vector from Python with pre-built lists; hnswlib-node searchKnn with pre-built Arrays).',
     'param = search_k (Canopy, annoy) or ef (hnswlib) interpolated at the level; ≤ means the cheapest point already passed it.',
