@@ -136,16 +136,11 @@ struct FloatMetricBase {
   // becomes x * rsqrt(|x|^2) and the division by c + 1 a multiplication by its reciprocal.
   static void update_cosine_mean(float* mean, const float* x, int c, int f) {
     const float inv_norm = simd::fast_rsqrt(simd::dot_short_tail(x, x, f));
-    const float inv_count = 1.0f / static_cast<float>(c + 1);
-    for (int z = 0; z < f; ++z) mean[z] = simd::madd(mean[z], static_cast<float>(c), x[z] * inv_norm) * inv_count;
+    simd::mean_update(mean, x, static_cast<float>(c), inv_norm, 1.0f / static_cast<float>(c + 1), f);
   }
   // The same for Minkowski metrics, where Annoy divides by a norm of 1.
   static void update_plain_mean(float* mean, const float* x, int c, int f) {
-    const float inv_count = 1.0f / static_cast<float>(c + 1);
-    for (int z = 0; z < f; ++z) {
-      const float t = simd::madd(mean[z], static_cast<float>(c), x[z]);
-      mean[z] = t * inv_count;
-    }
+    simd::mean_update(mean, x, static_cast<float>(c), 1.0f, 1.0f / static_cast<float>(c + 1), f);
   }
 };
 

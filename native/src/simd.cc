@@ -39,6 +39,10 @@ float l1_scalar(const float* x, const float* y, int n) {
 float squared_l2_bounded_scalar(const float* x, const float* y, int n, float) { return squared_l2_scalar(x, y, n); }
 float l1_bounded_scalar(const float* x, const float* y, int n, float) { return l1_scalar(x, y, n); }
 
+void mean_update_scalar(float* mean, const float* x, float c, float scale, float inv_count, int n) {
+  for (int i = 0; i < n; ++i) mean[i] = (mean[i] * c + x[i] * scale) * inv_count;
+}
+
 uint64_t hamming_scalar(const uint64_t* x, const uint64_t* y, int words) {
   uint64_t r = 0;
   for (int i = 0; i < words; ++i) r += static_cast<uint64_t>(__builtin_popcountll(x[i] ^ y[i]));
@@ -125,6 +129,11 @@ __attribute__((target("avx2,fma"))) float squared_l2_bounded_avx2(const float* x
 }
 __attribute__((target("avx2,fma"))) float l1_bounded_avx2(const float* x, const float* y, int n, float) {
   return l1_avx2(x, y, n);
+}
+
+__attribute__((target("avx2,fma"))) void mean_update_fma(float* mean, const float* x, float c, float scale,
+                                                        float inv_count, int n) {
+  for (int i = 0; i < n; ++i) mean[i] = __builtin_fmaf(mean[i], c, x[i] * scale) * inv_count;
 }
 
 // ---- AVX-512F: 16 lanes, one accumulator, _mm512_reduce_add_ps ----
@@ -290,16 +299,16 @@ Kernels kernels_for(Level level) {
   auto hamming = __builtin_cpu_supports("popcnt") ? hamming_popcnt : hamming_scalar;
   switch (level) {
     case Level::Avx512:
-      return {level, true, dot_avx512, dot_short_tail_avx512, squared_l2_avx512, l1_avx512, squared_l2_bounded_avx512, l1_bounded_avx512, hamming};
+      return {level, true, dot_avx512, dot_short_tail_avx512, squared_l2_avx512, l1_avx512, squared_l2_bounded_avx512, l1_bounded_avx512, hamming, mean_update_fma};
     case Level::Avx2:
-      return {level, true, dot_avx2, dot_avx2, squared_l2_avx2, l1_avx2, squared_l2_bounded_avx2, l1_bounded_avx2, hamming};
+      return {level, true, dot_avx2, dot_avx2, squared_l2_avx2, l1_avx2, squared_l2_bounded_avx2, l1_bounded_avx2, hamming, mean_update_fma};
     case Level::Scalar:
       break;
   }
-  return {Level::Scalar, false, dot_scalar, dot_scalar, squared_l2_scalar, l1_scalar, squared_l2_bounded_scalar, l1_bounded_scalar, hamming};
+  return {Level::Scalar, false, dot_scalar, dot_scalar, squared_l2_scalar, l1_scalar, squared_l2_bounded_scalar, l1_bounded_scalar, hamming, mean_update_scalar};
 #else
   (void)level;
-  return {Level::Scalar, false, dot_scalar, dot_scalar, squared_l2_scalar, l1_scalar, squared_l2_bounded_scalar, l1_bounded_scalar, hamming_scalar};
+  return {Level::Scalar, false, dot_scalar, dot_scalar, squared_l2_scalar, l1_scalar, squared_l2_bounded_scalar, l1_bounded_scalar, hamming_scalar, mean_update_scalar};
 #endif
 }
 

@@ -28,6 +28,9 @@ struct Kernels {
   float (*squared_l2_bounded)(const float* x, const float* y, int n, float bound);
   float (*l1_bounded)(const float* x, const float* y, int n, float bound);
   uint64_t (*hamming)(const uint64_t* x, const uint64_t* y, int words);
+  // Build's centroid update, element by element: mean = (mean * c + x * scale) * inv_count, with the
+  // first product fused where Annoy's build fuses it.
+  void (*mean_update)(float* mean, const float* x, float c, float scale, float inv_count, int n);
 };
 
 // Selected during static initialisation; nothing reads it before main().
@@ -54,6 +57,9 @@ inline float squared_l2_bounded(const float* x, const float* y, int n, float bou
   return kKernels.squared_l2_bounded(x, y, n, bound);
 }
 inline float l1_bounded(const float* x, const float* y, int n, float bound) { return kKernels.l1_bounded(x, y, n, bound); }
+inline void mean_update(float* mean, const float* x, float c, float scale, float inv_count, int n) {
+  kKernels.mean_update(mean, x, c, scale, inv_count, n);
+}
 inline uint64_t hamming(const uint64_t* x, const uint64_t* y, int words) {
   return kKernels.hamming(x, y, words);
 }
