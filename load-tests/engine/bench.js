@@ -13,8 +13,8 @@
 // machine; builds report both). Queries/s at a recall level is
 // interpolated linearly between the two sweep points around it.
 //
-// How each side is timed: a tight loop of one synchronous call per query, the
-// clock around the whole loop, after 50 warm-up queries. Canopy: searchSync
+// How each side is timed: a tight loop of one synchronous call per query, after
+// 50 warm-up queries, in the same blocks on every side. Canopy: searchSync
 // with a Float32Array view (no copy). Annoy: get_nns_by_vector in a Python loop
 // over pre-built lists (includes the binding's list parsing, ~µs per call).
 // hnswlib-node: searchKnn, which only takes a plain Array (pre-built; the
