@@ -129,7 +129,7 @@ class ForestSearch {
   size_t rank(SearchScratch<M>& s, const Node* query, size_t k, int32_t* ids, float* distances) const {
     s.best.clear();
     const size_t n_candidates = s.candidates.size();
-    constexpr size_t kAhead = 3;  // candidates fetched ahead of the distance being computed
+    constexpr size_t kAhead = 6;  // candidates fetched ahead: enough to cover DRAM latency
     for (size_t c = 0; c < n_candidates && c < kAhead; ++c) prefetch(node(s.candidates[c]), layout_.node_size);
     for (size_t c = 0; c < n_candidates; ++c) {
       if (c + kAhead < n_candidates) prefetch(node(s.candidates[c + kAhead]), layout_.node_size);
