@@ -333,7 +333,7 @@ function report(opts, meta, engines, { builds, curves, floors }, dir) {
     '',
     `${new Date().toISOString()} · ${os.cpus()[0].model}, ${os.cpus().length} cores · node ${process.version} · load average ${os.loadavg()[0].toFixed(1)} at the end`,
     '',
-    `Command: \`node load-tests/engine/bench.js ${process.argv.slice(2).join(' ')}\``,
+    `Command: \`${['node load-tests/engine/bench.js', ...process.argv.slice(2)].join(' ')}\` (npm run bench:engine)`,
     '',
     `Data: ${fmt(meta.rows)} x ${meta.dim} ${meta.metric}, ${fmt(meta.queries)} queries, recall@${meta.k} against numpy brute force.`,
     `Trees: ${opts.trees} (seed ${opts.seed}, ${opts.buildThreads} build thread(s)); hnswlib M=${opts.hnswM}, efConstruction=${opts.hnswEfConstruction}.`,
