@@ -8,9 +8,10 @@
         "native/binding/addon.cc",
         "native/src/forest.cc",
         "native/src/index.cc",
+        "native/src/mapped_file.cc",
+        "native/src/node_buffer.cc",
         "native/src/search_pool.cc",
-        "native/src/simd.cc",
-        "native/src/storage.cc"
+        "native/src/simd.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

@@ -2,6 +2,7 @@
 // JS Error with a `code` property by the binding. Messages name the input that was wrong.
 #pragma once
 
+#include <cstring>
 #include <stdexcept>
 #include <string>
 
@@ -30,7 +31,9 @@ class Error : public std::runtime_error {
   ErrorCode code_;
 };
 
-// errno text appended to an I/O message, e.g. "open /x/y.ann: No such file or directory".
-std::string errno_message(const std::string& what, const std::string& path, int err);
+// An I/O failure naming the file and the system's reason, e.g. "cannot open index file '/x.ann': No such file or directory".
+inline std::string errno_message(const std::string& what, const std::string& path, int err) {
+  return what + " '" + path + "': " + std::strerror(err);
+}
 
 }  // namespace canopy

@@ -1,0 +1,67 @@
+#include "mapped_file.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <utility>
+
+#include "error.h"
+
+namespace canopy {
+
+namespace {
+
+// Closes a descriptor on scope exit.
+class FdGuard {
+ public:
+  explicit FdGuard(int fd) : fd_(fd) {}
+  ~FdGuard() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  FdGuard(const FdGuard&) = delete;
+  FdGuard& operator=(const FdGuard&) = delete;
+
+ private:
+  int fd_;
+};
+
+}  // namespace
+
+MappedFile MappedFile::open_read_only(const std::string& path, bool prefault) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw Error(ErrorCode::IoError, errno_message("cannot open index file", path, errno));
+  FdGuard guard(fd);
+  struct stat st;
+  if (::fstat(fd, &st) != 0) throw Error(ErrorCode::IoError, errno_message("cannot stat", path, errno));
+  if (!S_ISREG(st.st_mode)) throw Error(ErrorCode::IoError, "index path '" + path + "' is not a regular file");
+  MappedFile file;
+  file.path_ = path;
+  file.size_ = static_cast<size_t>(st.st_size);
+  if (file.size_ == 0) return file;
+  int flags = MAP_SHARED;
+#ifdef MAP_POPULATE
+  if (prefault) flags |= MAP_POPULATE;
+#endif
+  void* p = ::mmap(nullptr, file.size_, PROT_READ, flags, fd, 0);
+  if (p == MAP_FAILED) throw Error(ErrorCode::IoError, errno_message("cannot mmap", path, errno));
+  file.data_ = static_cast<uint8_t*>(p);
+  return file;  // the mapping outlives the descriptor
+}
+
+void MappedFile::reset() {
+  if (data_ != nullptr) ::munmap(data_, size_);
+  data_ = nullptr;
+  size_ = 0;
+  path_.clear();
+}
+
+void MappedFile::swap(MappedFile& other) noexcept {
+  std::swap(data_, other.data_);
+  std::swap(size_, other.size_);
+  std::swap(path_, other.path_);
+}
+
+}  // namespace canopy
