@@ -250,6 +250,34 @@ describe.each(BYTE_CASES)('%s, dim %i: same bytes for the same seeded single-thr
   });
 });
 
+describe('build options as annoy reads them', () => {
+  // Threads interleave node ids, so the layout is not reproducible (in annoy
+  // either); the file must still be one annoy reads, with every tree in it.
+  test.each<Metric>(['angular', 'euclidean'])('a 2-thread build of 7 trees is a file annoy answers from as Canopy does (%s)', (metric) => {
+    const c = prepare(metric, 32);
+    const built = buildCanopy(c);
+    built.buildSync({ nTrees: 7, threads: 2 });
+    const file = join(dir, `${metric}-threads.ann`);
+    built.save(file);
+    const loaded = Index.load(file, { dim: 32, metric });
+    expect(loaded.nTrees).toBe(7);
+    expectSameAsAnnoy(loaded, c, referenceAnswers(c, file), '2-thread build');
+    loaded.unload();
+  });
+
+  test('nTrees -1 (the default) adds trees as annoy does: same count, same bytes', () => {
+    const c = prepare('euclidean', 32);
+    const annoyFile = join(dir, 'default-trees-annoy.ann');
+    const built = annoyBuild({ data: c.dataFile, dim: 32, metric: 'euclidean', nTrees: -1, seed: SEED, jobs: 1, out: annoyFile });
+    const canopy = buildCanopy(c);
+    canopy.buildSync({ threads: 1 });
+    const canopyFile = join(dir, 'default-trees-canopy.ann');
+    canopy.save(canopyFile);
+    expect(canopy.nTrees).toBe(built.nTrees);
+    expect(readFileSync(canopyFile).equals(readFileSync(annoyFile))).toBe(true);
+  });
+});
+
 // Annoy's own test suite checks these hand-worked cases (10 trees, default search_k).
 describe('hand-worked cases from annoy', () => {
   function tiny(metric: Metric, items: number[][]): Index {
