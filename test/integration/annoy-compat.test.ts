@@ -278,6 +278,39 @@ describe('build options as annoy reads them', () => {
   });
 });
 
+// Ids need not be dense: an id never added is a hole (an all-zero node) that
+// trees and answers skip (annoy #284).
+describe('holes', () => {
+  test.each<Metric>(['angular', 'dot'])('items at 3i + 1 only: same answers as annoy on its file and on Canopy\'s (%s)', (metric) => {
+    const c = prepare(metric, 32);
+    const ids = Array.from({ length: c.base.rows }, (_, r) => 3 * r + 1);
+    const annoyFile = join(dir, `${metric}-holes-annoy.ann`);
+    annoyBuild({ data: c.dataFile, dim: 32, metric, nTrees: TREES, seed: SEED, jobs: 1, out: annoyFile, ids });
+    const canopy = new Index({ dim: 32, metric, seed: SEED });
+    ids.forEach((id, r) => canopy.addItem(id, row(c.base, r)));
+    canopy.buildSync({ nTrees: TREES, threads: 1 });
+    const canopyFile = join(dir, `${metric}-holes-canopy.ann`);
+    canopy.save(canopyFile);
+    expect(canopy.nItems).toBe(3 * c.base.rows - 1);
+    for (const file of [annoyFile, canopyFile]) {
+      const want = annoyQuery({ index: file, dim: 32, metric, k: K, searchKs: [-1, 250], queries: c.queryFile, byItem: [1, 4, 301] });
+      const index = Index.load(file, { dim: 32, metric });
+      [-1, 250].forEach((searchK, s) => {
+        want.byVector![s]!.results.forEach((answer, q) => {
+          const got = index.searchSync(row(c.queries, q), K, searchOpts(searchK));
+          expect(Array.from(got.ids).every((id) => id % 3 === 1), 'only real items').toBe(true);
+          expectSameAnswer(got, answer, `${file} query ${q} search_k ${searchK}`);
+        });
+        want.byItem[s]!.results.forEach((answer, n) => {
+          expectSameAnswer(index.searchByItemSync([1, 4, 301][n]!, K, searchOpts(searchK)), answer, `${file} item`);
+        });
+      });
+      index.unload();
+    }
+    expect(readFileSync(canopyFile).equals(readFileSync(annoyFile)), 'same bytes').toBe(true);
+  });
+});
+
 // Annoy's own test suite checks these hand-worked cases (10 trees, default search_k).
 describe('hand-worked cases from annoy', () => {
   function tiny(metric: Metric, items: number[][]): Index {

@@ -16,6 +16,8 @@ export interface ReferenceBuild {
   /** Build threads (Annoy's n_jobs); 1 gives a reproducible file. */
   jobs?: number;
   out: string;
+  /** Row r is added as item ids[r] (default r); ids never added stay holes. */
+  ids?: number[];
 }
 
 export interface ReferenceBuilt {

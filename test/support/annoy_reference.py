@@ -8,7 +8,8 @@ side writes with `writeFloat32File`.
 
 Requests:
   {"op": "build", "data": PATH, "dim": D, "metric": M, "nTrees": T,
-   "seed": S, "jobs": J, "out": PATH}
+   "seed": S, "jobs": J, "out": PATH, "ids": [..]?}
+      (row r is added as item ids[r], default r: other ids stay holes)
       -> {"nItems", "nTrees", "buildSeconds"}
   {"op": "query", "index": PATH, "dim": D, "metric": M, "k": K,
    "searchKs": [..], "queries": PATH?, "byItem": [ids]?,
@@ -45,7 +46,8 @@ def build(req):
     index = AnnoyIndex(req["dim"], req["metric"])
     # Annoy's Python binding takes the seed as a C int.
     index.set_seed(int(req["seed"]))
-    for i, row in enumerate(data.tolist()):
+    ids = req.get("ids") or range(len(data))
+    for i, row in zip(ids, data.tolist()):
         index.add_item(i, row)
     started = time.perf_counter()
     index.build(int(req["nTrees"]), n_jobs=int(req.get("jobs", 1)))
