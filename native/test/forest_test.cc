@@ -173,3 +173,20 @@ TEST(multi_threaded_build_finds_each_item_first) {
   for (int i = 0; i < 400; ++i) first += f->search_item(i, 1, 100000, ids.data(), d.data()) == 1 && ids[0] == i;
   CHECK(first == 400);
 }
+
+TEST(multi_threaded_on_disk_build_serves_from_its_file) {
+  const auto items = random_vectors(2000, 8, false, 13);
+  const std::string path = canopy_test::temp_dir() + "/threads-disk.ann";
+  Index index(MetricKind::Manhattan, 8);
+  index.on_disk_build(path);
+  for (size_t i = 0; i < items.size(); ++i) index.add_item(static_cast<int32_t>(i), items[i].data());
+  index.build(-1, 3);  // Annoy's rule, three threads growing the file at once
+  auto loaded = Index::load(path, MetricKind::Manhattan, 8, false);
+  CHECK(loaded->n_trees() == index.n_trees());
+  CHECK(loaded->forest()->n_nodes() == index.forest()->n_nodes());
+  std::vector<int32_t> ids(1);
+  std::vector<float> d(1);
+  int first = 0;
+  for (int i = 0; i < 2000; i += 7) first += loaded->forest()->search_item(i, 1, 1000000, ids.data(), d.data()) == 1 && ids[0] == i;
+  CHECK(first == (2000 + 6) / 7);
+}
