@@ -4,7 +4,10 @@
 // as if the tree started right after the items, then appends the tree under an exclusive lock,
 // shifting those numbers to where the tree lands. Items are read under a shared lock, so the buffer
 // can grow (and move) between trees. With one thread the node numbering, the random draws and the
-// arithmetic are Annoy's, so a seeded single-threaded build writes Annoy's bytes.
+// arithmetic are Annoy's, so a seeded single-threaded build writes Annoy's bytes (hamming: except
+// the unused bytes of split nodes, which Annoy leaves uninitialised and this writes as zero).
+// With several threads, thread t is seeded seed + t and builds floor((n_trees + t) / threads) trees,
+// as in Annoy; node numbers then depend on which tree lands first, as they do in Annoy.
 #pragma once
 
 #include <atomic>

@@ -162,3 +162,40 @@ TEST(state_errors) {
   REQUIRE_THROWS_CODE(late.on_disk_build("/tmp/z.ann"), ErrorCode::BadState);  // after add_item
   REQUIRE_THROWS_CODE(Index(MetricKind::Angular, 2).on_disk_build("/nonexistent-dir/x.ann"), ErrorCode::IoError);
 }
+
+TEST(randomly_corrupted_files_load_with_an_error_or_search_safely) {
+  const std::string dir = canopy_test::temp_dir();
+  for (MetricKind m : {MetricKind::Angular, MetricKind::Dot, MetricKind::Hamming}) {
+    const int dim = m == MetricKind::Hamming ? 80 : 3;
+    Index index(m, dim);
+    std::vector<float> v(dim);
+    for (int i = 0; i < 60; ++i) {
+      for (int d = 0; d < dim; ++d) v[d] = static_cast<float>((i * 7 + d * 3) % 11) - 5;
+      index.add_item(i, v.data());
+    }
+    index.build(3, 1);
+    index.save(dir + "/fuzz-base.ann");
+    const std::string good = read_file(dir + "/fuzz-base.ann");
+    uint32_t state = 12345;
+    auto rnd = [&] { return state = state * 1664525u + 1013904223u; };
+    for (int round = 0; round < 150; ++round) {
+      std::string bad = good;
+      for (int flips = 0; flips < 1 + round % 4; ++flips) {
+        const size_t at = rnd() % (bad.size() / 4) * 4;
+        const int32_t value = static_cast<int32_t>(rnd()) >> (rnd() % 24);  // small and large values
+        std::memcpy(&bad[at], &value, 4);
+      }
+      write_file(dir + "/fuzz.ann", bad);
+      try {
+        auto loaded = Index::load(dir + "/fuzz.ann", m, dim, false);
+        auto f = loaded->forest();
+        std::vector<int32_t> ids(f->result_capacity(10));
+        std::vector<float> d(ids.size());
+        f->search_vector(v.data(), 10, -1, ids.data(), d.data());
+        f->search_vector(v.data(), 10, 100000, ids.data(), d.data());
+      } catch (const canopy::Error& e) {
+        CHECK(e.code() == ErrorCode::BadFile);
+      }
+    }
+  }
+}
