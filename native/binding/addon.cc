@@ -228,7 +228,11 @@ void deliver(Napi::Env env, Napi::Function, AddonData* data, Completion* c) {
   if (env == nullptr) return;
   Napi::HandleScope scope(env);
   data->settled(env);
-  owned->settle(env);
+  try {
+    owned->settle(env);
+  } catch (const Napi::Error& e) {  // e.g. no memory for the result arrays: surface it, do not abort
+    e.ThrowAsJavaScriptException();
+  }
 }
 
 Napi::Value make_error(Napi::Env env, const ErrorInfo& e) {
