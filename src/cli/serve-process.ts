@@ -29,9 +29,19 @@ export function stopOnSignals(stop: () => Promise<void>, log: Logger): void {
 
 /** Parses a positive integer flag, naming the flag when it is not one. */
 export function positiveInt(flag: string): (value: string) => number {
+  return integerAtLeast(1, flag);
+}
+
+/** Parses a non-negative integer flag, naming the flag when it is not one. */
+export function nonNegativeInt(flag: string): (value: string) => number {
+  return integerAtLeast(0, flag);
+}
+
+function integerAtLeast(min: number, flag: string): (value: string) => number {
+  const what = min === 0 ? 'a non-negative integer' : 'a positive integer';
   return (value) => {
     const n = Number(value);
-    if (!Number.isSafeInteger(n) || n < 1) throw new Error(`${flag} must be a positive integer, got ${JSON.stringify(value)}`);
+    if (!Number.isSafeInteger(n) || n < min) throw new Error(`${flag} must be ${what}, got ${JSON.stringify(value)}`);
     return n;
   };
 }

@@ -1,4 +1,5 @@
-// `canopy serve router`: a router over static backends. With --workers N the
+// `canopy serve router`: a router over static backends (--backend) or over
+// the cluster in etcd (--etcd). With --workers N the
 // primary process forks N workers that share the listening port (node:cluster
 // hands accepted connections to them in turn) and restarts one that dies.
 import cluster from 'node:cluster';
@@ -6,12 +7,18 @@ import cluster from 'node:cluster';
 import type { Command } from 'commander';
 import type { Logger } from 'pino';
 
-import { Router } from '../router/router';
+import { createEtcdClient } from '../registry/etcd-client';
+import { ClusterKeys } from '../registry/keys';
+import { Router, type RouterRegistryOptions } from '../router/router';
 import { createLogger, positiveInt, stopOnSignals } from './serve-process';
 
 interface RouterFlags {
   readonly listen: string;
   readonly backend: string[];
+  readonly etcd?: string;
+  readonly cluster: string;
+  readonly minReady?: number;
+  readonly controller: boolean;
   readonly workers: number;
   readonly defaultDeadlineMs?: number;
   readonly maxK?: number;
@@ -31,7 +38,11 @@ export function registerServeRouterCommand(serve: Command): void {
     .command('router')
     .description('serve a router that fans queries out to shard nodes and merges their answers')
     .requiredOption('--listen <host:port>', 'address to listen on')
-    .requiredOption('--backend <shard=host:port...>', 'a shard node; name a shard several times for replicas', collect, [])
+    .option('--backend <shard=host:port...>', 'static mode: a shard node; name a shard several times for replicas', collect, [])
+    .option('--etcd <urls>', 'registry mode: etcd client URLs, comma-separated; serves every index active there')
+    .option('--cluster <name>', 'registry mode: cluster name (/canopy/<name>/ in etcd)', 'default')
+    .option('--min-ready <n>', 'registry mode: ready replicas every shard needs before a new version becomes active', positiveInt('--min-ready'))
+    .option('--no-controller', 'registry mode: leave flipping active versions to other routers')
     .option('--workers <n>', 'processes sharing the port', positiveInt('--workers'), DEFAULT_ROUTER_WORKERS)
     .option('--default-deadline-ms <ms>', 'deadline of a request that brings none', positiveInt('--default-deadline-ms'))
     .option('--max-k <n>', 'largest k accepted', positiveInt('--max-k'))
@@ -42,7 +53,10 @@ export function registerServeRouterCommand(serve: Command): void {
     .option('--no-hedging', 'do not send hedged requests to a second replica')
     .option('--log-level <level>', 'pino log level', 'info')
     .action(async (flags: RouterFlags) => {
-      const backends = parseBackends(flags.backend);
+      if ((flags.backend.length > 0) === (flags.etcd !== undefined)) {
+        throw new Error('give either --backend (static shard nodes) or --etcd (the cluster in etcd)');
+      }
+      const backends = flags.etcd === undefined ? parseBackends(flags.backend) : undefined;
       const log = createLogger('router', flags.logLevel);
       if (flags.workers > 1 && cluster.isPrimary) {
         superviseWorkers(flags.workers, log);
@@ -52,6 +66,7 @@ export function registerServeRouterCommand(serve: Command): void {
         {
           listen: flags.listen,
           backends,
+          registry: flags.etcd === undefined ? undefined : registryOptions(flags.etcd, flags),
           defaultDeadlineMs: flags.defaultDeadlineMs,
           maxK: flags.maxK,
           maxBatchQueries: flags.maxBatchQueries,
@@ -65,6 +80,15 @@ export function registerServeRouterCommand(serve: Command): void {
       stopOnSignals(() => router.close(), log);
       await router.start();
     });
+}
+
+function registryOptions(etcd: string, flags: RouterFlags): RouterRegistryOptions {
+  return {
+    etcd: createEtcdClient({ endpoints: etcd }),
+    keys: new ClusterKeys(flags.cluster),
+    controller: flags.controller,
+    minReadyReplicas: flags.minReady,
+  };
 }
 
 function collect(value: string, previous: string[]): string[] {

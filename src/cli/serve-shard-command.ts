@@ -1,44 +1,67 @@
-// `canopy serve shard`: serves one shard of one index version.
+// `canopy serve shard`: serves one shard of an index, either of one version
+// folder (--manifest) or of the versions etcd makes active and target (--etcd).
+import os from 'node:os';
+
 import type { Command } from 'commander';
 
 import { Index } from '../engine/engine-index';
+import { createEtcdClient } from '../registry/etcd-client';
+import { ClusterKeys } from '../registry/keys';
 import { ShardNode } from '../shard/shard-node';
-import { createLogger, positiveInt, stopOnSignals } from './serve-process';
+import { createLogger, nonNegativeInt, positiveInt, stopOnSignals } from './serve-process';
 
 interface ShardFlags {
-  readonly manifest: string;
+  readonly manifest?: string;
+  readonly etcd?: string;
+  readonly cluster: string;
+  readonly index?: string;
+  readonly nodeId?: string;
+  readonly advertise?: string;
   readonly shard: number;
   readonly listen: string;
   readonly maxK?: number;
   readonly maxBatchQueries?: number;
   readonly verify: boolean;
   readonly prefault: boolean;
+  readonly drainTimeoutMs?: number;
+  readonly unloadGraceMs?: number;
+  readonly leaseTtlSeconds?: number;
   readonly logLevel: string;
 }
 
 export function registerServeShardCommand(serve: Command): void {
   serve
     .command('shard')
-    .description('serve one shard of an index version')
-    .requiredOption('--manifest <dir>', 'version folder (holds manifest.json)')
+    .description('serve one shard of an index: of a version folder (--manifest), or of what etcd targets (--etcd)')
+    .option('--manifest <dir>', 'static mode: the version folder (holds manifest.json)')
+    .option('--etcd <urls>', 'registry mode: etcd client URLs, comma-separated')
+    .option('--cluster <name>', 'registry mode: cluster name (/canopy/<name>/ in etcd)', 'default')
+    .option('--index <name>', 'registry mode: the index this node serves')
+    .option('--node-id <id>', 'registry mode: this node\'s key under nodes/ (default: <hostname>-<pid>)')
+    .option('--advertise <host:port>', 'registry mode: the address routers call (default: --listen, unless it is 0.0.0.0)')
     .requiredOption('--shard <n>', 'shard number (0-based)', nonNegativeInt('--shard'))
     .requiredOption('--listen <host:port>', 'address to listen on')
     .option('--max-k <n>', 'largest k accepted', positiveInt('--max-k'))
     .option('--max-batch-queries <n>', 'most queries in one BatchSearch', positiveInt('--max-batch-queries'))
     .option('--no-verify', 'skip the sha256 check of the shard files at load')
     .option('--no-prefault', 'do not read the forest into memory at load')
+    .option('--drain-timeout-ms <ms>', 'on SIGTERM, how long in-flight queries may take to finish', positiveInt('--drain-timeout-ms'))
+    .option('--unload-grace-ms <ms>', 'how long a version that is neither active nor target stays loaded', nonNegativeInt('--unload-grace-ms'))
+    .option('--lease-ttl-seconds <s>', 'how long etcd keeps this node\'s key after it stops renewing', positiveInt('--lease-ttl-seconds'))
     .option('--log-level <level>', 'pino log level', 'info')
     .action(async (flags: ShardFlags) => {
       const log = createLogger('shard', flags.logLevel);
       const node = new ShardNode(
         {
           manifestDir: flags.manifest,
+          registry: flags.etcd === undefined ? undefined : registryOptions(flags),
           shard: flags.shard,
           listen: flags.listen,
           maxK: flags.maxK,
           maxBatchQueries: flags.maxBatchQueries,
           verifyChecksums: flags.verify,
           prefault: flags.prefault,
+          shutdownGraceMs: flags.drainTimeoutMs,
         },
         (file, opts) => Index.load(file, opts),
         log,
@@ -48,10 +71,19 @@ export function registerServeShardCommand(serve: Command): void {
     });
 }
 
-function nonNegativeInt(flag: string): (value: string) => number {
-  return (value) => {
-    const n = Number(value);
-    if (!Number.isSafeInteger(n) || n < 0) throw new Error(`${flag} must be a non-negative integer, got ${JSON.stringify(value)}`);
-    return n;
+function registryOptions(flags: ShardFlags) {
+  if (flags.index === undefined) throw new Error('--index is required with --etcd: the index this node serves');
+  const advertise = flags.advertise ?? flags.listen;
+  if (/^(0\.0\.0\.0|\[::\]):/.test(advertise)) {
+    throw new Error(`--advertise is required when listening on ${flags.listen}: routers need an address they can call`);
+  }
+  return {
+    etcd: createEtcdClient({ endpoints: flags.etcd! }),
+    keys: new ClusterKeys(flags.cluster),
+    nodeId: flags.nodeId ?? `${os.hostname()}-${process.pid}`,
+    index: flags.index,
+    advertise,
+    unloadGraceMs: flags.unloadGraceMs,
+    leaseTtlSeconds: flags.leaseTtlSeconds,
   };
 }

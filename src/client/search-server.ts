@@ -42,25 +42,34 @@ export class SearchServer {
     new ReflectionService(canopyPackageDefinition()).addToServer(this.server);
   }
 
-  /** Binds and starts; resolves with the bound port. Health stays NOT_SERVING until `setServing(true)`. */
+  /**
+   * Binds and starts; resolves with the bound port. Health of the server as a
+   * whole (service "") is SERVING from here until `close()`: a liveness probe
+   * must not restart a process that is only waiting for a version to load.
+   * Health of `canopy.v1.Search` stays NOT_SERVING until `setServing(true)`.
+   */
   start(): Promise<number> {
     return new Promise((resolve, reject) => {
       this.server.bindAsync(this.listen, grpc.ServerCredentials.createInsecure(), (err, port) => {
-        if (err) reject(new Error(`cannot listen on ${this.listen}: ${err.message}`));
-        else resolve(port);
+        if (err) {
+          reject(new Error(`cannot listen on ${this.listen}: ${err.message}`));
+          return;
+        }
+        this.health.setStatus('', 'SERVING');
+        resolve(port);
       });
     });
   }
 
+  /** Whether the Search service can answer (a shard: it holds a version; a router: it knows the index). */
   setServing(serving: boolean): void {
-    const status = serving ? 'SERVING' : 'NOT_SERVING';
-    this.health.setStatus('', status);
-    this.health.setStatus(SEARCH_SERVICE_NAME, status);
+    this.health.setStatus(SEARCH_SERVICE_NAME, serving ? 'SERVING' : 'NOT_SERVING');
   }
 
   /** Reports NOT_SERVING, lets in-flight calls finish for up to the grace period, then cuts the rest. */
   close(): Promise<void> {
     this.setServing(false);
+    this.health.setStatus('', 'NOT_SERVING');
     return new Promise((resolve) => {
       const force = setTimeout(() => {
         this.server.forceShutdown();

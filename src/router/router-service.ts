@@ -21,10 +21,9 @@ import type {
 import type { QueryLimits, QueryShape } from '../client/query';
 import { decodeVector, encodeVector, parseQuery, parseShape } from '../client/query';
 import { batchStreamHandler, StreamDrain, unaryHandler } from '../client/search-server';
-import type { BackendPool } from './backend-pool';
-import type { FanOut, FanOutAnswer, ShardQuery } from './fan-out';
+import type { FanOutAnswer, ShardQuery } from './fan-out';
+import type { IndexRoute } from './index-route';
 import type { IndexView } from './index-view';
-import type { ShardCaller } from './shard-caller';
 
 export interface RouterServiceOptions {
   /** Deadline of a request that brings none. */
@@ -40,10 +39,8 @@ export class RouterService {
   readonly drain = new StreamDrain();
 
   constructor(
-    private readonly currentView: () => IndexView | undefined,
-    private readonly pool: BackendPool,
-    private readonly caller: ShardCaller,
-    private readonly fanOut: FanOut,
+    /** The routes of the indexes this router knows, by name. */
+    private readonly routes: ReadonlyMap<string, IndexRoute>,
     private readonly limits: QueryLimits,
     private readonly options: RouterServiceOptions,
     private readonly onError: (err: CanopyError, method: string) => void,
@@ -67,9 +64,9 @@ export class RouterService {
   }
 
   private async search(req: SearchRequest, call: Call<SearchRequest, SearchResponse>): Promise<SearchResponse> {
-    const view = this.viewFor(req.index, req.version);
+    const { route, view } = this.pin(req.index, req.version);
     const query = parseQuery(req, view.dim, this.limits);
-    const answer = await this.fanOut.search(view, [toShardQuery(query.vector, query)], this.deadlineOf(call), req.minShards);
+    const answer = await route.fanOut.search(view, [toShardQuery(query.vector, query)], this.deadlineOf(call), req.minShards);
     return withCoverage(answer.results[0]!, answer);
   }
 
@@ -78,7 +75,7 @@ export class RouterService {
   }
 
   private async runBatch(req: BatchSearchRequest, deadlineMs: number): Promise<BatchSearchResponse> {
-    const view = this.viewFor(req.index, req.version);
+    const { route, view } = this.pin(req.index, req.version);
     if (req.queries.length > this.limits.maxBatchQueries) {
       throw CanopyError.invalidArgument(`a batch holds at most ${this.limits.maxBatchQueries} queries, got ${req.queries.length}`);
     }
@@ -90,7 +87,7 @@ export class RouterService {
       const parsed = parseQuery(q, view.dim, this.limits, where);
       return toShardQuery(parsed.vector, parsed);
     });
-    const answer = await this.fanOut.search(view, queries, deadlineMs, req.minShards);
+    const answer = await route.fanOut.search(view, queries, deadlineMs, req.minShards);
     return {
       results: answer.results.map((r) => withCoverage(r, answer)),
       indexVersion: view.version,
@@ -101,30 +98,30 @@ export class RouterService {
   }
 
   private async searchByItem(req: SearchByItemRequest, call: Call<SearchByItemRequest, SearchResponse>): Promise<SearchResponse> {
-    const view = this.viewFor(req.index, req.version);
+    const { route, view } = this.pin(req.index, req.version);
     const shape = parseShape(req, this.limits);
     const deadlineMs = this.deadlineOf(call);
-    const item = await this.fetchItem(view, req.id, deadlineMs);
+    const item = await this.fetchItem(route, view, req.id, deadlineMs);
     // GetItem carries the vector twice; the bytes are the cheap form.
     const vector = decodeVector({ vector: [], vectorF32: item.vectorF32 }, view.dim, `stored vector of ${JSON.stringify(req.id)}`);
-    const answer = await this.fanOut.search(view, [toShardQuery(vector, shape)], deadlineMs, req.minShards);
+    const answer = await route.fanOut.search(view, [toShardQuery(vector, shape)], deadlineMs, req.minShards);
     return withCoverage(answer.results[0]!, answer);
   }
 
   private async getItem(req: GetItemRequest, call: Call<GetItemRequest, GetItemResponse>): Promise<GetItemResponse> {
-    const view = this.viewFor(req.index, req.version);
-    return this.fetchItem(view, req.id, this.deadlineOf(call));
+    const { route, view } = this.pin(req.index, req.version);
+    return this.fetchItem(route, view, req.id, this.deadlineOf(call));
   }
 
   /** Asks every replica of every shard, so the answer says how many replicas are reachable. */
   private async describeIndex(req: DescribeIndexRequest, call: Call<DescribeIndexRequest, IndexInfo>): Promise<IndexInfo> {
-    const view = this.viewFor(req.index, '', true);
+    const { route, view } = this.pin(req.index, '', true);
     const deadlineMs = this.deadlineOf(call);
     const shards: ShardInfo[] = await Promise.all(
       Array.from({ length: view.shardCount }, async (_, shard): Promise<ShardInfo> => {
-        const replicas = this.pool.replicasOf(shard);
+        const replicas = route.pool.replicasOf(shard);
         const answers = await Promise.allSettled(
-          replicas.map((r) => this.caller.callReplica(r, 'DescribeIndex', { index: view.index }, deadlineMs)),
+          replicas.map((r) => route.caller.callReplica(r, 'DescribeIndex', { index: view.index }, deadlineMs)),
         );
         const infos = answers.flatMap((a) => (a.status === 'fulfilled' ? [a.value] : []));
         return { shard, items: infos[0]?.items ?? 0, replicasTotal: replicas.length, replicasAnswered: infos.length };
@@ -145,24 +142,42 @@ export class RouterService {
   }
 
   /** GetItem on the shard that holds `id`. */
-  private fetchItem(view: IndexView, id: string, deadlineMs: number): Promise<GetItemResponse> {
+  private fetchItem(route: IndexRoute, view: IndexView, id: string, deadlineMs: number): Promise<GetItemResponse> {
     if (id === '') throw CanopyError.invalidArgument('id is required');
     const shard = shardOfId(id, view.shardCount);
-    return this.caller.call(shard, 'GetItem', { index: view.index, id, version: view.version }, deadlineMs);
+    return route.caller.call(shard, 'GetItem', { index: view.index, id, version: view.version }, deadlineMs);
   }
 
-  /** The view to answer from; NOT_FOUND for another index or version, UNAVAILABLE before discovery. */
-  private viewFor(index: string, version: string, allowEmptyIndex = false): IndexView {
-    const view = this.currentView();
-    if (view === undefined) throw CanopyError.unavailable('the router has not yet learned the index from its backends');
-    if (index === '' && !allowEmptyIndex) throw CanopyError.invalidArgument('index is required');
-    if (index !== '' && index !== view.index) {
-      throw CanopyError.notFound(`index ${JSON.stringify(index)} is not served here (serving: ${view.index})`);
+  /**
+   * The route and the view a request is pinned to: read once, so every shard
+   * call of the request uses the same version even if the active one moves
+   * meanwhile. NOT_FOUND for an unknown index or a version that is not
+   * active; UNAVAILABLE while no index is known. An empty index name means
+   * the only index, for DescribeIndex, when there is exactly one.
+   */
+  private pin(index: string, version: string, allowEmptyIndex = false): { route: IndexRoute; view: IndexView } {
+    const name = index === '' && allowEmptyIndex ? this.onlyIndex() : index;
+    if (name === '') throw CanopyError.invalidArgument('index is required');
+    const route = this.routes.get(name);
+    const view = route?.view;
+    if (route === undefined || view === undefined) {
+      const known = this.knownIndexes();
+      if (known.length === 0) throw CanopyError.unavailable('the router does not know any index yet');
+      throw CanopyError.notFound(`index ${JSON.stringify(name)} is not served here (serving: ${known.join(', ')})`);
     }
     if (version !== '' && version !== view.version) {
       throw CanopyError.notFound(`version ${JSON.stringify(version)} of ${view.index} is not active (active: ${view.version})`);
     }
-    return view;
+    return { route, view };
+  }
+
+  private knownIndexes(): string[] {
+    return [...this.routes].filter(([, r]) => r.view !== undefined).map(([name]) => name);
+  }
+
+  private onlyIndex(): string {
+    const known = this.knownIndexes();
+    return known.length === 1 ? known[0]! : '';
   }
 
   /** The deadline a unary call brings (see `replyBy`). */

@@ -1,6 +1,10 @@
 // A router: a `canopy.v1.Search` server whose backends are shard nodes. With
-// static backends it learns the index (name, active version, metric, dim,
-// shard count) from the backends' DescribeIndex before it reports SERVING.
+// static backends it serves one index and learns it (name, active version,
+// metric, dim, shard count) from the backends' DescribeIndex before it
+// reports SERVING. With a registry it serves every index that has an active
+// version in etcd, follows membership and versions as they change, and runs
+// the version controller.
+import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
 
 import type { CanopyError } from '../client/canopy-error';
@@ -8,53 +12,61 @@ import type { QueryLimitsOptions } from '../client/query';
 import { resolveQueryLimits } from '../client/query';
 import type { SearchServerOptions } from '../client/search-server';
 import { SearchServer } from '../client/search-server';
-import type { BackendPoolOptions } from './backend-pool';
-import { BackendPool } from './backend-pool';
-import type { FanOutOptions } from './fan-out';
-import { FanOut } from './fan-out';
-import type { IndexView } from './index-view';
+import { ClusterView } from '../registry/cluster-view';
+import type { ClusterKeys } from '../registry/keys';
+import { VersionController } from '../registry/version-controller';
+import { IndexRoute, type IndexRouteOptions } from './index-route';
 import { viewFromBackends } from './index-view';
+import { applySnapshot } from './registry-routes';
 import { RouterService } from './router-service';
-import type { ShardCallerOptions } from './shard-caller';
-import { ShardCaller } from './shard-caller';
 
 export const DEFAULT_DEADLINE_MS = 2_000;
 export const DEFAULT_REPLY_MARGIN_MS = 20;
 export const DEFAULT_DISCOVERY_INTERVAL_MS = 500;
 const DISCOVERY_CALL_TIMEOUT_MS = 2_000;
 
-export interface RouterOptions extends SearchServerOptions, QueryLimitsOptions, BackendPoolOptions, ShardCallerOptions, FanOutOptions {
-  /** Shard number -> replica addresses (HOST:PORT). */
-  readonly backends: ReadonlyMap<number, readonly string[]>;
+export interface RouterRegistryOptions {
+  readonly etcd: Etcd3;
+  readonly keys: ClusterKeys;
+  /** Run the version controller here (safe in every router at once); default true. */
+  readonly controller?: boolean;
+  /** Ready replicas every shard needs before the controller flips; default 1. */
+  readonly minReadyReplicas?: number;
+}
+
+export interface RouterOptions extends SearchServerOptions, QueryLimitsOptions, IndexRouteOptions {
+  /** Static mode: shard number -> replica addresses (HOST:PORT) of the one index. */
+  readonly backends?: ReadonlyMap<number, readonly string[]>;
+  /** Registry mode. Exactly one of `backends` and `registry`. */
+  readonly registry?: RouterRegistryOptions;
   readonly defaultDeadlineMs?: number;
   readonly replyMarginMs?: number;
-  /** Pause between attempts to learn the index from the backends. */
+  /** Static mode: pause between attempts to learn the index from the backends. */
   readonly discoveryIntervalMs?: number;
 }
 
 export class Router {
-  readonly pool: BackendPool;
-  readonly caller: ShardCaller;
+  private readonly routes = new Map<string, IndexRoute>();
   private readonly server: SearchServer;
   private readonly service: RouterService;
   private readonly discoveryIntervalMs: number;
-  private view: IndexView | undefined;
   private discoveryTimer: NodeJS.Timeout | undefined;
+  /** Static mode: the one route, kept here too while the index is not yet learned. */
+  private staticRoute: IndexRoute | undefined;
+  private clusterView: ClusterView | undefined;
+  private controller: VersionController | undefined;
   private closed = false;
 
   constructor(
     private readonly options: RouterOptions,
     private readonly log: Logger,
   ) {
+    if ((options.backends === undefined) === (options.registry === undefined)) {
+      throw new Error('a router uses either static backends (--backend) or etcd (--etcd), not both or neither');
+    }
     this.discoveryIntervalMs = options.discoveryIntervalMs ?? DEFAULT_DISCOVERY_INTERVAL_MS;
-    this.pool = new BackendPool(options, log);
-    this.caller = new ShardCaller(this.pool, options);
-    const fanOut = new FanOut(this.pool, this.caller, options);
     this.service = new RouterService(
-      () => this.view,
-      this.pool,
-      this.caller,
-      fanOut,
+      this.routes,
       resolveQueryLimits(options),
       {
         defaultDeadlineMs: options.defaultDeadlineMs ?? DEFAULT_DEADLINE_MS,
@@ -65,44 +77,65 @@ export class Router {
     this.server = new SearchServer(this.service.handlers(), options);
   }
 
-  /** Connects to the backends and listens; resolves with the bound port. SERVING once the index is learned. */
+  /** Listens, then learns its indexes; resolves with the bound port. SERVING once an index is known. */
   async start(): Promise<number> {
-    for (const [shard, addresses] of this.options.backends) this.pool.setReplicas(shard, addresses);
     const port = await this.server.start();
     this.log.info({ listen: this.options.listen, port }, 'router listening');
-    void this.discover();
+    if (this.options.registry !== undefined) this.follow(this.options.registry);
+    else void this.discover((this.staticRoute = routeOver(this.options.backends!, this.options, this.log)));
     return port;
-  }
-
-  /** Replaces the view requests are pinned to (a membership watcher will call this). */
-  setView(view: IndexView): void {
-    const before = this.view;
-    this.view = view;
-    this.server.setServing(true);
-    this.log.info({ from: before?.version, to: view.version, index: view.index, shards: view.shardCount }, 'index view');
   }
 
   async close(): Promise<void> {
     this.closed = true;
     if (this.discoveryTimer !== undefined) clearTimeout(this.discoveryTimer);
+    this.controller?.stop();
+    await this.clusterView?.close();
     this.service.drain.endAll();
     await this.server.close();
-    this.pool.close();
+    for (const route of this.routes.values()) route.close();
+    this.staticRoute?.close();
+    this.routes.clear();
     this.log.info('router closed');
   }
 
+  private follow(registry: RouterRegistryOptions): void {
+    const view = new ClusterView({ etcd: registry.etcd, keys: registry.keys });
+    this.clusterView = view;
+    view.on('change', (snapshot) => {
+      applySnapshot(this.routes, snapshot, this.options, this.log);
+      this.server.setServing(this.routes.size > 0);
+    });
+    view.on('invalid', (key, reason) => this.log.warn({ key, reason }, 'ignoring an unreadable etcd value'));
+    if (registry.controller ?? true) {
+      this.controller = new VersionController({
+        etcd: registry.etcd,
+        keys: registry.keys,
+        view,
+        minReadyReplicas: registry.minReadyReplicas,
+        onFlip: (index, version) => this.log.info({ index, version }, 'flipped active version'),
+        onError: (err) => this.log.warn({ err: err.message }, 'version flip failed; will retry on the next change'),
+      });
+      this.controller.start();
+    }
+    void view.start();
+  }
+
   /** Asks every replica for DescribeIndex until one answers and they agree. */
-  private async discover(): Promise<void> {
+  private async discover(route: IndexRoute): Promise<void> {
     if (this.closed) return;
     const deadlineMs = Date.now() + DISCOVERY_CALL_TIMEOUT_MS;
-    const replicas = this.pool.shardNumbers().flatMap((s) => this.pool.replicasOf(s));
+    const replicas = route.pool.shardNumbers().flatMap((s) => route.pool.replicasOf(s));
     const answers = await Promise.allSettled(
-      replicas.map(async (r) => ({ address: r.address, shard: r.shard, info: await this.caller.callReplica(r, 'DescribeIndex', { index: '' }, deadlineMs) })),
+      replicas.map(async (r) => ({ address: r.address, shard: r.shard, info: await route.caller.callReplica(r, 'DescribeIndex', { index: '' }, deadlineMs) })),
     );
     const infos = answers.flatMap((a) => (a.status === 'fulfilled' ? [a.value] : []));
     try {
       if (infos.length > 0) {
-        this.setView(viewFromBackends(infos));
+        route.view = viewFromBackends(infos);
+        this.routes.set(route.view.index, route);
+        this.server.setServing(true);
+        this.log.info({ index: route.view.index, version: route.view.version, shards: route.view.shardCount }, 'index view');
         return;
       }
       this.log.warn({ backends: replicas.length }, 'no backend answered DescribeIndex yet');
@@ -110,7 +143,7 @@ export class Router {
       this.log.error({ err }, 'cannot serve: backends do not fit together');
     }
     if (this.closed) return;
-    this.discoveryTimer = setTimeout(() => void this.discover(), this.discoveryIntervalMs);
+    this.discoveryTimer = setTimeout(() => void this.discover(route), this.discoveryIntervalMs);
     this.discoveryTimer.unref();
   }
 
@@ -118,4 +151,10 @@ export class Router {
     if (err.codeName === 'INTERNAL') this.log.error({ err, method }, 'request failed');
     else this.log.debug({ code: err.codeName, method, message: err.message }, 'request refused');
   }
+}
+
+function routeOver(backends: ReadonlyMap<number, readonly string[]>, options: IndexRouteOptions, log: Logger): IndexRoute {
+  const route = new IndexRoute(options, log);
+  for (const [shard, addresses] of backends) route.pool.setReplicas(shard, addresses);
+  return route;
 }

@@ -1,7 +1,6 @@
-// The versions a shard node holds, per index. Today a node holds one version
-// of one index; the shape is already "several versions per index, one of them
-// current", so requests can pin a version and a new one can load beside the
-// one being served.
+// The versions a shard node holds, per index: several versions per index, one
+// of them current, so requests can pin a version and a new one can load beside
+// the one being served.
 import type { LoadedVersion } from './loaded-version';
 import { CanopyError } from '../client/canopy-error';
 
@@ -47,6 +46,33 @@ export class ShardCatalog {
   resolveCurrent(index: string): LoadedVersion {
     const names = this.indexNames();
     return this.resolve(index === '' && names.length === 1 ? names[0]! : index, '');
+  }
+
+  has(index: string, version: string): boolean {
+    return this.indexes.get(index)?.versions.has(version) ?? false;
+  }
+
+  /** Makes a loaded version the one answering requests that name none. */
+  setCurrent(index: string, version: string): void {
+    const entry = this.indexes.get(index);
+    if (!entry?.versions.has(version)) throw new Error(`${index}/${version} is not loaded`);
+    entry.current = version;
+  }
+
+  /**
+   * Takes a version out and releases it (the engine unmaps once in-flight
+   * searches finish). The current version cannot be removed while others remain.
+   */
+  remove(index: string, version: string): void {
+    const entry = this.indexes.get(index);
+    const loaded = entry?.versions.get(version);
+    if (entry === undefined || loaded === undefined) return;
+    if (entry.current === version && entry.versions.size > 1) {
+      throw new Error(`${index}/${version} is current; make another version current first`);
+    }
+    entry.versions.delete(version);
+    if (entry.versions.size === 0) this.indexes.delete(index);
+    loaded.release();
   }
 
   versionsOf(index: string): string[] {

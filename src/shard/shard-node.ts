@@ -1,4 +1,9 @@
-// A shard node: loads its shard of a version, then serves it over gRPC.
+// A shard node: serves one shard of an index over gRPC. Either of one version
+// folder given on the command line (static), or of whatever the cluster in
+// etcd makes active and target for its index (registry): then it registers
+// under a lease, follows the versions, and on stop announces `stopping` so
+// routers turn away before it drains.
+import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
 
 import type { CanopyError } from '../client/canopy-error';
@@ -6,61 +11,136 @@ import type { QueryLimitsOptions } from '../client/query';
 import { resolveQueryLimits } from '../client/query';
 import type { SearchServerOptions } from '../client/search-server';
 import { SearchServer } from '../client/search-server';
+import { ClusterView } from '../registry/cluster-view';
+import type { ClusterKeys } from '../registry/keys';
+import { NodeSession } from '../registry/node-session';
 import { LoadedVersion } from './loaded-version';
 import { ShardCatalog } from './shard-catalog';
 import type { ForestLoader } from './shard-forest';
 import { ShardService } from './shard-service';
+import { VersionFollower } from './version-follower';
 
 export const DEFAULT_VERIFY_CHECKSUMS = true;
 export const DEFAULT_PREFAULT = true;
+/** Time between announcing `stopping` and closing: routers see the change in a few ms; this leaves margin. */
+export const DEFAULT_STOPPING_NOTICE_MS = 1_000;
+
+export interface ShardRegistryOptions {
+  readonly etcd: Etcd3;
+  readonly keys: ClusterKeys;
+  readonly nodeId: string;
+  readonly index: string;
+  /** host:port routers should call (the listen address is often 0.0.0.0). */
+  readonly advertise: string;
+  readonly leaseTtlSeconds?: number;
+  readonly unloadGraceMs?: number;
+  readonly stoppingNoticeMs?: number;
+}
 
 export interface ShardNodeOptions extends SearchServerOptions, QueryLimitsOptions {
-  /** Folder of one index version (holds manifest.json). */
-  readonly manifestDir: string;
+  /** Static mode: the folder of one index version (holds manifest.json). */
+  readonly manifestDir?: string;
+  /** Registry mode: follow the cluster in etcd. Exactly one of `manifestDir` and `registry`. */
+  readonly registry?: ShardRegistryOptions;
   readonly shard: number;
   readonly verifyChecksums?: boolean;
   readonly prefault?: boolean;
+}
+
+interface RegistryParts {
+  readonly session: NodeSession;
+  readonly view: ClusterView;
+  readonly follower: VersionFollower;
+  readonly stoppingNoticeMs: number;
 }
 
 export class ShardNode {
   private readonly catalog = new ShardCatalog();
   private readonly server: SearchServer;
   private readonly service: ShardService;
-  private port: number | undefined;
+  private registry: RegistryParts | undefined;
 
   constructor(
     private readonly options: ShardNodeOptions,
     private readonly loadForest: ForestLoader,
     private readonly log: Logger,
   ) {
+    if ((options.manifestDir === undefined) === (options.registry === undefined)) {
+      throw new Error('a shard node serves either a version folder (--manifest) or what etcd says (--etcd), not both or neither');
+    }
     this.service = new ShardService(this.catalog, resolveQueryLimits(options), (err, method) => this.logError(err, method));
     this.server = new SearchServer(this.service.handlers(), options);
   }
 
-  /** Loads the shard, then listens; resolves with the bound port once serving. */
+  /** Loads (static) or starts following (registry), and listens; resolves with the bound port. */
   async start(): Promise<number> {
-    const { manifestDir, shard } = this.options;
-    const loaded = await LoadedVersion.load(manifestDir, shard, this.loadForest, {
+    if (this.options.manifestDir !== undefined) {
+      const loaded = await this.loadVersion(this.options.manifestDir);
+      this.catalog.add(loaded, true);
+      this.log.info({ index: loaded.index, version: loaded.version, shard: this.options.shard, items: loaded.nItems }, 'version loaded');
+    }
+    const port = await this.server.start();
+    if (this.options.registry === undefined) this.server.setServing(true);
+    else this.registry = this.follow(this.options.registry, port);
+    this.log.info({ listen: this.options.listen, port }, 'shard node listening');
+    return port;
+  }
+
+  /** Announces `stopping` (registry), finishes in-flight queries, then releases everything. */
+  async close(): Promise<void> {
+    const registry = this.registry;
+    if (registry) {
+      await withTimeout(registry.session.update((r) => ({ ...r, stopping: true })), registry.stoppingNoticeMs);
+      await new Promise((resolve) => setTimeout(resolve, registry.stoppingNoticeMs));
+      registry.follower.stop();
+      await registry.view.close();
+    }
+    this.service.drain.endAll();
+    await this.server.close();
+    await registry?.session.close();
+    this.catalog.releaseAll();
+    this.log.info('shard node closed');
+  }
+
+  private follow(options: ShardRegistryOptions, port: number): RegistryParts {
+    const { etcd, keys, nodeId, index } = options;
+    const advertise = options.advertise.replace(/:0$/, `:${port}`);
+    const session = new NodeSession(
+      { etcd, keys, nodeId, leaseTtlSeconds: options.leaseTtlSeconds },
+      { addr: advertise, index, shard: this.options.shard, versions: {}, stopping: false },
+    );
+    session.on('state', (state, cause) => this.log.info({ state, cause: cause?.message }, 'etcd session'));
+    const view = new ClusterView({ etcd, keys });
+    const follower = new VersionFollower({
+      index,
+      shard: this.options.shard,
+      view,
+      session,
+      catalog: this.catalog,
+      load: (location) => this.loadVersion(location),
+      unloadGraceMs: options.unloadGraceMs,
+      onServing: (serving) => this.server.setServing(serving),
+      log: this.log,
+    });
+    void session.start();
+    void view.start().then(() => follower.start());
+    return { session, view, follower, stoppingNoticeMs: options.stoppingNoticeMs ?? DEFAULT_STOPPING_NOTICE_MS };
+  }
+
+  private loadVersion(dir: string): Promise<LoadedVersion> {
+    return LoadedVersion.load(dir, this.options.shard, this.loadForest, {
       verifyChecksums: this.options.verifyChecksums ?? DEFAULT_VERIFY_CHECKSUMS,
       prefault: this.options.prefault ?? DEFAULT_PREFAULT,
     });
-    this.catalog.add(loaded, true);
-    this.log.info({ index: loaded.index, version: loaded.version, shard, items: loaded.nItems }, 'version loaded');
-    this.port = await this.server.start();
-    this.server.setServing(true);
-    this.log.info({ listen: this.options.listen, port: this.port }, 'shard node serving');
-    return this.port;
-  }
-
-  async close(): Promise<void> {
-    this.service.drain.endAll();
-    await this.server.close();
-    this.catalog.releaseAll();
-    this.log.info('shard node closed');
   }
 
   private logError(err: CanopyError, method: string): void {
     if (err.codeName === 'INTERNAL') this.log.error({ err, method }, 'request failed');
     else this.log.debug({ code: err.codeName, method, message: err.message }, 'request refused');
   }
+}
+
+/** Waits for `promise`, but no longer than `ms` (etcd may be unreachable while stopping). */
+function withTimeout(promise: Promise<unknown>, ms: number): Promise<unknown> {
+  return Promise.race([promise, new Promise((resolve) => setTimeout(resolve, ms).unref())]);
 }

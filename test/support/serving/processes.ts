@@ -88,12 +88,16 @@ export function healthStatus(address: string, service = '', deadlineMs = 1_000):
   });
 }
 
-/** Polls health until SERVING; throws with the process's stderr when it exits or time runs out. */
-export async function waitServing(proc: ServingProcess, timeoutMs = 20_000): Promise<void> {
+/**
+ * Polls health until SERVING; throws with the process's stderr when it exits
+ * or time runs out. `service` 'canopy.v1.Search' (the default) means it can
+ * answer queries; '' means the process is up.
+ */
+export async function waitServing(proc: ServingProcess, timeoutMs = 20_000, service = 'canopy.v1.Search'): Promise<void> {
   const endMs = Date.now() + timeoutMs;
   while (Date.now() < endMs) {
     if (proc.exited) throw new Error(`${proc.name} exited before serving:\n${proc.stderrTail}`);
-    if ((await healthStatus(proc.address, '', 500)) === 'SERVING') return;
+    if ((await healthStatus(proc.address, service, 500)) === 'SERVING') return;
     await new Promise((r) => setTimeout(r, HEALTH_POLL_MS));
   }
   throw new Error(`${proc.name} did not report SERVING within ${timeoutMs} ms:\n${proc.stderrTail}`);
