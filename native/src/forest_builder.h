@@ -60,7 +60,8 @@ class ForestBuilder {
       std::memcpy(node_bytes(n_nodes_), node_bytes(r), layout_.node_size);
       ++n_nodes_;
     }
-    buffer_.resize_exact(static_cast<size_t>(n_nodes_));
+    // A file must end at the last node; heap memory keeps its slack (as Annoy), which spares a copy.
+    if (buffer_.is_on_disk()) buffer_.resize_exact(static_cast<size_t>(n_nodes_));
     return roots_;
   }
 

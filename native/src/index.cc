@@ -110,7 +110,15 @@ void Index::save(const std::string& path) {
   const NodeBuffer& built = forest_->storage().buffer;
   if (built.is_on_disk() && built.path() == path) return;  // the build already wrote it
   forest_->write_to(path);
-  forest_ = Forest::load(path, layout_, false);  // serve from the file, as Annoy does after save
+  // Serve from the file, as Annoy does after save. Our reference to the built bytes goes first, so
+  // they are freed before the file is mapped (searches in flight keep their own reference).
+  forest_.reset();
+  try {
+    forest_ = Forest::load(path, layout_, false);
+  } catch (...) {
+    state_.store(State::Unloaded);
+    throw;
+  }
 }
 
 void Index::unload() {
