@@ -139,11 +139,20 @@ class ForestBuilder {
     std::vector<int32_t> sides[2];
     const int f = layout_.value_count;
     for (int attempt = 0; attempt < 3; ++attempt) {
-      sides[0].clear();
-      sides[1].clear();
       M::create_split(nodes, f, p, q, random, m);
-      for (size_t i = 0; i < size; ++i) sides[M::side(m, nodes[i], f, random) ? 1 : 0].push_back(indices[i]);
-      if (metric_detail::split_imbalance(sides[0].size(), sides[1].size()) < 0.95) break;
+      // Both sides written at every step and one cursor advanced: no branch on a coin-flip outcome.
+      sides[0].resize(size);
+      sides[1].resize(size);
+      size_t count[2] = {0, 0};
+      for (size_t i = 0; i < size; ++i) {
+        const size_t side = M::side(m, nodes[i], f, random) ? 1 : 0;
+        sides[0][count[0]] = indices[i];
+        sides[1][count[1]] = indices[i];
+        ++count[side];
+      }
+      sides[0].resize(count[0]);
+      sides[1].resize(count[1]);
+      if (metric_detail::split_imbalance(count[0], count[1]) < 0.95) break;
     }
     // No useful plane: a zero normal and random sides (Annoy keeps any stale offset).
     while (metric_detail::split_imbalance(sides[0].size(), sides[1].size()) > 0.99) {

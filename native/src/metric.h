@@ -52,9 +52,8 @@ inline const Value* values(const Node* n) {
   return reinterpret_cast<const Value*>(reinterpret_cast<const uint8_t*>(n) + sizeof(Node));
 }
 
-// Annoy's Base::get_norm and Base::normalize (|v| without any extra dimension). Its build scales by
-// rsqrt(|v|^2) (see simd::fast_rsqrt).
-inline float plain_norm(const float* v, int f) { return std::sqrt(simd::dot(v, v, f)); }
+// Annoy's Base::normalize (|v| without any extra dimension). Its build scales by rsqrt(|v|^2) (see
+// simd::fast_rsqrt).
 inline void plain_normalize(float* v, int f) {
   const float sq = simd::dot(v, v, f);
   if (std::sqrt(sq) > 0) {
@@ -102,14 +101,15 @@ void two_means(const std::vector<const typename M::Node*>& nodes, int f, Kiss64R
     const size_t k = random.index(count);
     const float di = static_cast<float>(ic) * M::distance(p, nodes[k], f);
     const float dj = static_cast<float>(jc) * M::distance(q, nodes[k], f);
-    const float norm = cosine ? M::get_norm(nodes[k], f) : 1.0f;
-    if (!(norm > 0.0f)) continue;
+    // |x|^2, summed once as the reference build sums it, serves both the check and the update.
+    const float norm_sq = cosine ? M::update_norm_sq(nodes[k], f) : 1.0f;
+    if (!(std::sqrt(norm_sq) > 0.0f)) continue;
     if (di < dj) {
-      M::update_mean(p, nodes[k], norm, ic, f);
+      M::update_mean(p, nodes[k], norm_sq, ic, f);
       M::init_node(p, f);
       ++ic;
     } else if (dj < di) {
-      M::update_mean(q, nodes[k], norm, jc, f);
+      M::update_mean(q, nodes[k], norm_sq, jc, f);
       M::init_node(q, f);
       ++jc;
     }
@@ -134,10 +134,11 @@ struct FloatMetricBase {
   static void unpack(const float* v, float* out, int dim) { std::memcpy(out, v, sizeof(float) * dim); }
   // Annoy's centroid update, mean = (mean * c + x / |x|) / (c + 1), as its build computes it: x / |x|
   // becomes x * rsqrt(|x|^2) and the division by c + 1 a multiplication by its reciprocal.
-  static void update_cosine_mean(float* mean, const float* x, int c, int f) {
-    const float inv_norm = simd::fast_rsqrt(simd::dot_short_tail(x, x, f));
-    simd::mean_update(mean, x, static_cast<float>(c), inv_norm, 1.0f / static_cast<float>(c + 1), f);
+  static void update_cosine_mean(float* mean, const float* x, float norm_sq, int c, int f) {
+    simd::mean_update(mean, x, static_cast<float>(c), simd::fast_rsqrt(norm_sq), 1.0f / static_cast<float>(c + 1), f);
   }
+  // |x|^2 for that update (in the reference build its tail is summed the short way).
+  static float cosine_update_norm_sq(const float* x, int f) { return simd::dot_short_tail(x, x, f); }
   // The same for Minkowski metrics, where Annoy divides by a norm of 1.
   static void update_plain_mean(float* mean, const float* x, int c, int f) {
     simd::mean_update(mean, x, static_cast<float>(c), 1.0f, 1.0f / static_cast<float>(c + 1), f);
@@ -169,10 +170,10 @@ struct Angular : FloatMetricBase {
 
   // build hooks
   static void copy_values(Node* dst, const Node* src, int f) { std::memcpy(v(dst), v(src), sizeof(float) * f); }
-  static float get_norm(const Node* n, int f) { return metric_detail::plain_norm(v(n), f); }
+  static float update_norm_sq(const Node* n, int f) { return cosine_update_norm_sq(v(n), f); }
   static void normalize_centroid(Node* n, int f) { metric_detail::plain_normalize(v(n), f); }
-  static void update_mean(Node* mean, const Node* x, float, int c, int f) {
-    update_cosine_mean(v(mean), v(x), c, f);
+  static void update_mean(Node* mean, const Node* x, float norm_sq, int c, int f) {
+    update_cosine_mean(v(mean), v(x), norm_sq, c, f);
   }
   static void create_split(const std::vector<const Node*>& nodes, int f, Node* p, Node* q, Kiss64Random& r, Node* out) {
     two_means<Angular>(nodes, f, r, true, p, q);
@@ -215,7 +216,7 @@ struct Dot : FloatMetricBase {
     std::memcpy(v(dst), v(src), sizeof(float) * f);
     dst->dot_factor = src->dot_factor;
   }
-  static float get_norm(const Node* n, int f) { return metric_detail::plain_norm(v(n), f); }
+  static float update_norm_sq(const Node* n, int f) { return cosine_update_norm_sq(v(n), f); }
   // Annoy 1.17.3 writes pow(dot_factor, 2): a double, so this norm is summed and rooted in double.
   // The reference build scales v by the norm's reciprocal and divides dot_factor by the norm.
   static float extended_norm(const Node* n, int f) {
@@ -231,8 +232,8 @@ struct Dot : FloatMetricBase {
     }
   }
   static void normalize_normal(Node* n, int f) { normalize_centroid(n, f); }
-  static void update_mean(Node* mean, const Node* x, float, int c, int f) {
-    update_cosine_mean(v(mean), v(x), c, f);
+  static void update_mean(Node* mean, const Node* x, float norm_sq, int c, int f) {
+    update_cosine_mean(v(mean), v(x), norm_sq, c, f);
   }
   static void create_split(const std::vector<const Node*>& nodes, int f, Node* p, Node* q, Kiss64Random& r, Node* out) {
     p->dot_factor = 0;
@@ -292,7 +293,7 @@ struct MinkowskiBase : FloatMetricBase {
   static float margin(const Node* split, const float* query, int f) { return split->a + simd::dot(v(split), query, f); }
 
   static void copy_values(Node* dst, const Node* src, int f) { std::memcpy(v(dst), v(src), sizeof(float) * f); }
-  static float get_norm(const Node* n, int f) { return metric_detail::plain_norm(v(n), f); }
+  static float update_norm_sq(const Node*, int) { return 1.0f; }  // unused: Minkowski means are not normalised
   static void normalize_centroid(Node* n, int f) { metric_detail::plain_normalize(v(n), f); }
   static void update_mean(Node* mean, const Node* x, float, int c, int f) {
     update_plain_mean(v(mean), v(x), c, f);
