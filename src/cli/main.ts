@@ -10,6 +10,7 @@ import { registerQueryCommand } from './query-command';
 import { registerRollbackCommand } from './rollback-command';
 import { registerServeCommand } from './serve-command';
 import { registerStatusCommand } from './status-command';
+import { registerUpCommand } from './up-command';
 
 export function createProgram(): Command {
   const program = new Command('canopy')
@@ -25,6 +26,7 @@ export function createProgram(): Command {
   registerInspectCommand(program);
   registerServeCommand(program);
   registerQueryCommand(program);
+  registerUpCommand(program);
   return program;
 }
 
