@@ -1,11 +1,48 @@
 // What every long-running `canopy serve ...` process shares: a JSON logger on
-// stderr, and a graceful stop on SIGTERM/SIGINT (a second signal exits at once).
+// stderr (with trace ids inside spans), telemetry (OTEL_* variables and
+// --metrics-listen), and a graceful stop on SIGTERM/SIGINT (a second signal
+// exits at once).
 import pino, { type Logger } from 'pino';
 
-export const DEFAULT_LOG_LEVEL = 'info';
+import { logTraceContext } from '../telemetry/log-trace-context';
+import { startTelemetry, type Telemetry } from '../telemetry/telemetry';
 
-export function createLogger(name: string, level: string = DEFAULT_LOG_LEVEL): Logger {
-  return pino({ name, level, base: { pid: process.pid } }, pino.destination(2));
+export const DEFAULT_LOG_LEVEL = 'info';
+/** Sets the default of --log-level (the flag wins). */
+export const LOG_LEVEL_ENV = 'CANOPY_LOG_LEVEL';
+
+/** --log-level's default: CANOPY_LOG_LEVEL when set, else info. */
+export function defaultLogLevel(env: NodeJS.ProcessEnv = process.env): string {
+  return env[LOG_LEVEL_ENV]?.trim() || DEFAULT_LOG_LEVEL;
+}
+
+export function createLogger(name: string, level: string = defaultLogLevel()): Logger {
+  if (!(level in pino.levels.values) && level !== 'silent') {
+    throw new Error(`--log-level (or ${LOG_LEVEL_ENV}) must be one of ${Object.keys(pino.levels.values).join(', ')} or silent, got ${JSON.stringify(level)}`);
+  }
+  return pino({ name, level, base: { pid: process.pid }, mixin: logTraceContext }, pino.destination(2));
+}
+
+/** Starts telemetry as OTEL_* and `metricsListen` ask, and logs what is on. */
+export async function startProcessTelemetry(serviceName: string, metricsListen: string | undefined, log: Logger): Promise<Telemetry> {
+  const telemetry = await startTelemetry({ serviceName, ...(metricsListen === undefined ? {} : { metricsListen }) });
+  if (telemetry.tracing || telemetry.metricsAddress !== undefined) {
+    log.info({ tracing: telemetry.tracing, metrics: telemetry.metricsAddress }, 'telemetry on');
+  }
+  return telemetry;
+}
+
+/**
+ * Flushes and stops telemetry at the end of a stop. Never rejects: a final
+ * export that fails or outlasts its timeout (collector down) is logged, and
+ * the process goes on stopping.
+ */
+export async function stopTelemetry(telemetry: Telemetry, log: Logger): Promise<void> {
+  try {
+    await telemetry.shutdown();
+  } catch (err) {
+    log.warn({ err: (err as Error).message }, 'telemetry did not flush');
+  }
 }
 
 /** Runs `stop` on the first SIGTERM or SIGINT, then exits; exits at once on a second one. */

@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { createEtcdClient } from '../registry/etcd-client';
 import { ClusterKeys } from '../registry/keys';
 import { Router, type RouterRegistryOptions } from '../router/router';
-import { createLogger, positiveInt, stopOnSignals } from './serve-process';
+import { createLogger, defaultLogLevel, positiveInt, startProcessTelemetry, stopOnSignals, stopTelemetry } from './serve-process';
 
 interface RouterFlags {
   readonly listen: string;
@@ -28,7 +28,11 @@ interface RouterFlags {
   readonly maxInFlightBatchesPerReplica?: number;
   readonly hedging: boolean;
   readonly logLevel: string;
+  readonly metricsListen?: string;
 }
+
+/** service.name of a router's telemetry, unless OTEL_SERVICE_NAME says otherwise. */
+export const ROUTER_SERVICE_NAME = 'canopy-router';
 
 export const DEFAULT_ROUTER_WORKERS = 1;
 const MIN_WORKER_LIFETIME_MS = 2_000;
@@ -51,10 +55,15 @@ export function registerServeRouterCommand(serve: Command): void {
     .option('--coalesce-max-batch-queries <n>', 'most queries in one coalesced shard call', positiveInt('--coalesce-max-batch-queries'))
     .option('--max-in-flight-batches-per-replica <n>', 'coalesced calls out at once per replica; more queries wait and join the next call', positiveInt('--max-in-flight-batches-per-replica'))
     .option('--no-hedging', 'do not send hedged requests to a second replica')
-    .option('--log-level <level>', 'pino log level', 'info')
+    .option('--log-level <level>', 'pino log level (default: $CANOPY_LOG_LEVEL, else info)', defaultLogLevel())
+    .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (one worker only)')
     .action(async (flags: RouterFlags) => {
       if ((flags.backend.length > 0) === (flags.etcd !== undefined)) {
         throw new Error('give either --backend (static shard nodes) or --etcd (the cluster in etcd)');
+      }
+      // Workers would share the port and each scrape would see one worker's counters only.
+      if (flags.metricsListen !== undefined && flags.workers > 1) {
+        throw new Error('--metrics-listen serves one process\'s metrics: use it with --workers 1 (run more router replicas instead)');
       }
       const backends = flags.etcd === undefined ? parseBackends(flags.backend) : undefined;
       const log = createLogger('router', flags.logLevel);
@@ -62,6 +71,7 @@ export function registerServeRouterCommand(serve: Command): void {
         superviseWorkers(flags.workers, log);
         return;
       }
+      const telemetry = await startProcessTelemetry(ROUTER_SERVICE_NAME, flags.metricsListen, log);
       const router = new Router(
         {
           listen: flags.listen,
@@ -77,7 +87,10 @@ export function registerServeRouterCommand(serve: Command): void {
         },
         log,
       );
-      stopOnSignals(() => router.close(), log);
+      stopOnSignals(async () => {
+        await router.close();
+        await stopTelemetry(telemetry, log);
+      }, log);
       await router.start();
     });
 }

@@ -5,10 +5,20 @@ import os from 'node:os';
 import type { Command } from 'commander';
 
 import { Index } from '../engine/engine-index';
+import { searchPoolStats } from '../engine/search-pool';
 import { createEtcdClient } from '../registry/etcd-client';
 import { ClusterKeys } from '../registry/keys';
 import { ShardNode } from '../shard/shard-node';
-import { createLogger, nonNegativeInt, positiveInt, stopOnSignals } from './serve-process';
+import { observeEtcdSession, observeIndexVersions, observeSearchQueueDepth } from '../telemetry/instruments';
+import {
+  createLogger,
+  defaultLogLevel,
+  nonNegativeInt,
+  positiveInt,
+  startProcessTelemetry,
+  stopOnSignals,
+  stopTelemetry,
+} from './serve-process';
 
 interface ShardFlags {
   readonly manifest?: string;
@@ -27,7 +37,11 @@ interface ShardFlags {
   readonly unloadGraceMs?: number;
   readonly leaseTtlSeconds?: number;
   readonly logLevel: string;
+  readonly metricsListen?: string;
 }
+
+/** service.name of a shard node's telemetry, unless OTEL_SERVICE_NAME says otherwise. */
+export const SHARD_SERVICE_NAME = 'canopy-shard';
 
 export function registerServeShardCommand(serve: Command): void {
   serve
@@ -48,9 +62,11 @@ export function registerServeShardCommand(serve: Command): void {
     .option('--drain-timeout-ms <ms>', 'on SIGTERM, how long in-flight queries may take to finish', positiveInt('--drain-timeout-ms'))
     .option('--unload-grace-ms <ms>', 'how long a version that is neither active nor target stays loaded', nonNegativeInt('--unload-grace-ms'))
     .option('--lease-ttl-seconds <s>', 'how long etcd keeps this node\'s key after it stops renewing', positiveInt('--lease-ttl-seconds'))
-    .option('--log-level <level>', 'pino log level', 'info')
+    .option('--log-level <level>', 'pino log level (default: $CANOPY_LOG_LEVEL, else info)', defaultLogLevel())
+    .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
     .action(async (flags: ShardFlags) => {
       const log = createLogger('shard', flags.logLevel);
+      const telemetry = await startProcessTelemetry(SHARD_SERVICE_NAME, flags.metricsListen, log);
       const node = new ShardNode(
         {
           manifestDir: flags.manifest,
@@ -66,7 +82,13 @@ export function registerServeShardCommand(serve: Command): void {
         (file, opts) => Index.load(file, opts),
         log,
       );
-      stopOnSignals(() => node.close(), log);
+      observeSearchQueueDepth(() => searchPoolStats().queued);
+      observeIndexVersions(() => node.versionReadings());
+      if (flags.etcd !== undefined) observeEtcdSession(() => node.etcdSessionState ?? 'unregistered');
+      stopOnSignals(async () => {
+        await node.close();
+        await stopTelemetry(telemetry, log);
+      }, log);
       await node.start();
     });
 }

@@ -128,6 +128,8 @@ export interface BatchSearchEnvelope {
   id: number;
   batch: BatchSearchRequest | null;
   timeoutMs: number;
+  /** W3C trace context (`traceparent`, `tracestate`); `{}` when the caller does not trace. */
+  traceContext?: Record<string, string>;
 }
 
 export interface BatchSearchReply {

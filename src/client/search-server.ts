@@ -4,11 +4,14 @@
 // caps, and a graceful close.
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
+import type { Context } from '@opentelemetry/api';
 import { HealthImplementation } from 'grpc-health-check';
 
 import { CanopyError } from './canopy-error';
 import type { BatchSearchEnvelope, BatchSearchReply, BatchSearchRequest, BatchSearchResponse, SearchServiceHandlers } from './contract';
 import { canopyPackageDefinition, SEARCH_SERVICE_NAME, searchServiceDefinition } from './contract';
+import type { LogTraceFields } from '../telemetry/log-trace-context';
+import { startServedCall } from '../telemetry/served-call';
 
 export const DEFAULT_MAX_RECEIVE_MESSAGE_BYTES = 16 * 1024 * 1024;
 export const DEFAULT_MAX_SEND_MESSAGE_BYTES = 64 * 1024 * 1024;
@@ -84,27 +87,48 @@ export class SearchServer {
   }
 }
 
+/** Logs a failed call; `trace` holds the call's trace and span ids when it is traced. */
+export type CallErrorLogger = (err: CanopyError, method: string, trace: LogTraceFields) => void;
+
+/** How many queries a request carries, for canopy.inflight_queries (0: not a search). */
+export type QueryCounter<Req> = (request: Req) => number;
+
+const NO_TRACE: LogTraceFields = {};
+
 /**
  * A grpc-js unary handler from an async function: whatever it throws is
  * normalised to a CanopyError and answered with that status; `onError` sees
- * it first (for logging).
+ * it first (for logging). Each call is recorded (server span, duration,
+ * queries in flight: see telemetry/served-call.ts); `fn` gets the parent for
+ * its own spans, undefined while tracing is off.
  */
 export function unaryHandler<Req, Res>(
-  fn: (request: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>,
-  onError: (err: CanopyError, method: string) => void,
+  fn: (request: Req, call: grpc.ServerUnaryCall<Req, Res>, parent: Context | undefined) => Promise<Res>,
+  onError: CallErrorLogger,
   method: string,
+  queriesOf: QueryCounter<Req> = () => 0,
 ): grpc.handleUnaryCall<Req, Res> {
   return (call, callback) => {
-    fn(call.request, call).then(
-      (response) => callback(null, response),
+    const served = startServedCall(SEARCH_SERVICE_NAME, method, call.metadata, queriesOf(call.request));
+    fn(call.request, call, served?.parent).then(
+      (response) => {
+        served?.end();
+        callback(null, response);
+      },
       (err: unknown) => {
         const error = CanopyError.from(err);
-        onError(error, method);
+        served?.end(error);
+        onError(error, method, served?.logFields() ?? NO_TRACE);
         callback(error.toStatus());
       },
     );
   };
 }
+
+/** Queries in a Search or SearchByItem request. */
+export const oneQuery = (): number => 1;
+/** Queries in a BatchSearch request. */
+export const batchQueries = (request: BatchSearchRequest): number => request.queries.length;
 
 /**
  * The open BatchSearchStream calls of a server, so that a graceful close can
@@ -135,11 +159,13 @@ export class StreamDrain {
 /**
  * The BatchSearchStream handler: runs each envelope's batch through `run`
  * (the same code as the unary BatchSearch) and writes a reply with the same
- * id, OK or with the error's status. Replies go out as they are ready.
+ * id, OK or with the error's status. Replies go out as they are ready. Each
+ * message is recorded as a call of its own (method BatchSearchStream), its
+ * span parented on the message's `trace_context`.
  */
 export function batchStreamHandler(
-  run: (batch: BatchSearchRequest, deadlineMs: number) => Promise<BatchSearchResponse>,
-  onError: (err: CanopyError, method: string) => void,
+  run: (batch: BatchSearchRequest, deadlineMs: number, parent: Context | undefined) => Promise<BatchSearchResponse>,
+  onError: CallErrorLogger,
   drain: StreamDrain,
 ): grpc.handleBidiStreamingCall<BatchSearchEnvelope, BatchSearchReply> {
   return (call) => {
@@ -160,12 +186,17 @@ export function batchStreamHandler(
       pending++;
       const deadlineMs = envelope.timeoutMs > 0 ? Date.now() + envelope.timeoutMs : Number.POSITIVE_INFINITY;
       const batch = envelope.batch ?? { index: '', queries: [], minShards: 0, version: '' };
-      run(batch, deadlineMs)
+      const served = startServedCall(SEARCH_SERVICE_NAME, STREAM_METHOD, envelope.traceContext, batch.queries.length);
+      run(batch, deadlineMs, served?.parent)
         .then(
-          (response): BatchSearchReply => ({ id: envelope.id, batch: response, code: grpc.status.OK, message: '' }),
+          (response): BatchSearchReply => {
+            served?.end();
+            return { id: envelope.id, batch: response, code: grpc.status.OK, message: '' };
+          },
           (err: unknown): BatchSearchReply => {
             const error = CanopyError.from(err);
-            onError(error, 'BatchSearchStream');
+            served?.end(error);
+            onError(error, STREAM_METHOD, served?.logFields() ?? NO_TRACE);
             return { id: envelope.id, batch: null, code: error.code, message: error.message };
           },
         )
@@ -181,3 +212,5 @@ export function batchStreamHandler(
     call.on('cancelled', () => drain.delete(end));
   };
 }
+
+const STREAM_METHOD = 'BatchSearchStream';

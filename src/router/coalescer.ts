@@ -5,9 +5,12 @@
 // queries that arrived meanwhile leave together when a call returns. Low load
 // thus pays no waiting, and high load gets large batches.
 import * as grpc from '@grpc/grpc-js';
+import type { Context } from '@opentelemetry/api';
 
 import { CanopyError } from '../client/canopy-error';
 import type { BatchSearchRequest, BatchSearchResponse, SearchRequest, SearchResponse } from '../client/contract';
+import { type CallParent, sharedCallParent } from '../telemetry/grpc-context';
+import { isTracingEnabled } from '../telemetry/spans';
 
 export const DEFAULT_COALESCE_MAX_BATCH_QUERIES = 256;
 
@@ -18,11 +21,13 @@ export interface CoalescerOptions {
   readonly maxInFlightBatches: () => number;
 }
 
-export type SendBatch = (batch: BatchSearchRequest, deadlineMs: number) => Promise<BatchSearchResponse>;
+export type SendBatch = (batch: BatchSearchRequest, deadlineMs: number, parent: CallParent | undefined) => Promise<BatchSearchResponse>;
 
 interface Pending {
   readonly query: SearchRequest;
   readonly deadlineMs: number;
+  /** The span context of the request this query belongs to; undefined while tracing is off. */
+  readonly parent: Context | undefined;
   resolve(response: SearchResponse): void;
   reject(err: CanopyError): void;
 }
@@ -44,8 +49,8 @@ export class Coalescer {
     private readonly options: CoalescerOptions,
   ) {}
 
-  /** Queues one query of `index`/`version`; settles with its own response. */
-  submit(index: string, version: string, query: SearchRequest, deadlineMs: number): Promise<SearchResponse> {
+  /** Queues one query of `index`/`version` (of the request traced as `parent`); settles with its own response. */
+  submit(index: string, version: string, query: SearchRequest, deadlineMs: number, parent?: Context): Promise<SearchResponse> {
     return new Promise<SearchResponse>((resolve, reject) => {
       const key = `${index}\u0000${version}`;
       let queue = this.queues.get(key);
@@ -53,7 +58,7 @@ export class Coalescer {
         queue = { index, version, items: [] };
         this.queues.set(key, queue);
       }
-      queue.items.push({ query, deadlineMs, resolve, reject });
+      queue.items.push({ query, deadlineMs, parent, resolve, reject });
       this.pendingCount++;
       if (!this.flushScheduled && this.inFlight < this.options.maxInFlightBatches()) {
         this.flushScheduled = true;
@@ -99,7 +104,10 @@ export class Coalescer {
       queries: items.map((p) => p.query),
     };
     const deadlineMs = Math.max(...items.map((p) => p.deadlineMs));
-    this.send(batch, deadlineMs).then(
+    // One call serves several requests, each in its own trace: its span is a
+    // child of the first traced one and links to the others.
+    const parent = isTracingEnabled() ? sharedCallParent(items.map((p) => p.parent)) : undefined;
+    this.send(batch, deadlineMs, parent).then(
       (response) => {
         if (response.results.length !== items.length) {
           const err = new CanopyError(grpc.status.INTERNAL, `shard answered ${response.results.length} results for ${items.length} queries`);

@@ -4,6 +4,7 @@
 // have answered and the rest have failed or the deadline is near; otherwise
 // fail with UNAVAILABLE or DEADLINE_EXCEEDED naming the missing shards.
 import * as grpc from '@grpc/grpc-js';
+import type { Context } from '@opentelemetry/api';
 
 import { CanopyError } from '../client/canopy-error';
 import type { SearchRequest, SearchResponse } from '../client/contract';
@@ -64,8 +65,9 @@ export class FanOut {
   /**
    * Runs `queries` on every shard of `view` and merges per query. `deadlineMs`
    * (epoch ms) is when the answer must be sent; `minShards` 0 means all.
+   * `parent` is the request's span context (undefined while tracing is off).
    */
-  search(view: IndexView, queries: readonly ShardQuery[], deadlineMs: number, minShards: number): Promise<FanOutAnswer> {
+  search(view: IndexView, queries: readonly ShardQuery[], deadlineMs: number, minShards: number, parent?: Context): Promise<FanOutAnswer> {
     const total = view.shardCount;
     const required = minShards === 0 ? total : Math.min(minShards, total);
     const perShard: (SearchResponse[] | undefined)[] = new Array(total).fill(undefined);
@@ -98,7 +100,7 @@ export class FanOut {
       const timer = setTimeout(() => decide(true), Math.max(0, deadlineMs - Date.now()));
       for (let shard = 0; shard < total; shard++) {
         const coalescer = this.coalescerOf(shard);
-        Promise.all(queries.map((q) => coalescer.submit(view.index, view.version, q.request, deadlineMs))).then(
+        Promise.all(queries.map((q) => coalescer.submit(view.index, view.version, q.request, deadlineMs, parent))).then(
           (responses) => {
             perShard[shard] = responses;
             if (++settled === total) decide(false);
@@ -136,8 +138,8 @@ export class FanOut {
     let coalescer = this.coalescers.get(shard);
     if (coalescer === undefined) {
       // Coalesced calls ride the replica's stream; the comparison mode pays a unary RPC per query.
-      const send: SendBatch = (batch, deadlineMs) =>
-        this.caller.call(shard, 'BatchSearch', batch, deadlineMs, this.coalesce ? 'stream' : 'unary');
+      const send: SendBatch = (batch, deadlineMs, parent) =>
+        this.caller.call(shard, 'BatchSearch', batch, deadlineMs, this.coalesce ? 'stream' : 'unary', parent);
       coalescer = new Coalescer(send, {
         maxBatchQueries: this.coalesce ? this.maxBatchQueries : 1,
         maxInFlightBatches: this.coalesce

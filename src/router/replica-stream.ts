@@ -6,6 +6,7 @@ import * as grpc from '@grpc/grpc-js';
 
 import { CanopyError } from '../client/canopy-error';
 import type { BatchSearchEnvelope, BatchSearchReply, BatchSearchRequest, BatchSearchResponse } from '../client/contract';
+import type { TraceCarrier } from '../telemetry/grpc-context';
 
 interface Waiting {
   resolve(response: BatchSearchResponse): void;
@@ -32,8 +33,11 @@ export class ReplicaStream {
     private readonly address: string,
   ) {}
 
-  /** Sends `batch`; settles with its reply, or DEADLINE_EXCEEDED at `deadlineMs` (epoch ms). */
-  send(batch: BatchSearchRequest, deadlineMs: number): StreamCall {
+  /**
+   * Sends `batch`; settles with its reply, or DEADLINE_EXCEEDED at `deadlineMs`
+   * (epoch ms). `traceContext` (the caller's span, W3C) rides in the message.
+   */
+  send(batch: BatchSearchRequest, deadlineMs: number, traceContext?: TraceCarrier): StreamCall {
     const id = this.nextId++;
     const promise = new Promise<BatchSearchResponse>((resolve, reject) => {
       if (this.closed) {
@@ -46,7 +50,9 @@ export class ReplicaStream {
         reject(CanopyError.deadlineExceeded(`no reply from ${this.address} within ${timeoutMs} ms`));
       }, timeoutMs);
       this.waiting.set(id, { resolve, reject, timer });
-      this.open().write({ id, batch, timeoutMs });
+      const envelope: BatchSearchEnvelope = { id, batch, timeoutMs };
+      if (traceContext !== undefined) envelope.traceContext = traceContext;
+      this.open().write(envelope);
     });
     return { promise, cancel: () => this.take(id)?.reject(new CanopyError(grpc.status.CANCELLED, 'cancelled by the caller')) };
   }

@@ -2,6 +2,7 @@
 // the active version, fans it out to the shards and merges the answers. Ids
 // are routed to the shard that holds them by the build's partitioner.
 import type * as grpc from '@grpc/grpc-js';
+import type { Context } from '@opentelemetry/api';
 
 import { PARTITIONER, shardOfId } from '../build/partition';
 import { CanopyError } from '../client/canopy-error';
@@ -20,7 +21,10 @@ import type {
 } from '../client/contract';
 import type { QueryLimits, QueryShape } from '../client/query';
 import { decodeVector, encodeVector, parseQuery, parseShape } from '../client/query';
-import { batchStreamHandler, StreamDrain, unaryHandler } from '../client/search-server';
+import { batchQueries, batchStreamHandler, type CallErrorLogger, oneQuery, type QueryCounter, StreamDrain, unaryHandler } from '../client/search-server';
+import { ATTR_RPC_METHOD } from '../telemetry/attributes';
+import { callParentOf } from '../telemetry/grpc-context';
+import { canopyInstruments, isMetricsEnabled } from '../telemetry/instruments';
 import type { FanOutAnswer, ShardQuery } from './fan-out';
 import type { IndexRoute } from './index-route';
 import type { IndexView } from './index-view';
@@ -43,38 +47,39 @@ export class RouterService {
     private readonly routes: ReadonlyMap<string, IndexRoute>,
     private readonly limits: QueryLimits,
     private readonly options: RouterServiceOptions,
-    private readonly onError: (err: CanopyError, method: string) => void,
+    private readonly onError: CallErrorLogger,
   ) {}
 
   handlers(): SearchServiceHandlers {
-    const wrap = <Req, Res>(method: string, fn: (req: Req, call: Call<Req, Res>) => Promise<Res>) =>
-      unaryHandler(fn.bind(this), this.onError, method);
+    const wrap = <Req, Res>(method: string, fn: (req: Req, call: Call<Req, Res>, parent: Context | undefined) => Promise<Res>, queriesOf?: QueryCounter<Req>) =>
+      unaryHandler(fn.bind(this), this.onError, method, queriesOf);
     return {
-      search: wrap('Search', this.search),
-      batchSearch: wrap('BatchSearch', this.batchSearch),
-      searchByItem: wrap('SearchByItem', this.searchByItem),
+      search: wrap('Search', this.search, oneQuery),
+      batchSearch: wrap('BatchSearch', this.batchSearch, batchQueries),
+      searchByItem: wrap('SearchByItem', this.searchByItem, oneQuery),
       getItem: wrap('GetItem', this.getItem),
       describeIndex: wrap('DescribeIndex', this.describeIndex),
       batchSearchStream: batchStreamHandler(
-        (batch, deadlineMs) => this.runBatch(batch, this.replyBy(Number.isFinite(deadlineMs) ? deadlineMs : undefined)),
+        (batch, deadlineMs, parent) => this.runBatch(batch, this.replyBy(Number.isFinite(deadlineMs) ? deadlineMs : undefined), parent, 'BatchSearchStream'),
         this.onError,
         this.drain,
       ),
     };
   }
 
-  private async search(req: SearchRequest, call: Call<SearchRequest, SearchResponse>): Promise<SearchResponse> {
+  private async search(req: SearchRequest, call: Call<SearchRequest, SearchResponse>, parent: Context | undefined): Promise<SearchResponse> {
     const { route, view } = this.pin(req.index, req.version);
     const query = parseQuery(req, view.dim, this.limits);
-    const answer = await route.fanOut.search(view, [toShardQuery(query.vector, query)], this.deadlineOf(call), req.minShards);
+    const answer = await route.fanOut.search(view, [toShardQuery(query.vector, query)], this.deadlineOf(call), req.minShards, parent);
+    countPartial(answer, 'Search');
     return withCoverage(answer.results[0]!, answer);
   }
 
-  private batchSearch(req: BatchSearchRequest, call: Call<BatchSearchRequest, BatchSearchResponse>): Promise<BatchSearchResponse> {
-    return this.runBatch(req, this.deadlineOf(call));
+  private batchSearch(req: BatchSearchRequest, call: Call<BatchSearchRequest, BatchSearchResponse>, parent: Context | undefined): Promise<BatchSearchResponse> {
+    return this.runBatch(req, this.deadlineOf(call), parent, 'BatchSearch');
   }
 
-  private async runBatch(req: BatchSearchRequest, deadlineMs: number): Promise<BatchSearchResponse> {
+  private async runBatch(req: BatchSearchRequest, deadlineMs: number, parent: Context | undefined, method: string): Promise<BatchSearchResponse> {
     const { route, view } = this.pin(req.index, req.version);
     if (req.queries.length > this.limits.maxBatchQueries) {
       throw CanopyError.invalidArgument(`a batch holds at most ${this.limits.maxBatchQueries} queries, got ${req.queries.length}`);
@@ -87,7 +92,8 @@ export class RouterService {
       const parsed = parseQuery(q, view.dim, this.limits, where);
       return toShardQuery(parsed.vector, parsed);
     });
-    const answer = await route.fanOut.search(view, queries, deadlineMs, req.minShards);
+    const answer = await route.fanOut.search(view, queries, deadlineMs, req.minShards, parent);
+    countPartial(answer, method);
     return {
       results: answer.results.map((r) => withCoverage(r, answer)),
       indexVersion: view.version,
@@ -97,31 +103,33 @@ export class RouterService {
     };
   }
 
-  private async searchByItem(req: SearchByItemRequest, call: Call<SearchByItemRequest, SearchResponse>): Promise<SearchResponse> {
+  private async searchByItem(req: SearchByItemRequest, call: Call<SearchByItemRequest, SearchResponse>, parent: Context | undefined): Promise<SearchResponse> {
     const { route, view } = this.pin(req.index, req.version);
     const shape = parseShape(req, this.limits);
     const deadlineMs = this.deadlineOf(call);
-    const item = await this.fetchItem(route, view, req.id, deadlineMs);
+    const item = await this.fetchItem(route, view, req.id, deadlineMs, parent);
     // GetItem carries the vector twice; the bytes are the cheap form.
     const vector = decodeVector({ vector: [], vectorF32: item.vectorF32 }, view.dim, `stored vector of ${JSON.stringify(req.id)}`);
-    const answer = await route.fanOut.search(view, [toShardQuery(vector, shape)], deadlineMs, req.minShards);
+    const answer = await route.fanOut.search(view, [toShardQuery(vector, shape)], deadlineMs, req.minShards, parent);
+    countPartial(answer, 'SearchByItem');
     return withCoverage(answer.results[0]!, answer);
   }
 
-  private async getItem(req: GetItemRequest, call: Call<GetItemRequest, GetItemResponse>): Promise<GetItemResponse> {
+  private async getItem(req: GetItemRequest, call: Call<GetItemRequest, GetItemResponse>, parent: Context | undefined): Promise<GetItemResponse> {
     const { route, view } = this.pin(req.index, req.version);
-    return this.fetchItem(route, view, req.id, this.deadlineOf(call));
+    return this.fetchItem(route, view, req.id, this.deadlineOf(call), parent);
   }
 
   /** Asks every replica of every shard, so the answer says how many replicas are reachable. */
-  private async describeIndex(req: DescribeIndexRequest, call: Call<DescribeIndexRequest, IndexInfo>): Promise<IndexInfo> {
+  private async describeIndex(req: DescribeIndexRequest, call: Call<DescribeIndexRequest, IndexInfo>, parent: Context | undefined): Promise<IndexInfo> {
     const { route, view } = this.pin(req.index, '', true);
     const deadlineMs = this.deadlineOf(call);
+    const callParent = callParentOf(parent);
     const shards: ShardInfo[] = await Promise.all(
       Array.from({ length: view.shardCount }, async (_, shard): Promise<ShardInfo> => {
         const replicas = route.pool.replicasOf(shard);
         const answers = await Promise.allSettled(
-          replicas.map((r) => route.caller.callReplica(r, 'DescribeIndex', { index: view.index }, deadlineMs)),
+          replicas.map((r) => route.caller.callReplica(r, 'DescribeIndex', { index: view.index }, deadlineMs, callParent)),
         );
         const infos = answers.flatMap((a) => (a.status === 'fulfilled' ? [a.value] : []));
         return { shard, items: infos[0]?.items ?? 0, replicasTotal: replicas.length, replicasAnswered: infos.length };
@@ -142,10 +150,10 @@ export class RouterService {
   }
 
   /** GetItem on the shard that holds `id`. */
-  private fetchItem(route: IndexRoute, view: IndexView, id: string, deadlineMs: number): Promise<GetItemResponse> {
+  private fetchItem(route: IndexRoute, view: IndexView, id: string, deadlineMs: number, parent: Context | undefined): Promise<GetItemResponse> {
     if (id === '') throw CanopyError.invalidArgument('id is required');
     const shard = shardOfId(id, view.shardCount);
-    return route.caller.call(shard, 'GetItem', { index: view.index, id, version: view.version }, deadlineMs);
+    return route.caller.call(shard, 'GetItem', { index: view.index, id, version: view.version }, deadlineMs, 'unary', callParentOf(parent));
   }
 
   /**
@@ -214,6 +222,11 @@ function toShardQuery(vector: Float32Array, shape: QueryShape): ShardQuery {
     k: shape.k,
     excluded: new Set(shape.excludeIds),
   };
+}
+
+/** Counts an answer that lacks shards in canopy.router.partial_answers. */
+function countPartial(answer: FanOutAnswer, method: string): void {
+  if (answer.shardsMissing.length > 0 && isMetricsEnabled()) canopyInstruments().partialAnswers.add(1, { [ATTR_RPC_METHOD]: method });
 }
 
 function withCoverage(result: SearchResponse, answer: FanOutAnswer): SearchResponse {

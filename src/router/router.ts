@@ -15,6 +15,7 @@ import { SearchServer } from '../client/search-server';
 import { ClusterView } from '../registry/cluster-view';
 import type { ClusterKeys } from '../registry/keys';
 import { VersionController } from '../registry/version-controller';
+import type { LogTraceFields } from '../telemetry/log-trace-context';
 import { IndexRoute, type IndexRouteOptions } from './index-route';
 import { viewFromBackends } from './index-view';
 import { applySnapshot } from './registry-routes';
@@ -72,7 +73,7 @@ export class Router {
         defaultDeadlineMs: options.defaultDeadlineMs ?? DEFAULT_DEADLINE_MS,
         replyMarginMs: options.replyMarginMs ?? DEFAULT_REPLY_MARGIN_MS,
       },
-      (err, method) => this.logError(err, method),
+      (err, method, trace) => this.logError(err, method, trace),
     );
     this.server = new SearchServer(this.service.handlers(), options);
   }
@@ -147,9 +148,9 @@ export class Router {
     this.discoveryTimer.unref();
   }
 
-  private logError(err: CanopyError, method: string): void {
-    if (err.codeName === 'INTERNAL') this.log.error({ err, method }, 'request failed');
-    else this.log.debug({ code: err.codeName, method, message: err.message }, 'request refused');
+  private logError(err: CanopyError, method: string, trace: LogTraceFields): void {
+    if (err.codeName === 'INTERNAL') this.log.error({ err, method, ...trace }, 'request failed');
+    else this.log.debug({ code: err.codeName, method, message: err.message, ...trace }, 'request refused');
   }
 }
 

@@ -13,6 +13,18 @@ import type {
   GetItemResponse,
   IndexInfo,
 } from '../client/contract';
+import { SEARCH_SERVICE_NAME } from '../client/contract';
+import { ATTR_ATTEMPT, ATTR_OUTCOME, ATTR_REPLICA, ATTR_SHARD, type AttemptKind } from '../telemetry/attributes';
+import {
+  type CallParent,
+  endClientCallSpan,
+  injectTraceCarrier,
+  injectTraceContext,
+  type SpanScope,
+  startClientCallSpan,
+} from '../telemetry/grpc-context';
+import { canopyInstruments, isMetricsEnabled } from '../telemetry/instruments';
+import { isTracingEnabled } from '../telemetry/spans';
 import type { BackendPool, Replica } from './backend-pool';
 import { LatencyWindow } from './latency-window';
 import { chooseReplica } from './replica-choice';
@@ -77,13 +89,18 @@ export class ShardCaller {
     this.hedgeMinDelayMs = options.hedgeMinDelayMs ?? DEFAULT_HEDGE_MIN_DELAY_MS;
   }
 
-  /** Calls `method` on one replica of `shard` (retrying/hedging as above), before `deadlineMs` (epoch ms). */
+  /**
+   * Calls `method` on one replica of `shard` (retrying/hedging as above),
+   * before `deadlineMs` (epoch ms). Each attempt gets a client span under
+   * `parent` (when traced), marked first, retry or hedge.
+   */
   call<M extends ShardMethod>(
     shard: number,
     method: M,
     request: ShardMethods[M]['request'],
     deadlineMs: number,
     transport: Transport = 'unary',
+    parent?: CallParent,
   ): Promise<ShardMethods[M]['response']> {
     type Res = ShardMethods[M]['response'];
     const replicas = this.pool.replicasOf(shard);
@@ -105,11 +122,15 @@ export class ShardCaller {
         const second = chooseReplica(replicas, new Set([first])) ?? (why === 'retry' ? first : undefined);
         if (second === undefined || second.closed) return false;
         this.stats[why === 'retry' ? 'retries' : 'hedges']++;
-        start(second);
+        if (isMetricsEnabled()) {
+          const instruments = canopyInstruments();
+          (why === 'retry' ? instruments.retries : instruments.hedges).add(1, { [ATTR_SHARD]: shard });
+        }
+        start(second, why);
         return true;
       };
-      const start = (replica: Replica): void => {
-        const attempt = this.attempt<M>(replica, method, request, deadlineMs, transport);
+      const start = (replica: Replica, kind: AttemptKind): void => {
+        const attempt = this.attempt<M>(replica, method, request, deadlineMs, transport, kind, parent);
         attempts.push(attempt);
         const startedMs = performance.now();
         attempt.promise.then(
@@ -133,7 +154,7 @@ export class ShardCaller {
         );
       };
 
-      start(first);
+      start(first, 'first');
       const hedgeDelayMs = this.hedgeDelayMs(shard, replicas.length);
       if (hedgeDelayMs !== undefined && Date.now() + hedgeDelayMs < deadlineMs) {
         hedgeTimer = setTimeout(() => launchSecond('hedge'), hedgeDelayMs);
@@ -143,8 +164,14 @@ export class ShardCaller {
   }
 
   /** One call to one given replica, no retry (DescribeIndex asks every replica). */
-  callReplica<M extends ShardMethod>(replica: Replica, method: M, request: ShardMethods[M]['request'], deadlineMs: number): Promise<ShardMethods[M]['response']> {
-    return this.attempt<M>(replica, method, request, deadlineMs, 'unary').promise;
+  callReplica<M extends ShardMethod>(
+    replica: Replica,
+    method: M,
+    request: ShardMethods[M]['request'],
+    deadlineMs: number,
+    parent?: CallParent,
+  ): Promise<ShardMethods[M]['response']> {
+    return this.attempt<M>(replica, method, request, deadlineMs, 'unary', 'first', parent).promise;
   }
 
   private hedgeDelayMs(shard: number, replicaCount: number): number | undefined {
@@ -168,24 +195,38 @@ export class ShardCaller {
     request: ShardMethods[M]['request'],
     deadlineMs: number,
     transport: Transport,
+    kind: AttemptKind,
+    parent: CallParent | undefined,
   ): Attempt<ShardMethods[M]['response']> {
     type Res = ShardMethods[M]['response'];
     this.stats.attempts++;
     replica.outstanding++;
     let cancelled = false;
-    const sent =
-      transport === 'stream' && method === 'BatchSearch'
-        ? replica.stream.send(request as BatchSearchRequest, deadlineMs)
-        : this.unary<Res>(replica, method, request, deadlineMs);
+    const viaStream = transport === 'stream' && method === 'BatchSearch';
+    const span = isTracingEnabled()
+      ? startClientCallSpan(
+          `${SEARCH_SERVICE_NAME}/${viaStream ? 'BatchSearchStream' : method}`,
+          { [ATTR_SHARD]: replica.shard, [ATTR_ATTEMPT]: kind, [ATTR_REPLICA]: replica.address },
+          parent,
+        )
+      : undefined;
+    const startedMs = isMetricsEnabled() ? performance.now() : undefined;
+    const sent = viaStream
+      ? replica.stream.send(request as BatchSearchRequest, deadlineMs, span === undefined ? undefined : injectTraceCarrier(span))
+      : this.unary<Res>(replica, method, request, deadlineMs, span);
     const promise = sent.promise.then(
       (response) => {
         replica.outstanding--;
         replica.markAnswered();
+        endClientCallSpan(span, {});
+        if (startedMs !== undefined) recordAttempt(replica.shard, kind, startedMs, 'ok');
         return response as Res;
       },
       (err: unknown) => {
         replica.outstanding--;
         const error = CanopyError.from(err);
+        endClientCallSpan(span, cancelled ? { cancelled } : { error });
+        if (startedMs !== undefined) recordAttempt(replica.shard, kind, startedMs, (grpc.status[error.code] ?? 'unknown').toLowerCase());
         if (error.retryable && !cancelled) replica.markFailed(error.message);
         throw new CanopyError(error.code, `shard ${replica.shard} (${replica.address}): ${error.message}`, {
           cause: err,
@@ -206,15 +247,28 @@ export class ShardCaller {
     };
   }
 
-  private unary<Res>(replica: Replica, method: string, request: unknown, deadlineMs: number): { promise: Promise<Res>; cancel(): void } {
+  private unary<Res>(
+    replica: Replica,
+    method: string,
+    request: unknown,
+    deadlineMs: number,
+    span: SpanScope | undefined,
+  ): { promise: Promise<Res>; cancel(): void } {
     let call: grpc.ClientUnaryCall | undefined;
+    const metadata = new grpc.Metadata();
+    if (span !== undefined) injectTraceContext(metadata, span.context);
     const promise = new Promise<Res>((resolve, reject) => {
       const fn = (replica.client as unknown as Record<string, UnaryMethod<unknown, Res>>)[method]!;
-      call = fn.call(replica.client, request, new grpc.Metadata(), { deadline: deadlineMs }, (err, response) => {
+      call = fn.call(replica.client, request, metadata, { deadline: deadlineMs }, (err, response) => {
         if (err === null && response !== undefined) resolve(response);
         else reject(err);
       });
     });
     return { promise, cancel: () => call?.cancel() };
   }
+}
+
+/** One attempt in canopy.router.shard_call.duration, by shard, outcome (`ok` or the status name) and kind. */
+function recordAttempt(shard: number, kind: AttemptKind, startedMs: number, outcome: string): void {
+  canopyInstruments().shardCallDuration.record(performance.now() - startedMs, { [ATTR_SHARD]: shard, [ATTR_OUTCOME]: outcome, [ATTR_ATTEMPT]: kind });
 }

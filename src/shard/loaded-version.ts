@@ -1,6 +1,8 @@
 // One version of one shard, loaded: the forest, the external ids of its items
 // and the reverse map. Immutable once loaded, so any number of requests may
 // use it at once; `release()` unloads it once no request holds it.
+import type { Context } from '@opentelemetry/api';
+
 import type { Manifest } from '../build/manifest';
 import { readIdsFile } from '../build/ids-file';
 import { ManifestError, readManifest, verifyShard } from '../build/manifest';
@@ -9,7 +11,20 @@ import type { Neighbor } from '../client/contract';
 import type { NeighborComparator } from '../client/neighbor-order';
 import { neighborComparator } from '../client/neighbor-order';
 import type { ParsedQuery } from '../client/query';
+import {
+  ATTR_BATCH_QUERIES,
+  ATTR_INDEX,
+  ATTR_INDEX_VERSION,
+  ATTR_ITEMS_RETURNED,
+  ATTR_K,
+  ATTR_SEARCH_K,
+  ATTR_SHARD,
+} from '../telemetry/attributes';
+import { endSpan, startChildSpan } from '../telemetry/spans';
 import type { ForestLoader, SearchResult, ShardForest } from './shard-forest';
+
+/** Name of the span around one engine search (or batch of searches). */
+export const ENGINE_SPAN_NAME = 'engine.search';
 
 export interface LoadVersionOptions {
   /** Check sha256 of the files against the manifest (reads every byte once). */
@@ -27,6 +42,8 @@ export class LoadedVersion {
     readonly shard: number,
     private readonly forest: ShardForest,
     private readonly ids: readonly string[],
+    /** How long `load` took, checks and prefault included. */
+    readonly loadDurationMs: number,
   ) {
     this.order = neighborComparator(manifest.metric);
     this.itemOfId = new Map(ids.map((id, item) => [id, item]));
@@ -34,6 +51,7 @@ export class LoadedVersion {
 
   /** Reads and checks `<dir>/manifest.json`, then loads shard `shard` of it. */
   static async load(dir: string, shard: number, loader: ForestLoader, options: LoadVersionOptions): Promise<LoadedVersion> {
+    const startedMs = performance.now();
     const manifest = await readManifest(dir);
     const files = await verifyShard(dir, manifest, shard, options.verifyChecksums);
     const ids = await readIdsFile(files.idsFile);
@@ -45,7 +63,7 @@ export class LoadedVersion {
       forest.unload();
       throw new ManifestError(`${files.file}: holds ${forest.nItems} items, manifest says ${files.entry.items}`);
     }
-    return new LoadedVersion(manifest, shard, forest, ids);
+    return new LoadedVersion(manifest, shard, forest, ids, performance.now() - startedMs);
   }
 
   get index(): string {
@@ -80,9 +98,10 @@ export class LoadedVersion {
   /**
    * Answers queries in order. Queries sharing (k, search_k, exclusions count)
    * go to the engine in one batch. Each answer is closest first, ties by id,
-   * without excluded ids, at most k long.
+   * without excluded ids, at most k long. Each engine call gets an
+   * `engine.search` span under `parent` (when traced).
    */
-  async search(queries: readonly ParsedQuery[]): Promise<Neighbor[][]> {
+  async search(queries: readonly ParsedQuery[], parent?: Context): Promise<Neighbor[][]> {
     const groups = new Map<string, number[]>();
     queries.forEach((q, i) => {
       const key = `${fetchCount(q)}/${q.searchK ?? 0}`;
@@ -95,20 +114,48 @@ export class LoadedVersion {
       [...groups.values()].map(async (members) => {
         const first = queries[members[0]!]!;
         const opts = first.searchK === undefined ? {} : { searchK: first.searchK };
-        const results =
-          members.length === 1
-            ? [await this.forest.search(first.vector, fetchCount(first), opts)]
-            : await this.forest.searchBatch(
-                members.map((i) => queries[i]!.vector),
-                fetchCount(first),
-                opts,
-              );
+        const span = parent === undefined ? undefined : startChildSpan(ENGINE_SPAN_NAME, this.spanAttributes(first, members.length), parent);
+        let results: SearchResult[];
+        try {
+          results =
+            members.length === 1
+              ? [await this.forest.search(first.vector, fetchCount(first), opts)]
+              : await this.forest.searchBatch(
+                  members.map((i) => queries[i]!.vector),
+                  fetchCount(first),
+                  opts,
+                );
+        } catch (error) {
+          endSpan(span, { error });
+          throw error;
+        }
+        if (span !== undefined) {
+          span.setAttribute(ATTR_ITEMS_RETURNED, results.reduce((sum, r) => sum + r.ids.length, 0));
+          endSpan(span);
+        }
         members.forEach((queryIndex, j) => {
           answers[queryIndex] = this.toNeighbors(results[j]!, queries[queryIndex]!);
         });
       }),
     );
     return answers;
+  }
+
+  /**
+   * The engine span's attributes. The engine does not report how many
+   * candidates a search inspected; `canopy.search_k` is the effective budget
+   * it collects candidates up to (Annoy's n_trees * k when the query sets none).
+   */
+  private spanAttributes(query: ParsedQuery, queries: number) {
+    const k = fetchCount(query);
+    return {
+      [ATTR_INDEX]: this.index,
+      [ATTR_INDEX_VERSION]: this.version,
+      [ATTR_SHARD]: this.shard,
+      [ATTR_K]: k,
+      [ATTR_SEARCH_K]: query.searchK !== undefined && query.searchK > 0 ? query.searchK : this.nTrees * k,
+      [ATTR_BATCH_QUERIES]: queries,
+    };
   }
 
   /** Unloads the forest; the engine defers it until in-flight searches finish. */

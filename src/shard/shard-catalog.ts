@@ -79,6 +79,11 @@ export class ShardCatalog {
     return [...(this.indexes.get(index)?.versions.keys() ?? [])];
   }
 
+  /** Every loaded version, of every index. */
+  *loaded(): IterableIterator<LoadedVersion> {
+    for (const entry of this.indexes.values()) yield* entry.versions.values();
+  }
+
   indexNames(): string[] {
     return [...this.indexes.keys()];
   }

@@ -7,6 +7,9 @@ import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
 
 import type { CanopyError } from '../client/canopy-error';
+import type { IndexVersionReading } from '../telemetry/instruments';
+import type { LogTraceFields } from '../telemetry/log-trace-context';
+import type { SessionState } from '../registry/node-session';
 import type { QueryLimitsOptions } from '../client/query';
 import { resolveQueryLimits } from '../client/query';
 import type { SearchServerOptions } from '../client/search-server';
@@ -68,7 +71,7 @@ export class ShardNode {
     if ((options.manifestDir === undefined) === (options.registry === undefined)) {
       throw new Error('a shard node serves either a version folder (--manifest) or what etcd says (--etcd), not both or neither');
     }
-    this.service = new ShardService(this.catalog, resolveQueryLimits(options), (err, method) => this.logError(err, method));
+    this.service = new ShardService(this.catalog, resolveQueryLimits(options), (err, method, trace) => this.logError(err, method, trace));
     this.server = new SearchServer(this.service.handlers(), options);
   }
 
@@ -100,6 +103,23 @@ export class ShardNode {
     await registry?.session.close();
     this.catalog.releaseAll();
     this.log.info('shard node closed');
+  }
+
+  /** The versions this node holds, loads or failed to load, for the index metrics. */
+  *versionReadings(): IterableIterator<IndexVersionReading> {
+    const shard = this.options.shard;
+    for (const loaded of this.catalog.loaded()) {
+      yield { index: loaded.index, version: loaded.version, shard, state: 'ready', items: loaded.nItems, loadDurationMs: loaded.loadDurationMs };
+    }
+    const follower = this.registry?.follower;
+    const index = this.options.registry?.index;
+    if (follower === undefined || index === undefined) return;
+    for (const { version, state } of follower.notLoaded()) yield { index, version, shard, state };
+  }
+
+  /** The etcd session's state; undefined in static mode or before `start()`. */
+  get etcdSessionState(): SessionState | undefined {
+    return this.registry?.session.state;
   }
 
   private follow(options: ShardRegistryOptions, port: number): RegistryParts {
@@ -134,9 +154,9 @@ export class ShardNode {
     });
   }
 
-  private logError(err: CanopyError, method: string): void {
-    if (err.codeName === 'INTERNAL') this.log.error({ err, method }, 'request failed');
-    else this.log.debug({ code: err.codeName, method, message: err.message }, 'request refused');
+  private logError(err: CanopyError, method: string, trace: LogTraceFields): void {
+    if (err.codeName === 'INTERNAL') this.log.error({ err, method, ...trace }, 'request failed');
+    else this.log.debug({ code: err.codeName, method, message: err.message, ...trace }, 'request refused');
   }
 }
 

@@ -2,6 +2,7 @@
 // its catalog. Searches run on the engine's threads; the handlers only check
 // input, translate ids and build responses.
 import type * as grpc from '@grpc/grpc-js';
+import type { Context } from '@opentelemetry/api';
 
 import { CanopyError } from '../client/canopy-error';
 import type {
@@ -19,7 +20,7 @@ import type {
 } from '../client/contract';
 import type { QueryLimits } from '../client/query';
 import { encodeVector, parseQuery, parseShape } from '../client/query';
-import { batchStreamHandler, StreamDrain, unaryHandler } from '../client/search-server';
+import { batchQueries, batchStreamHandler, type CallErrorLogger, oneQuery, type QueryCounter, StreamDrain, unaryHandler } from '../client/search-server';
 import type { LoadedVersion } from './loaded-version';
 import type { ShardCatalog } from './shard-catalog';
 
@@ -30,31 +31,34 @@ export class ShardService {
   constructor(
     private readonly catalog: ShardCatalog,
     private readonly limits: QueryLimits,
-    private readonly onError: (err: CanopyError, method: string) => void,
+    private readonly onError: CallErrorLogger,
   ) {}
 
   handlers(): SearchServiceHandlers {
-    const wrap = <Req, Res>(method: string, fn: (req: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>) =>
-      unaryHandler(fn.bind(this), this.onError, method);
+    const wrap = <Req, Res>(
+      method: string,
+      fn: (req: Req, call: grpc.ServerUnaryCall<Req, Res>, parent: Context | undefined) => Promise<Res>,
+      queriesOf?: QueryCounter<Req>,
+    ) => unaryHandler(fn.bind(this), this.onError, method, queriesOf);
     return {
-      search: wrap('Search', this.search),
-      batchSearch: wrap('BatchSearch', this.batchSearch),
-      searchByItem: wrap('SearchByItem', this.searchByItem),
+      search: wrap('Search', this.search, oneQuery),
+      batchSearch: wrap('BatchSearch', (req: BatchSearchRequest, _call, parent) => this.batchSearch(req, parent), batchQueries),
+      searchByItem: wrap('SearchByItem', this.searchByItem, oneQuery),
       getItem: wrap('GetItem', this.getItem),
       describeIndex: wrap('DescribeIndex', this.describeIndex),
       // The engine cannot stop a search midway, so the stream's deadline is not used here.
-      batchSearchStream: batchStreamHandler((batch) => this.batchSearch(batch), this.onError, this.drain),
+      batchSearchStream: batchStreamHandler((batch, _deadlineMs, parent) => this.batchSearch(batch, parent), this.onError, this.drain),
     };
   }
 
-  private async search(req: SearchRequest): Promise<SearchResponse> {
+  private async search(req: SearchRequest, _call: unknown, parent: Context | undefined): Promise<SearchResponse> {
     const loaded = this.catalog.resolve(req.index, req.version);
     const query = parseQuery(req, loaded.dim, this.limits);
-    const [neighbors] = await loaded.search([query]);
+    const [neighbors] = await loaded.search([query], parent);
     return answer(loaded, neighbors!);
   }
 
-  private async batchSearch(req: BatchSearchRequest): Promise<BatchSearchResponse> {
+  private async batchSearch(req: BatchSearchRequest, parent: Context | undefined): Promise<BatchSearchResponse> {
     const loaded = this.catalog.resolve(req.index, req.version);
     if (req.queries.length > this.limits.maxBatchQueries) {
       throw CanopyError.invalidArgument(`a batch holds at most ${this.limits.maxBatchQueries} queries, got ${req.queries.length}`);
@@ -65,7 +69,7 @@ export class ShardService {
       }
       return parseQuery(q, loaded.dim, this.limits, `queries[${i}]`);
     });
-    const answers = await loaded.search(queries);
+    const answers = await loaded.search(queries, parent);
     return {
       results: answers.map((neighbors) => answer(loaded, neighbors)),
       indexVersion: loaded.version,
@@ -75,11 +79,11 @@ export class ShardService {
     };
   }
 
-  private async searchByItem(req: SearchByItemRequest): Promise<SearchResponse> {
+  private async searchByItem(req: SearchByItemRequest, _call: unknown, parent: Context | undefined): Promise<SearchResponse> {
     const loaded = this.catalog.resolve(req.index, req.version);
     const shape = parseShape(req, this.limits);
     const vector = loaded.vectorOf(itemOf(loaded, req.id));
-    const [neighbors] = await loaded.search([{ ...shape, vector }]);
+    const [neighbors] = await loaded.search([{ ...shape, vector }], parent);
     return answer(loaded, neighbors!);
   }
 

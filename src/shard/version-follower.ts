@@ -55,6 +55,14 @@ export class VersionFollower {
     this.unloadTimers.clear();
   }
 
+  /** Versions that are loading or failed to load here (the loaded ones are in the catalog). */
+  notLoaded(): Array<{ version: string; state: 'loading' | 'failed' }> {
+    return [
+      ...[...this.loading].map((version) => ({ version, state: 'loading' as const })),
+      ...[...this.failed.keys()].map((version) => ({ version, state: 'failed' as const })),
+    ];
+  }
+
   private reconcile(snapshot: ClusterSnapshot): void {
     if (this.stopped) return;
     const { index, catalog } = this.options;

@@ -27,10 +27,14 @@ export const ATTR_INDEX_VERSION = 'canopy.index.version';
 /** A lifecycle state (index version: loading|ready|failed; etcd session: its states). */
 export const ATTR_STATE = 'canopy.state';
 
-/** Engine span: the query's k, its per-shard search_k, what the search touched and returned. */
+/**
+ * Engine span: the k asked of the engine (the query's k plus its exclusions),
+ * the effective per-shard search_k, and the items returned. The engine does
+ * not count the candidates a search inspects; search_k is the budget Annoy's
+ * search collects candidates up to, so it stands in for that count.
+ */
 export const ATTR_K = 'canopy.k';
 export const ATTR_SEARCH_K = 'canopy.search_k';
-export const ATTR_CANDIDATES_INSPECTED = 'canopy.candidates_inspected';
 export const ATTR_ITEMS_RETURNED = 'canopy.items_returned';
 /** Queries in one batched call (BatchSearch, or a coalesced shard call). */
 export const ATTR_BATCH_QUERIES = 'canopy.batch_queries';

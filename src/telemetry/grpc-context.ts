@@ -6,6 +6,7 @@ import {
   type Attributes,
   type Context,
   context,
+  type Link,
   propagation,
   ROOT_CONTEXT,
   type Span,
@@ -97,6 +98,113 @@ export function startClientSpan(name: string, attributes: Attributes, metadata: 
       span.end();
     },
   };
+}
+
+/**
+ * A started span and the context that makes it a parent. The serving hot path
+ * passes these down explicitly instead of activating them (see
+ * `startChildSpan` in spans.ts for why).
+ */
+export interface SpanScope {
+  readonly span: Span;
+  readonly context: Context;
+}
+
+/** Trace context as a plain string map: the `trace_context` of a BatchSearchEnvelope. */
+export type TraceCarrier = Record<string, string>;
+
+/**
+ * Starts a SERVER span for one served call (or one stream message), parented
+ * on the caller's context in `carrier`. undefined while tracing is off. End it
+ * with `endServerSpan`. Same naming and attributes as `withServerSpan`.
+ */
+export function startServerSpan(path: string, carrier: Metadata | TraceCarrier | undefined, attributes: Attributes): SpanScope | undefined {
+  if (!isTracingEnabled()) return undefined;
+  const parent = carrier === undefined
+    ? ROOT_CONTEXT
+    : carrier instanceof Metadata ? extractTraceContext(carrier) : propagation.extract(ROOT_CONTEXT, carrier);
+  const spanName = rpcSpanName(path);
+  const span = canopyTracer().startSpan(spanName, { kind: SpanKind.SERVER, attributes: { ...rpcAttributes(spanName), ...attributes } }, parent);
+  return { span, context: trace.setSpan(parent, span) };
+}
+
+/** Ends a span from `startServerSpan` with the call's outcome (`error` unset: OK). */
+export function endServerSpan(scope: SpanScope | undefined, error?: unknown): void {
+  if (scope === undefined) return;
+  settleServer(scope.span, error === undefined ? undefined : { error });
+  scope.span.end();
+}
+
+/**
+ * Where an outgoing call sits in a trace: under `context`, and linked to
+ * `links` (a coalesced shard call serves several queries, each with its own
+ * trace: it is parented on one of them and linked to the others).
+ */
+export interface CallParent {
+  readonly context: Context;
+  readonly links: readonly Link[];
+}
+
+/** A CallParent of one request's context; undefined while tracing is off. */
+export function callParentOf(parent: Context | undefined): CallParent | undefined {
+  return parent === undefined ? undefined : { context: parent, links: [] };
+}
+
+/**
+ * The CallParent of a call made for several requests: the first traced one is
+ * the parent, the others become span links (OpenTelemetry's way to tie one
+ * operation to several traces). undefined when none is traced.
+ */
+export function sharedCallParent(parents: readonly (Context | undefined)[]): CallParent | undefined {
+  let context: Context | undefined;
+  const links: Link[] = [];
+  for (const parent of parents) {
+    // Queries of one BatchSearch share their request's context: link each trace once.
+    if (parent === undefined || parent === context) continue;
+    if (context === undefined) {
+      context = parent;
+      continue;
+    }
+    const spanContext = trace.getSpanContext(parent);
+    if (spanContext !== undefined) links.push({ context: spanContext });
+  }
+  return context === undefined ? undefined : { context, links };
+}
+
+/**
+ * Starts a CLIENT span for one outgoing call attempt under `parent` (a root
+ * span when the call serves no request, e.g. discovery). undefined while
+ * tracing is off. Inject `context` into the call's Metadata or carrier, and
+ * end it with `endClientCallSpan`.
+ */
+export function startClientCallSpan(path: string, attributes: Attributes, parent: CallParent | undefined): SpanScope | undefined {
+  if (!isTracingEnabled()) return undefined;
+  const spanName = rpcSpanName(path);
+  const parentContext = parent?.context ?? ROOT_CONTEXT;
+  const span = canopyTracer().startSpan(
+    spanName,
+    { kind: SpanKind.CLIENT, attributes: { ...rpcAttributes(spanName), ...attributes }, links: parent?.links.length ? [...parent.links] : undefined },
+    parentContext,
+  );
+  return { span, context: trace.setSpan(parentContext, span) };
+}
+
+/** Writes the trace context of `scope` into a plain map (a stream message's `trace_context`). */
+export function injectTraceCarrier(scope: SpanScope): TraceCarrier {
+  const carrier: TraceCarrier = {};
+  propagation.inject(scope.context, carrier);
+  return carrier;
+}
+
+/**
+ * Ends a client attempt span: OK, failed with `error`, or `cancelled` (the
+ * other attempt of a hedged call won: not an error, status code CANCELLED).
+ */
+export function endClientCallSpan(scope: SpanScope | undefined, outcome: { readonly error?: unknown; readonly cancelled?: boolean }): void {
+  if (scope === undefined) return;
+  if (outcome.cancelled) scope.span.setAttribute(ATTR_RPC_GRPC_STATUS_CODE, GrpcStatus.CANCELLED);
+  else settleClient(scope.span, outcome.error === undefined ? undefined : { error: outcome.error });
+  scope.span.end();
 }
 
 /** The gRPC status a thrown value stands for: its numeric `code`, else UNKNOWN. */

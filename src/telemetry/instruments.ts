@@ -99,6 +99,19 @@ interface InstrumentSet extends CanopyInstruments {
 
 let current: InstrumentSet | undefined;
 
+// Set iff startTelemetry registered a meter provider. While false, hot paths
+// skip reading clocks and building attributes for instruments that are no-ops.
+let metricsEnabled = false;
+
+/** Called by startTelemetry / its shutdown only. */
+export function setMetricsEnabled(enabled: boolean): void {
+  metricsEnabled = enabled;
+}
+
+export function isMetricsEnabled(): boolean {
+  return metricsEnabled;
+}
+
 /** The instruments of the current global MeterProvider. Cheap: call it where you record. */
 export function canopyInstruments(): CanopyInstruments {
   return instrumentSet();

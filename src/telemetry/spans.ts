@@ -83,6 +83,25 @@ export function withSpan<T>(name: string, attributes: Attributes, fn: (span: Spa
   return runInSpan(name, SpanKind.INTERNAL, attributes, context.active(), fn);
 }
 
+/**
+ * Starts an INTERNAL span under an explicit parent, without making it active:
+ * the serving hot path passes parents down by hand, because entering a context
+ * (`context.with`) turns on AsyncLocalStorage's async hooks for the whole
+ * process in Node 20, a cost every promise pays from then on. undefined while
+ * tracing is off or without a parent; end it with `endSpan`.
+ */
+export function startChildSpan(name: string, attributes: Attributes, parent: Context | undefined): Span | undefined {
+  if (!tracingEnabled || parent === undefined) return undefined;
+  return canopyTracer().startSpan(name, { kind: SpanKind.INTERNAL, attributes }, parent);
+}
+
+/** Ends a span from `startChildSpan`, marking it failed when `failure` is set. */
+export function endSpan(span: Span | undefined, failure?: SpanFailure): void {
+  if (span === undefined) return;
+  settleInternal(span, failure);
+  span.end();
+}
+
 function settleInternal(span: Span, failure?: SpanFailure): void {
   if (failure !== undefined) markFailed(span, failure.error);
 }

@@ -4,6 +4,7 @@
 import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
 
 import type { RunningSdk } from './sdk-setup';
+import { setMetricsEnabled } from './instruments';
 import { setTracingEnabled } from './spans';
 import type { ListenAddress } from './telemetry-config';
 import { planTelemetry } from './telemetry-config';
@@ -64,6 +65,7 @@ export async function startTelemetry(options: TelemetryOptions): Promise<Telemet
     const sdk = await startSdk(plan, options.serviceName, options.testSpanExporter);
     const tracing = plan.traces !== 'off';
     setTracingEnabled(tracing);
+    setMetricsEnabled(plan.prometheusListen !== undefined || plan.otlpMetrics !== undefined);
     let stopped: Promise<void> | undefined;
     return {
       tracing,
@@ -79,6 +81,7 @@ export async function startTelemetry(options: TelemetryOptions): Promise<Telemet
 
 async function stop(sdk: RunningSdk, timeoutMs: number): Promise<void> {
   setTracingEnabled(false);
+  setMetricsEnabled(false);
   try {
     await sdk.shutdown(timeoutMs);
   } finally {

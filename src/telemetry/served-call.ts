@@ -1,0 +1,86 @@
+// One call a router or shard node serves (a unary RPC, or one message of a
+// BatchSearchStream), as telemetry sees it: its SERVER span, its duration in
+// canopy.rpc.server.duration by method and status, and the queries it holds in
+// canopy.inflight_queries. With telemetry off `startServedCall` returns
+// undefined, so a handler pays one flag test and allocates nothing.
+import type { Metadata } from '@grpc/grpc-js';
+import type { Attributes, Context } from '@opentelemetry/api';
+
+import { ATTR_BATCH_QUERIES, ATTR_RPC_GRPC_STATUS_CODE, ATTR_RPC_METHOD } from './attributes';
+import { endServerSpan, grpcStatusOf, type SpanScope, startServerSpan, type TraceCarrier } from './grpc-context';
+import { canopyInstruments, isMetricsEnabled } from './instruments';
+import { type LogTraceFields, traceFieldsOf } from './log-trace-context';
+import { isTracingEnabled } from './spans';
+
+export interface ServedCall {
+  /** Parent of the spans the handler starts (pass it down); undefined while tracing is off. */
+  readonly parent: Context | undefined;
+  /** Trace and span ids for a log line about this call. */
+  logFields(): LogTraceFields;
+  /** Records the outcome (`error` unset: OK); call exactly once. */
+  end(error?: unknown): void;
+}
+
+/**
+ * Starts recording a served call of `service`/`method` whose caller's trace
+ * context is in `carrier`. `queries` is how many queries it carries (0 for
+ * GetItem and DescribeIndex). undefined while telemetry is off.
+ */
+export function startServedCall(service: string, method: string, carrier: Metadata | TraceCarrier | undefined, queries: number): ServedCall | undefined {
+  const metrics = isMetricsEnabled();
+  if (!metrics && !isTracingEnabled()) return undefined;
+  const scope = startServerSpan(`${service}/${method}`, carrier, queries > 1 ? { [ATTR_BATCH_QUERIES]: queries } : {});
+  return new RecordedCall(method, scope, metrics ? queries : 0, metrics ? performance.now() : undefined);
+}
+
+class RecordedCall implements ServedCall {
+  readonly parent: Context | undefined;
+
+  constructor(
+    private readonly method: string,
+    private readonly scope: SpanScope | undefined,
+    /** Queries counted in flight (0 while metrics are off). */
+    private readonly inflight: number,
+    /** performance.now() at start; undefined while metrics are off. */
+    private readonly startedMs: number | undefined,
+  ) {
+    this.parent = scope?.context;
+    if (inflight > 0) canopyInstruments().inflightQueries.add(inflight, methodAttributes(method));
+  }
+
+  logFields(): LogTraceFields {
+    return traceFieldsOf(this.scope?.span);
+  }
+
+  end(error?: unknown): void {
+    endServerSpan(this.scope, error);
+    if (this.startedMs === undefined) return;
+    const instruments = canopyInstruments();
+    if (this.inflight > 0) instruments.inflightQueries.add(-this.inflight, methodAttributes(this.method));
+    const code = error === undefined ? 0 : grpcStatusOf(error);
+    instruments.rpcServerDuration.record(performance.now() - this.startedMs, statusAttributes(this.method, code));
+  }
+}
+
+// Attribute sets are made once per method (and status) and reused: recording
+// then allocates nothing of its own.
+const byMethod = new Map<string, Attributes>();
+const byMethodStatus = new Map<string, Attributes[]>();
+
+function methodAttributes(method: string): Attributes {
+  let attributes = byMethod.get(method);
+  if (attributes === undefined) {
+    attributes = { [ATTR_RPC_METHOD]: method };
+    byMethod.set(method, attributes);
+  }
+  return attributes;
+}
+
+function statusAttributes(method: string, code: number): Attributes {
+  let perCode = byMethodStatus.get(method);
+  if (perCode === undefined) {
+    perCode = [];
+    byMethodStatus.set(method, perCode);
+  }
+  return (perCode[code] ??= { [ATTR_RPC_METHOD]: method, [ATTR_RPC_GRPC_STATUS_CODE]: code });
+}
