@@ -353,7 +353,8 @@ function report(opts, meta, engines, { builds, curves, floors }, dir) {
   ];
   if (canopyVsAnnoy) {
     const same = filesIdentical(path.join(dir, FILE_NAMES.canopy), path.join(dir, FILE_NAMES.annoy));
-    parts.push('', `Canopy's file is ${same ? '' : 'NOT '}byte-identical to annoy's (same seed, same trees).`);
+    const why = opts.buildThreads > 1 ? 'several build threads interleave node ids, in annoy too' : 'same seed, same trees, one thread';
+    parts.push('', `Canopy's file is ${same ? '' : 'NOT '}byte-identical to annoy's (${why}).`);
   }
   for (const e of engines) {
     const same = e === 'canopy' && canopyVsAnnoy ? sameIdsFraction(curves.canopy, curves.annoy) : null;
