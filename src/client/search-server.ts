@@ -10,6 +10,7 @@ import { HealthImplementation } from 'grpc-health-check';
 import { CanopyError } from './canopy-error';
 import type { BatchSearchEnvelope, BatchSearchReply, BatchSearchRequest, BatchSearchResponse, SearchServiceHandlers } from './contract';
 import { canopyPackageDefinition, SEARCH_SERVICE_NAME, searchServiceDefinition } from './contract';
+import { reflectionPackageDefinition } from './reflection-definition';
 import type { LogTraceFields } from '../telemetry/log-trace-context';
 import { startServedCall } from '../telemetry/served-call';
 
@@ -42,7 +43,7 @@ export class SearchServer {
     });
     this.server.addService(searchServiceDefinition(), handlers);
     this.health.addToServer(this.server);
-    new ReflectionService(canopyPackageDefinition()).addToServer(this.server);
+    new ReflectionService(reflectionPackageDefinition(canopyPackageDefinition())).addToServer(this.server);
   }
 
   /**
