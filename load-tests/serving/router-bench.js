@@ -7,7 +7,7 @@
 //       [--low-rps 100] [--low-requests 200] [--saturated-seconds 3] [--rounds 5] [--concurrency 32]
 //       [--connections 4] [--ghz PATH] [--router-flags "--flag value ..."] [--report load-tests/reports/router.md]
 //
-// Needs dist/ (`npm run prepare`) and ghz (`go install github.com/bojand/ghz/cmd/ghz@v0.121.0`).
+// Needs dist/ (`npm run prepare`); ghz is installed when missing (load-tests/install-ghz.sh).
 //
 // Scenarios, each against the same 3-shard index (one replica per shard):
 //   direct    ghz -> shard node 0 (a third of the items)
@@ -19,11 +19,13 @@
 // --rounds interleaved rounds; the table shows the median of each figure over the rounds.
 // Queries are 100 seeded gaussian vectors sent round-robin as vector_f32 bytes, k = 10,
 // search_k per shard as given (0: n_trees * k). Every process shares the same 2 cores: figures are ratios.
-const { spawn, spawnSync } = require('node:child_process');
+const { spawn } = require('node:child_process');
 const { mkdtempSync, rmSync, writeFileSync, mkdirSync } = require('node:fs');
 const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
+
+const { findGhz, runGhz, waitAnswering } = require('../ghz');
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const CANOPY = path.join(ROOT, 'bin', 'canopy.js');
@@ -75,12 +77,6 @@ function gaussians(count, seed) {
   return out;
 }
 
-function findGhz(flag) {
-  const candidates = [flag, path.join(os.homedir(), 'go', 'bin', 'ghz'), 'ghz'].filter(Boolean);
-  for (const c of candidates) if (spawnSync(c, ['--version']).status === 0) return c;
-  throw new Error('ghz not found: go install github.com/bojand/ghz/cmd/ghz@v0.121.0 (or pass --ghz PATH)');
-}
-
 function freePort() {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
@@ -121,31 +117,6 @@ function killAll() {
   for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
 }
 
-function ghz(bin, target, dataFile, extra) {
-  const args = ['--insecure', '--call', 'canopy.v1.Search.Search', '--data-file', dataFile, '--format', 'json',
-    '--skipFirst', '0', ...extra, target];
-  const run = spawnSync(bin, args, { encoding: 'utf8', maxBuffer: 256 << 20, timeout: 300_000 });
-  if (run.status !== 0 && !run.stdout) throw new Error(`ghz failed:\n${run.stderr}`);
-  const report = JSON.parse(run.stdout);
-  const pct = (p) => (report.latencyDistribution || []).find((d) => d.percentage === p)?.latency / 1e6;
-  const ok = report.statusCodeDistribution?.OK ?? 0;
-  return { rps: report.rps, p50Ms: pct(50), p99Ms: pct(99), count: report.count, ok, errors: report.errorDistribution || {} };
-}
-
-async function waitServing(bin, target, dataFile) {
-  const endMs = Date.now() + 60_000;
-  while (Date.now() < endMs) {
-    try {
-      const r = ghz(bin, target, dataFile, ['-n', '1', '-c', '1', '-t', '2s']);
-      if (r.ok === 1) return;
-    } catch {
-      // not up yet
-    }
-    await new Promise((res) => setTimeout(res, 300));
-  }
-  throw new Error(`${target} did not answer within 60 s`);
-}
-
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 /** The median of each figure over rounds; counts and errors are summed. */
@@ -164,19 +135,20 @@ function combine(runs) {
  * keeps the median of each figure, so that other work on the machine weighs
  * on all scenarios alike instead of on whichever ran at a bad moment.
  */
-function measureAll(bin, scenarios, opts) {
-  for (const { target, dataFile } of scenarios) ghz(bin, target, dataFile, ['-n', String(WARMUP_REQUESTS), '-c', '8']);
+async function measureAll(bin, scenarios, opts) {
+  const ghz = (target, dataFile, args) => runGhz(bin, { target, call: 'Search', dataFile, args });
+  for (const { target, dataFile } of scenarios) await ghz(target, dataFile, ['-n', String(WARMUP_REQUESTS), '-c', '8']);
   const low = scenarios.map(() => []);
   const saturated = scenarios.map(() => []);
   for (let round = 0; round < opts.rounds; round++) {
-    scenarios.forEach(({ target, dataFile }, i) => {
-      low[i].push(ghz(bin, target, dataFile, ['-n', String(opts.lowRequests), '-c', '1', '--rps', String(opts.lowRps)]));
-    });
-    scenarios.forEach(({ target, dataFile }, i) => {
+    for (const [i, { target, dataFile }] of scenarios.entries()) {
+      low[i].push(await ghz(target, dataFile, ['-n', String(opts.lowRequests), '-c', '1', '--rps', String(opts.lowRps)]));
+    }
+    for (const [i, { target, dataFile }] of scenarios.entries()) {
       // 'wait': calls in flight when the time is up finish and count, instead of being reported as cancelled.
-      saturated[i].push(ghz(bin, target, dataFile, ['-z', `${opts.saturatedSeconds}s`, '--duration-stop', 'wait',
+      saturated[i].push(await ghz(target, dataFile, ['-z', `${opts.saturatedSeconds}s`, '--duration-stop', 'wait',
         '-c', String(opts.concurrency), '--connections', String(opts.connections), '-t', '10s']));
-    });
+    }
   }
   return scenarios.map((_, i) => ({ low: combine(low[i]), saturated: combine(saturated[i]) }));
 }
@@ -223,7 +195,7 @@ async function main() {
       startProcess(['serve', 'shard', '--manifest', dir, '--shard', String(s), '--listen', addr]);
       shardAddrs.push(addr);
     }
-    for (const a of shardAddrs) await waitServing(bin, a, dataFile);
+    for (const a of shardAddrs) await waitAnswering(bin, { target: a, call: 'Search', dataFile });
     const backends = shardAddrs.flatMap((a, s) => ['--backend', `${s}=${a}`]);
     const routerAddr = `127.0.0.1:${await freePort()}`;
     startProcess(['serve', 'router', '--listen', routerAddr, ...backends, ...opts.routerFlags.split(' ').filter(Boolean)]);
@@ -231,8 +203,8 @@ async function main() {
     startProcess(['serve', 'router', '--listen', uncoalescedAddr, '--no-coalesce', ...backends]);
     const oneHopAddr = `127.0.0.1:${await freePort()}`;
     startProcess(['serve', 'router', '--listen', oneHopAddr, '--backend', `0=${shardAddrs[0]}`]);
-    for (const a of [routerAddr, uncoalescedAddr]) await waitServing(bin, a, dataFile);
-    await waitServing(bin, oneHopAddr, oneShardFile);
+    for (const a of [routerAddr, uncoalescedAddr]) await waitAnswering(bin, { target: a, call: 'Search', dataFile });
+    await waitAnswering(bin, { target: oneHopAddr, call: 'Search', dataFile: oneShardFile });
 
     const scenarios = [
       { name: 'shard 0 direct (1/3 of the items)', target: shardAddrs[0], dataFile },
@@ -240,7 +212,7 @@ async function main() {
       { name: 'router, 3 shards, coalescing', target: routerAddr, dataFile },
       { name: 'router, 3 shards, one call per query per shard', target: uncoalescedAddr, dataFile },
     ];
-    const measured = measureAll(bin, scenarios, opts);
+    const measured = await measureAll(bin, scenarios, opts);
     const results = new Map(scenarios.map((sc, i) => [sc.name, measured[i]]));
     const [direct, oneHop, router, uncoalesced] = [...results.values()];
 

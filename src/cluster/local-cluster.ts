@@ -80,6 +80,11 @@ export interface LocalClusterInfo {
   readonly version: string;
   /** The built version folder (holds manifest.json). */
   readonly versionDir: string;
+  /** The file of vectors the index was built from (the demo's JSON Lines, or --data). */
+  readonly input: string;
+  /** Its format and metric, for building another version of the same index. */
+  readonly format: InputFormat;
+  readonly metric: Metric;
   readonly items: number;
   readonly shards: number;
   readonly replicas: number;
@@ -185,7 +190,7 @@ export class LocalCluster {
       );
     }
 
-    const { dir: versionDir, manifest, exampleId } = await this.build(workDir);
+    const { dir: versionDir, manifest, exampleId, data } = await this.build(workDir);
     const items = manifest.shards.reduce((sum, s) => sum + s.items, 0);
     this.checkNotStopped();
     if (etcdUrl !== undefined) await publish(etcdUrl, versionDir, manifest);
@@ -217,6 +222,9 @@ export class LocalCluster {
       index: manifest.index,
       version: manifest.version,
       versionDir,
+      input: data.file,
+      format: data.format,
+      metric: data.metric,
       items,
       shards: this.opts.shards,
       replicas: this.opts.replicas,
@@ -251,7 +259,7 @@ export class LocalCluster {
     return dir;
   }
 
-  private async build(workDir: string): Promise<{ dir: string; manifest: Manifest; exampleId: string }> {
+  private async build(workDir: string): Promise<{ dir: string; manifest: Manifest; exampleId: string; data: DataSource }> {
     const { say } = this.opts;
     let data = this.opts.data;
     if (data === undefined) {
@@ -278,7 +286,7 @@ export class LocalCluster {
         `${manifest.shardCount} shards x ${manifest.nTrees} trees in ${((performance.now() - startedMs) / 1_000).toFixed(1)} s -> ${built.dir}`,
     );
     const exampleId = this.opts.data === undefined ? MNIST_EXAMPLE_ID : await firstId(built.dir, manifest);
-    return { dir: built.dir, manifest, exampleId };
+    return { dir: built.dir, manifest, exampleId, data };
   }
 
   private async shardAddress(shard: number, replica: number): Promise<string> {
