@@ -140,16 +140,10 @@ class ForestBuilder {
     const int f = layout_.value_count;
     for (int attempt = 0; attempt < 3; ++attempt) {
       M::create_split(nodes, f, p, q, random, m);
-      // Both sides written at every step and one cursor advanced: no branch on a coin-flip outcome.
       sides[0].resize(size);
       sides[1].resize(size);
       size_t count[2] = {0, 0};
-      for (size_t i = 0; i < size; ++i) {
-        const size_t side = M::side(m, nodes[i], f, random) ? 1 : 0;
-        sides[0][count[0]] = indices[i];
-        sides[1][count[1]] = indices[i];
-        ++count[side];
-      }
+      assign_sides(m, nodes, indices, random, sides, count);
       sides[0].resize(count[0]);
       sides[1].resize(count[1]);
       if (metric_detail::split_imbalance(count[0], count[1]) < 0.95) break;
@@ -171,6 +165,35 @@ class ForestBuilder {
     c[0] = child[0];
     c[1] = child[1];
     return new_node(tree, m);
+  }
+
+  // Sends each item to the side of split m (Annoy's side(), random on an exact tie, items in order).
+  // Both sides are written at every step and one cursor advanced: no branch on a coin flip.
+  void assign_sides(const Node* m, const std::vector<const Node*>& nodes, const std::vector<int32_t>& indices,
+                    Kiss64Random& random, std::vector<int32_t>* sides, size_t* count) const {
+    const int f = layout_.value_count;
+    const size_t size = nodes.size();
+    auto place = [&](size_t i, bool side) {
+      sides[0][count[0]] = indices[i];
+      sides[1][count[1]] = indices[i];
+      ++count[side ? 1 : 0];
+    };
+    if constexpr (M::kBatchMargins) {
+      constexpr size_t kChunk = 64;
+      const float* values[kChunk];
+      float dots[kChunk];
+      for (size_t begin = 0; begin < size; begin += kChunk) {
+        const size_t n = size - begin < kChunk ? size - begin : kChunk;
+        for (size_t j = 0; j < n; ++j) values[j] = M::v(nodes[begin + j]);
+        simd::dot_many(M::v(m), values, static_cast<int>(n), f, dots);
+        for (size_t j = 0; j < n; ++j) {
+          const float margin = M::margin_from_dot(m, dots[j]);
+          place(begin + j, margin != 0 ? margin > 0 : random.flip() != 0);
+        }
+      }
+    } else {
+      for (size_t i = 0; i < size; ++i) place(i, M::side(m, nodes[i], f, random));
+    }
   }
 
   // Places a finished tree after the current nodes and renumbers its internal references.

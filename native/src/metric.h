@@ -123,6 +123,9 @@ struct FloatMetricBase {
   using Distance = float;
   // Metrics whose distance is a sum of non-negative terms set this and offer distance_bounded().
   static constexpr bool kHasBoundedDistance = false;
+  // Split margins are an inner product plus a per-split term (margin_from_dot), so the builder can
+  // compute many items' margins in one pass (simd::dot_many).
+  static constexpr bool kBatchMargins = true;
 
   static int value_count(int dim) { return dim; }
   static float pq_initial() { return std::numeric_limits<float>::infinity(); }
@@ -167,6 +170,7 @@ struct Angular : FloatMetricBase {
   }
   static float normalized_distance(float d) { return std::sqrt(d > 0 ? d : 0.0f); }
   static float margin(const Node* split, const float* query, int f) { return simd::dot(v(split), query, f); }
+  static float margin_from_dot(const Node*, float dot) { return dot; }
 
   // build hooks
   static void copy_values(Node* dst, const Node* src, int f) { std::memcpy(v(dst), v(src), sizeof(float) * f); }
@@ -209,8 +213,9 @@ struct Dot : FloatMetricBase {
   static float distance(const Node* x, const Node* y, int f) { return -simd::dot(v(x), v(y), f); }
   static float normalized_distance(float d) { return -d; }
   static float margin(const Node* split, const float* query, int f) {
-    return simd::madd(split->dot_factor, split->dot_factor, simd::dot(v(split), query, f));
+    return margin_from_dot(split, simd::dot(v(split), query, f));
   }
+  static float margin_from_dot(const Node* split, float dot) { return simd::madd(split->dot_factor, split->dot_factor, dot); }
 
   static void copy_values(Node* dst, const Node* src, int f) {
     std::memcpy(v(dst), v(src), sizeof(float) * f);
@@ -291,6 +296,7 @@ struct MinkowskiBase : FloatMetricBase {
 
   static void init_node(Node*, int) {}
   static float margin(const Node* split, const float* query, int f) { return split->a + simd::dot(v(split), query, f); }
+  static float margin_from_dot(const Node* split, float dot) { return split->a + dot; }
 
   static void copy_values(Node* dst, const Node* src, int f) { std::memcpy(v(dst), v(src), sizeof(float) * f); }
   static float update_norm_sq(const Node*, int) { return 1.0f; }  // unused: Minkowski means are not normalised
@@ -340,6 +346,7 @@ struct Manhattan : MinkowskiBase<Manhattan> {
 struct Hamming {
   static constexpr MetricKind kKind = MetricKind::Hamming;
   static constexpr bool kHasBoundedDistance = false;
+  static constexpr bool kBatchMargins = false;
   using Value = uint64_t;
   using Distance = uint64_t;
   struct Node {

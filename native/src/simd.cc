@@ -43,6 +43,10 @@ void mean_update_scalar(float* mean, const float* x, float c, float scale, float
   for (int i = 0; i < n; ++i) mean[i] = (mean[i] * c + x[i] * scale) * inv_count;
 }
 
+void dot_many_scalar(const float* q, const float* const* xs, int count, int n, float* out) {
+  for (int i = 0; i < count; ++i) out[i] = dot_scalar(q, xs[i], n);
+}
+
 uint64_t hamming_scalar(const uint64_t* x, const uint64_t* y, int words) {
   uint64_t r = 0;
   for (int i = 0; i < words; ++i) r += static_cast<uint64_t>(__builtin_popcountll(x[i] ^ y[i]));
@@ -56,6 +60,19 @@ __attribute__((target("popcnt"))) uint64_t hamming_popcnt(const uint64_t* x, con
   uint64_t r = 0;
   for (int i = 0; i < words; ++i) r += static_cast<uint64_t>(__builtin_popcountll(x[i] ^ y[i]));
   return r;
+}
+
+// Adds the lanes of t to r one after another, lane 0 first: the order of Annoy's scalar loop, kept
+// in registers.
+__attribute__((target("avx2,fma"))) inline float add_lanes_in_order(float r, __m128 t) {
+  r += _mm_cvtss_f32(t);
+  r += _mm_cvtss_f32(_mm_shuffle_ps(t, t, 1));
+  r += _mm_cvtss_f32(_mm_shuffle_ps(t, t, 2));
+  r += _mm_cvtss_f32(_mm_shuffle_ps(t, t, 3));
+  return r;
+}
+__attribute__((target("avx2,fma"))) inline float add_lanes_in_order(float r, __m256 t) {
+  return add_lanes_in_order(add_lanes_in_order(r, _mm256_castps256_ps128(t)), _mm256_extractf128_ps(t, 1));
 }
 
 // ---- AVX2 + FMA: 8 lanes, one accumulator (GCC fuses Annoy's mul+add), Annoy's hsum ----
@@ -76,9 +93,7 @@ __attribute__((target("avx2,fma"))) float dot_avx2(const float* x, const float* 
     r += hsum256(acc);
   }
   if (n >= 4) {  // GCC vectorises 4 of Annoy's tail: products rounded, summed in order
-    alignas(16) float p[4];
-    _mm_store_ps(p, _mm_mul_ps(_mm_loadu_ps(x), _mm_loadu_ps(y)));
-    for (float v : p) r += v;
+    r = add_lanes_in_order(r, _mm_mul_ps(_mm_loadu_ps(x), _mm_loadu_ps(y)));
     x += 4, y += 4, n -= 4;
   }
   for (; n > 0; --n) r = __builtin_fmaf(*x++, *y++, r);
@@ -96,10 +111,8 @@ __attribute__((target("avx2,fma"))) float squared_l2_avx2(const float* x, const 
     r = hsum256(acc);
   }
   if (n >= 4) {
-    alignas(16) float p[4];
     const __m128 d = _mm_sub_ps(_mm_loadu_ps(x), _mm_loadu_ps(y));
-    _mm_store_ps(p, _mm_mul_ps(d, d));
-    for (float v : p) r += v;
+    r = add_lanes_in_order(r, _mm_mul_ps(d, d));
     x += 4, y += 4, n -= 4;
   }
   for (; n > 0; --n) {
@@ -143,15 +156,12 @@ __attribute__((target("avx2,fma"))) void mean_update_fma(float* mean, const floa
 // vectorised (products rounded, then summed in order); the last < 4 use fused multiply-adds.
 // Checked bit for bit against that build for dims 1..70.
 __attribute__((target("avx512f,fma"))) inline float dot_tail_avx512(const float* x, const float* y, int n, float r) {
-  alignas(32) float p[8];
   if (n >= 8) {
-    _mm256_store_ps(p, _mm256_mul_ps(_mm256_loadu_ps(x), _mm256_loadu_ps(y)));
-    for (int i = 0; i < 8; ++i) r += p[i];
+    r = add_lanes_in_order(r, _mm256_mul_ps(_mm256_loadu_ps(x), _mm256_loadu_ps(y)));
     x += 8, y += 8, n -= 8;
   }
   if (n >= 4) {
-    _mm_store_ps(p, _mm_mul_ps(_mm_loadu_ps(x), _mm_loadu_ps(y)));
-    for (int i = 0; i < 4; ++i) r += p[i];
+    r = add_lanes_in_order(r, _mm_mul_ps(_mm_loadu_ps(x), _mm_loadu_ps(y)));
     x += 4, y += 4, n -= 4;
   }
   for (; n > 0; --n) r = __builtin_fmaf(*x++, *y++, r);
@@ -159,17 +169,14 @@ __attribute__((target("avx512f,fma"))) inline float dot_tail_avx512(const float*
 }
 
 __attribute__((target("avx512f,fma"))) inline float squared_l2_tail_avx512(const float* x, const float* y, int n, float r) {
-  alignas(32) float p[8];
   if (n >= 8) {
     const __m256 d = _mm256_sub_ps(_mm256_loadu_ps(x), _mm256_loadu_ps(y));
-    _mm256_store_ps(p, _mm256_mul_ps(d, d));
-    for (int i = 0; i < 8; ++i) r += p[i];
+    r = add_lanes_in_order(r, _mm256_mul_ps(d, d));
     x += 8, y += 8, n -= 8;
   }
   if (n >= 4) {
     const __m128 d = _mm_sub_ps(_mm_loadu_ps(x), _mm_loadu_ps(y));
-    _mm_store_ps(p, _mm_mul_ps(d, d));
-    for (int i = 0; i < 4; ++i) r += p[i];
+    r = add_lanes_in_order(r, _mm_mul_ps(d, d));
     x += 4, y += 4, n -= 4;
   }
   for (; n > 0; --n) {
@@ -190,6 +197,44 @@ __attribute__((target("avx512f,fma"))) float dot_avx512(const float* x, const fl
   return dot_tail_avx512(x, y, n, r);
 }
 
+__attribute__((target("avx2,fma"))) void dot_many_avx2(const float* q, const float* const* xs, int count, int n, float* out) {
+  for (int i = 0; i < count; ++i) out[i] = dot_avx2(q, xs[i], n);
+}
+
+// Four vectors per pass, one accumulator each: the same per-vector order as dot_avx512.
+__attribute__((target("avx512f,fma"))) void dot_many_avx512(const float* q, const float* const* xs, int count, int n,
+                                                            float* out) {
+  int i = 0;
+  const int blocks = n / 16;
+  for (; i + 4 <= count; i += 4) {
+    const float* a = xs[i];
+    const float* b = xs[i + 1];
+    const float* c = xs[i + 2];
+    const float* d = xs[i + 3];
+    float r[4] = {0, 0, 0, 0};
+    if (n > 15) {
+      __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps(), acc2 = _mm512_setzero_ps(), acc3 = _mm512_setzero_ps();
+      for (int k = 0; k < blocks; ++k) {
+        const __m512 qv = _mm512_loadu_ps(q + 16 * k);
+        acc0 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(a + 16 * k), acc0);
+        acc1 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(b + 16 * k), acc1);
+        acc2 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(c + 16 * k), acc2);
+        acc3 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(d + 16 * k), acc3);
+      }
+      r[0] += _mm512_reduce_add_ps(acc0);
+      r[1] += _mm512_reduce_add_ps(acc1);
+      r[2] += _mm512_reduce_add_ps(acc2);
+      r[3] += _mm512_reduce_add_ps(acc3);
+    }
+    const int done = n > 15 ? 16 * blocks : 0;
+    out[i] = dot_tail_avx512(q + done, a + done, n - done, r[0]);
+    out[i + 1] = dot_tail_avx512(q + done, b + done, n - done, r[1]);
+    out[i + 2] = dot_tail_avx512(q + done, c + done, n - done, r[2]);
+    out[i + 3] = dot_tail_avx512(q + done, d + done, n - done, r[3]);
+  }
+  for (; i < count; ++i) out[i] = dot_avx512(q, xs[i], n);
+}
+
 __attribute__((target("avx512f,fma"))) float dot_short_tail_avx512(const float* x, const float* y, int n) {
   float r = 0;
   if (n > 15) {
@@ -199,9 +244,7 @@ __attribute__((target("avx512f,fma"))) float dot_short_tail_avx512(const float* 
     r += _mm512_reduce_add_ps(acc);
   }
   if (n >= 8) {
-    alignas(32) float p[8];
-    _mm256_store_ps(p, _mm256_mul_ps(_mm256_loadu_ps(x), _mm256_loadu_ps(y)));
-    for (int i = 0; i < 8; ++i) r += p[i];
+      r = add_lanes_in_order(r, _mm256_mul_ps(_mm256_loadu_ps(x), _mm256_loadu_ps(y)));
     x += 8, y += 8, n -= 8;
   }
   for (; n > 0; --n) r = __builtin_fmaf(*x++, *y++, r);
@@ -299,16 +342,16 @@ Kernels kernels_for(Level level) {
   auto hamming = __builtin_cpu_supports("popcnt") ? hamming_popcnt : hamming_scalar;
   switch (level) {
     case Level::Avx512:
-      return {level, true, dot_avx512, dot_short_tail_avx512, squared_l2_avx512, l1_avx512, squared_l2_bounded_avx512, l1_bounded_avx512, hamming, mean_update_fma};
+      return {level, true, dot_avx512, dot_short_tail_avx512, squared_l2_avx512, l1_avx512, squared_l2_bounded_avx512, l1_bounded_avx512, hamming, mean_update_fma, dot_many_avx512};
     case Level::Avx2:
-      return {level, true, dot_avx2, dot_avx2, squared_l2_avx2, l1_avx2, squared_l2_bounded_avx2, l1_bounded_avx2, hamming, mean_update_fma};
+      return {level, true, dot_avx2, dot_avx2, squared_l2_avx2, l1_avx2, squared_l2_bounded_avx2, l1_bounded_avx2, hamming, mean_update_fma, dot_many_avx2};
     case Level::Scalar:
       break;
   }
-  return {Level::Scalar, false, dot_scalar, dot_scalar, squared_l2_scalar, l1_scalar, squared_l2_bounded_scalar, l1_bounded_scalar, hamming, mean_update_scalar};
+  return {Level::Scalar, false, dot_scalar, dot_scalar, squared_l2_scalar, l1_scalar, squared_l2_bounded_scalar, l1_bounded_scalar, hamming, mean_update_scalar, dot_many_scalar};
 #else
   (void)level;
-  return {Level::Scalar, false, dot_scalar, dot_scalar, squared_l2_scalar, l1_scalar, squared_l2_bounded_scalar, l1_bounded_scalar, hamming_scalar, mean_update_scalar};
+  return {Level::Scalar, false, dot_scalar, dot_scalar, squared_l2_scalar, l1_scalar, squared_l2_bounded_scalar, l1_bounded_scalar, hamming_scalar, mean_update_scalar, dot_many_scalar};
 #endif
 }
 

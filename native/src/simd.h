@@ -31,6 +31,9 @@ struct Kernels {
   // Build's centroid update, element by element: mean = (mean * c + x * scale) * inv_count, with the
   // first product fused where Annoy's build fuses it.
   void (*mean_update)(float* mean, const float* x, float c, float scale, float inv_count, int n);
+  // out[i] = dot(q, xs[i]) for count vectors, each summed exactly as dot() sums it; several at once
+  // hide the latency of one accumulator chain.
+  void (*dot_many)(const float* q, const float* const* xs, int count, int n, float* out);
 };
 
 // Selected during static initialisation; nothing reads it before main().
@@ -59,6 +62,9 @@ inline float squared_l2_bounded(const float* x, const float* y, int n, float bou
 inline float l1_bounded(const float* x, const float* y, int n, float bound) { return kKernels.l1_bounded(x, y, n, bound); }
 inline void mean_update(float* mean, const float* x, float c, float scale, float inv_count, int n) {
   kKernels.mean_update(mean, x, c, scale, inv_count, n);
+}
+inline void dot_many(const float* q, const float* const* xs, int count, int n, float* out) {
+  kKernels.dot_many(q, xs, count, n, out);
 }
 inline uint64_t hamming(const uint64_t* x, const uint64_t* y, int words) {
   return kKernels.hamming(x, y, words);
