@@ -10,9 +10,11 @@ export interface LogTraceFields {
   readonly span_id?: string;
 }
 
-const NO_FIELDS: LogTraceFields = {};
-
-/** `{trace_id, span_id}` (lower-case hex) of the active span; `{}` outside a recorded span or with tracing off. */
+/**
+ * `{trace_id, span_id}` (lower-case hex) of the active span; `{}` outside a
+ * recorded span or with tracing off. A fresh object each time: pino merges the
+ * log line's fields into what its mixin returns.
+ */
 export function logTraceContext(): LogTraceFields {
   return traceFieldsOf(trace.getActiveSpan());
 }
@@ -20,6 +22,6 @@ export function logTraceContext(): LogTraceFields {
 /** `{trace_id, span_id}` of `span`; `{}` when it is unset or not part of a valid trace. */
 export function traceFieldsOf(span: Span | undefined): LogTraceFields {
   const spanContext = span?.spanContext();
-  if (spanContext === undefined || !isSpanContextValid(spanContext)) return NO_FIELDS;
+  if (spanContext === undefined || !isSpanContextValid(spanContext)) return {};
   return { trace_id: spanContext.traceId, span_id: spanContext.spanId };
 }

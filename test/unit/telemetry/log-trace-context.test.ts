@@ -46,3 +46,11 @@ it('adds nothing while tracing is off', async () => {
   await withSpan('work', {}, async () => log.info('inside'));
   expect(lines()[0]).not.toHaveProperty('trace_id');
 });
+
+it('keeps each line to its own fields (pino merges a line into what the mixin returns)', async () => {
+  telemetry = await startTelemetry({ serviceName: 'log-test' });
+  const { log, lines } = capturingLogger();
+  log.info({ shard: 1 }, 'first');
+  log.info('second');
+  expect(lines()[1]).not.toHaveProperty('shard');
+});
