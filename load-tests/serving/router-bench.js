@@ -25,6 +25,7 @@ const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 
+const { parseFlags } = require('../flags');
 const { findGhz, runGhz, waitAnswering } = require('../ghz');
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -49,18 +50,6 @@ const DEFAULTS = {
   routerFlags: '',
   report: path.join(ROOT, 'load-tests', 'reports', 'router.md'),
 };
-
-function parseArgs(argv) {
-  const opts = { ...DEFAULTS };
-  for (let i = 0; i < argv.length; i += 2) {
-    const key = argv[i].replace(/^--/, '').replace(/-([a-z])/g, (_, c) => c.toUpperCase());
-    if (!argv[i].startsWith('--') || !(key in opts) || argv[i + 1] === undefined) {
-      throw new Error(`bad argument ${argv[i]}; flags: ${Object.keys(DEFAULTS).join(', ')} (as --kebab-case VALUE)`);
-    }
-    opts[key] = typeof DEFAULTS[key] === 'number' ? Number(argv[i + 1]) : argv[i + 1];
-  }
-  return opts;
-}
 
 /** mulberry32 + Box-Muller: the same numbers on every run. */
 function gaussians(count, seed) {
@@ -169,7 +158,7 @@ function table(results) {
 }
 
 async function main() {
-  const opts = parseArgs(process.argv.slice(2));
+  const opts = parseFlags(process.argv.slice(2), DEFAULTS);
   const bin = findGhz(opts.ghz);
   const workDir = mkdtempSync(path.join(os.tmpdir(), 'canopy-router-bench-'));
   try {
@@ -255,10 +244,12 @@ async function main() {
   }
 }
 
-process.on('SIGINT', () => {
-  killAll();
-  process.exit(130);
-});
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.on(signal, () => {
+    killAll();
+    process.exit(130);
+  });
+}
 main().catch((err) => {
   killAll();
   process.stderr.write(`${err.stack || err}\n`);
