@@ -1,10 +1,9 @@
 // What every long-running `canopy serve ...` process shares: a JSON logger on
-// stderr (with trace ids inside spans), telemetry (OTEL_* variables and
+// stderr (lines about a traced request carry its trace_id and span_id), telemetry (OTEL_* variables and
 // --metrics-listen), and a graceful stop on SIGTERM/SIGINT (a second signal
 // exits at once).
 import pino, { type Logger } from 'pino';
 
-import { logTraceContext } from '../telemetry/log-trace-context';
 import { startTelemetry, type Telemetry } from '../telemetry/telemetry';
 
 export const DEFAULT_LOG_LEVEL = 'info';
@@ -20,7 +19,7 @@ export function createLogger(name: string, level: string = defaultLogLevel()): L
   if (!(level in pino.levels.values) && level !== 'silent') {
     throw new Error(`--log-level (or ${LOG_LEVEL_ENV}) must be one of ${Object.keys(pino.levels.values).join(', ')} or silent, got ${JSON.stringify(level)}`);
   }
-  return pino({ name, level, base: { pid: process.pid }, mixin: logTraceContext }, pino.destination(2));
+  return pino({ name, level, base: { pid: process.pid } }, pino.destination(2));
 }
 
 /** Starts telemetry as OTEL_* and `metricsListen` ask, and logs what is on. */

@@ -1,11 +1,12 @@
-// Trace context over gRPC: W3C `traceparent` / `tracestate` (and `baggage`)
-// travel as grpc-js Metadata entries, so a router's client span and a shard's
-// server span land in one trace across processes. Plus the two wrappers every
-// RPC site uses: a server span around a handler, a client span around a call.
+// Trace context over gRPC: W3C `traceparent` / `tracestate` travel as grpc-js
+// Metadata entries (or, on a BatchSearchStream, in each message's
+// `trace_context` map), so a router's client span and a shard's server span
+// land in one trace across processes. Plus the spans every RPC site starts: a
+// SERVER span per served call, a CLIENT span per call attempt. Parents are
+// passed explicitly (see spans.ts).
 import {
   type Attributes,
   type Context,
-  context,
   type Link,
   propagation,
   ROOT_CONTEXT,
@@ -18,7 +19,7 @@ import {
 import { Metadata, status as GrpcStatus } from '@grpc/grpc-js';
 
 import { ATTR_RPC_GRPC_STATUS_CODE, ATTR_RPC_METHOD, ATTR_RPC_SERVICE, ATTR_RPC_SYSTEM, RPC_SYSTEM_GRPC } from './attributes';
-import { canopyTracer, isTracingEnabled, markFailed, NOOP_SPAN, runInSpan, type SpanFailure } from './spans';
+import { canopyTracer, isTracingEnabled, markFailed, type SpanFailure } from './spans';
 
 const metadataGetter: TextMapGetter<Metadata> = {
   keys: (metadata) => Object.keys(metadata.getMap()),
@@ -33,8 +34,8 @@ const metadataSetter: TextMapSetter<Metadata> = {
   set: (metadata, key, value) => metadata.set(key, value),
 };
 
-/** Writes the trace context of `ctx` (default: the active one) into `metadata`. No-op while tracing is off. */
-export function injectTraceContext(metadata: Metadata, ctx: Context = context.active()): void {
+/** Writes the trace context of `ctx` into `metadata`. No-op while tracing is off. */
+export function injectTraceContext(metadata: Metadata, ctx: Context): void {
   propagation.inject(ctx, metadata, metadataSetter);
 }
 
@@ -43,68 +44,7 @@ export function extractTraceContext(metadata: Metadata): Context {
   return propagation.extract(ROOT_CONTEXT, metadata, metadataGetter);
 }
 
-/**
- * Runs a server handler body in a SERVER span whose parent is the caller's
- * context from `metadata`. `name` is the RPC path, `canopy.v1.Search/Search`
- * (a leading `/`, as grpc-js `call.getPath()` gives it, is dropped); it also
- * sets `rpc.service` and `rpc.method`. The outcome sets `rpc.grpc.status_code`:
- * 0 on success, else the thrown error's numeric `code` (UNKNOWN when it has
- * none), so throw the status you answer with (a CanopyError). Only server-side
- * faults (see SERVER_FAULT_CODES) mark the span as an error.
- */
-export function withServerSpan<T>(name: string, metadata: Metadata, attributes: Attributes, fn: (span: Span) => Promise<T>): Promise<T> {
-  if (!isTracingEnabled()) return fn(NOOP_SPAN);
-  const spanName = rpcSpanName(name);
-  return runInSpan(spanName, SpanKind.SERVER, { ...rpcAttributes(spanName), ...attributes }, extractTraceContext(metadata), fn, settleServer);
-}
-
-/**
- * Runs one outgoing call in a CLIENT span, child of the active span. `fn` gets
- * fresh Metadata carrying this span as the remote parent: pass it to the call.
- * Any non-OK outcome marks the span as an error. Mark retries and hedges with
- * `canopy.attempt` (ATTR_ATTEMPT) in `attributes`.
- */
-export function withClientSpan<T>(name: string, attributes: Attributes, fn: (metadata: Metadata, span: Span) => Promise<T>): Promise<T> {
-  if (!isTracingEnabled()) return fn(new Metadata(), NOOP_SPAN);
-  const spanName = rpcSpanName(name);
-  return runInSpan(spanName, SpanKind.CLIENT, { ...rpcAttributes(spanName), ...attributes }, context.active(), (span) => {
-    const metadata = new Metadata();
-    injectTraceContext(metadata);
-    return fn(metadata, span);
-  }, settleClient);
-}
-
-/** A client span for callback-style calls; end it exactly once, with the call's error if it failed. */
-export interface ClientSpan {
-  readonly span: Span;
-  end(error?: unknown): void;
-}
-
-/**
- * Starts a CLIENT span, child of the active span, and injects it into
- * `metadata`. For calls that cannot be wrapped in a promise (a hedged call
- * that may be cancelled from outside): the span is not made active.
- */
-export function startClientSpan(name: string, attributes: Attributes, metadata: Metadata): ClientSpan {
-  if (!isTracingEnabled()) return { span: NOOP_SPAN, end: () => undefined };
-  const spanName = rpcSpanName(name);
-  const parent = context.active();
-  const span = canopyTracer().startSpan(spanName, { kind: SpanKind.CLIENT, attributes: { ...rpcAttributes(spanName), ...attributes } }, parent);
-  injectTraceContext(metadata, trace.setSpan(parent, span));
-  return {
-    span,
-    end: (error?: unknown) => {
-      settleClient(span, error === undefined ? undefined : { error });
-      span.end();
-    },
-  };
-}
-
-/**
- * A started span and the context that makes it a parent. The serving hot path
- * passes these down explicitly instead of activating them (see
- * `startChildSpan` in spans.ts for why).
- */
+/** A started span and the context that makes it a parent of others. */
 export interface SpanScope {
   readonly span: Span;
   readonly context: Context;
@@ -115,8 +55,13 @@ export type TraceCarrier = Record<string, string>;
 
 /**
  * Starts a SERVER span for one served call (or one stream message), parented
- * on the caller's context in `carrier`. undefined while tracing is off. End it
- * with `endServerSpan`. Same naming and attributes as `withServerSpan`.
+ * on the caller's context in `carrier`; undefined while tracing is off. `path`
+ * is the RPC path, `canopy.v1.Search/Search` (a leading `/`, as grpc-js
+ * `call.getPath()` gives it, is dropped); it also sets `rpc.service` and
+ * `rpc.method`. End it with `endServerSpan`: the outcome sets
+ * `rpc.grpc.status_code` (0 on success, else the error's numeric `code`,
+ * UNKNOWN when it has none); only server-side faults (SERVER_FAULT_CODES)
+ * mark the span as an error.
  */
 export function startServerSpan(path: string, carrier: Metadata | TraceCarrier | undefined, attributes: Attributes): SpanScope | undefined {
   if (!isTracingEnabled()) return undefined;
@@ -158,9 +103,11 @@ export function callParentOf(parent: Context | undefined): CallParent | undefine
 export function sharedCallParent(parents: readonly (Context | undefined)[]): CallParent | undefined {
   let context: Context | undefined;
   const links: Link[] = [];
+  // Queries of one BatchSearch share their request's context: link each trace once.
+  const seen = new Set<Context>();
   for (const parent of parents) {
-    // Queries of one BatchSearch share their request's context: link each trace once.
-    if (parent === undefined || parent === context) continue;
+    if (parent === undefined || seen.has(parent)) continue;
+    seen.add(parent);
     if (context === undefined) {
       context = parent;
       continue;
@@ -173,9 +120,11 @@ export function sharedCallParent(parents: readonly (Context | undefined)[]): Cal
 
 /**
  * Starts a CLIENT span for one outgoing call attempt under `parent` (a root
- * span when the call serves no request, e.g. discovery). undefined while
- * tracing is off. Inject `context` into the call's Metadata or carrier, and
- * end it with `endClientCallSpan`.
+ * span when the call serves no request, e.g. discovery); undefined while
+ * tracing is off. Mark retries and hedges with `canopy.attempt` in
+ * `attributes`. Inject `context` into the call's Metadata or carrier, and end
+ * it with `endClientCallSpan`: any non-OK outcome but `cancelled` marks it as
+ * an error.
  */
 export function startClientCallSpan(path: string, attributes: Attributes, parent: CallParent | undefined): SpanScope | undefined {
   if (!isTracingEnabled()) return undefined;
@@ -244,9 +193,17 @@ function rpcSpanName(path: string): string {
   return path.startsWith('/') ? path.slice(1) : path;
 }
 
+// Made once per span name: a served or sent call copies them, never rebuilds them.
+const rpcAttributesByName = new Map<string, Attributes>();
+
 function rpcAttributes(spanName: string): Attributes {
-  const slash = spanName.lastIndexOf('/');
-  return slash < 0
-    ? { [ATTR_RPC_SYSTEM]: RPC_SYSTEM_GRPC, [ATTR_RPC_METHOD]: spanName }
-    : { [ATTR_RPC_SYSTEM]: RPC_SYSTEM_GRPC, [ATTR_RPC_SERVICE]: spanName.slice(0, slash), [ATTR_RPC_METHOD]: spanName.slice(slash + 1) };
+  let attributes = rpcAttributesByName.get(spanName);
+  if (attributes === undefined) {
+    const slash = spanName.lastIndexOf('/');
+    attributes = slash < 0
+      ? { [ATTR_RPC_SYSTEM]: RPC_SYSTEM_GRPC, [ATTR_RPC_METHOD]: spanName }
+      : { [ATTR_RPC_SYSTEM]: RPC_SYSTEM_GRPC, [ATTR_RPC_SERVICE]: spanName.slice(0, slash), [ATTR_RPC_METHOD]: spanName.slice(slash + 1) };
+    rpcAttributesByName.set(spanName, attributes);
+  }
+  return attributes;
 }

@@ -1,7 +1,7 @@
 // Builds and registers the OpenTelemetry SDK for a plan that turns something
 // on. Kept apart from telemetry.ts because loading the SDK and its exporters
 // takes ~0.2 s: a process with telemetry off never loads this file.
-import { context, metrics, propagation, type ProxyTracerProvider, trace } from '@opentelemetry/api';
+import { context, type ContextManager, metrics, propagation, type ProxyTracerProvider, ROOT_CONTEXT, trace } from '@opentelemetry/api';
 import { OTLPMetricExporter as OtlpGrpcMetricExporter } from '@opentelemetry/exporter-metrics-otlp-grpc';
 import { OTLPMetricExporter as OtlpHttpJsonMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
 import { OTLPMetricExporter as OtlpProtobufMetricExporter } from '@opentelemetry/exporter-metrics-otlp-proto';
@@ -19,6 +19,19 @@ import type { OtlpMetricsPlan, TelemetryPlan } from './telemetry-config';
  * join on target_info.
  */
 const PROMETHEUS_RESOURCE_LABELS = /^service\.name$/;
+
+/** A context manager that never holds a context: `with` only calls the function. */
+const PASS_THROUGH_CONTEXT: ContextManager = {
+  active: () => ROOT_CONTEXT,
+  with: (_context, fn, thisArg, ...args) => fn.call(thisArg, ...args),
+  bind: (_context, target) => target,
+  enable() {
+    return this;
+  },
+  disable() {
+    return this;
+  },
+};
 
 export interface RunningSdk {
   readonly metricsEndpoint?: MetricsEndpoint;
@@ -54,9 +67,14 @@ export async function startSdk(plan: TelemetryPlan, serviceName: string, testSpa
       // `undefined` lets the SDK read OTEL_TRACES_EXPORTER & co; `[]` registers no tracer provider.
       spanProcessors: tracingOff ? [] : plan.traces === 'test' ? [testProcessor(testSpanExporter)] : undefined,
       // Without traces there is nothing to propagate: keep the API's no-op propagator.
-      // (The SDK still registers its AsyncLocalStorage context manager; with
-      // tracing off nothing enters a context, so it never hooks a promise.)
       textMapPropagator: tracingOff ? null : undefined,
+      // No context manager: spans are never made active, their parents are
+      // passed as arguments (spans.ts). The SDK's default (AsyncLocalStorage)
+      // would be entered by the batch span processor and periodic metric
+      // reader on every export, which turns on async hooks for the whole
+      // process in Node 20: a cost each promise pays from then on (measured:
+      // load-tests/telemetry/overhead.md).
+      contextManager: PASS_THROUGH_CONTEXT,
       // Logs go through pino; an OTel logger provider with no processors costs nothing.
       logRecordProcessors: [],
       instrumentations: [],

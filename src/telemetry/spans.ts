@@ -1,11 +1,10 @@
 // Span plumbing shared by the gRPC helpers and the engine span: one switch that
-// makes every helper a plain call when tracing is off, and one way to run a
-// function inside an active span and end it with the right status.
+// makes every helper a plain call when tracing is off, and spans started under
+// explicit parents. No span is ever made active: Canopy registers no context
+// manager (see sdk-setup.ts), so parents travel as arguments.
 import {
   type Attributes,
   type Context,
-  context,
-  INVALID_SPAN_CONTEXT,
   type Span,
   SpanKind,
   SpanStatusCode,
@@ -24,12 +23,9 @@ export function canopyTracer(): Tracer {
   return trace.getTracer(TRACER_NAME);
 }
 
-/** A span that records nothing, handed to `fn` while tracing is off. */
-export const NOOP_SPAN: Span = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
-
 // Set iff startTelemetry registered a tracer provider. While false the helpers
-// skip the API entirely (no context lookup, no span object, no closure), which
-// is what "off costs nothing" rests on.
+// skip the API entirely (no span object, no attributes, no carrier), which is
+// what "off costs nothing" rests on.
 let tracingEnabled = false;
 
 /** Called by startTelemetry / its shutdown only. */
@@ -41,54 +37,14 @@ export function isTracingEnabled(): boolean {
   return tracingEnabled;
 }
 
-/** What `fn` threw (possibly not an Error). */
+/** What a traced operation threw (possibly not an Error). */
 export interface SpanFailure {
   readonly error: unknown;
 }
 
-export type SpanSettler = (span: Span, failure?: SpanFailure) => void;
-
 /**
- * Runs `fn` inside a new span that is active (the parent of spans started in
- * `fn` and what gets propagated) and ends when `fn` settles. `settle` sets the
- * span's final attributes and status from the outcome (`failure` unset on success).
- */
-export async function runInSpan<T>(
-  name: string,
-  kind: SpanKind,
-  attributes: Attributes,
-  parent: Context,
-  fn: (span: Span) => Promise<T>,
-  settle: SpanSettler = settleInternal,
-): Promise<T> {
-  const span = canopyTracer().startSpan(name, { kind, attributes }, parent);
-  try {
-    const result = await context.with(trace.setSpan(parent, span), fn, undefined, span);
-    settle(span);
-    return result;
-  } catch (error) {
-    settle(span, { error });
-    throw error;
-  } finally {
-    span.end();
-  }
-}
-
-/**
- * Runs `fn` in an internal span, child of the active one (the engine search
- * span, for instance). A throw marks the span as an error and is rethrown.
- */
-export function withSpan<T>(name: string, attributes: Attributes, fn: (span: Span) => Promise<T>): Promise<T> {
-  if (!tracingEnabled) return fn(NOOP_SPAN);
-  return runInSpan(name, SpanKind.INTERNAL, attributes, context.active(), fn);
-}
-
-/**
- * Starts an INTERNAL span under an explicit parent, without making it active:
- * the serving hot path passes parents down by hand, because entering a context
- * (`context.with`) turns on AsyncLocalStorage's async hooks for the whole
- * process in Node 20, a cost every promise pays from then on. undefined while
- * tracing is off or without a parent; end it with `endSpan`.
+ * Starts an INTERNAL span under `parent` (ROOT_CONTEXT: a root span).
+ * undefined while tracing is off or without a parent; end it with `endSpan`.
  */
 export function startChildSpan(name: string, attributes: Attributes, parent: Context | undefined): Span | undefined {
   if (!tracingEnabled || parent === undefined) return undefined;

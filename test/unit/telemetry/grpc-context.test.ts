@@ -1,23 +1,66 @@
 // Trace context across real gRPC hops on loopback: a caller, a front server
 // that calls a back server (the router -> shard shape), and an engine-like
-// span inside the back server must form ONE trace with the right parents.
+// span inside the back server must form ONE trace with the right parents,
+// passed explicitly (no span is ever made active).
 import * as grpc from '@grpc/grpc-js';
-import { SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
 import { ATTR_ATTEMPT, ATTR_K, ATTR_RPC_GRPC_STATUS_CODE, ATTR_RPC_METHOD, ATTR_RPC_SERVICE } from '../../../src/telemetry/attributes';
-import { extractTraceContext, injectTraceContext, startClientSpan, withClientSpan, withServerSpan } from '../../../src/telemetry/grpc-context';
-import { withSpan } from '../../../src/telemetry/spans';
+import {
+  callParentOf,
+  endClientCallSpan,
+  endServerSpan,
+  extractTraceContext,
+  injectTraceCarrier,
+  injectTraceContext,
+  sharedCallParent,
+  type CallParent,
+  startClientCallSpan,
+  startServerSpan,
+} from '../../../src/telemetry/grpc-context';
+import { endSpan, startChildSpan } from '../../../src/telemetry/spans';
 import { startTelemetry, type Telemetry } from '../../../src/telemetry/telemetry';
 import { EchoClient, startEchoServer } from './echo-service';
 
 const exporter = new InMemorySpanExporter();
+const ECHO = 'canopy.test.Echo/Echo';
 
 function byName(spans: readonly ReadableSpan[], name: string, kind: SpanKind): ReadableSpan {
   const found = spans.filter((span) => span.name === name && span.kind === kind);
   expect(found, `one ${SpanKind[kind]} span named ${name}`).toHaveLength(1);
   return found[0]!;
+}
+
+/** Serves `handle` inside a SERVER span from the call's metadata, as search-server.ts does. */
+function servedEcho(handle: (call: grpc.ServerUnaryCall<Buffer, Buffer>, parent: CallParent | undefined) => Promise<Buffer>) {
+  return startEchoServer(async (call) => {
+    const scope = startServerSpan(call.getPath(), call.metadata, {});
+    try {
+      const reply = await handle(call, callParentOf(scope?.context));
+      endServerSpan(scope);
+      return reply;
+    } catch (err) {
+      endServerSpan(scope, err);
+      throw err;
+    }
+  });
+}
+
+/** One call in a CLIENT span under `parent`, as shard-caller.ts makes them. */
+async function tracedEcho(client: EchoClient, parent: CallParent | undefined, attributes = {}): Promise<Buffer> {
+  const scope = startClientCallSpan(ECHO, attributes, parent);
+  const metadata = new grpc.Metadata();
+  if (scope !== undefined) injectTraceContext(metadata, scope.context);
+  try {
+    const reply = await client.echo(Buffer.from('q'), metadata);
+    endClientCallSpan(scope, {});
+    return reply;
+  } catch (error) {
+    endClientCallSpan(scope, { error });
+    throw error;
+  }
 }
 
 describe('with tracing on', () => {
@@ -34,38 +77,38 @@ describe('with tracing on', () => {
     for (const close of closers.splice(0)) close();
   });
 
-  it('round-trips the active span through grpc-js Metadata as a W3C traceparent', async () => {
-    await withSpan('outer', {}, async (span) => {
-      const metadata = new grpc.Metadata();
-      injectTraceContext(metadata);
-      const [traceparent] = metadata.get('traceparent');
-      const { traceId, spanId } = span.spanContext();
-      expect(traceparent).toBe(`00-${traceId}-${spanId}-01`);
+  it('round-trips a span through grpc-js Metadata as a W3C traceparent, and through a stream message carrier', () => {
+    const scope = startClientCallSpan(ECHO, {}, undefined)!;
+    const metadata = new grpc.Metadata();
+    injectTraceContext(metadata, scope.context);
+    const [traceparent] = metadata.get('traceparent');
+    const { traceId, spanId } = scope.span.spanContext();
+    expect(traceparent).toBe(`00-${traceId}-${spanId}-01`);
+    expect(trace.getSpanContext(extractTraceContext(metadata))).toMatchObject({ traceId, spanId, isRemote: true });
 
-      const remote = trace.getSpanContext(extractTraceContext(metadata));
-      expect(remote).toMatchObject({ traceId, spanId, isRemote: true });
-    });
+    const carrier = injectTraceCarrier(scope);
+    expect(carrier).toEqual({ traceparent: `00-${traceId}-${spanId}-01` });
+    const served = startServerSpan('/canopy.v1.Search/BatchSearchStream', carrier, {})!;
+    expect(served.span.spanContext().traceId).toBe(traceId);
+    endServerSpan(served);
+    endClientCallSpan(scope, {});
   });
 
   it('joins client, servers and engine spans of a two-hop call into one trace', async () => {
-    const back = await startEchoServer((call) =>
-      withServerSpan(call.getPath(), call.metadata, {}, () =>
-        withSpan('engine.search', { [ATTR_K]: 10 }, async () => Buffer.from(`back saw ${call.request.toString()}`)),
-      ),
-    );
+    const back = await servedEcho(async (call, parent) => {
+      const engine = startChildSpan('engine.search', { [ATTR_K]: 10 }, parent?.context);
+      endSpan(engine);
+      return Buffer.from(`back saw ${call.request.toString()}`);
+    });
     closers.push(back.close);
     const toBack = new EchoClient(back.address);
     closers.push(() => toBack.close());
-    const front = await startEchoServer((call) =>
-      withServerSpan(call.getPath(), call.metadata, {}, () =>
-        withClientSpan('canopy.test.Echo/Echo', { [ATTR_ATTEMPT]: 'hedge' }, (metadata) => toBack.echo(call.request, metadata)),
-      ),
-    );
+    const front = await servedEcho((_call, parent) => tracedEcho(toBack, parent, { [ATTR_ATTEMPT]: 'hedge' }));
     closers.push(front.close);
     const toFront = new EchoClient(front.address);
     closers.push(() => toFront.close());
 
-    const reply = await withClientSpan('canopy.test.Echo/Echo', { [ATTR_ATTEMPT]: 'first' }, (metadata) => toFront.echo(Buffer.from('q'), metadata));
+    const reply = await tracedEcho(toFront, undefined, { [ATTR_ATTEMPT]: 'first' });
     expect(reply.toString()).toBe('back saw q');
 
     await telemetry.forceFlush();
@@ -86,76 +129,70 @@ describe('with tracing on', () => {
     expect(backServer).toBeDefined();
     expect(engine.parentSpanContext?.spanId).toBe(backServer!.spanContext().spanId);
     expect(engine.attributes[ATTR_K]).toBe(10);
-    expect(backServer!.name).toBe('canopy.test.Echo/Echo');
+    expect(backServer!.name).toBe(ECHO);
     expect(backServer!.attributes).toMatchObject({ [ATTR_RPC_SERVICE]: 'canopy.test.Echo', [ATTR_RPC_METHOD]: 'Echo', [ATTR_RPC_GRPC_STATUS_CODE]: 0 });
     expect(backServer!.resource.attributes['service.name']).toBe('telemetry-test');
   });
 
-  it('parents the server span on a callback-style client span, ended with the call', async () => {
-    const server = await startEchoServer((call) => withServerSpan(call.getPath(), call.metadata, {}, async () => call.request));
-    closers.push(server.close);
-    const client = new EchoClient(server.address);
-    closers.push(() => client.close());
+  it('parents a shared call on the first traced request and links each other request once', () => {
+    const a = startChildSpan('request.a', {}, ROOT_CONTEXT)!;
+    const b = startChildSpan('request.b', {}, ROOT_CONTEXT)!;
+    const [ctxA, ctxB] = [trace.setSpan(ROOT_CONTEXT, a), trace.setSpan(ROOT_CONTEXT, b)];
+    const shared = sharedCallParent([undefined, ctxA, ctxA, ctxB, ctxB]);
+    expect(shared?.context).toBe(ctxA);
+    expect(shared?.links.map((link) => link.context.spanId)).toEqual([b.spanContext().spanId]);
+    expect(sharedCallParent([undefined, undefined])).toBeUndefined();
+    endSpan(a);
+    endSpan(b);
+  });
 
-    await withSpan('router.query', {}, async () => {
-      const metadata = new grpc.Metadata();
-      const clientSpan = startClientSpan('canopy.test.Echo/Echo', { [ATTR_ATTEMPT]: 'retry' }, metadata);
-      await client.echo(Buffer.from('q'), metadata).then(
-        () => clientSpan.end(),
-        (err: unknown) => clientSpan.end(err),
-      );
-    });
+  it('ends a cancelled attempt as CANCELLED without marking it an error', async () => {
+    const scope = startClientCallSpan(ECHO, { [ATTR_ATTEMPT]: 'first' }, undefined);
+    endClientCallSpan(scope, { cancelled: true });
     await telemetry.forceFlush();
-    const spans = exporter.getFinishedSpans();
-    const query = byName(spans, 'router.query', SpanKind.INTERNAL);
-    const call = byName(spans, 'canopy.test.Echo/Echo', SpanKind.CLIENT);
-    const served = byName(spans, 'canopy.test.Echo/Echo', SpanKind.SERVER);
-    expect(call.parentSpanContext?.spanId).toBe(query.spanContext().spanId);
-    expect(served.parentSpanContext?.spanId).toBe(call.spanContext().spanId);
-    expect(call.attributes).toMatchObject({ [ATTR_ATTEMPT]: 'retry', [ATTR_RPC_GRPC_STATUS_CODE]: 0 });
+    const span = byName(exporter.getFinishedSpans(), ECHO, SpanKind.CLIENT);
+    expect(span.attributes[ATTR_RPC_GRPC_STATUS_CODE]).toBe(grpc.status.CANCELLED);
+    expect(span.status.code).toBe(SpanStatusCode.UNSET);
   });
 
   it('marks a caller error on the client span only, and a server fault on both', async () => {
     let answer: { code: grpc.status; message: string } = { code: grpc.status.INVALID_ARGUMENT, message: 'k must be positive' };
-    const server = await startEchoServer((call) =>
-      withServerSpan(call.getPath(), call.metadata, {}, async () => {
-        throw Object.assign(new Error(answer.message), { code: answer.code });
-      }),
-    );
+    const server = await servedEcho(async () => {
+      throw Object.assign(new Error(answer.message), { code: answer.code });
+    });
     closers.push(server.close);
     const client = new EchoClient(server.address);
     closers.push(() => client.close());
-    const callOnce = () => withClientSpan('canopy.test.Echo/Echo', {}, (metadata) => client.echo(Buffer.from('q'), metadata));
+    const callOnce = () => tracedEcho(client, undefined);
 
     await expect(callOnce()).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT });
     await telemetry.forceFlush();
     let spans = exporter.getFinishedSpans();
-    expect(byName(spans, 'canopy.test.Echo/Echo', SpanKind.SERVER).status.code).toBe(SpanStatusCode.UNSET);
-    expect(byName(spans, 'canopy.test.Echo/Echo', SpanKind.SERVER).attributes[ATTR_RPC_GRPC_STATUS_CODE]).toBe(grpc.status.INVALID_ARGUMENT);
-    expect(byName(spans, 'canopy.test.Echo/Echo', SpanKind.CLIENT).status).toEqual({ code: SpanStatusCode.ERROR, message: '3 INVALID_ARGUMENT: k must be positive' });
+    expect(byName(spans, ECHO, SpanKind.SERVER).status.code).toBe(SpanStatusCode.UNSET);
+    expect(byName(spans, ECHO, SpanKind.SERVER).attributes[ATTR_RPC_GRPC_STATUS_CODE]).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(byName(spans, ECHO, SpanKind.CLIENT).status).toEqual({ code: SpanStatusCode.ERROR, message: '3 INVALID_ARGUMENT: k must be positive' });
     exporter.reset();
     answer = { code: grpc.status.INTERNAL, message: 'index file is corrupt' };
     await expect(callOnce()).rejects.toMatchObject({ code: grpc.status.INTERNAL });
     await telemetry.forceFlush();
     spans = exporter.getFinishedSpans();
-    expect(byName(spans, 'canopy.test.Echo/Echo', SpanKind.SERVER).status).toEqual({ code: SpanStatusCode.ERROR, message: 'index file is corrupt' });
-    expect(byName(spans, 'canopy.test.Echo/Echo', SpanKind.CLIENT).attributes[ATTR_RPC_GRPC_STATUS_CODE]).toBe(grpc.status.INTERNAL);
+    expect(byName(spans, ECHO, SpanKind.SERVER).status).toEqual({ code: SpanStatusCode.ERROR, message: 'index file is corrupt' });
+    expect(byName(spans, ECHO, SpanKind.CLIENT).attributes[ATTR_RPC_GRPC_STATUS_CODE]).toBe(grpc.status.INTERNAL);
   });
 });
 
 describe('with telemetry off', () => {
-  it('runs the wrapped functions with a non-recording span and propagates nothing', async () => {
+  it('starts no span and propagates nothing', async () => {
     const telemetry = await startTelemetry({ serviceName: 'telemetry-test' });
     expect(telemetry.tracing).toBe(false);
-    const server = await startEchoServer((call) =>
-      withServerSpan(call.getPath(), call.metadata, {}, async (span) => {
-        expect(span.isRecording()).toBe(false);
-        return Buffer.from(call.metadata.get('traceparent').length === 0 ? 'no traceparent' : 'traceparent sent');
-      }),
-    );
+    const server = await servedEcho(async (call, parent) => {
+      expect(parent).toBeUndefined();
+      return Buffer.from(call.metadata.get('traceparent').length === 0 ? 'no traceparent' : 'traceparent sent');
+    });
     const client = new EchoClient(server.address);
     try {
-      const reply = await withClientSpan('canopy.test.Echo/Echo', {}, (metadata) => client.echo(Buffer.from('q'), metadata));
+      expect(startClientCallSpan(ECHO, {}, undefined)).toBeUndefined();
+      const reply = await tracedEcho(client, undefined);
       expect(reply.toString()).toBe('no traceparent');
       expect(exporter.getFinishedSpans()).toHaveLength(0);
     } finally {

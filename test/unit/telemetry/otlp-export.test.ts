@@ -4,11 +4,12 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 
+import { type Attributes, ROOT_CONTEXT } from '@opentelemetry/api';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 
 import { ATTR_SHARD } from '../../../src/telemetry/attributes';
 import { canopyInstruments } from '../../../src/telemetry/instruments';
-import { withSpan } from '../../../src/telemetry/spans';
+import { endSpan, startChildSpan } from '../../../src/telemetry/spans';
 import { startTelemetry } from '../../../src/telemetry/telemetry';
 
 interface Received {
@@ -37,6 +38,14 @@ afterEach(() => {
   received.length = 0;
 });
 
+/** Records one root span named `name`; whether it was sampled. */
+function recordSpan(name: string, attributes: Attributes = {}): boolean {
+  const span = startChildSpan(name, attributes, ROOT_CONTEXT);
+  const recording = span?.isRecording() ?? false;
+  endSpan(span);
+  return recording;
+}
+
 function useCollector(extra: Record<string, string> = {}): void {
   const { port } = collector.address() as AddressInfo;
   Object.assign(process.env, {
@@ -51,7 +60,7 @@ it('exports spans and metrics over OTLP/HTTP JSON when only an endpoint is set',
   useCollector();
   const telemetry = await startTelemetry({ serviceName: 'overridden-by-OTEL_SERVICE_NAME' });
   expect(telemetry.tracing).toBe(true);
-  await withSpan('engine.search', { 'canopy.k': 10 }, async () => undefined);
+  recordSpan('engine.search', { 'canopy.k': 10 });
   canopyInstruments().retries.add(2, { [ATTR_SHARD]: 3 });
   await telemetry.shutdown();
 
@@ -65,7 +74,7 @@ it('exports spans and metrics over OTLP/HTTP JSON when only an endpoint is set',
 it('leaves sampling to OTEL_TRACES_SAMPLER', async () => {
   useCollector({ OTEL_TRACES_SAMPLER: 'always_off', OTEL_METRICS_EXPORTER: 'none' });
   const telemetry = await startTelemetry({ serviceName: 'sampler-test' });
-  await withSpan('engine.search', {}, async (span) => expect(span.isRecording()).toBe(false));
+  expect(recordSpan('engine.search')).toBe(false);
   await telemetry.shutdown();
   expect(received.filter((r) => r.path === '/v1/traces')).toEqual([]);
   expect(received.filter((r) => r.path === '/v1/metrics')).toEqual([]);
@@ -80,12 +89,12 @@ it('bounds shutdown when the collector is unreachable, rejecting with what faile
   Object.assign(process.env, { OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}`, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' });
 
   const telemetry = await startTelemetry({ serviceName: 'dead-collector', shutdownTimeoutMs: 300 });
-  await withSpan('engine.search', {}, async () => undefined);
+  recordSpan('engine.search');
   await expect(telemetry.shutdown()).rejects.toThrow(/^telemetry shutdown: /);
   // Stopped and unregistered all the same: a new start works.
   useCollector({ OTEL_METRICS_EXPORTER: 'none' });
   const next = await startTelemetry({ serviceName: 'after' });
-  await withSpan('after.shutdown', {}, async () => undefined);
+  recordSpan('after.shutdown');
   await next.shutdown();
   expect(received.map((r) => r.body).join('\n')).toContain('"after.shutdown"');
 });
