@@ -267,7 +267,7 @@ __attribute__((target("avx512f,fma"))) float squared_l2_avx512(const float* x, c
 
 // Every kCheckBlocks blocks the lanes' sum is a lower bound of the final value (all terms >= 0 and
 // rounding is monotone), so a candidate already beyond the k-th best distance is dropped there.
-constexpr int kCheckBlocks = 8;
+constexpr int kCheckBlocks = 4;
 
 __attribute__((target("avx512f,fma"))) float squared_l2_bounded_avx512(const float* x, const float* y, int n,
                                                                        float bound) {
