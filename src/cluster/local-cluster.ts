@@ -208,6 +208,11 @@ export class LocalCluster {
         say(`${proc.name} at ${address} (pid ${proc.pid})`);
       }
     }
+    // The router starts once every shard node listens: a router channel that found its
+    // shard node not yet listening backs off, and early queries would fail. With etcd a
+    // shard node answers queries only once a router (the controller) has made the version
+    // active, so wait for the server; without etcd, for the Search service itself.
+    await Promise.all(this.shardNodes.map((p) => this.waitServing(p, etcdUrl === undefined ? SEARCH_HEALTH_SERVICE : '')));
     const routerAddress = `127.0.0.1:${this.opts.routerPort === 0 ? await freeLoopbackPort() : this.opts.routerPort}`;
     const membership = etcdUrl === undefined
       ? this.shardNodes.map((p, i) => `--backend=${Math.floor(i / this.opts.replicas)}=${p.address}`)
@@ -314,8 +319,8 @@ export class LocalCluster {
     return proc;
   }
 
-  private waitServing(proc: ManagedProcess): Promise<void> {
-    return waitForServing(proc.address, SEARCH_HEALTH_SERVICE, {
+  private waitServing(proc: ManagedProcess, service = SEARCH_HEALTH_SERVICE): Promise<void> {
+    return waitForServing(proc.address, service, {
       timeoutMs: this.opts.startTimeoutMs,
       gaveUp: () => {
         if (this.stopping !== undefined) return 'stopped while starting';

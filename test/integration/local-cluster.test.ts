@@ -165,6 +165,7 @@ describe('canopy up', () => {
     expect(up.stdout).not.toMatch(/ publish /);
 
     const result = await runShell(up.queryExample);
+    expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
     const answer = JSON.parse(result.stdout) as Answer;
     const [item] = up.queryExample.match(/--item (\S+)/)!.slice(1);
