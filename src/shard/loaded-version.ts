@@ -20,7 +20,7 @@ import {
   ATTR_SEARCH_K,
   ATTR_SHARD,
 } from '../telemetry/attributes';
-import { endSpan, startChildSpan } from '../telemetry/spans';
+import { endSpan, mayRecordUnder, startChildSpan } from '../telemetry/spans';
 import type { ForestLoader, SearchResult, ShardForest } from './shard-forest';
 
 /** Name of the span around one engine search (or batch of searches). */
@@ -114,7 +114,7 @@ export class LoadedVersion {
       [...groups.values()].map(async (members) => {
         const first = queries[members[0]!]!;
         const opts = first.searchK === undefined ? {} : { searchK: first.searchK };
-        const span = parent === undefined ? undefined : startChildSpan(ENGINE_SPAN_NAME, this.spanAttributes(first, members.length), parent);
+        const span = mayRecordUnder(parent) ? startChildSpan(ENGINE_SPAN_NAME, this.spanAttributes(first, members.length), parent) : undefined;
         let results: SearchResult[];
         try {
           results =

@@ -19,7 +19,7 @@ import {
 import { Metadata, status as GrpcStatus } from '@grpc/grpc-js';
 
 import { ATTR_RPC_GRPC_STATUS_CODE, ATTR_RPC_METHOD, ATTR_RPC_SERVICE, ATTR_RPC_SYSTEM, RPC_SYSTEM_GRPC } from './attributes';
-import { canopyTracer, isTracingEnabled, markFailed, type SpanFailure } from './spans';
+import { canopyTracer, isTracingEnabled, markFailed, mayRecordUnder, type SpanFailure } from './spans';
 
 const metadataGetter: TextMapGetter<Metadata> = {
   keys: (metadata) => Object.keys(metadata.getMap()),
@@ -68,6 +68,9 @@ export function startServerSpan(path: string, carrier: Metadata | TraceCarrier |
   const parent = carrier === undefined
     ? ROOT_CONTEXT
     : carrier instanceof Metadata ? extractTraceContext(carrier) : propagation.extract(ROOT_CONTEXT, carrier);
+  // The caller's span was dropped by its sampler: so is this one. Its context
+  // is passed on as is, so the calls this one makes stay unsampled too.
+  if (!mayRecordUnder(parent)) return unrecorded(parent);
   const spanName = rpcSpanName(path);
   const span = canopyTracer().startSpan(spanName, { kind: SpanKind.SERVER, attributes: { ...rpcAttributes(spanName), ...attributes } }, parent);
   return { span, context: trace.setSpan(parent, span) };
@@ -128,14 +131,21 @@ export function sharedCallParent(parents: readonly (Context | undefined)[]): Cal
  */
 export function startClientCallSpan(path: string, attributes: Attributes, parent: CallParent | undefined): SpanScope | undefined {
   if (!isTracingEnabled()) return undefined;
-  const spanName = rpcSpanName(path);
   const parentContext = parent?.context ?? ROOT_CONTEXT;
+  // Under a dropped span: no span, but its (unsampled) context still travels with the call.
+  if (!mayRecordUnder(parentContext)) return unrecorded(parentContext);
+  const spanName = rpcSpanName(path);
   const span = canopyTracer().startSpan(
     spanName,
     { kind: SpanKind.CLIENT, attributes: { ...rpcAttributes(spanName), ...attributes }, links: parent?.links.length ? [...parent.links] : undefined },
     parentContext,
   );
   return { span, context: trace.setSpan(parentContext, span) };
+}
+
+/** A scope standing for a span that is not recorded: the dropped parent's own. */
+function unrecorded(parent: Context): SpanScope {
+  return { span: trace.getSpan(parent)!, context: parent };
 }
 
 /** Writes the trace context of `scope` into a plain map (a stream message's `trace_context`). */

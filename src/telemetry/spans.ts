@@ -9,6 +9,7 @@ import {
   SpanKind,
   SpanStatusCode,
   trace,
+  TraceFlags,
   type Tracer,
 } from '@opentelemetry/api';
 
@@ -43,11 +44,25 @@ export interface SpanFailure {
 }
 
 /**
+ * Whether a span started under `parent` may be recorded: tracing is on, there
+ * is a parent, and it is not a span the sampler dropped. Under the
+ * parent-based samplers Canopy documents (the SDK's default, and the chart's
+ * parentbased_traceidratio) a child of a dropped span is dropped too, so the
+ * helpers skip it entirely: no span object, no attributes, no ids. Test it
+ * before building a span's attributes.
+ */
+export function mayRecordUnder(parent: Context | undefined): parent is Context {
+  if (!tracingEnabled || parent === undefined) return false;
+  const spanContext = trace.getSpanContext(parent);
+  return spanContext === undefined || (spanContext.traceFlags & TraceFlags.SAMPLED) !== 0;
+}
+
+/**
  * Starts an INTERNAL span under `parent` (ROOT_CONTEXT: a root span).
- * undefined while tracing is off or without a parent; end it with `endSpan`.
+ * undefined unless `mayRecordUnder(parent)`; end it with `endSpan`.
  */
 export function startChildSpan(name: string, attributes: Attributes, parent: Context | undefined): Span | undefined {
-  if (!tracingEnabled || parent === undefined) return undefined;
+  if (!mayRecordUnder(parent)) return undefined;
   return canopyTracer().startSpan(name, { kind: SpanKind.INTERNAL, attributes }, parent);
 }
 

@@ -146,6 +146,21 @@ describe('with tracing on', () => {
     endSpan(b);
   });
 
+  it('starts no span under a caller the sampler dropped, and passes its unsampled context on', async () => {
+    const dropped = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00';
+    const incoming = new grpc.Metadata();
+    incoming.set('traceparent', dropped);
+    const served = startServerSpan('/canopy.v1.Search/Search', incoming, {})!;
+    expect(served.span.isRecording()).toBe(false);
+    expect(startChildSpan('engine.search', {}, served.context)).toBeUndefined();
+    const call = startClientCallSpan(ECHO, { [ATTR_ATTEMPT]: 'first' }, callParentOf(served.context))!;
+    expect(injectTraceCarrier(call)).toEqual({ traceparent: dropped });
+    endClientCallSpan(call, {});
+    endServerSpan(served);
+    await telemetry.forceFlush();
+    expect(exporter.getFinishedSpans()).toHaveLength(0);
+  });
+
   it('ends a cancelled attempt as CANCELLED without marking it an error', async () => {
     const scope = startClientCallSpan(ECHO, { [ATTR_ATTEMPT]: 'first' }, undefined);
     endClientCallSpan(scope, { cancelled: true });
