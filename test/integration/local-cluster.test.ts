@@ -13,6 +13,7 @@ import { CANOPY_BIN, runCanopy } from '../support/cli';
 
 const REPO_ROOT = path.resolve(__dirname, '../..');
 const UP_TIMEOUT_MS = 90_000;
+const STOP_TIMEOUT_MS = 20_000;
 
 /** A running `canopy up`, its stdout as printed so far. */
 class UpProcess {
@@ -59,8 +60,18 @@ class UpProcess {
     return match;
   }
 
-  kill(): void {
-    if (this.child.exitCode === null) this.child.kill('SIGKILL');
+  /**
+   * For afterAll: a graceful stop (SIGTERM: `up` stops what it started), SIGKILL if that
+   * takes too long, then SIGKILL for anything it printed that still runs (a killed `up`
+   * cannot stop its children, which run in their own process groups).
+   */
+  async stop(): Promise<void> {
+    if (this.child.exitCode === null && this.child.signalCode === null) {
+      this.child.kill('SIGTERM');
+      const timeout = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), STOP_TIMEOUT_MS));
+      if ((await Promise.race([this.exited, timeout])) === 'timeout') this.child.kill('SIGKILL');
+    }
+    for (const pid of this.printedPids.filter(alive)) process.kill(pid, 'SIGKILL');
   }
 }
 
@@ -111,8 +122,8 @@ describe('canopy up', () => {
   const started: UpProcess[] = [];
   const scratch = mkdtempSync(path.join(tmpdir(), 'canopy-up-test-'));
 
-  afterAll(() => {
-    for (const up of started) up.kill();
+  afterAll(async () => {
+    await Promise.all(started.map((up) => up.stop()));
     rmSync(scratch, { recursive: true, force: true });
   });
 
