@@ -19,6 +19,9 @@ const ENGINE_CODE_STATUS: Readonly<Record<string, grpc.status>> = {
   QUEUE_FULL: grpc.status.RESOURCE_EXHAUSTED,
 };
 
+/** Longest status details sent (UTF-8, percent-encoded, stays well under 16 KiB of trailer). */
+export const MAX_STATUS_DETAILS_CHARS = 1_000;
+
 export interface CanopyErrorOptions {
   readonly cause?: unknown;
   /** Defaults to true for UNAVAILABLE, RESOURCE_EXHAUSTED and ABORTED. */
@@ -70,9 +73,16 @@ export class CanopyError extends Error {
     return new CanopyError(grpc.status.INTERNAL, `internal error: ${message}`, { cause: err });
   }
 
-  /** What a grpc-js handler callback takes. */
+  /**
+   * What a grpc-js handler callback takes. Details travel in a trailer and
+   * messages may quote the request (an index name of 100 kB): past HTTP/2's
+   * header limits the trailer is never sent and the caller waits out its
+   * deadline, so details are cut to a bounded length.
+   */
   toStatus(): Partial<grpc.StatusObject> {
-    return { code: this.code, details: this.message };
+    const details =
+      this.message.length > MAX_STATUS_DETAILS_CHARS ? `${this.message.slice(0, MAX_STATUS_DETAILS_CHARS)}…` : this.message;
+    return { code: this.code, details };
   }
 
   get codeName(): string {
