@@ -68,6 +68,7 @@ class ForestSearch {
   }
 
   size_t run(SearchScratch<M>& s, const Node* query, size_t k, int64_t search_k, int32_t* ids, float* distances) const {
+    if (k == 0) return 0;  // nothing asked; rank() needs a non-empty heap to compare against
     if (search_k <= 0) search_k = static_cast<int64_t>(k) * static_cast<int64_t>(roots_.size());
     collect(s, M::v(query), static_cast<uint64_t>(search_k));
     return rank(s, query, k, ids, distances);
