@@ -3,6 +3,7 @@
 // one run names every one of them.
 import path from 'node:path';
 
+import type { Metric } from '../engine/metric';
 import { readIdsFile } from './ids-file';
 import { readManifest, verifyShard, type Manifest } from './manifest';
 import { PARTITIONER, shardOfId } from './partition';
@@ -13,8 +14,19 @@ export interface InspectResult {
   readonly problems: readonly string[];
 }
 
-/** Throws ManifestError if the manifest itself is unreadable or invalid. */
-export async function inspectVersion(dir: string): Promise<InspectResult> {
+/**
+ * Loads a forest file as a shard node would (the engine checks every node
+ * reference) and returns its item count; throws naming what is wrong. Given by
+ * the caller so that the build layer stays free of the engine.
+ */
+export type ForestCheck = (file: string, opts: { dim: number; metric: Metric }) => number;
+
+/**
+ * Throws ManifestError if the manifest itself is unreadable or invalid. With
+ * `checkForest`, each shard's forest is also loaded, so a file whose size and
+ * checksum match a manifest written for corrupt bytes is still caught.
+ */
+export async function inspectVersion(dir: string, checkForest?: ForestCheck): Promise<InspectResult> {
   const manifest = await readManifest(dir);
   const problems: string[] = [];
   if (manifest.partitioner !== PARTITIONER) {
@@ -24,15 +36,19 @@ export async function inspectVersion(dir: string): Promise<InspectResult> {
     problems.push(`the folder is named ${path.basename(path.resolve(dir))} but holds version ${manifest.version}`);
   }
   for (let shard = 0; shard < manifest.shardCount; shard++) {
-    const problem = await shardProblem(dir, manifest, shard);
+    const problem = await shardProblem(dir, manifest, shard, checkForest);
     if (problem !== undefined) problems.push(`shard ${shard}: ${problem}`);
   }
   return { manifest, problems };
 }
 
-async function shardProblem(dir: string, manifest: Manifest, shard: number): Promise<string | undefined> {
+async function shardProblem(dir: string, manifest: Manifest, shard: number, checkForest?: ForestCheck): Promise<string | undefined> {
   try {
-    const { entry, idsFile } = await verifyShard(dir, manifest, shard);
+    const { entry, file, idsFile } = await verifyShard(dir, manifest, shard);
+    if (checkForest !== undefined) {
+      const items = checkForest(file, { dim: manifest.dim, metric: manifest.metric });
+      if (items !== entry.items) return `${file} holds ${items} items, the manifest says ${entry.items}`;
+    }
     const ids = await readIdsFile(idsFile);
     if (ids.length !== entry.items) return `${idsFile} holds ${ids.length} ids, the manifest says ${entry.items} items`;
     if (manifest.partitioner !== PARTITIONER) return undefined;

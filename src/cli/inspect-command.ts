@@ -1,21 +1,31 @@
 // `canopy inspect DIR`: print a version folder's manifest and check every
-// file against it (presence, size, sha256, id count, ids on the right shard).
+// file against it (presence, size, sha256, id count, ids on the right shard,
+// each forest through the engine's load checks).
 import type { Command } from 'commander';
 
-import { inspectVersion } from '../build/inspect';
+import { type ForestCheck, inspectVersion } from '../build/inspect';
+import { Index } from '../engine/engine-index';
+
+/** The engine's load checks (sizes, node references, cycles) without touching every page. */
+const engineForestCheck: ForestCheck = (file, opts) => {
+  const index = Index.load(file, { ...opts, prefault: false });
+  const items = index.nItems;
+  index.unload();
+  return items;
+};
 
 export function registerInspectCommand(program: Command): void {
   program
     .command('inspect')
-    .description('print a version folder\'s manifest and verify every file\'s size and sha256; exits 1 naming what is wrong')
+    .description('print a version folder\'s manifest, verify every file\'s size and sha256 and load each forest; exits 1 naming what is wrong')
     .argument('<dir>', 'the version folder (holding manifest.json)')
     .action(async (dir: string) => {
-      const { manifest, problems } = await inspectVersion(dir);
+      const { manifest, problems } = await inspectVersion(dir, engineForestCheck);
       process.stdout.write(JSON.stringify(manifest, null, 2) + '\n');
       if (problems.length > 0) {
         throw new Error(`${dir} does not match its manifest:\n  ${problems.join('\n  ')}`);
       }
       const items = manifest.shards.reduce((sum, s) => sum + s.items, 0);
-      process.stdout.write(`ok: ${manifest.index}/${manifest.version}, ${items} items in ${manifest.shardCount} shards, every size and sha256 matches\n`);
+      process.stdout.write(`ok: ${manifest.index}/${manifest.version}, ${items} items in ${manifest.shardCount} shards, every size and sha256 matches, every forest loads\n`);
     });
 }

@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import { afterAll, expect, test } from 'vitest';
 
 import { runCanopy } from '../support/cli';
+import { buildFixture } from '../support/serving/fixture';
+import { gaussianVectors } from '../support/vectors';
 import { writeVersionFixture } from '../unit/build/version-fixture';
 
 const dir = mkdtempSync(join(tmpdir(), 'canopy-inspect-cli-'));
@@ -15,12 +17,14 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const ids = Array.from({ length: 50 }, (_, i) => `id-${i}`);
 
 test('a sound folder: manifest on stdout, exit 0', async () => {
-  const version = writeVersionFixture(dir, 'good', ids, 2);
+  // Built by the engine: inspect loads each forest, so the bytes must be a real one.
+  const opts = { metric: 'euclidean', shards: 2, trees: 2, index: 'fixture', version: 'good' } as const;
+  const version = (await buildFixture(dir, gaussianVectors(ids.length, 4, 1), opts)).dir;
   const result = await runCanopy(['inspect', version]);
   expect(result.stderr).toBe('');
   expect(result.code).toBe(0);
   expect(result.stdout).toContain('"version": "good"');
-  expect(result.stdout).toContain('ok: fixture/good, 50 items in 2 shards');
+  expect(result.stdout).toContain('ok: fixture/good, 50 items in 2 shards, every size and sha256 matches, every forest loads');
 });
 
 test('a file of the wrong size: exit 1 naming it', async () => {
