@@ -19,10 +19,10 @@ import {
   metrics,
   type ObservableGauge,
   type ObservableResult,
-  type UpDownCounter,
+  type ObservableUpDownCounter,
 } from '@opentelemetry/api';
 
-import { ATTR_INDEX, ATTR_INDEX_VERSION, ATTR_SHARD, ATTR_STATE } from './attributes';
+import { ATTR_INDEX, ATTR_INDEX_VERSION, ATTR_RPC_METHOD, ATTR_SHARD, ATTR_STATE } from './attributes';
 
 export const METER_NAME = 'canopy';
 
@@ -36,7 +36,7 @@ export const METRIC_RETRIES = 'canopy.router.retries';
 export const METRIC_HEDGES = 'canopy.router.hedges';
 /** Counter, {rpc.method}: answers returned with fewer shards than the index has. */
 export const METRIC_PARTIAL_ANSWERS = 'canopy.router.partial_answers';
-/** UpDownCounter, {rpc.method}: queries being served now (a batch counts its queries). */
+/** Observable UpDownCounter, {rpc.method}: queries being served now (a batch counts its queries); see inflightQueriesOf. */
 export const METRIC_INFLIGHT_QUERIES = 'canopy.inflight_queries';
 /** Observable gauge: searches waiting in the native search pool's queue. */
 export const METRIC_SEARCH_QUEUE_DEPTH = 'canopy.engine.search_queue.depth';
@@ -85,7 +85,6 @@ export interface CanopyInstruments {
   readonly retries: Counter;
   readonly hedges: Counter;
   readonly partialAnswers: Counter;
-  readonly inflightQueries: UpDownCounter;
 }
 
 interface InstrumentSet extends CanopyInstruments {
@@ -95,6 +94,7 @@ interface InstrumentSet extends CanopyInstruments {
   readonly indexLoadDuration: ObservableGauge;
   readonly indexVersionState: ObservableGauge;
   readonly etcdSessionState: ObservableGauge;
+  readonly inflightQueries: ObservableUpDownCounter;
 }
 
 let current: InstrumentSet | undefined;
@@ -115,6 +115,29 @@ export function isMetricsEnabled(): boolean {
 /** The instruments of the current global MeterProvider. Cheap: call it where you record. */
 export function canopyInstruments(): CanopyInstruments {
   return instrumentSet();
+}
+
+/** Queries of one method being served now: add when a call starts, subtract when it ends. */
+export interface InflightCell {
+  count: number;
+}
+
+// Kept as plain numbers and observed at collection, so a served call pays an
+// addition instead of two recordings; one cell per method, never removed.
+const inflightByMethod = new Map<string, { readonly cell: InflightCell; readonly attributes: Attributes }>();
+
+/** The in-flight count of `method` (canopy.inflight_queries); keep it and update it in place. */
+export function inflightQueriesOf(method: string): InflightCell {
+  let entry = inflightByMethod.get(method);
+  if (entry === undefined) {
+    entry = { cell: { count: 0 }, attributes: { [ATTR_RPC_METHOD]: method } };
+    inflightByMethod.set(method, entry);
+  }
+  return entry.cell;
+}
+
+function observeInflight(result: ObservableResult): void {
+  for (const { cell, attributes } of inflightByMethod.values()) result.observe(cell.count, attributes);
 }
 
 /**
@@ -200,6 +223,8 @@ function instrumentSet(): InstrumentSet {
 
 function createInstruments(provider: MeterProvider): InstrumentSet {
   const meter = provider.getMeter(METER_NAME);
+  const inflightQueries = meter.createObservableUpDownCounter(METRIC_INFLIGHT_QUERIES, { unit: '{query}', description: 'Queries being served' });
+  inflightQueries.addCallback(observeInflight);
   const latency = (name: string, description: string): Histogram =>
     meter.createHistogram(name, { unit: 'ms', description, advice: { explicitBucketBoundaries: [...LATENCY_BUCKETS_MS] } });
   return {
@@ -209,11 +234,11 @@ function createInstruments(provider: MeterProvider): InstrumentSet {
     retries: meter.createCounter(METRIC_RETRIES, { unit: '{call}', description: 'Shard calls retried after a retryable failure' }),
     hedges: meter.createCounter(METRIC_HEDGES, { unit: '{call}', description: 'Hedged shard calls sent to a second replica' }),
     partialAnswers: meter.createCounter(METRIC_PARTIAL_ANSWERS, { unit: '{answer}', description: 'Answers missing one or more shards' }),
-    inflightQueries: meter.createUpDownCounter(METRIC_INFLIGHT_QUERIES, { unit: '{query}', description: 'Queries being served' }),
     searchQueueDepth: meter.createObservableGauge(METRIC_SEARCH_QUEUE_DEPTH, { unit: '{search}', description: 'Searches queued in the native search pool' }),
     indexItems: meter.createObservableGauge(METRIC_INDEX_ITEMS, { unit: '{item}', description: "Items in this node's shard of an index version" }),
     indexLoadDuration: meter.createObservableGauge(METRIC_INDEX_LOAD_DURATION, { unit: 'ms', description: 'Time loading an index version took' }),
     indexVersionState: meter.createObservableGauge(METRIC_INDEX_VERSION_STATE, { description: 'Index version state on this node (1 = current state)' }),
     etcdSessionState: meter.createObservableGauge(METRIC_ETCD_SESSION_STATE, { description: 'etcd session state of this node (1 = current state)' }),
+    inflightQueries,
   };
 }

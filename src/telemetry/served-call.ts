@@ -8,7 +8,7 @@ import type { Attributes, Context } from '@opentelemetry/api';
 
 import { ATTR_BATCH_QUERIES, ATTR_RPC_GRPC_STATUS_CODE, ATTR_RPC_METHOD } from './attributes';
 import { endServerSpan, grpcStatusOf, type SpanScope, startServerSpan, type TraceCarrier } from './grpc-context';
-import { canopyInstruments, isMetricsEnabled } from './instruments';
+import { canopyInstruments, type InflightCell, inflightQueriesOf, isMetricsEnabled } from './instruments';
 import { type LogTraceFields, traceFieldsOf } from './log-trace-context';
 import { isTracingEnabled } from './spans';
 
@@ -30,7 +30,7 @@ export function startServedCall(service: string, method: string, carrier: Metada
   const metrics = isMetricsEnabled();
   if (!metrics && !isTracingEnabled()) return undefined;
   const scope = startServerSpan(`${service}/${method}`, carrier, queries > 1 ? { [ATTR_BATCH_QUERIES]: queries } : {});
-  return new RecordedCall(method, scope, metrics ? queries : 0, metrics ? performance.now() : undefined);
+  return new RecordedCall(method, scope, metrics && queries > 0 ? inflightQueriesOf(method) : undefined, queries, metrics ? performance.now() : undefined);
 }
 
 class RecordedCall implements ServedCall {
@@ -39,13 +39,14 @@ class RecordedCall implements ServedCall {
   constructor(
     private readonly method: string,
     private readonly scope: SpanScope | undefined,
-    /** Queries counted in flight (0 while metrics are off). */
-    private readonly inflight: number,
+    /** Where the call's queries are counted in flight; undefined while metrics are off. */
+    private readonly inflight: InflightCell | undefined,
+    private readonly queries: number,
     /** performance.now() at start; undefined while metrics are off. */
     private readonly startedMs: number | undefined,
   ) {
     this.parent = scope?.context;
-    if (inflight > 0) canopyInstruments().inflightQueries.add(inflight, methodAttributes(method));
+    if (inflight !== undefined) inflight.count += queries;
   }
 
   logFields(): LogTraceFields {
@@ -55,26 +56,15 @@ class RecordedCall implements ServedCall {
   end(error?: unknown): void {
     endServerSpan(this.scope, error);
     if (this.startedMs === undefined) return;
-    const instruments = canopyInstruments();
-    if (this.inflight > 0) instruments.inflightQueries.add(-this.inflight, methodAttributes(this.method));
+    if (this.inflight !== undefined) this.inflight.count -= this.queries;
     const code = error === undefined ? 0 : grpcStatusOf(error);
-    instruments.rpcServerDuration.record(performance.now() - this.startedMs, statusAttributes(this.method, code));
+    canopyInstruments().rpcServerDuration.record(performance.now() - this.startedMs, statusAttributes(this.method, code));
   }
 }
 
-// Attribute sets are made once per method (and status) and reused: recording
+// Attribute sets are made once per method and status and reused: recording
 // then allocates nothing of its own.
-const byMethod = new Map<string, Attributes>();
 const byMethodStatus = new Map<string, Attributes[]>();
-
-function methodAttributes(method: string): Attributes {
-  let attributes = byMethod.get(method);
-  if (attributes === undefined) {
-    attributes = { [ATTR_RPC_METHOD]: method };
-    byMethod.set(method, attributes);
-  }
-  return attributes;
-}
 
 function statusAttributes(method: string, code: number): Attributes {
   let perCode = byMethodStatus.get(method);

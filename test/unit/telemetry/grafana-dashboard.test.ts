@@ -15,7 +15,7 @@ import {
   ATTR_RPC_METHOD,
   ATTR_SHARD,
 } from '../../../src/telemetry/attributes';
-import { canopyInstruments, observeEtcdSession, observeIndexVersions, observeSearchQueueDepth } from '../../../src/telemetry/instruments';
+import { canopyInstruments, inflightQueriesOf, observeEtcdSession, observeIndexVersions, observeSearchQueueDepth } from '../../../src/telemetry/instruments';
 import { startTelemetry, type Telemetry } from '../../../src/telemetry/telemetry';
 import { CHART_DIR, findHelm, renderChart } from '../../support/helm/chart';
 import type { Manifest } from '../../support/helm/manifests';
@@ -77,7 +77,7 @@ describe('Grafana dashboard queries', () => {
     instruments.retries.add(1, { [ATTR_SHARD]: 0 });
     instruments.hedges.add(1, { [ATTR_SHARD]: 0 });
     instruments.partialAnswers.add(1, method);
-    instruments.inflightQueries.add(1, method);
+    inflightQueriesOf('Search').count += 1;
     observeSearchQueueDepth(() => 0);
     observeIndexVersions(() => [{ index: 'items', version: 'v1', shard: 0, state: 'ready', items: 10, loadDurationMs: 5 }]);
     observeEtcdSession(() => 'registered');

@@ -8,6 +8,7 @@ import { ATTR_RPC_GRPC_STATUS_CODE, ATTR_RPC_METHOD, ATTR_SHARD } from '../../..
 import {
   canopyInstruments,
   type IndexVersionReading,
+  inflightQueriesOf,
   observeIndexVersions,
   observeSearchQueueDepth,
 } from '../../../src/telemetry/instruments';
@@ -40,8 +41,9 @@ describe('Prometheus scrape endpoint', () => {
     instruments.rpcServerDuration.record(0.8, search);
     instruments.rpcServerDuration.record(30, search);
     instruments.retries.add(1, { [ATTR_SHARD]: 2 });
-    instruments.inflightQueries.add(3, { [ATTR_RPC_METHOD]: 'Search' });
-    instruments.inflightQueries.add(-1, { [ATTR_RPC_METHOD]: 'Search' });
+    const inflight = inflightQueriesOf('Search');
+    inflight.count += 3;
+    inflight.count -= 1;
     samples = await scrape(port);
     expect(sampleValue(samples, 'canopy_rpc_server_duration_count', { rpc_method: 'Search' })).toBe(3);
     expect(sampleValue(samples, 'canopy_rpc_server_duration_sum', { rpc_method: 'Search' })).toBeCloseTo(31.2);
