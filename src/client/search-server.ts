@@ -95,6 +95,8 @@ export type CallErrorLogger = (err: CanopyError, method: string, trace: LogTrace
 export type QueryCounter<Req> = (request: Req) => number;
 
 const NO_TRACE: LogTraceFields = {};
+/** rpc.method of one BatchSearchStream message in metrics, spans and logs. */
+const STREAM_METHOD = 'BatchSearchStream';
 
 /**
  * A grpc-js unary handler from an async function: whatever it throws is
@@ -213,5 +215,3 @@ export function batchStreamHandler(
     call.on('cancelled', () => drain.delete(end));
   };
 }
-
-const STREAM_METHOD = 'BatchSearchStream';
