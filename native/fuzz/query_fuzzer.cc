@@ -3,7 +3,7 @@
 // Input: byte 0 picks the metric, then k (uint32, as the binding accepts up to 2^31-1 and the wire
 // up to 2^32-1), search_k (int64, any sign), an item id (int32, any value) and the query's floats
 // (NaN, infinities and denormals included; missing floats read as zero). Searches by vector and by
-// item run; only canopy::Error may escape.
+// item, get_item and get_distance run; only canopy::Error may escape.
 #include <memory>
 #include <vector>
 
@@ -63,6 +63,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   try {
     forest->search_item(item, k, search_k, ids.data(), distances.data());
+    forest->get_item(item, query.data());
+    forest->get_distance(item, static_cast<int32_t>(k % kItems));
   } catch (const canopy::Error&) {
     // an item outside the index: refused by design
   }

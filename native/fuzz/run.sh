@@ -9,6 +9,12 @@ seconds="${1:-60}"
 CXX="${CXX:-clang++}"
 out=bin
 mkdir -p "$out/obj" "$out/crashes"
+# clang's libFuzzer runtime is a separate Debian package that apt installs only as a recommendation.
+if ! echo 'extern "C" int LLVMFuzzerTestOneInput(const unsigned char*, unsigned long) { return 0; }' |
+  "$CXX" -x c++ -fsanitize=fuzzer - -o "$out/probe" 2>/dev/null; then
+  echo "native/fuzz: $CXX cannot link -fsanitize=fuzzer; install the libFuzzer runtime (Debian: libclang-rt-14-dev)" >&2
+  exit 2
+fi
 flags=(-std=c++17 -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all -I../src)
 
 # The core is instrumented for coverage once and linked into each target.
