@@ -14,7 +14,7 @@ import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { CanopyClient } from '../../src/client/canopy-client';
-import { searchClientConstructor } from '../../src/client/contract';
+import { type BatchSearchReply, searchClientConstructor, searchServiceDefinition } from '../../src/client/contract';
 import { bruteForceTopK } from '../support/brute-force';
 import { freePort } from '../support/free-port';
 import { row } from '../support/matrix';
@@ -64,6 +64,9 @@ function protoClient(address: string): RawClient {
   return new Ctor(address, grpc.credentials.createInsecure()) as unknown as RawClient;
 }
 
+const decodeReply = (bytes: Buffer): BatchSearchReply =>
+  (searchServiceDefinition().BatchSearchStream!.responseDeserialize as (b: Buffer) => BatchSearchReply)(bytes);
+
 interface Outcome {
   readonly code: grpc.status;
   readonly details: string;
@@ -77,14 +80,15 @@ function unary(client: RawClient, method: string, request: unknown, deadlineMs =
   });
 }
 
-/** Writes messages on one BatchSearchStream and resolves with how the call ended. */
-function streamOutcome(client: RawClient, messages: unknown[]): Promise<Outcome> {
+/** Writes messages on one BatchSearchStream and resolves with how the call ended and the replies it got. */
+function streamOutcome(client: RawClient, messages: unknown[]): Promise<Outcome & { replies: unknown[] }> {
   return new Promise((resolve) => {
+    const replies: unknown[] = [];
     const call = client.BatchSearchStream!({ deadline: Date.now() + CALL_DEADLINE_MS }) as grpc.ClientDuplexStream<unknown, unknown>;
-    call.on('data', () => {});
-    call.on('error', (err: grpc.ServiceError) => resolve({ code: err.code, details: err.details }));
+    call.on('data', (reply: unknown) => replies.push(reply));
+    call.on('error', (err: grpc.ServiceError) => resolve({ code: err.code, details: err.details, replies }));
     call.on('status', (s: grpc.StatusObject) => {
-      if (s.code === grpc.status.OK) resolve({ code: s.code, details: s.details });
+      if (s.code === grpc.status.OK) resolve({ code: s.code, details: s.details, replies });
     });
     for (const m of messages) call.write(m);
     call.end();
@@ -219,16 +223,31 @@ describe('hostile requests against a shard node and a router', () => {
 
   it('gives random bytes on every method a deliberate status and keeps answering', async () => {
     const rng = new SeededRandom(17);
-    const randomBytes = (): Buffer => Buffer.from(Array.from({ length: 1 + rng.below(200) }, () => rng.below(256)));
+    const randomBytes = (maxBytes = 200): Buffer => Buffer.from(Array.from({ length: 1 + rng.below(maxBytes) }, () => rng.below(256)));
+    // A well-formed envelope (id 1) whose batch names the served index and holds one query of random
+    // bytes: gets past decoding and index lookup more often than plain random bytes, so the handler
+    // sees odd queries. Lengths stay below 128 (one-byte varints).
+    const envelopeOfRandomQuery = (): Buffer => {
+      const query = randomBytes(100);
+      const index = Buffer.from(fixture.index);
+      const batch = Buffer.concat([Buffer.from([0x0a, index.length]), index, Buffer.from([0x12, query.length]), query]);
+      return Buffer.concat([Buffer.from([0x08, 0x01, 0x12, batch.length]), batch]);
+    };
     // Random bytes that happen to decode are requests with odd fields: refused, or (rarely) answered.
     const allowed = [grpc.status.OK, grpc.status.INVALID_ARGUMENT, grpc.status.NOT_FOUND, grpc.status.OUT_OF_RANGE, grpc.status.FAILED_PRECONDITION];
     for (const t of targets) {
       for (const method of UNARY_METHODS) {
         await bounded(200, async () => expectDeliberate(await unary(t.raw, method, randomBytes()), allowed, `${t.name} ${method}`));
       }
-      await bounded(200, async () =>
-        expectDeliberate(await streamOutcome(t.raw, [randomBytes(), randomBytes()]), allowed, `${t.name} BatchSearchStream`),
-      );
+      await bounded(200, async (i) => {
+        const o = await streamOutcome(t.raw, i % 2 === 0 ? [randomBytes(), randomBytes()] : [envelopeOfRandomQuery(), envelopeOfRandomQuery()]);
+        expectDeliberate(o, allowed, `${t.name} BatchSearchStream`);
+        // Envelopes that decoded were answered on the stream: each reply must carry a deliberate status too.
+        for (const bytes of o.replies) {
+          const reply = decodeReply(bytes as Buffer);
+          expectDeliberate({ code: reply.code, details: reply.message }, allowed, `${t.name} BatchSearchStream reply`);
+        }
+      });
     }
     await expectHealthy();
   });
@@ -284,6 +303,9 @@ describe('hostile requests against a shard node and a router', () => {
         { id: 1, batch: { index: fixture.index, queries: [validRequest({ k: 2 ** 32 - 1 })] }, timeoutMs: 0 },
       ]);
       expect(o.code, `${t.name} stream with a bad batch ends cleanly`).toBe(grpc.status.OK);
+      expect(o.replies, t.name).toEqual([
+        expect.objectContaining({ id: 1, code: grpc.status.INVALID_ARGUMENT, message: expect.stringMatching(/k must be between 1 and \d+, got 4294967295/) }),
+      ]);
     }
     await expectHealthy();
   });
