@@ -4,8 +4,9 @@ import type { Command } from 'commander';
 import { CanopyClient } from '../client/canopy-client';
 import { CanopyError } from '../client/canopy-error';
 import { positiveInt } from './serve-process';
+import { addClientTlsFlags, clientTlsFromFlags, type TlsFlags } from './tls-flags';
 
-interface QueryFlags {
+interface QueryFlags extends TlsFlags {
   readonly target: string;
   readonly index: string;
   readonly vector?: string;
@@ -20,7 +21,7 @@ interface QueryFlags {
 const DEFAULT_QUERY_K = 10;
 
 export function registerQueryCommand(program: Command): void {
-  program
+  const command = program
     .command('query')
     .description('search a router or shard node and print the answer as JSON')
     .requiredOption('--target <host:port>', 'router or shard node address')
@@ -31,30 +32,31 @@ export function registerQueryCommand(program: Command): void {
     .option('--search-k <n>', 'nodes to inspect per shard (default n_trees * k)', positiveInt('--search-k'))
     .option('--exclude <id...>', 'ids to leave out of the answer', [])
     .option('--min-shards <n>', 'shards that must answer (default all)', positiveInt('--min-shards'))
-    .option('--deadline-ms <ms>', 'deadline of the call', positiveInt('--deadline-ms'))
-    .action(async (flags: QueryFlags) => {
-      if ((flags.vector === undefined) === (flags.item === undefined)) throw new Error('give exactly one of --vector and --item');
-      const client = new CanopyClient({ target: flags.target });
-      const options = {
-        k: flags.k,
-        searchK: flags.searchK,
-        excludeIds: flags.exclude,
-        minShards: flags.minShards,
-        deadlineMs: flags.deadlineMs,
-      };
-      try {
-        const answer =
-          flags.item !== undefined
-            ? await client.searchByItem(flags.index, flags.item, options)
-            : await client.search(flags.index, parseVector(flags.vector!), options);
-        process.stdout.write(`${JSON.stringify(answer, null, 2)}\n`);
-      } catch (err) {
-        const error = CanopyError.from(err);
-        throw new Error(`${error.codeName}: ${error.message}`, { cause: err });
-      } finally {
-        client.close();
-      }
-    });
+    .option('--deadline-ms <ms>', 'deadline of the call', positiveInt('--deadline-ms'));
+  addClientTlsFlags(command);
+  command.action(async (flags: QueryFlags) => {
+    if ((flags.vector === undefined) === (flags.item === undefined)) throw new Error('give exactly one of --vector and --item');
+    const client = new CanopyClient({ target: flags.target, tls: clientTlsFromFlags(flags) });
+    const options = {
+      k: flags.k,
+      searchK: flags.searchK,
+      excludeIds: flags.exclude,
+      minShards: flags.minShards,
+      deadlineMs: flags.deadlineMs,
+    };
+    try {
+      const answer =
+        flags.item !== undefined
+          ? await client.searchByItem(flags.index, flags.item, options)
+          : await client.search(flags.index, parseVector(flags.vector!), options);
+      process.stdout.write(`${JSON.stringify(answer, null, 2)}\n`);
+    } catch (err) {
+      const error = CanopyError.from(err);
+      throw new Error(`${error.codeName}: ${error.message}`, { cause: err });
+    } finally {
+      client.close();
+    }
+  });
 }
 
 function parseVector(json: string): number[] {

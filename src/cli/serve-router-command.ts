@@ -7,12 +7,15 @@ import cluster from 'node:cluster';
 import type { Command } from 'commander';
 import type { Logger } from 'pino';
 
+import { DEFAULT_MAX_BATCH_QUERIES, DEFAULT_MAX_K, DEFAULT_MAX_SEARCH_K } from '../client/query';
+import { DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_RECEIVE_MESSAGE_BYTES } from '../client/search-server';
 import { createEtcdClient } from '../registry/etcd-client';
 import { ClusterKeys } from '../registry/keys';
-import { Router, type RouterRegistryOptions } from '../router/router';
+import { DEFAULT_DEADLINE_MS, DEFAULT_MAX_DEADLINE_MS, Router, type RouterRegistryOptions } from '../router/router';
 import { createLogger, defaultLogLevel, positiveInt, startProcessTelemetry, stopOnSignals, stopTelemetry } from './serve-process';
+import { addEtcdSecurityFlags, addServerTlsFlags, type EtcdSecurityFlags, etcdSecurityFromFlags, serverTlsFromFlags, type TlsFlags } from './tls-flags';
 
-interface RouterFlags {
+interface RouterFlags extends TlsFlags, EtcdSecurityFlags {
   readonly listen: string;
   readonly backend: string[];
   readonly etcd?: string;
@@ -21,8 +24,12 @@ interface RouterFlags {
   readonly controller: boolean;
   readonly workers: number;
   readonly defaultDeadlineMs?: number;
+  readonly maxDeadlineMs?: number;
   readonly maxK?: number;
   readonly maxBatchQueries?: number;
+  readonly maxSearchK?: number;
+  readonly maxMessageBytes?: number;
+  readonly maxConcurrentStreams?: number;
   readonly coalesce: boolean;
   readonly coalesceMaxBatchQueries?: number;
   readonly maxInFlightBatchesPerReplica?: number;
@@ -38,7 +45,7 @@ export const DEFAULT_ROUTER_WORKERS = 1;
 const MIN_WORKER_LIFETIME_MS = 2_000;
 
 export function registerServeRouterCommand(serve: Command): void {
-  serve
+  const command = serve
     .command('router')
     .description('serve a router that fans queries out to shard nodes and merges their answers')
     .requiredOption('--listen <host:port>', 'address to listen on')
@@ -48,56 +55,69 @@ export function registerServeRouterCommand(serve: Command): void {
     .option('--min-ready <n>', 'registry mode: ready replicas every shard needs before a new version becomes active', positiveInt('--min-ready'))
     .option('--no-controller', 'registry mode: leave flipping active versions to other routers')
     .option('--workers <n>', 'processes sharing the port', positiveInt('--workers'), DEFAULT_ROUTER_WORKERS)
-    .option('--default-deadline-ms <ms>', 'deadline of a request that brings none', positiveInt('--default-deadline-ms'))
-    .option('--max-k <n>', 'largest k accepted', positiveInt('--max-k'))
-    .option('--max-batch-queries <n>', 'most queries in one BatchSearch', positiveInt('--max-batch-queries'))
+    .option('--default-deadline-ms <ms>', `deadline of a request that brings none (default ${DEFAULT_DEADLINE_MS})`, positiveInt('--default-deadline-ms'))
+    .option('--max-deadline-ms <ms>', `longer deadlines callers ask for are cut to this (default ${DEFAULT_MAX_DEADLINE_MS})`, positiveInt('--max-deadline-ms'))
+    .option('--max-k <n>', `largest k accepted (default ${DEFAULT_MAX_K})`, positiveInt('--max-k'))
+    .option('--max-batch-queries <n>', `most queries in one BatchSearch (default ${DEFAULT_MAX_BATCH_QUERIES})`, positiveInt('--max-batch-queries'))
+    .option('--max-search-k <n>', `largest search_k accepted (default ${DEFAULT_MAX_SEARCH_K})`, positiveInt('--max-search-k'))
+    .option('--max-message-bytes <n>', `largest request message accepted (default ${DEFAULT_MAX_RECEIVE_MESSAGE_BYTES})`, positiveInt('--max-message-bytes'))
+    .option('--max-concurrent-streams <n>', `calls one connection may have open at once (default ${DEFAULT_MAX_CONCURRENT_STREAMS})`, positiveInt('--max-concurrent-streams'))
     .option('--no-coalesce', 'send one call per query per shard instead of coalescing into BatchSearch')
     .option('--coalesce-max-batch-queries <n>', 'most queries in one coalesced shard call', positiveInt('--coalesce-max-batch-queries'))
     .option('--max-in-flight-batches-per-replica <n>', 'coalesced calls out at once per replica; more queries wait and join the next call', positiveInt('--max-in-flight-batches-per-replica'))
     .option('--no-hedging', 'do not send hedged requests to a second replica')
     .option('--log-level <level>', 'pino log level (default: $CANOPY_LOG_LEVEL, else info)', defaultLogLevel())
-    .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (one worker only)')
-    .action(async (flags: RouterFlags) => {
-      if ((flags.backend.length > 0) === (flags.etcd !== undefined)) {
-        throw new Error('give either --backend (static shard nodes) or --etcd (the cluster in etcd)');
-      }
-      // Workers would share the port and each scrape would see one worker's counters only.
-      if (flags.metricsListen !== undefined && flags.workers > 1) {
-        throw new Error('--metrics-listen serves one process\'s metrics: use it with --workers 1 (run more router replicas instead)');
-      }
-      const backends = flags.etcd === undefined ? parseBackends(flags.backend) : undefined;
-      const log = createLogger('router', flags.logLevel);
-      if (flags.workers > 1 && cluster.isPrimary) {
-        superviseWorkers(flags.workers, log);
-        return;
-      }
-      const telemetry = await startProcessTelemetry(ROUTER_SERVICE_NAME, flags.metricsListen, log);
-      const router = new Router(
-        {
-          listen: flags.listen,
-          backends,
-          registry: flags.etcd === undefined ? undefined : registryOptions(flags.etcd, flags),
-          defaultDeadlineMs: flags.defaultDeadlineMs,
-          maxK: flags.maxK,
-          maxBatchQueries: flags.maxBatchQueries,
-          coalesce: flags.coalesce,
-          coalesceMaxBatchQueries: flags.coalesceMaxBatchQueries,
-          maxInFlightBatchesPerReplica: flags.maxInFlightBatchesPerReplica,
-          hedging: flags.hedging,
-        },
-        log,
-      );
-      stopOnSignals(async () => {
-        await router.close();
-        await stopTelemetry(telemetry, log);
-      }, log);
-      await router.start();
-    });
+    .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (one worker only)');
+  addServerTlsFlags(command, true);
+  addEtcdSecurityFlags(command);
+  command.action(async (flags: RouterFlags) => {
+    if ((flags.backend.length > 0) === (flags.etcd !== undefined)) {
+      throw new Error('give either --backend (static shard nodes) or --etcd (the cluster in etcd)');
+    }
+    // Workers would share the port and each scrape would see one worker's counters only.
+    if (flags.metricsListen !== undefined && flags.workers > 1) {
+      throw new Error('--metrics-listen serves one process\'s metrics: use it with --workers 1 (run more router replicas instead)');
+    }
+    const backends = flags.etcd === undefined ? parseBackends(flags.backend) : undefined;
+    const tls = serverTlsFromFlags(flags);
+    const log = createLogger('router', flags.logLevel);
+    if (flags.workers > 1 && cluster.isPrimary) {
+      superviseWorkers(flags.workers, log);
+      return;
+    }
+    const telemetry = await startProcessTelemetry(ROUTER_SERVICE_NAME, flags.metricsListen, log);
+    const router = new Router(
+      {
+        listen: flags.listen,
+        backends,
+        registry: flags.etcd === undefined ? undefined : registryOptions(flags.etcd, flags),
+        defaultDeadlineMs: flags.defaultDeadlineMs,
+        maxDeadlineMs: flags.maxDeadlineMs,
+        maxK: flags.maxK,
+        maxBatchQueries: flags.maxBatchQueries,
+        maxSearchK: flags.maxSearchK,
+        maxReceiveMessageBytes: flags.maxMessageBytes,
+        maxConcurrentStreams: flags.maxConcurrentStreams,
+        tls,
+        backendTls: tls,
+        coalesce: flags.coalesce,
+        coalesceMaxBatchQueries: flags.coalesceMaxBatchQueries,
+        maxInFlightBatchesPerReplica: flags.maxInFlightBatchesPerReplica,
+        hedging: flags.hedging,
+      },
+      log,
+    );
+    stopOnSignals(async () => {
+      await router.close();
+      await stopTelemetry(telemetry, log);
+    }, log);
+    await router.start();
+  });
 }
 
 function registryOptions(etcd: string, flags: RouterFlags): RouterRegistryOptions {
   return {
-    etcd: createEtcdClient({ endpoints: etcd }),
+    etcd: createEtcdClient({ endpoints: etcd, ...etcdSecurityFromFlags(flags) }),
     keys: new ClusterKeys(flags.cluster),
     controller: flags.controller,
     minReadyReplicas: flags.minReady,

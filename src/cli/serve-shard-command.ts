@@ -4,8 +4,10 @@ import os from 'node:os';
 
 import type { Command } from 'commander';
 
+import { DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_RECEIVE_MESSAGE_BYTES } from '../client/search-server';
+import { DEFAULT_MAX_BATCH_QUERIES, DEFAULT_MAX_K, DEFAULT_MAX_SEARCH_K } from '../client/query';
 import { Index } from '../engine/engine-index';
-import { searchPoolStats } from '../engine/search-pool';
+import { configureSearchPool, searchPoolStats } from '../engine/search-pool';
 import { createEtcdClient } from '../registry/etcd-client';
 import { ClusterKeys } from '../registry/keys';
 import { ShardNode } from '../shard/shard-node';
@@ -19,8 +21,9 @@ import {
   stopOnSignals,
   stopTelemetry,
 } from './serve-process';
+import { addEtcdSecurityFlags, addServerTlsFlags, type EtcdSecurityFlags, etcdSecurityFromFlags, serverTlsFromFlags, type TlsFlags } from './tls-flags';
 
-interface ShardFlags {
+interface ShardFlags extends TlsFlags, EtcdSecurityFlags {
   readonly manifest?: string;
   readonly etcd?: string;
   readonly cluster: string;
@@ -31,6 +34,11 @@ interface ShardFlags {
   readonly listen: string;
   readonly maxK?: number;
   readonly maxBatchQueries?: number;
+  readonly maxSearchK?: number;
+  readonly maxMessageBytes?: number;
+  readonly maxConcurrentStreams?: number;
+  readonly maxQueuedSearches?: number;
+  readonly searchThreads?: number;
   readonly verify: boolean;
   readonly prefault: boolean;
   readonly drainTimeoutMs?: number;
@@ -43,8 +51,16 @@ interface ShardFlags {
 /** service.name of a shard node's telemetry, unless OTEL_SERVICE_NAME says otherwise. */
 export const SHARD_SERVICE_NAME = 'canopy-shard';
 
+/**
+ * Searches the engine holds waiting per search thread (a batch counts one per
+ * slice) before it refuses more with RESOURCE_EXHAUSTED: enough to keep every
+ * thread busy between a router's coalesced calls, few enough that a query
+ * never waits behind more than a few batches' worth of work.
+ */
+export const DEFAULT_QUEUED_SEARCHES_PER_THREAD = 64;
+
 export function registerServeShardCommand(serve: Command): void {
-  serve
+  const command = serve
     .command('shard')
     .description('serve one shard of an index: of a version folder (--manifest), or of what etcd targets (--etcd)')
     .option('--manifest <dir>', 'static mode: the version folder (holds manifest.json)')
@@ -55,42 +71,59 @@ export function registerServeShardCommand(serve: Command): void {
     .option('--advertise <host:port>', 'registry mode: the address routers call (default: --listen, unless it is 0.0.0.0)')
     .requiredOption('--shard <n>', 'shard number (0-based)', nonNegativeInt('--shard'))
     .requiredOption('--listen <host:port>', 'address to listen on')
-    .option('--max-k <n>', 'largest k accepted', positiveInt('--max-k'))
-    .option('--max-batch-queries <n>', 'most queries in one BatchSearch', positiveInt('--max-batch-queries'))
+    .option('--max-k <n>', `largest k accepted (default ${DEFAULT_MAX_K})`, positiveInt('--max-k'))
+    .option('--max-batch-queries <n>', `most queries in one BatchSearch (default ${DEFAULT_MAX_BATCH_QUERIES})`, positiveInt('--max-batch-queries'))
+    .option('--max-search-k <n>', `largest search_k accepted (default ${DEFAULT_MAX_SEARCH_K})`, positiveInt('--max-search-k'))
+    .option('--max-message-bytes <n>', `largest request message accepted (default ${DEFAULT_MAX_RECEIVE_MESSAGE_BYTES})`, positiveInt('--max-message-bytes'))
+    .option('--max-concurrent-streams <n>', `calls one connection may have open at once (default ${DEFAULT_MAX_CONCURRENT_STREAMS})`, positiveInt('--max-concurrent-streams'))
+    .option('--search-threads <n>', 'engine search threads (default: the number of cores)', positiveInt('--search-threads'))
+    .option(
+      '--max-queued-searches <n>',
+      `searches waiting for an engine thread beyond which calls are refused at once with RESOURCE_EXHAUSTED (default ${DEFAULT_QUEUED_SEARCHES_PER_THREAD} x search threads)`,
+      positiveInt('--max-queued-searches'),
+    )
     .option('--no-verify', 'skip the sha256 check of the shard files at load')
     .option('--no-prefault', 'do not read the forest into memory at load')
     .option('--drain-timeout-ms <ms>', 'on SIGTERM, how long in-flight queries may take to finish', positiveInt('--drain-timeout-ms'))
     .option('--unload-grace-ms <ms>', 'how long a version that is neither active nor target stays loaded', nonNegativeInt('--unload-grace-ms'))
     .option('--lease-ttl-seconds <s>', 'how long etcd keeps this node\'s key after it stops renewing', positiveInt('--lease-ttl-seconds'))
     .option('--log-level <level>', 'pino log level (default: $CANOPY_LOG_LEVEL, else info)', defaultLogLevel())
-    .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
-    .action(async (flags: ShardFlags) => {
-      const log = createLogger('shard', flags.logLevel);
-      const telemetry = await startProcessTelemetry(SHARD_SERVICE_NAME, flags.metricsListen, log);
-      const node = new ShardNode(
-        {
-          manifestDir: flags.manifest,
-          registry: flags.etcd === undefined ? undefined : registryOptions(flags),
-          shard: flags.shard,
-          listen: flags.listen,
-          maxK: flags.maxK,
-          maxBatchQueries: flags.maxBatchQueries,
-          verifyChecksums: flags.verify,
-          prefault: flags.prefault,
-          shutdownGraceMs: flags.drainTimeoutMs,
-        },
-        (file, opts) => Index.load(file, opts),
-        log,
-      );
-      observeSearchQueueDepth(() => searchPoolStats().queued);
-      observeIndexVersions(() => node.versionReadings());
-      if (flags.etcd !== undefined) observeEtcdSession(() => node.etcdSessionState ?? 'unregistered');
-      stopOnSignals(async () => {
-        await node.close();
-        await stopTelemetry(telemetry, log);
-      }, log);
-      await node.start();
-    });
+    .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics');
+  addServerTlsFlags(command);
+  addEtcdSecurityFlags(command);
+  command.action(async (flags: ShardFlags) => {
+    const log = createLogger('shard', flags.logLevel);
+    const threads = flags.searchThreads ?? os.availableParallelism();
+    configureSearchPool({ threads, maxQueue: flags.maxQueuedSearches ?? DEFAULT_QUEUED_SEARCHES_PER_THREAD * threads });
+    const telemetry = await startProcessTelemetry(SHARD_SERVICE_NAME, flags.metricsListen, log);
+    const node = new ShardNode(
+      {
+        manifestDir: flags.manifest,
+        registry: flags.etcd === undefined ? undefined : registryOptions(flags),
+        shard: flags.shard,
+        listen: flags.listen,
+        maxK: flags.maxK,
+        maxBatchQueries: flags.maxBatchQueries,
+        maxSearchK: flags.maxSearchK,
+        maxReceiveMessageBytes: flags.maxMessageBytes,
+        maxConcurrentStreams: flags.maxConcurrentStreams,
+        tls: serverTlsFromFlags(flags),
+        verifyChecksums: flags.verify,
+        prefault: flags.prefault,
+        shutdownGraceMs: flags.drainTimeoutMs,
+      },
+      (file, opts) => Index.load(file, opts),
+      log,
+    );
+    observeSearchQueueDepth(() => searchPoolStats().queued);
+    observeIndexVersions(() => node.versionReadings());
+    if (flags.etcd !== undefined) observeEtcdSession(() => node.etcdSessionState ?? 'unregistered');
+    stopOnSignals(async () => {
+      await node.close();
+      await stopTelemetry(telemetry, log);
+    }, log);
+    await node.start();
+  });
 }
 
 function registryOptions(flags: ShardFlags) {
@@ -100,7 +133,7 @@ function registryOptions(flags: ShardFlags) {
     throw new Error(`--advertise is required when listening on ${flags.listen}: routers need an address they can call`);
   }
   return {
-    etcd: createEtcdClient({ endpoints: flags.etcd! }),
+    etcd: createEtcdClient({ endpoints: flags.etcd!, ...etcdSecurityFromFlags(flags) }),
     keys: new ClusterKeys(flags.cluster),
     nodeId: flags.nodeId ?? `${os.hostname()}-${process.pid}`,
     index: flags.index,

@@ -13,6 +13,7 @@ import type {
 } from './contract';
 import { searchClientConstructor } from './contract';
 import { encodeVector } from './query';
+import { channelCredentials, type TlsFiles } from './tls';
 
 export const DEFAULT_CLIENT_DEADLINE_MS = 5_000;
 export const DEFAULT_CLIENT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
@@ -23,6 +24,8 @@ export interface CanopyClientOptions {
   /** Deadline of each call unless the call sets its own. */
   readonly deadlineMs?: number;
   readonly maxMessageBytes?: number;
+  /** Dial with TLS: `caFile` verifies the server; `certFile`/`keyFile` are presented for mutual TLS. Omitted: plaintext. */
+  readonly tls?: TlsFiles;
 }
 
 export interface QueryOptions {
@@ -50,7 +53,7 @@ export class CanopyClient {
     const maxMessageBytes = options.maxMessageBytes ?? DEFAULT_CLIENT_MAX_MESSAGE_BYTES;
     this.deadlineMs = options.deadlineMs ?? DEFAULT_CLIENT_DEADLINE_MS;
     const Client = searchClientConstructor();
-    this.client = new Client(options.target, grpc.credentials.createInsecure(), {
+    this.client = new Client(options.target, channelCredentials(options.tls), {
       'grpc.enable_channelz': 0,
       'grpc.max_receive_message_length': maxMessageBytes,
       'grpc.max_send_message_length': maxMessageBytes,

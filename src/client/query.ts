@@ -7,6 +7,8 @@ import { CanopyError } from './canopy-error';
 export const DEFAULT_MAX_K = 1000;
 export const DEFAULT_MAX_BATCH_QUERIES = 1024;
 export const DEFAULT_MAX_EXCLUDE_IDS = 10_000;
+/** Largest `search_k` accepted: bounds the work one query may ask of each shard. */
+export const DEFAULT_MAX_SEARCH_K = 1_000_000;
 
 export interface QueryLimitsOptions {
   /** Largest `k` accepted. */
@@ -15,12 +17,15 @@ export interface QueryLimitsOptions {
   readonly maxBatchQueries?: number;
   /** Most `exclude_ids` in one query. */
   readonly maxExcludeIds?: number;
+  /** Largest `search_k` accepted. */
+  readonly maxSearchK?: number;
 }
 
 export interface QueryLimits {
   readonly maxK: number;
   readonly maxBatchQueries: number;
   readonly maxExcludeIds: number;
+  readonly maxSearchK: number;
 }
 
 export function resolveQueryLimits(options: QueryLimitsOptions = {}): QueryLimits {
@@ -28,6 +33,7 @@ export function resolveQueryLimits(options: QueryLimitsOptions = {}): QueryLimit
     maxK: options.maxK ?? DEFAULT_MAX_K,
     maxBatchQueries: options.maxBatchQueries ?? DEFAULT_MAX_BATCH_QUERIES,
     maxExcludeIds: options.maxExcludeIds ?? DEFAULT_MAX_EXCLUDE_IDS,
+    maxSearchK: options.maxSearchK ?? DEFAULT_MAX_SEARCH_K,
   };
 }
 
@@ -53,10 +59,13 @@ export function parseShape(
   where = 'query',
 ): QueryShape {
   if (!Number.isInteger(req.k) || req.k < 1 || req.k > limits.maxK) {
-    throw CanopyError.invalidArgument(`${where}: k must be between 1 and ${limits.maxK}, got ${req.k}`);
+    throw CanopyError.invalidArgument(`${where}: k must be between 1 and ${limits.maxK} (max k), got ${req.k}`);
   }
   if (!Number.isInteger(req.searchK) || req.searchK < -1) {
     throw CanopyError.invalidArgument(`${where}: search_k must be -1, 0 (default) or positive, got ${req.searchK}`);
+  }
+  if (req.searchK > limits.maxSearchK) {
+    throw CanopyError.invalidArgument(`${where}: search_k must be at most ${limits.maxSearchK} (max search_k), got ${req.searchK}`);
   }
   if (req.excludeIds.length > limits.maxExcludeIds) {
     throw CanopyError.invalidArgument(

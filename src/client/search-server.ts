@@ -11,24 +11,32 @@ import { CanopyError } from './canopy-error';
 import type { BatchSearchEnvelope, BatchSearchReply, BatchSearchRequest, BatchSearchResponse, SearchServiceHandlers } from './contract';
 import { canopyPackageDefinition, SEARCH_SERVICE_NAME, searchServiceDefinition } from './contract';
 import { reflectionPackageDefinition } from './reflection-definition';
+import { type ServerTlsOptions, serverCredentials } from './tls';
 import type { LogTraceFields } from '../telemetry/log-trace-context';
 import { startServedCall } from '../telemetry/served-call';
 
 export const DEFAULT_MAX_RECEIVE_MESSAGE_BYTES = 16 * 1024 * 1024;
 export const DEFAULT_MAX_SEND_MESSAGE_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_SHUTDOWN_GRACE_MS = 5_000;
+/** HTTP/2 streams (calls) one connection may have open at once; a router's coalesced streams need few. */
+export const DEFAULT_MAX_CONCURRENT_STREAMS = 1_000;
 
 export interface SearchServerOptions {
   /** HOST:PORT; port 0 picks a free port (see `start()`'s result). */
   readonly listen: string;
   readonly maxReceiveMessageBytes?: number;
   readonly maxSendMessageBytes?: number;
+  /** Calls one client connection may have open at once; beyond it new calls are refused (REFUSED_STREAM). */
+  readonly maxConcurrentStreams?: number;
+  /** Listen with TLS (and mutual TLS when `requireClientCert`); omitted: plaintext. */
+  readonly tls?: ServerTlsOptions;
   /** How long `close()` lets in-flight calls finish before cutting them. */
   readonly shutdownGraceMs?: number;
 }
 
 export class SearchServer {
   private readonly listen: string;
+  private readonly credentials: grpc.ServerCredentials;
   private readonly shutdownGraceMs: number;
   private readonly server: grpc.Server;
   private readonly health = new HealthImplementation({ '': 'NOT_SERVING', [SEARCH_SERVICE_NAME]: 'NOT_SERVING' });
@@ -36,9 +44,12 @@ export class SearchServer {
   constructor(handlers: SearchServiceHandlers, options: SearchServerOptions) {
     this.listen = options.listen;
     this.shutdownGraceMs = options.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS;
+    // Read here, not at bind: a missing certificate stops the start before anything is loaded.
+    this.credentials = serverCredentials(options.tls);
     this.server = new grpc.Server({
       'grpc.max_receive_message_length': options.maxReceiveMessageBytes ?? DEFAULT_MAX_RECEIVE_MESSAGE_BYTES,
       'grpc.max_send_message_length': options.maxSendMessageBytes ?? DEFAULT_MAX_SEND_MESSAGE_BYTES,
+      'grpc.max_concurrent_streams': options.maxConcurrentStreams ?? DEFAULT_MAX_CONCURRENT_STREAMS,
       'grpc.enable_channelz': 0,
     });
     this.server.addService(searchServiceDefinition(), handlers);
@@ -54,7 +65,7 @@ export class SearchServer {
    */
   start(): Promise<number> {
     return new Promise((resolve, reject) => {
-      this.server.bindAsync(this.listen, grpc.ServerCredentials.createInsecure(), (err, port) => {
+      this.server.bindAsync(this.listen, this.credentials, (err, port) => {
         if (err) {
           reject(new Error(`cannot listen on ${this.listen}: ${err.message}`));
           return;

@@ -17,6 +17,8 @@ export interface BackendPoolOptions {
   readonly ejectBaseMs?: number;
   readonly ejectMaxMs?: number;
   readonly maxMessageBytes?: number;
+  /** How replica channels dial (TLS or not; see Router's `backendTls`); omitted: plaintext. */
+  readonly backendCredentials?: grpc.ChannelCredentials;
 }
 
 /** `ejected` iff the replica failed recently; it is tried again after `untilMs`. */
@@ -82,6 +84,7 @@ export class BackendPool {
   readonly ejectBaseMs: number;
   readonly ejectMaxMs: number;
   private readonly channelOptions: grpc.ChannelOptions;
+  private readonly credentials: grpc.ChannelCredentials;
   private readonly shards = new Map<number, Replica[]>();
 
   constructor(
@@ -91,6 +94,7 @@ export class BackendPool {
     this.ejectBaseMs = options.ejectBaseMs ?? DEFAULT_EJECT_BASE_MS;
     this.ejectMaxMs = options.ejectMaxMs ?? DEFAULT_EJECT_MAX_MS;
     const maxMessageBytes = options.maxMessageBytes ?? DEFAULT_BACKEND_MAX_MESSAGE_BYTES;
+    this.credentials = options.backendCredentials ?? grpc.credentials.createInsecure();
     this.channelOptions = {
       'grpc.enable_channelz': 0,
       'grpc.max_receive_message_length': maxMessageBytes,
@@ -112,7 +116,7 @@ export class BackendPool {
     const Client = searchClientConstructor();
     for (const address of wanted) {
       if (known.has(address)) continue;
-      const client = new Client(address, grpc.credentials.createInsecure(), this.channelOptions);
+      const client = new Client(address, this.credentials, this.channelOptions);
       kept.push(new Replica(shard, address, client, this));
     }
     if (kept.length === 0) this.shards.delete(shard);

@@ -32,6 +32,8 @@ import type { IndexView } from './index-view';
 export interface RouterServiceOptions {
   /** Deadline of a request that brings none. */
   readonly defaultDeadlineMs: number;
+  /** Callers' deadlines further out are cut to this. */
+  readonly maxDeadlineMs: number;
   /** Time kept back from the caller's deadline to send a (partial) answer in time (at most a tenth of it). */
   readonly replyMarginMs: number;
 }
@@ -197,12 +199,12 @@ export class RouterService {
 
   /**
    * When the answer must be ready, as epoch ms: the caller's deadline (or the
-   * default) less a margin to send it in, `replyMarginMs` or a tenth of the
+   * default; at most the max deadline from now) less a margin to send it in, `replyMarginMs` or a tenth of the
    * time left if smaller.
    */
   private replyBy(callerMs: number | undefined): number {
     const nowMs = Date.now();
-    const endMs = callerMs ?? nowMs + this.options.defaultDeadlineMs;
+    const endMs = Math.min(callerMs ?? nowMs + this.options.defaultDeadlineMs, nowMs + this.options.maxDeadlineMs);
     return endMs - Math.min(this.options.replyMarginMs, Math.max(0, (endMs - nowMs) / 10));
   }
 }

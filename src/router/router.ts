@@ -12,6 +12,7 @@ import type { QueryLimitsOptions } from '../client/query';
 import { resolveQueryLimits } from '../client/query';
 import type { SearchServerOptions } from '../client/search-server';
 import { SearchServer } from '../client/search-server';
+import { channelCredentials, type TlsFiles } from '../client/tls';
 import { ClusterView } from '../registry/cluster-view';
 import type { ClusterKeys } from '../registry/keys';
 import { VersionController } from '../registry/version-controller';
@@ -22,6 +23,8 @@ import { applySnapshot } from './registry-routes';
 import { RouterService } from './router-service';
 
 export const DEFAULT_DEADLINE_MS = 2_000;
+/** Longest deadline a caller may ask for; longer ones are cut to it, so no request holds resources for minutes. */
+export const DEFAULT_MAX_DEADLINE_MS = 30_000;
 export const DEFAULT_REPLY_MARGIN_MS = 20;
 export const DEFAULT_DISCOVERY_INTERVAL_MS = 500;
 const DISCOVERY_CALL_TIMEOUT_MS = 2_000;
@@ -41,7 +44,14 @@ export interface RouterOptions extends SearchServerOptions, QueryLimitsOptions, 
   /** Registry mode. Exactly one of `backends` and `registry`. */
   readonly registry?: RouterRegistryOptions;
   readonly defaultDeadlineMs?: number;
+  readonly maxDeadlineMs?: number;
   readonly replyMarginMs?: number;
+  /**
+   * Dial shard nodes with TLS: `caFile` verifies them, and `certFile`/`keyFile`
+   * are presented as this router's client certificate (shards that require
+   * one accept it when their CA signed it). Omitted: plaintext.
+   */
+  readonly backendTls?: TlsFiles;
   /** Static mode: pause between attempts to learn the index from the backends. */
   readonly discoveryIntervalMs?: number;
 }
@@ -51,6 +61,8 @@ export class Router {
   private readonly server: SearchServer;
   private readonly service: RouterService;
   private readonly discoveryIntervalMs: number;
+  /** What every index route is built with: `options` plus the shard credentials, read once. */
+  private readonly routeOptions: IndexRouteOptions;
   private discoveryTimer: NodeJS.Timeout | undefined;
   /** Static mode: the one route, kept here too while the index is not yet learned. */
   private staticRoute: IndexRoute | undefined;
@@ -66,11 +78,18 @@ export class Router {
       throw new Error('a router uses either static backends (--backend) or etcd (--etcd), not both or neither');
     }
     this.discoveryIntervalMs = options.discoveryIntervalMs ?? DEFAULT_DISCOVERY_INTERVAL_MS;
+    this.routeOptions = { ...options, backendCredentials: channelCredentials(options.backendTls) };
+    const defaultDeadlineMs = options.defaultDeadlineMs ?? DEFAULT_DEADLINE_MS;
+    const maxDeadlineMs = options.maxDeadlineMs ?? DEFAULT_MAX_DEADLINE_MS;
+    if (defaultDeadlineMs > maxDeadlineMs) {
+      throw new Error(`the default deadline (${defaultDeadlineMs} ms) exceeds the max deadline (${maxDeadlineMs} ms)`);
+    }
     this.service = new RouterService(
       this.routes,
       resolveQueryLimits(options),
       {
-        defaultDeadlineMs: options.defaultDeadlineMs ?? DEFAULT_DEADLINE_MS,
+        defaultDeadlineMs,
+        maxDeadlineMs,
         replyMarginMs: options.replyMarginMs ?? DEFAULT_REPLY_MARGIN_MS,
       },
       (err, method, trace) => this.logError(err, method, trace),
@@ -83,7 +102,7 @@ export class Router {
     const port = await this.server.start();
     this.log.info({ listen: this.options.listen, port }, 'router listening');
     if (this.options.registry !== undefined) this.follow(this.options.registry);
-    else void this.discover((this.staticRoute = routeOver(this.options.backends!, this.options, this.log)));
+    else void this.discover((this.staticRoute = routeOver(this.options.backends!, this.routeOptions, this.log)));
     return port;
   }
 
@@ -104,7 +123,7 @@ export class Router {
     const view = new ClusterView({ etcd: registry.etcd, keys: registry.keys });
     this.clusterView = view;
     view.on('change', (snapshot) => {
-      applySnapshot(this.routes, snapshot, this.options, this.log);
+      applySnapshot(this.routes, snapshot, this.routeOptions, this.log);
       this.server.setServing(this.routes.size > 0);
     });
     view.on('invalid', (key, reason) => this.log.warn({ key, reason }, 'ignoring an unreadable etcd value'));

@@ -1,14 +1,30 @@
 // A real etcd for tests: the Debian `etcd` binary on a free loopback port with
 // its own temporary data dir. Stop it to simulate an outage, start it again on
-// the same port and data dir to bring the cluster back.
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+// the same port and data dir to bring the cluster back. With `tls` it serves
+// https only and requires client certificates; `enableAuth` turns on etcd's
+// user/password authentication.
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import https from 'node:https';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
 import { freePort } from './free-port';
+import type { CertFiles } from './test-certs';
 
 const START_TIMEOUT_MS = 15_000;
+
+export interface EtcdServerOptions {
+  /** Serve TLS with this certificate and require client certificates signed by its CA (--client-cert-auth). */
+  readonly tls?: CertFiles;
+}
+
+/** A user etcd knows once auth is on: full read/write under `prefix`. */
+export interface EtcdUser {
+  readonly name: string;
+  readonly password: string;
+  readonly prefix: string;
+}
 
 export class EtcdServer {
   private process: ChildProcess | undefined;
@@ -17,16 +33,42 @@ export class EtcdServer {
   private constructor(
     readonly clientPort: number,
     private readonly peerPort: number,
+    private readonly options: EtcdServerOptions,
   ) {}
 
-  static async start(): Promise<EtcdServer> {
-    const server = new EtcdServer(await freePort(), await freePort());
+  static async start(options: EtcdServerOptions = {}): Promise<EtcdServer> {
+    const server = new EtcdServer(await freePort(), await freePort(), options);
     await server.resume();
     return server;
   }
 
   get url(): string {
-    return `http://127.0.0.1:${this.clientPort}`;
+    return `${this.options.tls === undefined ? 'http' : 'https'}://127.0.0.1:${this.clientPort}`;
+  }
+
+  /**
+   * Creates a root user (etcd needs one) and `users`, each with a role that
+   * may read and write its prefix, then turns authentication on.
+   */
+  enableAuth(rootPassword: string, users: readonly EtcdUser[]): void {
+    this.etcdctl(['user', 'add', `root:${rootPassword}`]);
+    this.etcdctl(['user', 'grant-role', 'root', 'root']);
+    for (const user of users) {
+      this.etcdctl(['user', 'add', `${user.name}:${user.password}`]);
+      this.etcdctl(['role', 'add', user.name]);
+      this.etcdctl(['role', 'grant-permission', user.name, '--prefix=true', 'readwrite', user.prefix]);
+      this.etcdctl(['user', 'grant-role', user.name, user.name]);
+    }
+    this.etcdctl(['auth', 'enable']);
+  }
+
+  private etcdctl(args: readonly string[]): void {
+    const tls = this.options.tls;
+    const tlsArgs = tls === undefined ? [] : ['--cacert', tls.caFile, '--cert', tls.certFile, '--key', tls.keyFile];
+    execFileSync('etcdctl', ['--endpoints', this.url, ...tlsArgs, ...args], {
+      env: { ...process.env, ETCDCTL_API: '3' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
   }
 
   /** Starts (again) on the same ports and data dir; resolves once etcd serves clients. */
@@ -43,6 +85,7 @@ export class EtcdServer {
         '--initial-advertise-peer-urls', peer,
         '--initial-cluster', `test=${peer}`,
         '--log-level', 'error',
+        ...this.tlsArgs(),
       ],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
@@ -74,12 +117,34 @@ export class EtcdServer {
     rmSync(this.dataDir, { recursive: true, force: true });
   }
 
+  private tlsArgs(): string[] {
+    const tls = this.options.tls;
+    if (tls === undefined) return [];
+    return ['--cert-file', tls.certFile, '--key-file', tls.keyFile, '--trusted-ca-file', tls.caFile, '--client-cert-auth'];
+  }
+
   private async healthy(): Promise<boolean> {
+    if (this.options.tls !== undefined) return this.healthyOverTls(this.options.tls);
     try {
       const res = await fetch(`${this.url}/health`, { signal: AbortSignal.timeout(500) });
       return res.ok;
     } catch {
       return false;
     }
+  }
+
+  private healthyOverTls(tls: CertFiles): Promise<boolean> {
+    return new Promise((resolve) => {
+      const req = https.get(
+        `${this.url}/health`,
+        { ca: readFileSync(tls.caFile), cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile), timeout: 500 },
+        (res) => {
+          res.resume();
+          resolve(res.statusCode === 200);
+        },
+      );
+      req.on('timeout', () => req.destroy());
+      req.on('error', () => resolve(false));
+    });
   }
 }
