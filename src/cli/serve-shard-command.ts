@@ -53,11 +53,12 @@ export const SHARD_SERVICE_NAME = 'canopy-shard';
 
 /**
  * Searches the engine holds waiting per search thread (a batch counts one per
- * slice) before it refuses more with RESOURCE_EXHAUSTED: enough to keep every
- * thread busy between a router's coalesced calls, few enough that a query
- * never waits behind more than a few batches' worth of work.
+ * slice, at most one slice per thread) before it refuses more at once with
+ * RESOURCE_EXHAUSTED: enough for the coalesced calls of two routers (8 in
+ * flight each), few enough that an accepted query waits behind at most 16
+ * searches per thread instead of an unbounded line.
  */
-export const DEFAULT_QUEUED_SEARCHES_PER_THREAD = 64;
+export const DEFAULT_QUEUED_SEARCHES_PER_THREAD = 16;
 
 export function registerServeShardCommand(serve: Command): void {
   const command = serve

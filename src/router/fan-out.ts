@@ -95,7 +95,10 @@ export class FanOut {
           const which = `shard${late.length > 1 ? 's' : ''} ${late.join(', ')}`;
           summary += timedOut || late.some((s) => errors.has(s)) ? `; no answer before the deadline from ${which}` : `; still waiting for ${which}`;
         }
-        reject(timedOut || failed.length === 0 ? CanopyError.deadlineExceeded(summary) : CanopyError.unavailable(summary));
+        // Shards that shed load say "back off", not "down": the caller gets the same signal.
+        const shed = late.length === 0 && failed.every((s) => errors.get(s)!.code === grpc.status.RESOURCE_EXHAUSTED);
+        if (timedOut || failed.length === 0) reject(CanopyError.deadlineExceeded(summary));
+        else reject(shed ? new CanopyError(grpc.status.RESOURCE_EXHAUSTED, summary) : CanopyError.unavailable(summary));
       };
       const timer = setTimeout(() => decide(true), Math.max(0, deadlineMs - Date.now()));
       for (let shard = 0; shard < total; shard++) {

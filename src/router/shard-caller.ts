@@ -117,9 +117,10 @@ export class ShardCaller {
         settled = true;
         if (hedgeTimer !== undefined) clearTimeout(hedgeTimer);
       };
-      const launchSecond = (why: 'retry' | 'hedge'): boolean => {
+      // An overloaded replica (RESOURCE_EXHAUSTED) is not asked again: another one may have room, it has none.
+      const launchSecond = (why: 'retry' | 'hedge', overloaded = false): boolean => {
         if (settled || attempts.length >= 2) return false;
-        const second = chooseReplica(replicas, new Set([first])) ?? (why === 'retry' ? first : undefined);
+        const second = chooseReplica(replicas, new Set([first])) ?? (why === 'retry' && !overloaded ? first : undefined);
         if (second === undefined || second.closed) return false;
         this.stats[why === 'retry' ? 'retries' : 'hedges']++;
         if (isMetricsEnabled()) {
@@ -145,7 +146,7 @@ export class ShardCaller {
             if (settled) return;
             failures++;
             lastError = err;
-            if (err.retryable && launchSecond('retry')) return;
+            if (err.retryable && launchSecond('retry', err.code === grpc.status.RESOURCE_EXHAUSTED)) return;
             if (failures >= attempts.length) {
               finish();
               reject(lastError);
@@ -227,7 +228,8 @@ export class ShardCaller {
         const error = CanopyError.from(err);
         endClientCallSpan(span, cancelled ? { cancelled } : { error });
         if (startedMs !== undefined) recordAttempt(replica.shard, kind, startedMs, (grpc.status[error.code] ?? 'unknown').toLowerCase());
-        if (error.retryable && !cancelled) replica.markFailed(error.message);
+        // A replica shedding load is healthy: ejecting it would pile its share onto the others.
+        if (error.retryable && error.code !== grpc.status.RESOURCE_EXHAUSTED && !cancelled) replica.markFailed(error.message);
         throw new CanopyError(error.code, `shard ${replica.shard} (${replica.address}): ${error.message}`, {
           cause: err,
           retryable: error.retryable,
