@@ -133,6 +133,9 @@ describe('the chart, run as local processes', () => {
         'metrics.enabled=true',
         'router.autoscaling.enabled=false',
         'router.replicas=1',
+        // Limit flags through extraArgs: the CLI must accept them as the chart passes them.
+        'shard.extraArgs={--max-queued-searches=64,--max-search-k=2000000,--max-concurrent-streams=500}',
+        'router.extraArgs={--max-deadline-ms=20000,--max-k=500,--max-message-bytes=8388608}',
       ],
     });
     expect(problems).toEqual([]);
