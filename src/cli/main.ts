@@ -19,14 +19,15 @@ export function createProgram(): Command {
     // Options after a sub-command's name are that sub-command's: `build --version v1` names a version.
     .enablePositionalOptions()
     .showHelpAfterError();
+  // In the order a newcomer meets them: try it, build, publish, serve, ask.
+  registerUpCommand(program);
+  registerBuildCommand(program);
+  registerInspectCommand(program);
   registerPublishCommand(program);
   registerStatusCommand(program);
   registerRollbackCommand(program);
-  registerBuildCommand(program);
-  registerInspectCommand(program);
   registerServeCommand(program);
   registerQueryCommand(program);
-  registerUpCommand(program);
   return program;
 }
 
