@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what the tests need beyond Node.js, g++ and Python, when missing (idempotent, quiet):
+#   etcd-server, etcd-client   a real etcd for the registry and cluster tests
+#   clang, libclang-rt-14-dev  the libFuzzer targets (native/fuzz)
+#   openssl                    throwaway certificates for the TLS tests
+#   annoy 1.17.3, numpy (pip)  the reference for Annoy's format, and the peer in benchmarks
+#   helm, kubernetes-validate  the chart checks, offline (helm/check-tools.sh)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+
+need_apt=()
+command -v etcd >/dev/null || need_apt+=(etcd-server etcd-client)
+command -v clang++ >/dev/null || need_apt+=(clang)
+dpkg -s libclang-rt-14-dev >/dev/null 2>&1 || need_apt+=(libclang-rt-14-dev)
+command -v openssl >/dev/null || need_apt+=(openssl)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  apt-get update -qq
+  apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+python3 -c 'import annoy, numpy' 2>/dev/null || pip install --quiet --disable-pip-version-check annoy==1.17.3 numpy
+bash helm/check-tools.sh
