@@ -54,11 +54,12 @@ export const SHARD_SERVICE_NAME = 'canopy-shard';
 /**
  * Searches the engine holds waiting per search thread (a batch counts one per
  * slice, at most one slice per thread) before it refuses more at once with
- * RESOURCE_EXHAUSTED: enough for the coalesced calls of two routers (8 in
- * flight each), few enough that an accepted query waits behind at most 16
- * searches per thread instead of an unbounded line.
+ * RESOURCE_EXHAUSTED: room for a client with ~100 calls in flight on a
+ * 2-core node, or the coalesced calls of 8 routers (8 in flight each), while
+ * an accepted query waits behind at most 64 searches per thread instead of an
+ * unbounded line (the engine's own default is 1,024 whatever the threads).
  */
-export const DEFAULT_QUEUED_SEARCHES_PER_THREAD = 16;
+export const DEFAULT_QUEUED_SEARCHES_PER_THREAD = 64;
 
 export function registerServeShardCommand(serve: Command): void {
   const command = serve
