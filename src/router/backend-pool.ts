@@ -11,6 +11,8 @@ import { ReplicaStream } from './replica-stream';
 export const DEFAULT_EJECT_BASE_MS = 250;
 export const DEFAULT_EJECT_MAX_MS = 8_000;
 export const DEFAULT_BACKEND_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+const RECONNECT_BACKOFF_INITIAL_MS = 250;
+const RECONNECT_BACKOFF_MAX_MS = 1_000;
 
 export interface BackendPoolOptions {
   /** First ejection after a failure; doubles with each consecutive failure. */
@@ -103,6 +105,10 @@ export class BackendPool {
       'grpc.enable_retries': 0,
       // Each replica gets its own connection even when two routers share a process.
       'grpc.use_local_subchannel_pool': 1,
+      // grpc-js backs off up to 120 s between dials: a replica that came back (or came up after the
+      // router) would fail calls that long. Dialling a down replica each second is cheap.
+      'grpc.initial_reconnect_backoff_ms': RECONNECT_BACKOFF_INITIAL_MS,
+      'grpc.max_reconnect_backoff_ms': RECONNECT_BACKOFF_MAX_MS,
     };
   }
 

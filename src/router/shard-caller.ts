@@ -32,12 +32,16 @@ import { chooseReplica } from './replica-choice';
 export const DEFAULT_HEDGE_QUANTILE = 0.95;
 /** Never hedge sooner than this, however fast the shard has been. */
 export const DEFAULT_HEDGE_MIN_DELAY_MS = 2;
+/** About one capped reconnect backoff (backend-pool's channel options) plus a dial. */
+export const DEFAULT_CONNECT_WAIT_MS = 1_500;
 
 export interface ShardCallerOptions {
   /** False turns hedging off (retries stay). */
   readonly hedging?: boolean;
   readonly hedgeQuantile?: number;
   readonly hedgeMinDelayMs?: number;
+  /** When no replica of a shard is connected, how long a call waits for one to connect (at most half its time left). */
+  readonly connectWaitMs?: number;
 }
 
 /** The backend methods a router calls, with their request and response types. */
@@ -78,6 +82,7 @@ export class ShardCaller {
   private readonly hedging: boolean;
   private readonly hedgeQuantile: number;
   private readonly hedgeMinDelayMs: number;
+  private readonly connectWaitMs: number;
   private readonly latency = new Map<number, LatencyWindow>();
 
   constructor(
@@ -87,6 +92,7 @@ export class ShardCaller {
     this.hedging = options.hedging ?? true;
     this.hedgeQuantile = options.hedgeQuantile ?? DEFAULT_HEDGE_QUANTILE;
     this.hedgeMinDelayMs = options.hedgeMinDelayMs ?? DEFAULT_HEDGE_MIN_DELAY_MS;
+    this.connectWaitMs = options.connectWaitMs ?? DEFAULT_CONNECT_WAIT_MS;
   }
 
   /**
@@ -101,6 +107,24 @@ export class ShardCaller {
     deadlineMs: number,
     transport: Transport = 'unary',
     parent?: CallParent,
+  ): Promise<ShardMethods[M]['response']> {
+    const replicas = this.pool.replicasOf(shard);
+    if (replicas.length > 0 && !replicas.some(isConnected)) {
+      // Nothing connected (a router started before its shards, or every replica restarted): dial now and
+      // give the dials a moment, rather than failing on channels that would wait out grpc-js's backoff.
+      const waitUntilMs = Math.min(Date.now() + this.connectWaitMs, Date.now() + Math.max(0, deadlineMs - Date.now()) / 2);
+      return awaitConnected(replicas, waitUntilMs).then(() => this.callNow(shard, method, request, deadlineMs, transport, parent));
+    }
+    return this.callNow(shard, method, request, deadlineMs, transport, parent);
+  }
+
+  private callNow<M extends ShardMethod>(
+    shard: number,
+    method: M,
+    request: ShardMethods[M]['request'],
+    deadlineMs: number,
+    transport: Transport,
+    parent: CallParent | undefined,
   ): Promise<ShardMethods[M]['response']> {
     type Res = ShardMethods[M]['response'];
     const replicas = this.pool.replicasOf(shard);
@@ -273,4 +297,35 @@ export class ShardCaller {
 /** One attempt in canopy.router.shard_call.duration, by shard, outcome (`ok` or the status name) and kind. */
 function recordAttempt(shard: number, kind: AttemptKind, startedMs: number, outcome: string): void {
   canopyInstruments().shardCallDuration.record(performance.now() - startedMs, { [ATTR_SHARD]: shard, [ATTR_OUTCOME]: outcome, [ATTR_ATTEMPT]: kind });
+}
+
+function isConnected(replica: Replica): boolean {
+  return !replica.closed && replica.client.getChannel().getConnectivityState(false) === grpc.connectivityState.READY;
+}
+
+/**
+ * Asks every replica's channel to connect (an idle one dials; one in backoff
+ * dials when its backoff ends) and resolves once one is READY or at `untilMs`.
+ */
+function awaitConnected(replicas: readonly Replica[], untilMs: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    let done = false;
+    const finish = (): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      resolve();
+    };
+    const timer = setTimeout(finish, Math.max(0, untilMs - Date.now()));
+    const watch = (channel: ReturnType<grpc.Client["getChannel"]>): void => {
+      if (done) return;
+      const state = channel.getConnectivityState(true);
+      if (state === grpc.connectivityState.READY) return finish();
+      if (state === grpc.connectivityState.SHUTDOWN) return;
+      channel.watchConnectivityState(state, untilMs, (err) => {
+        if (err === undefined) watch(channel);
+      });
+    };
+    for (const r of replicas) if (!r.closed) watch(r.client.getChannel());
+  });
 }
