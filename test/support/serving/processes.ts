@@ -3,14 +3,10 @@
 // grpc.health.v1 service, and always killed, even when a test fails.
 import { type ChildProcess, spawn } from 'node:child_process';
 
-import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
-import { protoPath as HEALTH_PROTO } from 'grpc-health-check';
-
+import { SEARCH_HEALTH_SERVICE, waitForServing } from '../../../src/cluster/health-probe';
 import { CANOPY_BIN } from '../cli';
 
 const STDERR_TAIL_CHARS = 4_000;
-const HEALTH_POLL_MS = 100;
 
 export class ServingProcess {
   stderrTail = '';
@@ -61,44 +57,17 @@ export class ProcessGroup {
   }
 }
 
-let healthConstructor: grpc.ServiceClientConstructor | undefined;
-
-function healthClient(address: string): grpc.Client {
-  if (healthConstructor === undefined) {
-    const pkg = grpc.loadPackageDefinition(protoLoader.loadSync(HEALTH_PROTO, { enums: String })) as unknown as {
-      grpc: { health: { v1: { Health: grpc.ServiceClientConstructor } } };
-    };
-    healthConstructor = pkg.grpc.health.v1.Health;
-  }
-  return new healthConstructor(address, grpc.credentials.createInsecure());
-}
-
-/** The health status of `service` ('' = the server), or the error code when the call fails. */
-export function healthStatus(address: string, service = '', deadlineMs = 1_000): Promise<string> {
-  const client = healthClient(address);
-  return new Promise<string>((resolve) => {
-    (client as unknown as { check: (req: unknown, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: { status: string }) => void) => void }).check(
-      { service },
-      { deadline: Date.now() + deadlineMs },
-      (err, res) => {
-        client.close();
-        resolve(err ? grpc.status[err.code]! : res!.status);
-      },
-    );
-  });
-}
-
 /**
  * Polls health until SERVING; throws with the process's stderr when it exits
  * or time runs out. `service` 'canopy.v1.Search' (the default) means it can
  * answer queries; '' means the process is up.
  */
-export async function waitServing(proc: ServingProcess, timeoutMs = 20_000, service = 'canopy.v1.Search'): Promise<void> {
-  const endMs = Date.now() + timeoutMs;
-  while (Date.now() < endMs) {
-    if (proc.exited) throw new Error(`${proc.name} exited before serving:\n${proc.stderrTail}`);
-    if ((await healthStatus(proc.address, service, 500)) === 'SERVING') return;
-    await new Promise((r) => setTimeout(r, HEALTH_POLL_MS));
+export async function waitServing(proc: ServingProcess, timeoutMs = 20_000, service = SEARCH_HEALTH_SERVICE): Promise<void> {
+  const gaveUp = (): string | undefined => (proc.exited ? `${proc.name} exited before serving:\n${proc.stderrTail}` : undefined);
+  try {
+    await waitForServing(proc.address, service, { timeoutMs, gaveUp });
+  } catch (err) {
+    if (proc.exited) throw err;
+    throw new Error(`${proc.name}: ${(err as Error).message}\n${proc.stderrTail}`);
   }
-  throw new Error(`${proc.name} did not report SERVING within ${timeoutMs} ms:\n${proc.stderrTail}`);
 }
