@@ -84,6 +84,7 @@ export class ShardCaller {
   private readonly hedgeMinDelayMs: number;
   private readonly connectWaitMs: number;
   private readonly latency = new Map<number, LatencyWindow>();
+  private readonly noReplicaErrors = new Map<number, CanopyError>();
 
   constructor(
     private readonly pool: BackendPool,
@@ -129,7 +130,7 @@ export class ShardCaller {
     type Res = ShardMethods[M]['response'];
     const replicas = this.pool.replicasOf(shard);
     const first = chooseReplica(replicas);
-    if (first === undefined) return Promise.reject(CanopyError.unavailable(`shard ${shard} has no replica`));
+    if (first === undefined) return Promise.reject(this.noReplicaError(shard));
     return new Promise<Res>((resolve, reject) => {
       const attempts: Attempt<Res>[] = [];
       let settled = false;
@@ -197,6 +198,19 @@ export class ShardCaller {
     parent?: CallParent,
   ): Promise<ShardMethods[M]['response']> {
     return this.attempt<M>(replica, method, request, deadlineMs, 'unary', 'first', parent).promise;
+  }
+
+  /**
+   * One error object per shard: a router serving while a shard has no replica (or told only some shards,
+   * with min_shards) fails that shard on every query, and a fresh Error's stack trace would cost more than the query.
+   */
+  private noReplicaError(shard: number): CanopyError {
+    let err = this.noReplicaErrors.get(shard);
+    if (err === undefined) {
+      err = CanopyError.unavailable(`shard ${shard} has no replica`);
+      this.noReplicaErrors.set(shard, err);
+    }
+    return err;
   }
 
   private hedgeDelayMs(shard: number, replicaCount: number): number | undefined {
