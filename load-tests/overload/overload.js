@@ -1,14 +1,18 @@
 'use strict';
-// Overload on one shard node: measures its unloaded p99 (one call at a time)
-// and its saturation rate (closed loop, many calls in flight), then offers
-// twice the saturation rate (open loop) and reports how the node sheds: the
-// answered calls' p99 against the unloaded p99 (target: at most 3x), the share
-// refused with RESOURCE_EXHAUSTED, and the process's peak resident memory
-// (VmHWM) against its idle size. Queries use an explicit search_k so the
-// engine, whose queue is bounded (--max-queued-searches), is the bottleneck.
+// Overload on one shard node, two configurations compared in the same run:
+// `--shard-flags` (the baseline: by default the event-loop-lag gate off) and
+// `--gated-flags` (admission control on), started in turn, interleaved over
+// `--rounds` (order alternating). For each: the unloaded p99 (one call at a
+// time), then twice the saturation rate offered open loop (the first baseline
+// run's rate, measured closed loop, offered to every run). Reports the answered calls' p99 against
+// the unloaded p99 (target: at most 3x), the share refused with
+// RESOURCE_EXHAUSTED, the accepted calls' throughput, and the peak resident
+// memory (VmHWM) against the idle size. ghz shares the machine's cores with
+// the shard: the achieved rate says whether it could offer the load.
 //
 //   node load-tests/overload/overload.js [--items 20000] [--dim 64] [--trees 10] [--search-k 4000] [--seconds 5]
-//       [--overload-factor 2] [--concurrency 200] [--connections 4] [--shard-flags "--max-queued-searches 32"] [--ghz PATH]
+//       [--overload-factor 2] [--concurrency 200] [--connections 4] [--rounds 2]
+//       [--shard-flags "--max-event-loop-lag-ms 0"] [--gated-flags "--max-event-loop-lag-ms 2 --max-inflight-queries 4"] [--ghz PATH]
 //
 // Needs dist/ (`npm run prepare`); ghz is installed when missing (load-tests/install-ghz.sh).
 const { spawn } = require('node:child_process');
@@ -37,7 +41,9 @@ const DEFAULTS = {
   overloadFactor: 2,
   concurrency: 200,
   connections: 4,
-  shardFlags: '',
+  rounds: 2,
+  shardFlags: '--max-event-loop-lag-ms 0',
+  gatedFlags: '--max-event-loop-lag-ms 2 --max-inflight-queries 4',
   ghz: '',
 };
 
@@ -90,11 +96,55 @@ function memoryBytes(pid, field) {
 const mib = (bytes) => (bytes / 2 ** 20).toFixed(1);
 const ms = (x) => (x === undefined ? '-' : x.toFixed(2));
 
+/** One shard run of `flags`: idle RSS, unloaded p99, then `offeredRps` open loop (saturation first when `offeredRps` is 0). */
+async function measure(bin, dir, dataFile, flags, opts, offeredRps) {
+  const shard = await startShard(dir, flags.split(' ').filter((a) => a.length > 0));
+  try {
+    const { target } = shard;
+    const pid = shard.child.pid;
+    await waitAnswering(bin, { target, call: 'Search', dataFile });
+    const run = (args) => runGhz(bin, { target, call: 'Search', dataFile, args });
+    await run(['-n', String(WARMUP_CALLS), '-c', String(SATURATION_CONCURRENCY)]);
+    const idleRss = memoryBytes(pid, 'VmRSS');
+    const unloaded = await run(['-n', String(UNLOADED_CALLS), '-c', '1']);
+    let saturated;
+    if (offeredRps === 0) {
+      saturated = await run(['-z', `${opts.seconds}s`, '-c', String(SATURATION_CONCURRENCY), '--connections', String(opts.connections)]);
+      offeredRps = Math.round(saturated.rps * opts.overloadFactor);
+    }
+    // A call count, not a duration: a duration's end cancels the calls still in flight.
+    const overloaded = await run([
+      '-n', String(offeredRps * opts.seconds), '--rps', String(offeredRps), '-c', String(opts.concurrency), '--connections', String(opts.connections),
+    ]);
+    const peakRss = memoryBytes(pid, 'VmHWM');
+    return { flags, unloaded, saturated, offeredRps, overloaded, idleRss, peakRss };
+  } finally {
+    if (shard.child.exitCode === null) shard.child.kill('SIGKILL');
+  }
+}
+
+function report(label, m) {
+  const o = m.overloaded;
+  const exhausted = o.statusCodes.ResourceExhausted || 0;
+  const ratio = o.okP99Ms / m.unloaded.okP99Ms;
+  const seconds = o.count / o.rps;
+  return {
+    ratio,
+    otherFailures: o.nonOk - exhausted,
+    lines: [
+      `${label} (${m.flags || 'defaults'}):`,
+      `  unloaded p99 ${ms(m.unloaded.okP99Ms)} ms; offered ${m.offeredRps}/s, ghz achieved ${Math.round(o.rps)}/s`,
+      `  answered ${o.ok} (${Math.round(o.ok / seconds)}/s), p99 ${ms(o.okP99Ms)} ms = ${ratio.toFixed(2)}x unloaded (target <= ${TARGET_P99_RATIO}: ${ratio <= TARGET_P99_RATIO ? 'met' : 'MISSED'})`,
+      `  refused RESOURCE_EXHAUSTED ${exhausted} (${((100 * exhausted) / Math.max(1, o.count)).toFixed(1)}%), other failures ${o.nonOk - exhausted}${o.nonOk > exhausted ? ` ${JSON.stringify(o.statusCodes)}` : ''}`,
+      `  memory: idle RSS ${mib(m.idleRss)} MiB, peak (VmHWM) ${mib(m.peakRss)} MiB (${(m.peakRss / m.idleRss).toFixed(2)}x)`,
+    ],
+  };
+}
+
 async function main() {
   const opts = parseFlags(process.argv.slice(2), DEFAULTS);
   const bin = findGhz(opts.ghz);
   const workDir = mkdtempSync(path.join(os.tmpdir(), 'canopy-overload-'));
-  let shard;
   try {
     const dir = await buildIndex(workDir, opts);
     const queries = seededFloats(QUERY_COUNT * opts.dim, 2);
@@ -105,41 +155,28 @@ async function main() {
       k: K,
       searchK: opts.searchK,
     }))));
-    shard = await startShard(dir, opts.shardFlags.split(' ').filter((a) => a.length > 0));
-    const { target } = shard;
-    const pid = shard.child.pid;
-    await waitAnswering(bin, { target, call: 'Search', dataFile });
-    const run = (args) => runGhz(bin, { target, call: 'Search', dataFile, args });
-    await run(['-n', String(WARMUP_CALLS), '-c', String(SATURATION_CONCURRENCY)]);
-    const idleRss = memoryBytes(pid, 'VmRSS');
-
-    const unloaded = await run(['-n', String(UNLOADED_CALLS), '-c', '1']);
-    const saturated = await run(['-z', `${opts.seconds}s`, '-c', String(SATURATION_CONCURRENCY), '--connections', String(opts.connections)]);
-    const offeredRps = Math.round(saturated.rps * opts.overloadFactor);
-    // A call count, not a duration: a duration's end cancels the calls still in flight.
-    const overloaded = await run([
-      '-n', String(offeredRps * opts.seconds), '--rps', String(offeredRps), '-c', String(opts.concurrency), '--connections', String(opts.connections),
-    ]);
-    const peakRss = memoryBytes(pid, 'VmHWM');
-
-    const exhausted = overloaded.statusCodes.ResourceExhausted || 0;
-    const otherFailures = overloaded.nonOk - exhausted;
-    const ratio = overloaded.okP99Ms / unloaded.okP99Ms;
-    const lines = [
-      `shard node: ${opts.items} items, dim ${opts.dim}, ${opts.trees} trees, search_k ${opts.searchK}, flags: ${opts.shardFlags || '(defaults)'}`,
-      `unloaded (1 in flight):        p99 ${ms(unloaded.okP99Ms)} ms, ${Math.round(unloaded.rps)}/s`,
-      `saturation (${SATURATION_CONCURRENCY} in flight):      ${Math.round(saturated.rps)}/s, p99 ${ms(saturated.okP99Ms)} ms`,
-      `offered ${opts.overloadFactor}x saturation:       ${offeredRps}/s, ${overloaded.count} calls, up to ${opts.concurrency} in flight (achieved ${Math.round(overloaded.rps)}/s)`,
-      `  answered:                    ${overloaded.ok}, p99 ${ms(overloaded.okP99Ms)} ms`,
-      `  refused RESOURCE_EXHAUSTED:  ${exhausted} (${((100 * exhausted) / Math.max(1, overloaded.count)).toFixed(1)}%)`,
-      `  other failures:              ${otherFailures} ${otherFailures > 0 ? JSON.stringify(overloaded.statusCodes) : ''}`,
-      `answered p99 / unloaded p99:   ${ratio.toFixed(2)} (target <= ${TARGET_P99_RATIO}: ${ratio <= TARGET_P99_RATIO ? 'met' : 'MISSED'})`,
-      `memory: idle RSS ${mib(idleRss)} MiB, peak (VmHWM) ${mib(peakRss)} MiB, ratio ${(peakRss / idleRss).toFixed(2)}`,
-    ];
-    process.stdout.write(`${lines.join('\n')}\n`);
-    if (otherFailures > 0) process.exitCode = 1;
+    process.stdout.write(`shard node: ${opts.items} items, dim ${opts.dim}, ${opts.trees} trees, search_k ${opts.searchK}; ` +
+      `${opts.overloadFactor}x the baseline's saturation, up to ${opts.concurrency} calls in flight over ${opts.connections} connections; load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}\n`);
+    let failed = false;
+    let offeredRps = 0; // set by the first baseline run's saturation, then offered to every run
+    for (let round = 1; round <= opts.rounds; round++) {
+      // Odd rounds run the baseline first, even rounds the gated shard: drift in the machine's load hits both.
+      const variants = [['baseline', opts.shardFlags], ['gated', opts.gatedFlags]];
+      if (round % 2 === 0) variants.reverse();
+      for (const [label, flags] of variants) {
+        const m = await measure(bin, dir, dataFile, flags, opts, offeredRps);
+        if (m.saturated) {
+          offeredRps = m.offeredRps;
+          process.stdout.write(`saturation (${SATURATION_CONCURRENCY} in flight, baseline): ${Math.round(m.saturated.rps)}/s, p99 ${ms(m.saturated.okP99Ms)} ms\n`);
+        }
+        const r = report(`round ${round} ${label}`, m);
+        process.stdout.write(`${r.lines.join('\n')}\n`);
+        failed ||= r.otherFailures > 0;
+      }
+    }
+    process.stdout.write(`load average after: ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}\n`);
+    if (failed) process.exitCode = 1;
   } finally {
-    if (shard && shard.child.exitCode === null) shard.child.kill('SIGKILL');
     rmSync(workDir, { recursive: true, force: true });
   }
 }

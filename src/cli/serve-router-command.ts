@@ -8,11 +8,12 @@ import type { Command } from 'commander';
 import type { Logger } from 'pino';
 
 import { DEFAULT_MAX_BATCH_QUERIES, DEFAULT_MAX_K, DEFAULT_MAX_SEARCH_K } from '../client/query';
+import { DEFAULT_MAX_EVENT_LOOP_LAG_MS, DEFAULT_MAX_INFLIGHT_QUERIES } from '../client/load-gate';
 import { DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_RECEIVE_MESSAGE_BYTES } from '../client/search-server';
 import { createEtcdClient } from '../registry/etcd-client';
 import { ClusterKeys } from '../registry/keys';
 import { DEFAULT_DEADLINE_MS, DEFAULT_MAX_DEADLINE_MS, Router, type RouterRegistryOptions } from '../router/router';
-import { createLogger, defaultLogLevel, positiveInt, startProcessTelemetry, stopOnSignals, stopTelemetry } from './serve-process';
+import { createLogger, defaultLogLevel, nonNegativeInt, positiveInt, startProcessTelemetry, stopOnSignals, stopTelemetry } from './serve-process';
 import { addEtcdSecurityFlags, addServerTlsFlags, type EtcdSecurityFlags, etcdSecurityFromFlags, serverTlsFromFlags, type TlsFlags } from './tls-flags';
 
 interface RouterFlags extends TlsFlags, EtcdSecurityFlags {
@@ -30,6 +31,8 @@ interface RouterFlags extends TlsFlags, EtcdSecurityFlags {
   readonly maxSearchK?: number;
   readonly maxMessageBytes?: number;
   readonly maxConcurrentStreams?: number;
+  readonly maxEventLoopLagMs?: number;
+  readonly maxInflightQueries?: number;
   readonly coalesce: boolean;
   readonly coalesceMaxBatchQueries?: number;
   readonly maxInFlightBatchesPerReplica?: number;
@@ -62,6 +65,16 @@ export function registerServeRouterCommand(serve: Command): void {
     .option('--max-search-k <n>', `largest search_k accepted (default ${DEFAULT_MAX_SEARCH_K})`, positiveInt('--max-search-k'))
     .option('--max-message-bytes <n>', `largest request message accepted (default ${DEFAULT_MAX_RECEIVE_MESSAGE_BYTES})`, positiveInt('--max-message-bytes'))
     .option('--max-concurrent-streams <n>', `calls one connection may have open at once (default ${DEFAULT_MAX_CONCURRENT_STREAMS})`, positiveInt('--max-concurrent-streams'))
+    .option(
+      '--max-event-loop-lag-ms <ms>',
+      `refuse queries at once with RESOURCE_EXHAUSTED while the event loop lags more than this; 0: off (default ${DEFAULT_MAX_EVENT_LOOP_LAG_MS})`,
+      nonNegativeInt('--max-event-loop-lag-ms'),
+    )
+    .option(
+      '--max-inflight-queries <n>',
+      `refuse queries at once with RESOURCE_EXHAUSTED while this many are in flight; 0: no bound (default ${DEFAULT_MAX_INFLIGHT_QUERIES})`,
+      nonNegativeInt('--max-inflight-queries'),
+    )
     .option('--no-coalesce', 'send one call per query per shard instead of coalescing into BatchSearch')
     .option('--coalesce-max-batch-queries <n>', 'most queries in one coalesced shard call', positiveInt('--coalesce-max-batch-queries'))
     .option('--max-in-flight-batches-per-replica <n>', 'coalesced calls out at once per replica; more queries wait and join the next call', positiveInt('--max-in-flight-batches-per-replica'))
@@ -98,6 +111,8 @@ export function registerServeRouterCommand(serve: Command): void {
         maxSearchK: flags.maxSearchK,
         maxReceiveMessageBytes: flags.maxMessageBytes,
         maxConcurrentStreams: flags.maxConcurrentStreams,
+        maxEventLoopLagMs: flags.maxEventLoopLagMs,
+        maxInflightQueries: flags.maxInflightQueries,
         tls,
         backendTls: tls,
         coalesce: flags.coalesce,

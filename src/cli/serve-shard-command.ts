@@ -4,6 +4,7 @@ import os from 'node:os';
 
 import type { Command } from 'commander';
 
+import { DEFAULT_MAX_EVENT_LOOP_LAG_MS, DEFAULT_MAX_INFLIGHT_QUERIES } from '../client/load-gate';
 import { DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_RECEIVE_MESSAGE_BYTES } from '../client/search-server';
 import { DEFAULT_MAX_BATCH_QUERIES, DEFAULT_MAX_K, DEFAULT_MAX_SEARCH_K } from '../client/query';
 import { Index } from '../engine/engine-index';
@@ -37,6 +38,8 @@ interface ShardFlags extends TlsFlags, EtcdSecurityFlags {
   readonly maxSearchK?: number;
   readonly maxMessageBytes?: number;
   readonly maxConcurrentStreams?: number;
+  readonly maxEventLoopLagMs?: number;
+  readonly maxInflightQueries?: number;
   readonly maxQueuedSearches?: number;
   readonly searchThreads?: number;
   readonly verify: boolean;
@@ -78,6 +81,16 @@ export function registerServeShardCommand(serve: Command): void {
     .option('--max-search-k <n>', `largest search_k accepted (default ${DEFAULT_MAX_SEARCH_K})`, positiveInt('--max-search-k'))
     .option('--max-message-bytes <n>', `largest request message accepted (default ${DEFAULT_MAX_RECEIVE_MESSAGE_BYTES})`, positiveInt('--max-message-bytes'))
     .option('--max-concurrent-streams <n>', `calls one connection may have open at once (default ${DEFAULT_MAX_CONCURRENT_STREAMS})`, positiveInt('--max-concurrent-streams'))
+    .option(
+      '--max-event-loop-lag-ms <ms>',
+      `refuse queries at once with RESOURCE_EXHAUSTED while the event loop lags more than this; 0: off (default ${DEFAULT_MAX_EVENT_LOOP_LAG_MS})`,
+      nonNegativeInt('--max-event-loop-lag-ms'),
+    )
+    .option(
+      '--max-inflight-queries <n>',
+      `refuse queries at once with RESOURCE_EXHAUSTED while this many are in flight; 0: no bound (default ${DEFAULT_MAX_INFLIGHT_QUERIES})`,
+      nonNegativeInt('--max-inflight-queries'),
+    )
     .option('--search-threads <n>', 'engine search threads (default: the number of cores)', positiveInt('--search-threads'))
     .option(
       '--max-queued-searches <n>',
@@ -109,6 +122,8 @@ export function registerServeShardCommand(serve: Command): void {
         maxSearchK: flags.maxSearchK,
         maxReceiveMessageBytes: flags.maxMessageBytes,
         maxConcurrentStreams: flags.maxConcurrentStreams,
+        maxEventLoopLagMs: flags.maxEventLoopLagMs,
+        maxInflightQueries: flags.maxInflightQueries,
         tls: serverTlsFromFlags(flags),
         verifyChecksums: flags.verify,
         prefault: flags.prefault,

@@ -10,6 +10,7 @@ import { HealthImplementation } from 'grpc-health-check';
 import { CanopyError } from './canopy-error';
 import type { BatchSearchEnvelope, BatchSearchReply, BatchSearchRequest, BatchSearchResponse, SearchServiceHandlers } from './contract';
 import { canopyPackageDefinition, SEARCH_SERVICE_NAME, searchServiceDefinition } from './contract';
+import type { LoadGate } from './load-gate';
 import { reflectionPackageDefinition } from './reflection-definition';
 import { type ServerTlsOptions, serverCredentials } from './tls';
 import type { LogTraceFields } from '../telemetry/log-trace-context';
@@ -114,26 +115,40 @@ const STREAM_METHOD = 'BatchSearchStream';
  * normalised to a CanopyError and answered with that status; `onError` sees
  * it first (for logging). Each call is recorded (server span, duration,
  * queries in flight: see telemetry/served-call.ts); `fn` gets the parent for
- * its own spans, undefined while tracing is off.
+ * its own spans, undefined while tracing is off. A call `gate` refuses is
+ * answered RESOURCE_EXHAUSTED without running `fn`.
  */
 export function unaryHandler<Req, Res>(
   fn: (request: Req, call: grpc.ServerUnaryCall<Req, Res>, parent: Context | undefined) => Promise<Res>,
   onError: CallErrorLogger,
   method: string,
   queriesOf: QueryCounter<Req> = () => 0,
+  gate?: LoadGate,
 ): grpc.handleUnaryCall<Req, Res> {
   return (call, callback) => {
-    const served = startServedCall(SEARCH_SERVICE_NAME, method, call.metadata, queriesOf(call.request));
+    const queries = queriesOf(call.request);
+    const served = startServedCall(SEARCH_SERVICE_NAME, method, call.metadata, queries);
+    const fail = (err: unknown): void => {
+      const error = CanopyError.from(err);
+      served?.end(error);
+      onError(error, method, served?.logFields() ?? NO_TRACE);
+      callback(error.toStatus());
+    };
+    // Refused before any work: an overloaded process must shed for less than it costs to serve.
+    const refusal = gate?.admit(queries);
+    if (refusal !== undefined) {
+      fail(refusal);
+      return;
+    }
     fn(call.request, call, served?.parent).then(
       (response) => {
+        gate?.release(queries);
         served?.end();
         callback(null, response);
       },
       (err: unknown) => {
-        const error = CanopyError.from(err);
-        served?.end(error);
-        onError(error, method, served?.logFields() ?? NO_TRACE);
-        callback(error.toStatus());
+        gate?.release(queries);
+        fail(err);
       },
     );
   };
@@ -175,12 +190,14 @@ export class StreamDrain {
  * (the same code as the unary BatchSearch) and writes a reply with the same
  * id, OK or with the error's status. Replies go out as they are ready. Each
  * message is recorded as a call of its own (method BatchSearchStream), its
- * span parented on the message's `trace_context`.
+ * span parented on the message's `trace_context`, and passes `gate` on its
+ * own: a refused one gets a RESOURCE_EXHAUSTED reply without running `run`.
  */
 export function batchStreamHandler(
   run: (batch: BatchSearchRequest, deadlineMs: number, parent: Context | undefined) => Promise<BatchSearchResponse>,
   onError: CallErrorLogger,
   drain: StreamDrain,
+  gate?: LoadGate,
 ): grpc.handleBidiStreamingCall<BatchSearchEnvelope, BatchSearchReply> {
   return (call) => {
     let pending = 0;
@@ -200,8 +217,14 @@ export function batchStreamHandler(
       pending++;
       const deadlineMs = envelope.timeoutMs > 0 ? Date.now() + envelope.timeoutMs : Number.POSITIVE_INFINITY;
       const batch = envelope.batch ?? { index: '', queries: [], minShards: 0, version: '' };
-      const served = startServedCall(SEARCH_SERVICE_NAME, STREAM_METHOD, envelope.traceContext, batch.queries.length);
-      run(batch, deadlineMs, served?.parent)
+      const queries = batch.queries.length;
+      const served = startServedCall(SEARCH_SERVICE_NAME, STREAM_METHOD, envelope.traceContext, queries);
+      const refusal = gate?.admit(queries);
+      const answer = refusal === undefined ? run(batch, deadlineMs, served?.parent) : Promise.reject(refusal);
+      answer
+        .finally(() => {
+          if (refusal === undefined) gate?.release(queries);
+        })
         .then(
           (response): BatchSearchReply => {
             served?.end();

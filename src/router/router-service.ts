@@ -19,6 +19,7 @@ import type {
   SearchServiceHandlers,
   ShardInfo,
 } from '../client/contract';
+import type { LoadGate } from '../client/load-gate';
 import type { QueryLimits, QueryShape } from '../client/query';
 import { decodeVector, encodeVector, parseQuery, parseShape } from '../client/query';
 import { batchQueries, batchStreamHandler, type CallErrorLogger, oneQuery, type QueryCounter, StreamDrain, unaryHandler } from '../client/search-server';
@@ -50,11 +51,13 @@ export class RouterService {
     private readonly limits: QueryLimits,
     private readonly options: RouterServiceOptions,
     private readonly onError: CallErrorLogger,
+    /** Refuses queries while the process is overloaded. */
+    private readonly gate?: LoadGate,
   ) {}
 
   handlers(): SearchServiceHandlers {
     const wrap = <Req, Res>(method: string, fn: (req: Req, call: Call<Req, Res>, parent: Context | undefined) => Promise<Res>, queriesOf?: QueryCounter<Req>) =>
-      unaryHandler(fn.bind(this), this.onError, method, queriesOf);
+      unaryHandler(fn.bind(this), this.onError, method, queriesOf, this.gate);
     return {
       search: wrap('Search', this.search, oneQuery),
       batchSearch: wrap('BatchSearch', this.batchSearch, batchQueries),
@@ -65,6 +68,7 @@ export class RouterService {
         (batch, deadlineMs, parent) => this.runBatch(batch, this.replyBy(Number.isFinite(deadlineMs) ? deadlineMs : undefined), parent, 'BatchSearchStream'),
         this.onError,
         this.drain,
+        this.gate,
       ),
     };
   }

@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import type { CanopyError } from '../client/canopy-error';
 import type { QueryLimitsOptions } from '../client/query';
 import { resolveQueryLimits } from '../client/query';
+import { LoadGate, type LoadGateOptions } from '../client/load-gate';
 import type { SearchServerOptions } from '../client/search-server';
 import { SearchServer } from '../client/search-server';
 import { channelCredentials, type TlsFiles } from '../client/tls';
@@ -38,7 +39,7 @@ export interface RouterRegistryOptions {
   readonly minReadyReplicas?: number;
 }
 
-export interface RouterOptions extends SearchServerOptions, QueryLimitsOptions, IndexRouteOptions {
+export interface RouterOptions extends SearchServerOptions, QueryLimitsOptions, IndexRouteOptions, LoadGateOptions {
   /** Static mode: shard number -> replica addresses (HOST:PORT) of the one index. */
   readonly backends?: ReadonlyMap<number, readonly string[]>;
   /** Registry mode. Exactly one of `backends` and `registry`. */
@@ -60,6 +61,7 @@ export class Router {
   private readonly routes = new Map<string, IndexRoute>();
   private readonly server: SearchServer;
   private readonly service: RouterService;
+  private readonly gate: LoadGate;
   private readonly discoveryIntervalMs: number;
   /** What every index route is built with: `options` plus the shard credentials, read once. */
   private readonly routeOptions: IndexRouteOptions;
@@ -84,6 +86,7 @@ export class Router {
     if (defaultDeadlineMs > maxDeadlineMs) {
       throw new Error(`the default deadline (${defaultDeadlineMs} ms) exceeds the max deadline (${maxDeadlineMs} ms)`);
     }
+    this.gate = new LoadGate(options);
     this.service = new RouterService(
       this.routes,
       resolveQueryLimits(options),
@@ -93,6 +96,7 @@ export class Router {
         replyMarginMs: options.replyMarginMs ?? DEFAULT_REPLY_MARGIN_MS,
       },
       (err, method, trace) => this.logError(err, method, trace),
+      this.gate,
     );
     this.server = new SearchServer(this.service.handlers(), options);
   }
@@ -113,6 +117,7 @@ export class Router {
     await this.clusterView?.close();
     this.service.drain.endAll();
     await this.server.close();
+    this.gate.stop();
     for (const route of this.routes.values()) route.close();
     this.staticRoute?.close();
     this.routes.clear();

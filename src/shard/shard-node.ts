@@ -12,6 +12,7 @@ import type { LogTraceFields } from '../telemetry/log-trace-context';
 import type { SessionState } from '../registry/node-session';
 import type { QueryLimitsOptions } from '../client/query';
 import { resolveQueryLimits } from '../client/query';
+import { LoadGate, type LoadGateOptions } from '../client/load-gate';
 import type { SearchServerOptions } from '../client/search-server';
 import { SearchServer } from '../client/search-server';
 import { ClusterView } from '../registry/cluster-view';
@@ -40,7 +41,7 @@ export interface ShardRegistryOptions {
   readonly stoppingNoticeMs?: number;
 }
 
-export interface ShardNodeOptions extends SearchServerOptions, QueryLimitsOptions {
+export interface ShardNodeOptions extends SearchServerOptions, QueryLimitsOptions, LoadGateOptions {
   /** Static mode: the folder of one index version (holds manifest.json). */
   readonly manifestDir?: string;
   /** Registry mode: follow the cluster in etcd. Exactly one of `manifestDir` and `registry`. */
@@ -61,6 +62,7 @@ export class ShardNode {
   private readonly catalog = new ShardCatalog();
   private readonly server: SearchServer;
   private readonly service: ShardService;
+  private readonly gate: LoadGate;
   private registry: RegistryParts | undefined;
 
   constructor(
@@ -71,7 +73,8 @@ export class ShardNode {
     if ((options.manifestDir === undefined) === (options.registry === undefined)) {
       throw new Error('a shard node serves either a version folder (--manifest) or what etcd says (--etcd), not both or neither');
     }
-    this.service = new ShardService(this.catalog, resolveQueryLimits(options), (err, method, trace) => this.logError(err, method, trace));
+    this.gate = new LoadGate(options);
+    this.service = new ShardService(this.catalog, resolveQueryLimits(options), (err, method, trace) => this.logError(err, method, trace), this.gate);
     this.server = new SearchServer(this.service.handlers(), options);
   }
 
@@ -100,6 +103,7 @@ export class ShardNode {
     }
     this.service.drain.endAll();
     await this.server.close();
+    this.gate.stop();
     await registry?.session.close();
     this.catalog.releaseAll();
     this.log.info('shard node closed');

@@ -18,6 +18,7 @@ import type {
   SearchResponse,
   SearchServiceHandlers,
 } from '../client/contract';
+import type { LoadGate } from '../client/load-gate';
 import type { QueryLimits } from '../client/query';
 import { encodeVector, parseQuery, parseShape } from '../client/query';
 import { batchQueries, batchStreamHandler, type CallErrorLogger, oneQuery, type QueryCounter, StreamDrain, unaryHandler } from '../client/search-server';
@@ -32,6 +33,8 @@ export class ShardService {
     private readonly catalog: ShardCatalog,
     private readonly limits: QueryLimits,
     private readonly onError: CallErrorLogger,
+    /** Refuses searches while the process is overloaded. */
+    private readonly gate?: LoadGate,
   ) {}
 
   handlers(): SearchServiceHandlers {
@@ -39,7 +42,7 @@ export class ShardService {
       method: string,
       fn: (req: Req, call: grpc.ServerUnaryCall<Req, Res>, parent: Context | undefined) => Promise<Res>,
       queriesOf?: QueryCounter<Req>,
-    ) => unaryHandler(fn.bind(this), this.onError, method, queriesOf);
+    ) => unaryHandler(fn.bind(this), this.onError, method, queriesOf, this.gate);
     return {
       search: wrap('Search', this.search, oneQuery),
       batchSearch: wrap('BatchSearch', (req: BatchSearchRequest, _call, parent) => this.batchSearch(req, parent), batchQueries),
@@ -47,7 +50,7 @@ export class ShardService {
       getItem: wrap('GetItem', this.getItem),
       describeIndex: wrap('DescribeIndex', this.describeIndex),
       // The engine cannot stop a search midway, so the stream's deadline is not used here.
-      batchSearchStream: batchStreamHandler((batch, _deadlineMs, parent) => this.batchSearch(batch, parent), this.onError, this.drain),
+      batchSearchStream: batchStreamHandler((batch, _deadlineMs, parent) => this.batchSearch(batch, parent), this.onError, this.drain, this.gate),
     };
   }
 

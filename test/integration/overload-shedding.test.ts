@@ -2,7 +2,10 @@
 // search (`--search-threads 1 --max-queued-searches 1`), flooded with
 // concurrent exhaustive searches directly and through a router, refuses the
 // excess at once with RESOURCE_EXHAUSTED naming the full queue, answers the
-// rest exactly, and answers normally once the flood is over. Not timed.
+// rest exactly, and answers normally once the flood is over. The same with
+// the event-loop-lag gate (`--max-event-loop-lag-ms 1`, engine queue
+// unbounded) on a shard node and on a router: the refusals name the lag.
+// Not timed.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -26,6 +29,13 @@ const K = 5;
 const EXHAUSTIVE_SEARCH_K = 1_000_000;
 const FLOOD_CALLS = 300;
 const CALL_DEADLINE_MS = 20_000;
+/** A lag a flood surely causes (the gate's probe ticks every 5 ms) and an idle loop rarely shows. */
+const GATE_LAG_MS = 1;
+const QUEUE_FULL = /search queue is full/;
+const LAG_REFUSAL = new RegExp(`overloaded: event loop lag \\d+ ms over ${GATE_LAG_MS}`);
+/** After a flood, a lone call refused by a late tick on this busy machine is asked again (RESOURCE_EXHAUSTED says: retry). */
+const AFTER_FLOOD_ATTEMPTS = 20;
+const RETRY_PAUSE_MS = 50;
 
 describe('overload shedding on a shard node with a tiny engine queue', () => {
   const group = new ProcessGroup();
@@ -33,6 +43,8 @@ describe('overload shedding on a shard node with a tiny engine queue', () => {
   let fixture: Fixture;
   let shard: ServingProcess;
   let router: ServingProcess;
+  let gatedShard: ServingProcess;
+  let gatedRouter: ServingProcess;
   const clients: CanopyClient[] = [];
 
   const query = (seed: number): Float32Array => row(gaussianVectors(1, DIM, seed), 0);
@@ -43,12 +55,24 @@ describe('overload shedding on a shard node with a tiny engine queue', () => {
     const shardAddress = `127.0.0.1:${await freePort()}`;
     shard = group.start('shard', shardAddress, [
       'serve', 'shard', '--manifest', fixture.dir, '--shard', '0', '--listen', shardAddress, '--search-threads', '1', '--max-queued-searches', '1',
+      '--max-event-loop-lag-ms', '0',
     ]);
-    await waitServing(shard);
     const routerAddress = `127.0.0.1:${await freePort()}`;
     // No coalescing: each query is its own shard call, so the flood reaches the shard as it came.
-    router = group.start('router', routerAddress, ['serve', 'router', '--listen', routerAddress, '--backend', `0=${shardAddress}`, '--no-coalesce']);
-    await waitServing(router);
+    router = group.start('router', routerAddress, [
+      'serve', 'router', '--listen', routerAddress, '--backend', `0=${shardAddress}`, '--no-coalesce', '--max-event-loop-lag-ms', '0',
+    ]);
+    const gatedShardAddress = `127.0.0.1:${await freePort()}`;
+    gatedShard = group.start('gated shard', gatedShardAddress, [
+      'serve', 'shard', '--manifest', fixture.dir, '--shard', '0', '--listen', gatedShardAddress, '--search-threads', '1', '--max-queued-searches', '100000',
+      '--max-event-loop-lag-ms', String(GATE_LAG_MS),
+    ]);
+    // In front of the queue-bounded shard with its gate off: the lag refusals it answers are its own.
+    const gatedRouterAddress = `127.0.0.1:${await freePort()}`;
+    gatedRouter = group.start('gated router', gatedRouterAddress, [
+      'serve', 'router', '--listen', gatedRouterAddress, '--backend', `0=${shardAddress}`, '--no-coalesce', '--max-event-loop-lag-ms', String(GATE_LAG_MS),
+    ]);
+    await Promise.all([shard, router, gatedShard, gatedRouter].map((p) => waitServing(p)));
   }, 60_000);
 
   afterAll(async () => {
@@ -57,8 +81,13 @@ describe('overload shedding on a shard node with a tiny engine queue', () => {
     rmSync(workDir, { recursive: true, force: true });
   });
 
-  it.each(['shard', 'router'] as const)('a flood at the %s gets some RESOURCE_EXHAUSTED at once, exact answers otherwise, and service after', async (name) => {
-    const proc = name === 'shard' ? shard : router;
+  it.each([
+    { name: 'shard', proc: () => shard, refusal: QUEUE_FULL },
+    { name: 'router', proc: () => router, refusal: QUEUE_FULL },
+    { name: 'gated shard', proc: () => gatedShard, refusal: LAG_REFUSAL },
+    { name: 'gated router', proc: () => gatedRouter, refusal: LAG_REFUSAL },
+  ])('a flood at the $name gets some RESOURCE_EXHAUSTED at once, exact answers otherwise, and service after', async ({ proc: procOf, refusal }) => {
+    const proc = procOf();
     const client = new CanopyClient({ target: proc.address, deadlineMs: CALL_DEADLINE_MS });
     clients.push(client);
     const q = query(1);
@@ -73,19 +102,33 @@ describe('overload shedding on a shard node with a tiny engine queue', () => {
     );
     const refused = outcomes.filter((o) => o.error !== undefined);
     const answered = outcomes.filter((o) => o.error === undefined);
-    expect(refused.length, 'no call was refused').toBeGreaterThan(0);
-    expect(answered.length, 'no call was answered').toBeGreaterThan(0);
+    // The queue takes in what it can hold; the lag gate may refuse a whole burst that arrives in one go.
+    if (refusal === QUEUE_FULL) expect(answered.length, 'no call was answered').toBeGreaterThan(0);
     for (const o of refused) {
       expect(o.error!.code, o.error!.message).toBe(grpc.status.RESOURCE_EXHAUSTED);
-      expect(o.error!.message).toMatch(/search queue is full/);
+      // The gated router also passes on its shard's full queue.
+      expect(o.error!.message).toMatch(refusal === LAG_REFUSAL ? new RegExp(`${LAG_REFUSAL.source}|${QUEUE_FULL.source}`) : refusal);
     }
+    expect(refused.filter((o) => refusal.test(o.error!.message)).length, 'no call was refused as expected').toBeGreaterThan(0);
     for (const o of answered) expect(o.ids).toEqual(want);
 
     // After the flood: sequential calls are all answered.
     for (const seed of [2, 3, 4]) {
-      const answer = await client.search(fixture.index, query(seed), { k: K, searchK: EXHAUSTIVE_SEARCH_K });
+      const answer = await searchPatiently(client, query(seed));
       expect(answer.neighbors.map((n) => n.id)).toEqual(exact(query(seed)));
     }
     expect(proc.exited).toBe(false);
   }, 60_000);
+
+  /** A search, asked again (bounded) while it is refused with RESOURCE_EXHAUSTED. */
+  async function searchPatiently(client: CanopyClient, q: Float32Array) {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await client.search(fixture.index, q, { k: K, searchK: EXHAUSTIVE_SEARCH_K });
+      } catch (err) {
+        if (attempt === AFTER_FLOOD_ATTEMPTS || CanopyError.from(err).code !== grpc.status.RESOURCE_EXHAUSTED) throw err;
+        await new Promise((resolve) => setTimeout(resolve, RETRY_PAUSE_MS));
+      }
+    }
+  }
 });
