@@ -4,23 +4,29 @@
 // machine, driven by ghz through server reflection.
 //
 //   node load-tests/serving/router-bench.js [--items 30000] [--dim 32] [--trees 10] [--search-k 0]
+//       [--real-items 200000] [--real-dim 128] [--real-trees 20] [--real-search-k 0] [--real-rounds 3]
 //       [--low-rps 100] [--low-requests 200] [--saturated-seconds 3] [--rounds 5] [--concurrency 32]
 //       [--connections 4] [--ghz PATH] [--router-flags "--flag value ..."] [--report load-tests/reports/router.md]
 //
+// Two workloads, one after the other: "tiny" (--items x --dim euclidean gaussian, where a shard search
+// takes tens of µs, so the fixed cost of a gRPC hop dominates) and "realistic" (--real-items x --real-dim
+// angular, clustered like embeddings, search_k per shard chosen here as the smallest of a ladder whose
+// recall@10 against brute force reaches 0.9, or --real-search-k; --real-items 0 skips it).
+//
 // Needs dist/ (`npm run prepare`); ghz is installed when missing (load-tests/install-ghz.sh).
 //
-// Scenarios, each against the same 3-shard index (one replica per shard):
+// Scenarios, for each workload, against its 3-shard index (one replica per shard):
 //   direct    ghz -> shard node 0 (a third of the items)
 //   router    ghz -> router -> 3 shard nodes, coalescing into BatchSearch (default)
 //   uncoal.   ghz -> router --no-coalesce -> one call per query per shard
 //   one hop   ghz -> router that knows only shard 0 (min_shards 1): the extra hop alone
 // Each is measured at low load (paced at --low-rps, one stream) and saturated
 // (--concurrency streams over --connections connections for --saturated-seconds), in
-// --rounds interleaved rounds; the table shows the median of each figure over the rounds.
-// Queries are 100 seeded gaussian vectors sent round-robin as vector_f32 bytes, k = 10,
-// search_k per shard as given (0: n_trees * k). Every process shares the same 2 cores: figures are ratios.
+// --rounds (realistic: --real-rounds) interleaved rounds; the table shows the median of each figure over
+// the rounds. Queries are 100 seeded vectors drawn like the items, sent round-robin as vector_f32 bytes,
+// k = 10. Every process shares the same 2 cores: figures are ratios.
 const { spawn } = require('node:child_process');
-const { mkdtempSync, rmSync, writeFileSync, mkdirSync } = require('node:fs');
+const { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } = require('node:fs');
 const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
@@ -34,12 +40,21 @@ const SHARDS = 3;
 const K = 10;
 const QUERY_COUNT = 100;
 const WARMUP_REQUESTS = 300;
+const TARGET_RECALL = 0.9;
+const SEARCH_K_LADDER = [1000, 2000, 4000, 8000, 12000, 16000, 24000, 32000, 48000, 64000];
+const CLUSTERS = 256;
+const CLUSTER_NOISE = 2; // clusters that overlap: recall 0.9 needs a search_k of tens of thousands, as on glove-100
 
 const DEFAULTS = {
   items: 30000,
   dim: 32,
   trees: 10,
   searchK: 0,
+  realItems: 200000,
+  realDim: 128,
+  realTrees: 20,
+  realSearchK: 0,
+  realRounds: 3,
   lowRps: 100,
   lowRequests: 200,
   saturatedSeconds: 3,
@@ -77,21 +92,92 @@ function freePort() {
   });
 }
 
-async function buildIndex(workDir, opts) {
-  const data = gaussians(opts.items * opts.dim, 1);
-  const lines = [];
-  for (let r = 0; r < opts.items; r++) {
-    lines.push(JSON.stringify({ id: `item-${r}`, vector: Array.from(data.subarray(r * opts.dim, (r + 1) * opts.dim)) }));
+/** Gaussian rows, or (clustered) rows scattered around CLUSTERS gaussian centres, as embeddings are. */
+function vectors(rows, dim, seed, clustered) {
+  const data = gaussians(rows * dim, seed);
+  if (!clustered) return data;
+  const centres = gaussians(CLUSTERS * dim, 99);
+  for (let r = 0; r < rows; r++) {
+    const c = (Math.imul(r + seed, 2654435761) >>> 0) % CLUSTERS;
+    for (let d = 0; d < dim; d++) data[r * dim + d] = centres[c * dim + d] + CLUSTER_NOISE * data[r * dim + d];
   }
-  const input = path.join(workDir, 'bench.jsonl');
-  writeFileSync(input, `${lines.join('\n')}\n`);
+  return data;
+}
+
+/** Writes rows as a float32 .npy (ids are row numbers) and builds a 3-shard version from it. */
+async function buildIndex(workDir, w, data) {
+  let header = `{'descr': '<f4', 'fortran_order': False, 'shape': (${w.items}, ${w.dim}), }`;
+  header += ' '.repeat(63 - ((10 + header.length) % 64)) + '\n';
+  const prefix = Buffer.alloc(10);
+  Buffer.from([0x93, ...Buffer.from('NUMPY'), 1, 0]).copy(prefix);
+  prefix.writeUInt16LE(header.length, 8);
+  const input = path.join(workDir, `${w.name}.npy`);
+  writeFileSync(input, Buffer.concat([prefix, Buffer.from(header, 'latin1'), Buffer.from(data.buffer, data.byteOffset, data.byteLength)]));
   const { buildVersion } = require(path.join(ROOT, 'dist', 'build', 'builder.js'));
   const { Index } = require(path.join(ROOT, 'dist', 'engine', 'engine-index.js'));
   const built = await buildVersion({
-    input, format: 'jsonl', metric: 'euclidean', outDir: path.join(workDir, 'versions'),
-    createForest: (o) => new Index(o), nTrees: opts.trees, shardCount: SHARDS, index: 'bench', version: 'v1', seed: 1,
+    input, format: 'npy', metric: w.metric, outDir: path.join(workDir, w.name),
+    createForest: (o) => new Index(o), nTrees: w.trees, shardCount: SHARDS, index: 'bench', version: 'v1', seed: 1,
   });
+  rmSync(input);
   return built.dir;
+}
+
+/** Brute-force top-k rows of each query by cosine (angular order). */
+function exactTopK(data, dim, queries, k) {
+  const rows = data.length / dim;
+  const norms = new Float32Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let n = 0;
+    for (let d = 0; d < dim; d++) n += data[r * dim + d] ** 2;
+    norms[r] = Math.sqrt(n) || 1;
+  }
+  const out = [];
+  for (let q = 0; q < queries.length / dim; q++) {
+    const best = []; // [cos, row], kept sorted descending, length <= k
+    for (let r = 0; r < rows; r++) {
+      let dot = 0;
+      for (let d = 0; d < dim; d++) dot += data[r * dim + d] * queries[q * dim + d];
+      const cos = dot / norms[r];
+      if (best.length < k || cos > best[best.length - 1][0]) {
+        best.push([cos, r]);
+        best.sort((a, b) => b[0] - a[0]);
+        if (best.length > k) best.pop();
+      }
+    }
+    out.push(new Set(best.map(([, r]) => String(r))));
+  }
+  return out;
+}
+
+/**
+ * The smallest search_k of the ladder whose recall@k over all shards (each
+ * searched with it, merged by distance) reaches TARGET_RECALL; with its recall.
+ */
+function calibrateSearchK(dir, w, data, queries) {
+  const { Index } = require(path.join(ROOT, 'dist', 'engine', 'engine-index.js'));
+  const manifest = JSON.parse(readFileSync(path.join(dir, 'manifest.json'), 'utf8'));
+  const shards = manifest.shards.map((sh) => ({
+    index: Index.load(path.join(dir, sh.file), { dim: w.dim, metric: w.metric }),
+    ids: readFileSync(path.join(dir, sh.idsFile), 'utf8').split('\n'),
+  }));
+  const truth = exactTopK(data, w.dim, queries, K);
+  let chosen;
+  for (const searchK of SEARCH_K_LADDER) {
+    let hits = 0;
+    for (let q = 0; q < truth.length; q++) {
+      const vector = queries.subarray(q * w.dim, (q + 1) * w.dim);
+      const found = shards.flatMap(({ index, ids }) => {
+        const r = index.searchSync(vector, K, { searchK });
+        return Array.from(r.ids, (item, i) => [r.distances[i], ids[item]]);
+      }).sort((a, b) => a[0] - b[0]).slice(0, K);
+      for (const [, id] of found) if (truth[q].has(id)) hits++;
+    }
+    chosen = { searchK, recall: hits / (truth.length * K) };
+    if (chosen.recall >= TARGET_RECALL) break;
+  }
+  for (const { index } of shards) index.unload();
+  return chosen;
 }
 
 const children = [];
@@ -104,6 +190,7 @@ function startProcess(args) {
 
 function killAll() {
   for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  children.length = 0;
 }
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -124,12 +211,12 @@ function combine(runs) {
  * keeps the median of each figure, so that other work on the machine weighs
  * on all scenarios alike instead of on whichever ran at a bad moment.
  */
-async function measureAll(bin, scenarios, opts) {
+async function measureAll(bin, scenarios, opts, rounds) {
   const ghz = (target, dataFile, args) => runGhz(bin, { target, call: 'Search', dataFile, args });
   for (const { target, dataFile } of scenarios) await ghz(target, dataFile, ['-n', String(WARMUP_REQUESTS), '-c', '8']);
   const low = scenarios.map(() => []);
   const saturated = scenarios.map(() => []);
-  for (let round = 0; round < opts.rounds; round++) {
+  for (let round = 0; round < rounds; round++) {
     for (const [i, { target, dataFile }] of scenarios.entries()) {
       low[i].push(await ghz(target, dataFile, ['-n', String(opts.lowRequests), '-c', '1', '--rps', String(opts.lowRps)]));
     }
@@ -157,27 +244,27 @@ function table(results) {
   return rows.join('\n');
 }
 
-async function main() {
-  const opts = parseFlags(process.argv.slice(2), DEFAULTS);
-  const bin = findGhz(opts.ghz);
-  const workDir = mkdtempSync(path.join(os.tmpdir(), 'canopy-router-bench-'));
+/** Builds the workload's index, starts 3 shard nodes and 3 routers, measures every scenario, stops them. */
+async function runWorkload(bin, workDir, w, opts) {
+  const data = vectors(w.items, w.dim, 1, w.clustered);
+  const queries = vectors(QUERY_COUNT, w.dim, 2, w.clustered);
+  const dir = await buildIndex(workDir, w, data);
+  const calibrated = w.searchK === 0 && w.calibrate ? calibrateSearchK(dir, w, data, queries) : undefined;
+  const searchK = calibrated?.searchK ?? w.searchK;
+  const writeQueries = (file, extra) => {
+    writeFileSync(file, JSON.stringify(Array.from({ length: QUERY_COUNT }, (_, q) => ({
+      index: 'bench',
+      vectorF32: Buffer.from(queries.buffer, q * w.dim * 4, w.dim * 4).toString('base64'),
+      k: K,
+      searchK,
+      ...extra,
+    }))));
+    return file;
+  };
+  const dataFile = writeQueries(path.join(workDir, `${w.name}-queries.json`), {});
+  // For the router that knows only shard 0: one shard must answer.
+  const oneShardFile = writeQueries(path.join(workDir, `${w.name}-queries-one-shard.json`), { minShards: 1 });
   try {
-    const dir = await buildIndex(workDir, opts);
-    const queries = gaussians(QUERY_COUNT * opts.dim, 2);
-    const writeQueries = (file, extra) => {
-      writeFileSync(file, JSON.stringify(Array.from({ length: QUERY_COUNT }, (_, q) => ({
-        index: 'bench',
-        vectorF32: Buffer.from(queries.buffer, q * opts.dim * 4, opts.dim * 4).toString('base64'),
-        k: K,
-        searchK: opts.searchK,
-        ...extra,
-      }))));
-      return file;
-    };
-    const dataFile = writeQueries(path.join(workDir, 'queries.json'), {});
-    // For the router that knows only shard 0: one shard must answer.
-    const oneShardFile = writeQueries(path.join(workDir, 'queries-one-shard.json'), { minShards: 1 });
-
     const shardAddrs = [];
     for (let s = 0; s < SHARDS; s++) {
       const addr = `127.0.0.1:${await freePort()}`;
@@ -201,37 +288,82 @@ async function main() {
       { name: 'router, 3 shards, coalescing', target: routerAddr, dataFile },
       { name: 'router, 3 shards, one call per query per shard', target: uncoalescedAddr, dataFile },
     ];
-    const measured = await measureAll(bin, scenarios, opts);
+    const measured = await measureAll(bin, scenarios, opts, w.rounds);
     const results = new Map(scenarios.map((sc, i) => [sc.name, measured[i]]));
     const [direct, oneHop, router, uncoalesced] = [...results.values()];
+    return {
+      searchK, calibrated, results,
+      overhead: router.low.p50Ms / direct.low.p50Ms,
+      hop: oneHop.low.p50Ms / direct.low.p50Ms,
+      gain: router.saturated.rps / uncoalesced.saturated.rps,
+    };
+  } finally {
+    killAll();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
-    const overhead = router.low.p50Ms / direct.low.p50Ms;
-    const hop = oneHop.low.p50Ms / direct.low.p50Ms;
-    const gain = router.saturated.rps / uncoalesced.saturated.rps;
+function workloadSection(w, r) {
+  const searchK = r.calibrated
+    ? `${r.searchK} per shard (smallest of ${SEARCH_K_LADDER.join(', ')} reaching recall@${K} ≥ ${TARGET_RECALL}: measured ${fmt(r.calibrated.recall, 3)} over the ${QUERY_COUNT} queries, all shards merged, against brute force)`
+    : r.searchK ? String(r.searchK) : `default (${w.trees * K})`;
+  return [
+    `## ${w.title}`,
+    '',
+    `Index: ${int(w.items)} x ${w.dim} ${w.metric}${w.clustered ? ` (${CLUSTERS} gaussian clusters)` : ' (gaussian)'}, ${w.trees} trees, ${SHARDS} shards (one replica each), k = ${K}, search_k ${searchK}.`,
+    `${w.rounds} interleaved rounds; each figure is the median over the rounds.`,
+    '',
+    table(r.results),
+    '',
+    `- Router p50 at low load / direct shard p50: **${fmt(r.overhead)}x** (target ≤ 1.30)`,
+    `- Router over shard 0 only, p50 at low load / direct shard p50: **${fmt(r.hop)}x** (the cost of the extra hop alone)`,
+    `- Router saturated q/s, coalescing / one call per query per shard: **${fmt(r.gain)}x** (target ≥ 2)`,
+    '',
+  ].join('\n');
+}
+
+async function main() {
+  const opts = parseFlags(process.argv.slice(2), DEFAULTS);
+  const bin = findGhz(opts.ghz);
+  const workDir = mkdtempSync(path.join(os.tmpdir(), 'canopy-router-bench-'));
+  const workloads = [
+    { name: 'tiny', title: 'Tiny index: a shard search takes tens of µs', items: opts.items, dim: opts.dim, trees: opts.trees,
+      searchK: opts.searchK, metric: 'euclidean', clustered: false, calibrate: false, rounds: opts.rounds },
+    { name: 'realistic', title: 'Recommender-scale index: about a millisecond per shard search', items: opts.realItems, dim: opts.realDim,
+      trees: opts.realTrees, searchK: opts.realSearchK, metric: 'angular', clustered: true, calibrate: true, rounds: opts.realRounds },
+  ].filter((w) => w.items > 0);
+  try {
+    const sections = [];
+    const load = [];
+    for (const w of workloads) {
+      const r = await runWorkload(bin, workDir, w, opts);
+      load.push(`${w.name} ${os.loadavg()[0].toFixed(2)}`);
+      sections.push(workloadSection(w, r));
+      process.stderr.write(`${w.name}: router/direct p50 ${fmt(r.overhead)}x, hop ${fmt(r.hop)}x, coalescing ${fmt(r.gain)}x\n`);
+    }
     const cpu = os.cpus();
     const command = `node load-tests/serving/router-bench.js ${process.argv.slice(2).join(' ')}`.trim();
     const report = [
       '# Serving benchmark: router over 3 shards',
       '',
       `${new Date().toISOString()} · ${cpu[0]?.model ?? 'cpu'} · ${cpu.length} cores · node ${process.version} · \`${command}\``,
+      `· 1-minute load average after each workload: ${load.join(', ')}`,
       '',
-      `Index: ${int(opts.items)} x ${opts.dim} euclidean, ${opts.trees} trees, ${SHARDS} shards (one replica each), k = ${K}, search_k ${opts.searchK || `default (${opts.trees * K})`}.`,
       `Load: ghz over server reflection, ${QUERY_COUNT} query vectors round-robin as vector_f32. Low load: one stream paced at ${opts.lowRps} q/s,`,
       `${opts.lowRequests} requests. Saturated: ${opts.concurrency} streams over ${opts.connections} connections for ${opts.saturatedSeconds} s.`,
-      `Scenarios run in ${opts.rounds} interleaved rounds; each figure is the median over the rounds.`,
+      'Scenarios run in interleaved rounds (A B C D, A B C D, ...).',
       'ghz, the shard nodes and the routers all share the same cores, so read the ratios, not the absolute figures.',
       '',
-      table(results),
-      '',
-      `- Router p50 at low load / direct shard p50: **${fmt(overhead)}x** (target ≤ 1.30)`,
-      `- Router over shard 0 only, p50 at low load / direct shard p50: **${fmt(hop)}x** (the cost of the extra hop alone)`,
-      `- Router saturated q/s, coalescing / one call per query per shard: **${fmt(gain)}x** (target ≥ 2)`,
-      '',
+      ...sections,
       'Coalescing router: concurrent queries bound for a shard leave as one BatchSearch, sent as a message on a',
       'long-lived BatchSearchStream to the replica. The comparison router sends one unary BatchSearch per query per shard.',
       'At low load the direct shard pays one gRPC call and one search; the router adds a hop (its own unary call',
       'handling, a stream message to the shard and back, the merge: the "extra hop" row) and, over 3 shards, three',
       `searches that share this machine's ${cpu.length} cores with each other, ghz and the router (on separate hosts they run side by side).`,
+      'The 30% target is about a fixed cost: on the tiny index the hop costs more than the search itself; on the',
+      'recommender-scale index the search dominates and the ratio shows what a router costs in practice.',
+      'There the extra hop alone stays near the target, and the 3-shard router waits for three ~1 ms searches that',
+      'cannot all run at once on 2 cores; coalescing saves router RPCs, not shard search time.',
       '',
     ].join('\n');
     process.stdout.write(report);
