@@ -13,7 +13,7 @@ import { DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_RECEIVE_MESSAGE_BYTES } fro
 import { createEtcdClient } from '../registry/etcd-client';
 import { ClusterKeys } from '../registry/keys';
 import { DEFAULT_DEADLINE_MS, DEFAULT_MAX_DEADLINE_MS, Router, type RouterRegistryOptions } from '../router/router';
-import { createLogger, defaultLogLevel, nonNegativeInt, positiveInt, startProcessTelemetry, stopOnSignals, stopTelemetry } from './serve-process';
+import { createLogger, nonNegativeInt, positiveInt, startProcessTelemetry, stopOnSignals, stopTelemetry } from './serve-process';
 import { addEtcdSecurityFlags, addServerTlsFlags, type EtcdSecurityFlags, etcdSecurityFromFlags, serverTlsFromFlags, type TlsFlags } from './tls-flags';
 
 interface RouterFlags extends TlsFlags, EtcdSecurityFlags {
@@ -37,7 +37,7 @@ interface RouterFlags extends TlsFlags, EtcdSecurityFlags {
   readonly coalesceMaxBatchQueries?: number;
   readonly maxInFlightBatchesPerReplica?: number;
   readonly hedging: boolean;
-  readonly logLevel: string;
+  readonly logLevel?: string;
   readonly metricsListen?: string;
 }
 
@@ -79,7 +79,7 @@ export function registerServeRouterCommand(serve: Command): void {
     .option('--coalesce-max-batch-queries <n>', 'most queries in one coalesced shard call', positiveInt('--coalesce-max-batch-queries'))
     .option('--max-in-flight-batches-per-replica <n>', 'coalesced calls out at once per replica; more queries wait and join the next call', positiveInt('--max-in-flight-batches-per-replica'))
     .option('--no-hedging', 'do not send hedged requests to a second replica')
-    .option('--log-level <level>', 'pino log level (default: $CANOPY_LOG_LEVEL, else info)', defaultLogLevel())
+    .option('--log-level <level>', 'pino log level (default: $CANOPY_LOG_LEVEL, else info)')
     .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (one worker only)');
   addServerTlsFlags(command, true);
   addEtcdSecurityFlags(command);

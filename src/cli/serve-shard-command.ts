@@ -15,7 +15,6 @@ import { ShardNode } from '../shard/shard-node';
 import { observeEtcdSession, observeIndexVersions, observeSearchQueueDepth } from '../telemetry/instruments';
 import {
   createLogger,
-  defaultLogLevel,
   nonNegativeInt,
   positiveInt,
   startProcessTelemetry,
@@ -47,7 +46,7 @@ interface ShardFlags extends TlsFlags, EtcdSecurityFlags {
   readonly drainTimeoutMs?: number;
   readonly unloadGraceMs?: number;
   readonly leaseTtlSeconds?: number;
-  readonly logLevel: string;
+  readonly logLevel?: string;
   readonly metricsListen?: string;
 }
 
@@ -102,7 +101,7 @@ export function registerServeShardCommand(serve: Command): void {
     .option('--drain-timeout-ms <ms>', 'on SIGTERM, how long in-flight queries may take to finish', positiveInt('--drain-timeout-ms'))
     .option('--unload-grace-ms <ms>', 'how long a version that is neither active nor target stays loaded', nonNegativeInt('--unload-grace-ms'))
     .option('--lease-ttl-seconds <s>', 'how long etcd keeps this node\'s key after it stops renewing', positiveInt('--lease-ttl-seconds'))
-    .option('--log-level <level>', 'pino log level (default: $CANOPY_LOG_LEVEL, else info)', defaultLogLevel())
+    .option('--log-level <level>', 'pino log level (default: $CANOPY_LOG_LEVEL, else info)')
     .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics');
   addServerTlsFlags(command);
   addEtcdSecurityFlags(command);

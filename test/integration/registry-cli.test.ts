@@ -1,4 +1,5 @@
 // `canopy publish`, `status` and `rollback` as real processes against a real etcd.
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Manifest } from '../../src/build/manifest';
 import { ClusterKeys } from '../../src/registry/keys';
 import { flipActive } from '../../src/registry/versions';
-import { runCanopy } from '../support/cli';
+import { CANOPY_BIN, runCanopy } from '../support/cli';
 import { EtcdServer } from '../support/etcd';
 
 let etcd: EtcdServer;
@@ -100,5 +101,32 @@ describe('canopy publish / status / rollback', () => {
     const result = await runCanopy(['status', '--etcd', 'http://127.0.0.1:9', '--cluster', 'cli']);
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(/etcd at http:\/\/127\.0\.0\.1:9 did not answer/);
+  });
+});
+
+describe('canopy serve controller', () => {
+  it('flips the target to active once every shard has a ready replica, and stops on SIGTERM', async () => {
+    const dir = versionFolder('c1', Buffer.alloc(72, 5));
+    const cluster = new ClusterKeys('ctl');
+    const flags = ['--etcd', etcd.url, '--cluster', 'ctl'];
+    expect((await runCanopy(['publish', ...flags, '--manifest', dir])).code).toBe(0);
+    const controller = spawn(process.execPath, [CANOPY_BIN, 'serve', 'controller', ...flags, '--log-level', 'warn'], { stdio: 'ignore' });
+    try {
+      await new Promise((r) => setTimeout(r, 500));
+      expect(await client.get(cluster.active('tracks')).string()).toBeNull(); // no replica is ready yet
+      await client.put(cluster.node('n1')).value(JSON.stringify({
+        addr: '127.0.0.1:7001', index: 'tracks', shard: 0, stopping: false, versions: { c1: { state: 'ready' } },
+      }));
+      let active: string | null = null;
+      for (let i = 0; i < 100 && active !== 'c1'; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        active = await client.get(cluster.active('tracks')).string();
+      }
+      expect(active).toBe('c1');
+    } finally {
+      const exited = new Promise((resolve) => controller.once('exit', resolve));
+      controller.kill('SIGTERM');
+      expect(await exited).toBe(0);
+    }
   });
 });

@@ -1,0 +1,48 @@
+// `canopy serve controller`: only the version controller, for clusters that
+// run routers with --no-controller. Any number may run beside the routers'
+// controllers: the flip is guarded on `target`, so they can only agree.
+import type { Command } from 'commander';
+
+import { ClusterView } from '../registry/cluster-view';
+import { createEtcdClient } from '../registry/etcd-client';
+import { ClusterKeys } from '../registry/keys';
+import { VersionController } from '../registry/version-controller';
+import { addEtcdFlags, type EtcdFlags } from './etcd-flags';
+import { createLogger, positiveInt, stopOnSignals } from './serve-process';
+import { etcdSecurityFromFlags } from './tls-flags';
+
+interface ControllerFlags extends EtcdFlags {
+  readonly minReady?: number;
+  readonly logLevel?: string;
+}
+
+export function registerServeControllerCommand(serve: Command): void {
+  addEtcdFlags(
+    serve
+      .command('controller')
+      .description('flip each index\'s active version to its target once every shard has enough ready replicas')
+      .option('--min-ready <n>', 'ready replicas every shard needs before a new version becomes active (default 1)', positiveInt('--min-ready'))
+      .option('--log-level <level>', 'pino log level (default: $CANOPY_LOG_LEVEL, else info)'),
+  ).action(async (flags: ControllerFlags) => {
+    const log = createLogger('controller', flags.logLevel);
+    const etcd = createEtcdClient({ endpoints: flags.etcd, ...etcdSecurityFromFlags(flags) });
+    const keys = new ClusterKeys(flags.cluster);
+    const view = new ClusterView({ etcd, keys });
+    const controller = new VersionController({
+      etcd,
+      keys,
+      view,
+      minReadyReplicas: flags.minReady,
+      onFlip: (index, version) => log.info({ index, version }, 'flipped active version'),
+      onError: (err) => log.warn({ err: err.message }, 'version flip failed; will retry on the next change'),
+    });
+    controller.start();
+    stopOnSignals(async () => {
+      controller.stop();
+      await view.close();
+      etcd.close();
+    }, log);
+    await view.start();
+    log.info({ cluster: flags.cluster }, 'controller watching');
+  });
+}
