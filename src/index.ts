@@ -1,6 +1,9 @@
-// Package entry: the public API of Canopy's engine (other parts add their exports here).
+// Package entry: the engine (build, save, load and search Annoy-compatible forests) and a client of
+// a Canopy router or shard node.
 export { EngineError, type EngineErrorCode } from './engine/engine-error';
 export { Index, type BuildOptions, type IndexOptions, type LoadOptions, type SearchOptions } from './engine/engine-index';
 export type { Metric } from './engine/metric';
 export type { SearchResult, SearchPoolStats, Vector } from './engine/native-addon';
 export { configureSearchPool, engineSimdLevel, searchPoolStats, type SearchPoolOptions } from './engine/search-pool';
+export { CanopyClient, type CanopyClientOptions, type QueryOptions } from './client/canopy-client';
+export { CanopyError } from './client/canopy-error';
