@@ -7,16 +7,14 @@ import cluster from 'node:cluster';
 import type { Command } from 'commander';
 import type { Logger } from 'pino';
 
-import { DEFAULT_MAX_BATCH_QUERIES, DEFAULT_MAX_K, DEFAULT_MAX_SEARCH_K } from '../client/query';
-import { DEFAULT_MAX_EVENT_LOOP_LAG_MS, DEFAULT_MAX_INFLIGHT_QUERIES } from '../client/load-gate';
-import { DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_RECEIVE_MESSAGE_BYTES } from '../client/search-server';
 import { createEtcdClient } from '../registry/etcd-client';
 import { ClusterKeys } from '../registry/keys';
 import { DEFAULT_DEADLINE_MS, DEFAULT_MAX_DEADLINE_MS, Router, type RouterRegistryOptions } from '../router/router';
-import { createLogger, nonNegativeInt, positiveInt, startProcessTelemetry, stopOnSignals, stopTelemetry } from './serve-process';
+import { createLogger, positiveInt, startProcessTelemetry, stopOnSignals, stopTelemetry } from './serve-process';
+import { addServerLimitFlags, type ServerLimitFlags } from './limit-flags';
 import { addEtcdSecurityFlags, addServerTlsFlags, type EtcdSecurityFlags, etcdSecurityFromFlags, serverTlsFromFlags, type TlsFlags } from './tls-flags';
 
-interface RouterFlags extends TlsFlags, EtcdSecurityFlags {
+interface RouterFlags extends ServerLimitFlags, TlsFlags, EtcdSecurityFlags {
   readonly listen: string;
   readonly backend: string[];
   readonly etcd?: string;
@@ -26,13 +24,6 @@ interface RouterFlags extends TlsFlags, EtcdSecurityFlags {
   readonly workers: number;
   readonly defaultDeadlineMs?: number;
   readonly maxDeadlineMs?: number;
-  readonly maxK?: number;
-  readonly maxBatchQueries?: number;
-  readonly maxSearchK?: number;
-  readonly maxMessageBytes?: number;
-  readonly maxConcurrentStreams?: number;
-  readonly maxEventLoopLagMs?: number;
-  readonly maxInflightQueries?: number;
   readonly coalesce: boolean;
   readonly coalesceMaxBatchQueries?: number;
   readonly maxInFlightBatchesPerReplica?: number;
@@ -60,27 +51,13 @@ export function registerServeRouterCommand(serve: Command): void {
     .option('--workers <n>', 'processes sharing the port', positiveInt('--workers'), DEFAULT_ROUTER_WORKERS)
     .option('--default-deadline-ms <ms>', `deadline of a request that brings none (default ${DEFAULT_DEADLINE_MS})`, positiveInt('--default-deadline-ms'))
     .option('--max-deadline-ms <ms>', `longer deadlines callers ask for are cut to this (default ${DEFAULT_MAX_DEADLINE_MS})`, positiveInt('--max-deadline-ms'))
-    .option('--max-k <n>', `largest k accepted (default ${DEFAULT_MAX_K})`, positiveInt('--max-k'))
-    .option('--max-batch-queries <n>', `most queries in one BatchSearch (default ${DEFAULT_MAX_BATCH_QUERIES})`, positiveInt('--max-batch-queries'))
-    .option('--max-search-k <n>', `largest search_k accepted (default ${DEFAULT_MAX_SEARCH_K})`, positiveInt('--max-search-k'))
-    .option('--max-message-bytes <n>', `largest request message accepted (default ${DEFAULT_MAX_RECEIVE_MESSAGE_BYTES})`, positiveInt('--max-message-bytes'))
-    .option('--max-concurrent-streams <n>', `calls one connection may have open at once (default ${DEFAULT_MAX_CONCURRENT_STREAMS})`, positiveInt('--max-concurrent-streams'))
-    .option(
-      '--max-event-loop-lag-ms <ms>',
-      `refuse queries at once with RESOURCE_EXHAUSTED while the event loop lags more than this; 0: off (default ${DEFAULT_MAX_EVENT_LOOP_LAG_MS})`,
-      nonNegativeInt('--max-event-loop-lag-ms'),
-    )
-    .option(
-      '--max-inflight-queries <n>',
-      `refuse queries at once with RESOURCE_EXHAUSTED while this many are in flight; 0: no bound (default ${DEFAULT_MAX_INFLIGHT_QUERIES})`,
-      nonNegativeInt('--max-inflight-queries'),
-    )
     .option('--no-coalesce', 'send one call per query per shard instead of coalescing into BatchSearch')
     .option('--coalesce-max-batch-queries <n>', 'most queries in one coalesced shard call', positiveInt('--coalesce-max-batch-queries'))
     .option('--max-in-flight-batches-per-replica <n>', 'coalesced calls out at once per replica; more queries wait and join the next call', positiveInt('--max-in-flight-batches-per-replica'))
     .option('--no-hedging', 'do not send hedged requests to a second replica')
     .option('--log-level <level>', 'pino log level (default: $CANOPY_LOG_LEVEL, else info)')
     .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (one worker only)');
+  addServerLimitFlags(command);
   addServerTlsFlags(command, true);
   addEtcdSecurityFlags(command);
   command.action(async (flags: RouterFlags) => {

@@ -4,9 +4,6 @@ import os from 'node:os';
 
 import type { Command } from 'commander';
 
-import { DEFAULT_MAX_EVENT_LOOP_LAG_MS, DEFAULT_MAX_INFLIGHT_QUERIES } from '../client/load-gate';
-import { DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_RECEIVE_MESSAGE_BYTES } from '../client/search-server';
-import { DEFAULT_MAX_BATCH_QUERIES, DEFAULT_MAX_K, DEFAULT_MAX_SEARCH_K } from '../client/query';
 import { Index } from '../engine/engine-index';
 import { configureSearchPool, searchPoolStats } from '../engine/search-pool';
 import { createEtcdClient } from '../registry/etcd-client';
@@ -21,9 +18,10 @@ import {
   stopOnSignals,
   stopTelemetry,
 } from './serve-process';
+import { addServerLimitFlags, type ServerLimitFlags } from './limit-flags';
 import { addEtcdSecurityFlags, addServerTlsFlags, type EtcdSecurityFlags, etcdSecurityFromFlags, serverTlsFromFlags, type TlsFlags } from './tls-flags';
 
-interface ShardFlags extends TlsFlags, EtcdSecurityFlags {
+interface ShardFlags extends ServerLimitFlags, TlsFlags, EtcdSecurityFlags {
   readonly manifest?: string;
   readonly etcd?: string;
   readonly cluster: string;
@@ -32,13 +30,6 @@ interface ShardFlags extends TlsFlags, EtcdSecurityFlags {
   readonly advertise?: string;
   readonly shard: number;
   readonly listen: string;
-  readonly maxK?: number;
-  readonly maxBatchQueries?: number;
-  readonly maxSearchK?: number;
-  readonly maxMessageBytes?: number;
-  readonly maxConcurrentStreams?: number;
-  readonly maxEventLoopLagMs?: number;
-  readonly maxInflightQueries?: number;
   readonly maxQueuedSearches?: number;
   readonly searchThreads?: number;
   readonly verify: boolean;
@@ -75,21 +66,6 @@ export function registerServeShardCommand(serve: Command): void {
     .option('--advertise <host:port>', 'registry mode: the address routers call (default: --listen, unless it is 0.0.0.0)')
     .requiredOption('--shard <n>', 'shard number (0-based)', nonNegativeInt('--shard'))
     .requiredOption('--listen <host:port>', 'address to listen on')
-    .option('--max-k <n>', `largest k accepted (default ${DEFAULT_MAX_K})`, positiveInt('--max-k'))
-    .option('--max-batch-queries <n>', `most queries in one BatchSearch (default ${DEFAULT_MAX_BATCH_QUERIES})`, positiveInt('--max-batch-queries'))
-    .option('--max-search-k <n>', `largest search_k accepted (default ${DEFAULT_MAX_SEARCH_K})`, positiveInt('--max-search-k'))
-    .option('--max-message-bytes <n>', `largest request message accepted (default ${DEFAULT_MAX_RECEIVE_MESSAGE_BYTES})`, positiveInt('--max-message-bytes'))
-    .option('--max-concurrent-streams <n>', `calls one connection may have open at once (default ${DEFAULT_MAX_CONCURRENT_STREAMS})`, positiveInt('--max-concurrent-streams'))
-    .option(
-      '--max-event-loop-lag-ms <ms>',
-      `refuse queries at once with RESOURCE_EXHAUSTED while the event loop lags more than this; 0: off (default ${DEFAULT_MAX_EVENT_LOOP_LAG_MS})`,
-      nonNegativeInt('--max-event-loop-lag-ms'),
-    )
-    .option(
-      '--max-inflight-queries <n>',
-      `refuse queries at once with RESOURCE_EXHAUSTED while this many are in flight; 0: no bound (default ${DEFAULT_MAX_INFLIGHT_QUERIES})`,
-      nonNegativeInt('--max-inflight-queries'),
-    )
     .option('--search-threads <n>', 'engine search threads (default: the number of cores)', positiveInt('--search-threads'))
     .option(
       '--max-queued-searches <n>',
@@ -103,6 +79,7 @@ export function registerServeShardCommand(serve: Command): void {
     .option('--lease-ttl-seconds <s>', 'how long etcd keeps this node\'s key after it stops renewing', positiveInt('--lease-ttl-seconds'))
     .option('--log-level <level>', 'pino log level (default: $CANOPY_LOG_LEVEL, else info)')
     .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics');
+  addServerLimitFlags(command);
   addServerTlsFlags(command);
   addEtcdSecurityFlags(command);
   command.action(async (flags: ShardFlags) => {
