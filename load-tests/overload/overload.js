@@ -20,6 +20,7 @@ const { mkdtempSync, readFileSync, rmSync, writeFileSync } = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 
+const { buildSeededVersion, seededFloats } = require('../fixtures');
 const { parseFlags } = require('../flags');
 const { findGhz, runGhz, waitAnswering } = require('../ghz');
 
@@ -48,30 +49,6 @@ const DEFAULTS = {
 };
 
 /** Seeded floats in [-1, 1) (64-bit LCG): the same index and queries on every run. */
-function seededFloats(count, seed) {
-  let state = BigInt(seed);
-  const out = new Float32Array(count);
-  for (let i = 0; i < count; i++) {
-    state = (state * 6364136223846793005n + 1442695040888963407n) & 0xffffffffffffffffn;
-    out[i] = Number(state >> 40n) / 2 ** 23 - 1;
-  }
-  return out;
-}
-
-async function buildIndex(workDir, opts) {
-  const data = seededFloats(opts.items * opts.dim, 1);
-  const input = path.join(workDir, 'items.jsonl');
-  const lines = Array.from({ length: opts.items }, (_, r) => JSON.stringify({ id: `item-${r}`, vector: Array.from(data.subarray(r * opts.dim, (r + 1) * opts.dim)) }));
-  writeFileSync(input, `${lines.join('\n')}\n`);
-  const { buildVersion } = require(path.join(ROOT, 'dist', 'build', 'builder.js'));
-  const { Index } = require(path.join(ROOT, 'dist', 'engine', 'engine-index.js'));
-  const built = await buildVersion({
-    input, format: 'jsonl', metric: 'euclidean', outDir: path.join(workDir, 'versions'),
-    createForest: (o) => new Index(o), nTrees: opts.trees, shardCount: 1, index: 'overload', version: 'v1', seed: 1,
-  });
-  return built.dir;
-}
-
 /** Starts the shard on a port the kernel picks; resolves with the process and HOST:PORT from its log. */
 function startShard(dir, extraArgs) {
   const args = [CANOPY, 'serve', 'shard', '--manifest', dir, '--shard', '0', '--listen', '127.0.0.1:0', '--log-level', 'info', ...extraArgs];
@@ -146,7 +123,7 @@ async function main() {
   const bin = findGhz(opts.ghz);
   const workDir = mkdtempSync(path.join(os.tmpdir(), 'canopy-overload-'));
   try {
-    const dir = await buildIndex(workDir, opts);
+    const dir = await buildSeededVersion(workDir, { items: opts.items, dim: opts.dim, trees: opts.trees, index: 'overload' });
     const queries = seededFloats(QUERY_COUNT * opts.dim, 2);
     const dataFile = path.join(workDir, 'queries.json');
     writeFileSync(dataFile, JSON.stringify(Array.from({ length: QUERY_COUNT }, (_, q) => ({

@@ -27,11 +27,11 @@
 // k = 10. Every process shares the same 2 cores: figures are ratios.
 const { spawn } = require('node:child_process');
 const { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } = require('node:fs');
-const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 
 const { parseFlags } = require('../flags');
+const { freePort } = require('../fixtures');
 const { findGhz, runGhz, waitAnswering } = require('../ghz');
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -79,17 +79,6 @@ function gaussians(count, seed) {
   const out = new Float32Array(count);
   for (let i = 0; i < count; i++) out[i] = Math.sqrt(-2 * Math.log(1 - next())) * Math.cos(2 * Math.PI * next());
   return out;
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** Gaussian rows, or (clustered) rows scattered around CLUSTERS gaussian centres, as embeddings are. */

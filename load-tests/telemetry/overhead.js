@@ -14,10 +14,10 @@
 const { spawn } = require('node:child_process');
 const { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } = require('node:fs');
 const http = require('node:http');
-const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 
+const { buildSeededVersion, freePort, seededFloats } = require('../fixtures');
 const { findGhz, runGhz, waitAnswering } = require('../ghz');
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -52,42 +52,6 @@ function parseArgs(argv) {
 }
 
 /** Seeded uniform floats in [-1, 1): the same index and queries on every run. */
-function seededFloats(count, seed) {
-  let state = BigInt(seed);
-  const out = new Float32Array(count);
-  for (let i = 0; i < count; i++) {
-    state = (state * 6364136223846793005n + 1442695040888963407n) & 0xffffffffffffffffn;
-    out[i] = Number(state >> 40n) / 2 ** 23 - 1;
-  }
-  return out;
-}
-
-async function buildIndex(workDir, opts) {
-  const data = seededFloats(opts.items * opts.dim, 1);
-  const lines = [];
-  for (let r = 0; r < opts.items; r++) lines.push(JSON.stringify({ id: `item-${r}`, vector: Array.from(data.subarray(r * opts.dim, (r + 1) * opts.dim)) }));
-  const input = path.join(workDir, 'items.jsonl');
-  writeFileSync(input, `${lines.join('\n')}\n`);
-  const { buildVersion } = require(path.join(ROOT, 'dist', 'build', 'builder.js'));
-  const { Index } = require(path.join(ROOT, 'dist', 'engine', 'engine-index.js'));
-  const built = await buildVersion({
-    input, format: 'jsonl', metric: 'euclidean', outDir: path.join(workDir, 'versions'),
-    createForest: (o) => new Index(o), nTrees: opts.trees, shardCount: 1, index: 'bench', version: 'v1', seed: 1,
-  });
-  return built.dir;
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
-
 /** An OTLP/HTTP endpoint that reads each export, answers 200 and forgets it; counts requests and bytes. */
 function startTraceSink() {
   const seen = { requests: 0, bytes: 0 };
@@ -179,7 +143,7 @@ async function main() {
   const workDir = mkdtempSync(path.join(os.tmpdir(), 'canopy-telemetry-overhead-'));
   const sink = await startTraceSink();
   try {
-    const dir = await buildIndex(workDir, opts);
+    const dir = await buildSeededVersion(workDir, { items: opts.items, dim: opts.dim, trees: opts.trees, index: 'bench' });
     const queries = seededFloats(QUERY_COUNT * opts.dim, 2);
     const dataFile = path.join(workDir, 'queries.json');
     writeFileSync(dataFile, JSON.stringify(Array.from({ length: QUERY_COUNT }, (_, q) => ({
