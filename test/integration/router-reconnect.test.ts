@@ -63,13 +63,18 @@ describe('router started before its shard nodes', () => {
     const first = [0, 1].map((shard) => startReplica(shard, 0));
     await Promise.all(first.map((p) => waitServing(p)));
     await waitServing(router);
-    const answer = await client.search('vectors', query, { k: 5 });
+    // A channel may be mid-backoff (at most 1 s) when its shard comes up: the router must answer within
+    // a bound, not after grpc-js's default backoff (up to 2 minutes).
+    const answer = await answerWithin(10_000, () => client.search('vectors', query, { k: 5 }));
     expect(answer.shardsAnswered).toBe(SHARDS);
     expect(answer.neighbors[0]!.id).toBe('item-0');
 
     const second = [0, 1].map((shard) => startReplica(shard, 1));
     await Promise.all(second.map((p) => waitServing(p)));
     await Promise.all(first.map((p) => p.kill()));
+    // Every replica the router was using is gone at once and the new ones' channels may be mid-backoff:
+    // the first query may fail, but within a bound the router answers from the new replicas.
+    await answerWithin(10_000, () => client.search('vectors', query, { k: 5 }));
     for (let i = 0; i < 5; i++) {
       const again = await client.search('vectors', row(fixture.base, i), { k: 5 });
       expect(again.shardsAnswered).toBe(SHARDS);
@@ -77,3 +82,16 @@ describe('router started before its shard nodes', () => {
     }
   }, 60_000);
 });
+
+/** The first success of `call`, retried until `ms` have passed; the last failure otherwise. */
+async function answerWithin<T>(ms: number, call: () => Promise<T>): Promise<T> {
+  const endMs = Date.now() + ms;
+  for (;;) {
+    try {
+      return await call();
+    } catch (err) {
+      if (Date.now() > endMs) throw err;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
