@@ -143,14 +143,26 @@ export class ShardCaller {
         if (hedgeTimer !== undefined) clearTimeout(hedgeTimer);
       };
       // An overloaded replica (RESOURCE_EXHAUSTED) is not asked again: another one may have room, it has none.
+      let secondLaunched = false;
       const launchSecond = (why: 'retry' | 'hedge', overloaded = false): boolean => {
-        if (settled || attempts.length >= 2) return false;
+        if (settled || secondLaunched || attempts.length >= 2) return false;
         const second = chooseReplica(replicas, new Set([first])) ?? (why === 'retry' && !overloaded ? first : undefined);
         if (second === undefined || second.closed) return false;
         this.stats[why === 'retry' ? 'retries' : 'hedges']++;
         if (isMetricsEnabled()) {
           const instruments = canopyInstruments();
           (why === 'retry' ? instruments.retries : instruments.hedges).add(1, { [ATTR_SHARD]: shard });
+        }
+        secondLaunched = true;
+        if (why === 'retry' && !isConnected(second)) {
+          // The retry's replica is not connected (say every replica this router used just died and this one
+          // started meanwhile): let it dial, within the connect wait and half the time left, rather than
+          // fail at once on a channel in backoff.
+          const waitUntilMs = Math.min(Date.now() + this.connectWaitMs, Date.now() + Math.max(0, deadlineMs - Date.now()) / 2);
+          void awaitConnected([second], waitUntilMs).then(() => {
+            if (!settled) start(second, why);
+          });
+          return true;
         }
         start(second, why);
         return true;

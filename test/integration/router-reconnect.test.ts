@@ -72,9 +72,6 @@ describe('router started before its shard nodes', () => {
     const second = [0, 1].map((shard) => startReplica(shard, 1));
     await Promise.all(second.map((p) => waitServing(p)));
     await Promise.all(first.map((p) => p.kill()));
-    // Every replica the router was using is gone at once and the new ones' channels may be mid-backoff:
-    // the first query may fail, but within a bound the router answers from the new replicas.
-    await answerWithin(10_000, () => client.search('vectors', query, { k: 5 }));
     for (let i = 0; i < 5; i++) {
       const again = await client.search('vectors', row(fixture.base, i), { k: 5 });
       expect(again.shardsAnswered).toBe(SHARDS);
