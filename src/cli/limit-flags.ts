@@ -35,3 +35,16 @@ export function addServerLimitFlags(command: Command): Command {
       nonNegativeInt('--max-inflight-queries'),
     );
 }
+
+/** The limit flags as the server options they set (the flag says "message bytes", the option "receive"). */
+export function serverLimitsFromFlags(flags: ServerLimitFlags) {
+  return {
+    maxK: flags.maxK,
+    maxBatchQueries: flags.maxBatchQueries,
+    maxSearchK: flags.maxSearchK,
+    maxReceiveMessageBytes: flags.maxMessageBytes,
+    maxConcurrentStreams: flags.maxConcurrentStreams,
+    maxEventLoopLagMs: flags.maxEventLoopLagMs,
+    maxInflightQueries: flags.maxInflightQueries,
+  };
+}

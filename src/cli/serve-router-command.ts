@@ -11,7 +11,7 @@ import { createEtcdClient } from '../registry/etcd-client';
 import { ClusterKeys } from '../registry/keys';
 import { DEFAULT_DEADLINE_MS, DEFAULT_MAX_DEADLINE_MS, Router, type RouterRegistryOptions } from '../router/router';
 import { createLogger, positiveInt, startProcessTelemetry, stopOnSignals, stopTelemetry } from './serve-process';
-import { addServerLimitFlags, type ServerLimitFlags } from './limit-flags';
+import { addServerLimitFlags, type ServerLimitFlags, serverLimitsFromFlags } from './limit-flags';
 import { addEtcdSecurityFlags, addServerTlsFlags, type EtcdSecurityFlags, etcdSecurityFromFlags, serverTlsFromFlags, type TlsFlags } from './tls-flags';
 
 interface RouterFlags extends ServerLimitFlags, TlsFlags, EtcdSecurityFlags {
@@ -83,13 +83,7 @@ export function registerServeRouterCommand(serve: Command): void {
         registry: flags.etcd === undefined ? undefined : registryOptions(flags.etcd, flags),
         defaultDeadlineMs: flags.defaultDeadlineMs,
         maxDeadlineMs: flags.maxDeadlineMs,
-        maxK: flags.maxK,
-        maxBatchQueries: flags.maxBatchQueries,
-        maxSearchK: flags.maxSearchK,
-        maxReceiveMessageBytes: flags.maxMessageBytes,
-        maxConcurrentStreams: flags.maxConcurrentStreams,
-        maxEventLoopLagMs: flags.maxEventLoopLagMs,
-        maxInflightQueries: flags.maxInflightQueries,
+        ...serverLimitsFromFlags(flags),
         tls,
         backendTls: tls,
         coalesce: flags.coalesce,

@@ -18,7 +18,7 @@ import {
   stopOnSignals,
   stopTelemetry,
 } from './serve-process';
-import { addServerLimitFlags, type ServerLimitFlags } from './limit-flags';
+import { addServerLimitFlags, type ServerLimitFlags, serverLimitsFromFlags } from './limit-flags';
 import { addEtcdSecurityFlags, addServerTlsFlags, type EtcdSecurityFlags, etcdSecurityFromFlags, serverTlsFromFlags, type TlsFlags } from './tls-flags';
 
 interface ShardFlags extends ServerLimitFlags, TlsFlags, EtcdSecurityFlags {
@@ -93,13 +93,7 @@ export function registerServeShardCommand(serve: Command): void {
         registry: flags.etcd === undefined ? undefined : registryOptions(flags),
         shard: flags.shard,
         listen: flags.listen,
-        maxK: flags.maxK,
-        maxBatchQueries: flags.maxBatchQueries,
-        maxSearchK: flags.maxSearchK,
-        maxReceiveMessageBytes: flags.maxMessageBytes,
-        maxConcurrentStreams: flags.maxConcurrentStreams,
-        maxEventLoopLagMs: flags.maxEventLoopLagMs,
-        maxInflightQueries: flags.maxInflightQueries,
+        ...serverLimitsFromFlags(flags),
         tls: serverTlsFromFlags(flags),
         verifyChecksums: flags.verify,
         prefault: flags.prefault,

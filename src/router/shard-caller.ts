@@ -113,10 +113,15 @@ export class ShardCaller {
     if (replicas.length > 0 && !replicas.some(isConnected)) {
       // Nothing connected (a router started before its shards, or every replica restarted): dial now and
       // give the dials a moment, rather than failing on channels that would wait out grpc-js's backoff.
-      const waitUntilMs = Math.min(Date.now() + this.connectWaitMs, Date.now() + Math.max(0, deadlineMs - Date.now()) / 2);
-      return awaitConnected(replicas, waitUntilMs).then(() => this.callNow(shard, method, request, deadlineMs, transport, parent));
+      return awaitConnected(replicas, this.connectWaitUntil(deadlineMs)).then(() => this.callNow(shard, method, request, deadlineMs, transport, parent));
     }
     return this.callNow(shard, method, request, deadlineMs, transport, parent);
+  }
+
+  /** How long to let an unconnected replica dial: the connect wait, and at most half the time left. */
+  private connectWaitUntil(deadlineMs: number): number {
+    const nowMs = Date.now();
+    return Math.min(nowMs + this.connectWaitMs, nowMs + Math.max(0, deadlineMs - nowMs) / 2);
   }
 
   private callNow<M extends ShardMethod>(
@@ -158,8 +163,7 @@ export class ShardCaller {
           // The retry's replica is not connected (say every replica this router used just died and this one
           // started meanwhile): let it dial, within the connect wait and half the time left, rather than
           // fail at once on a channel in backoff.
-          const waitUntilMs = Math.min(Date.now() + this.connectWaitMs, Date.now() + Math.max(0, deadlineMs - Date.now()) / 2);
-          void awaitConnected([second], waitUntilMs).then(() => {
+          void awaitConnected([second], this.connectWaitUntil(deadlineMs)).then(() => {
             if (!settled) start(second, why);
           });
           return true;
