@@ -177,15 +177,22 @@ describe('registry against a real etcd', () => {
     await new Promise((r) => setTimeout(r, 5_000)); // past twice the lease TTL: the session reports it lost
     expect(view.snapshot.nodes.get('n1')?.versions.v1?.state).toBe('ready');
     await etcd.resume();
-    // After the restart etcd renews old leases, so wait for the old lease to expire
-    // as well: the key must survive because the session re-registered under a new one.
-    await new Promise((r) => setTimeout(r, 3_000));
+    // After the restart etcd renews old leases, so look only once the old lease has expired as well
+    // (its TTL after the restart): the key must then be there under the session's new lease. The
+    // client's own reconnect backoff decides when the session gets through, so poll (bounded).
+    const oldLeaseGoneAtMs = Date.now() + 3_000;
     const fresh = new Etcd3({ hosts: etcd.url });
     try {
-      const value = await fresh.get(keys.node('n1')).string();
-      expect(value && JSON.parse(value).versions.v1.state).toBe('ready');
+      let state: string | undefined;
+      while (Date.now() < oldLeaseGoneAtMs + 15_000) {
+        const value = await fresh.get(keys.node('n1')).string().catch(() => null);
+        state = value ? JSON.parse(value).versions.v1?.state : undefined;
+        if (state === 'ready' && Date.now() > oldLeaseGoneAtMs) break;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      expect(state).toBe('ready');
     } finally {
       fresh.close();
     }
-  }, 30_000);
+  }, 45_000);
 });
