@@ -9,7 +9,9 @@
 #include <napi.h>
 
 #include <atomic>
+#include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -169,7 +171,7 @@ Napi::Object make_result(Napi::Env env, Napi::ArrayBuffer ids, Napi::ArrayBuffer
 
 struct PoolConfig {
   size_t threads = 0;  // 0: one per core
-  size_t max_queue = SearchPool::kDefaultMaxQueue;
+  SearchPoolLimits limits{SearchPool::kDefaultMaxQueue, std::chrono::nanoseconds(0)};
 };
 
 std::mutex g_pool_mu;
@@ -178,7 +180,7 @@ SearchPool* g_pool = nullptr;  // never destroyed: workers may outlive any one e
 
 SearchPool& pool() {
   std::lock_guard<std::mutex> lock(g_pool_mu);
-  if (g_pool == nullptr) g_pool = new SearchPool(g_pool_config.threads, g_pool_config.max_queue);
+  if (g_pool == nullptr) g_pool = new SearchPool(g_pool_config.threads, g_pool_config.limits);
   return *g_pool;
 }
 
@@ -245,10 +247,17 @@ Napi::Value make_error(Napi::Env env, const ErrorInfo& e) {
   return err.Value();
 }
 
+std::string milliseconds(std::chrono::nanoseconds t) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.1f ms", static_cast<double>(t.count()) / 1e6);
+  return text;
+}
+
 Napi::Error queue_full(Napi::Env env) {
   const SearchPoolStats s = pool().stats();
-  return Napi::Error(env, make_error(env, {ErrorCode::QueueFull, "search queue is full (" + std::to_string(s.queued) + " of " +
-                                                                    std::to_string(s.max_queue) + " pending); retry later"}));
+  std::string why = std::to_string(s.queued) + " of " + std::to_string(s.max_queue) + " pending";
+  if (s.max_wait.count() > 0) why += ", ~" + milliseconds(s.queued_wait) + " of searches ahead, at most " + milliseconds(s.max_wait);
+  return Napi::Error(env, make_error(env, {ErrorCode::QueueFull, "search queue is full (" + why + "); retry later"}));
 }
 
 // ---------------------------------------------------------------- one async search
@@ -327,6 +336,7 @@ class BatchJob final : public Completion {
   class Slice final : public SearchTask {
    public:
     Slice(BatchJob* batch, size_t begin, size_t end) : batch_(batch), begin_(begin), end_(end) {}
+    size_t searches() const noexcept override { return end_ - begin_; }
     void run() noexcept override {
       batch_->run_range(begin_, end_);
       BatchJob* batch = batch_;
@@ -700,7 +710,8 @@ Napi::Value set_error_class(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// configureSearchPool(threads | undefined, maxQueue | undefined): only before the pool starts.
+// configureSearchPool(threads | undefined, maxQueue | undefined, maxQueueWaitMs | undefined): only
+// before the pool starts.
 Napi::Value configure_search_pool(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
@@ -710,7 +721,10 @@ Napi::Value configure_search_pool(const Napi::CallbackInfo& info) {
       next = g_pool_config;
     }
     if (!info[0].IsUndefined()) next.threads = static_cast<size_t>(integer_arg(info[0], "threads", 1, 1024));
-    if (!info[1].IsUndefined()) next.max_queue = static_cast<size_t>(integer_arg(info[1], "maxQueue", 1, 1 << 24));
+    if (!info[1].IsUndefined()) next.limits.max_queue = static_cast<size_t>(integer_arg(info[1], "maxQueue", 1, 1 << 24));
+    if (!info[2].IsUndefined()) {
+      next.limits.max_wait = std::chrono::milliseconds(integer_arg(info[2], "maxQueueWaitMs", 0, 3'600'000));
+    }
     std::lock_guard<std::mutex> lock(g_pool_mu);
     if (g_pool != nullptr) {
       throw Error(ErrorCode::BadState, "the search pool has already started; configure it before the first search");
@@ -730,13 +744,18 @@ Napi::Value search_pool_stats(const Napi::CallbackInfo& info) {
       s = g_pool->stats();
     } else {
       const size_t hw = std::thread::hardware_concurrency();
-      s = {g_pool_config.threads != 0 ? g_pool_config.threads : (hw > 0 ? hw : 1), 0, 0, g_pool_config.max_queue};
+      const PoolConfig& c = g_pool_config;
+      s = {c.threads != 0 ? c.threads : (hw > 0 ? hw : 1), 0, 0, c.limits.max_queue, c.limits.max_wait, {}, {}};
     }
   }
   o.Set("threads", Napi::Number::New(env, static_cast<double>(s.threads)));
   o.Set("queued", Napi::Number::New(env, static_cast<double>(s.queued)));
   o.Set("running", Napi::Number::New(env, static_cast<double>(s.running)));
   o.Set("maxQueue", Napi::Number::New(env, static_cast<double>(s.max_queue)));
+  const auto ms = [&](std::chrono::nanoseconds t) { return Napi::Number::New(env, static_cast<double>(t.count()) / 1e6); };
+  o.Set("maxQueueWaitMs", ms(s.max_wait));
+  o.Set("meanSearchMs", ms(s.mean_search));
+  o.Set("queuedWaitMs", ms(s.queued_wait));
   return o;
 }
 

@@ -1,9 +1,14 @@
 // The engine's search threads: a fixed set of workers and a bounded queue of pending tasks.
 //
-// submit() never blocks: when the tasks do not fit in the queue it fails at once (the caller reports
-// QUEUE_FULL), so overload is shed instead of piling up. A task's run() must not throw.
+// submit() never blocks: when the work ahead is too much it fails at once (the caller reports
+// QUEUE_FULL), so overload is shed instead of piling up. Two bounds, either one refuses: the number
+// of queued tasks (memory), and the time the queued searches would take to start, estimated from the
+// recent mean time of a search (latency: a call is only admitted if it can start soon, whether the
+// searches ahead of it are cheap or costly). An empty queue always admits. A task's run() must not
+// throw.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
@@ -17,6 +22,13 @@ class SearchTask {
  public:
   virtual ~SearchTask() = default;
   virtual void run() noexcept = 0;
+  // How many searches run() performs: the unit the queue's wait is estimated in.
+  virtual size_t searches() const noexcept { return 1; }
+};
+
+struct SearchPoolLimits {
+  size_t max_queue;                     // queued tasks
+  std::chrono::nanoseconds max_wait;    // estimated wait of the queued searches; zero: no bound
 };
 
 struct SearchPoolStats {
@@ -24,31 +36,40 @@ struct SearchPoolStats {
   size_t queued;
   size_t running;
   size_t max_queue;
+  std::chrono::nanoseconds max_wait;
+  std::chrono::nanoseconds mean_search;  // recent mean run time of one search (zero before the first)
+  std::chrono::nanoseconds queued_wait;  // the estimated wait of what is queued now
 };
 
 class SearchPool {
  public:
   static constexpr size_t kDefaultMaxQueue = 1024;
+  // How much lower than the process's priority the workers run (see lower_own_priority).
+  static constexpr int kWorkerNiceIncrement = 10;
 
   // threads == 0: one per core.
-  SearchPool(size_t threads, size_t max_queue);
+  SearchPool(size_t threads, SearchPoolLimits limits);
   ~SearchPool();
   SearchPool(const SearchPool&) = delete;
   SearchPool& operator=(const SearchPool&) = delete;
 
-  // Queues all of `tasks` or none of them; false when they do not fit. Ownership of queued tasks
-  // passes to their run(), which must dispose of them.
+  // Queues all of `tasks` or none of them; false when a bound refuses them. Ownership of queued
+  // tasks passes to their run(), which must dispose of them.
   bool try_submit(const std::vector<SearchTask*>& tasks);
   SearchPoolStats stats() const;
   size_t threads() const { return workers_.size(); }
 
  private:
   void work();
+  void record_run(std::chrono::nanoseconds elapsed, size_t searches);
+  std::chrono::nanoseconds queued_wait_locked() const;
 
-  const size_t max_queue_;
+  const SearchPoolLimits limits_;
   mutable std::mutex mu_;
   std::condition_variable ready_;
   std::deque<SearchTask*> queue_;
+  size_t queued_searches_ = 0;
+  double mean_search_ns_ = 0;
   size_t running_ = 0;
   bool stopping_ = false;
   std::vector<std::thread> workers_;

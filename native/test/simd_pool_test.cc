@@ -1,11 +1,17 @@
 // Kernels of every level this CPU runs agree with each other; bounded kernels keep exact results;
 // the search pool bounds its queue.
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <random>
 #include <thread>
 #include <vector>
+
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "search_pool.h"
 #include "simd.h"
@@ -90,7 +96,7 @@ TEST(search_pool_runs_tasks_and_refuses_past_its_bound) {
   std::atomic<int> done{0};
   std::atomic<bool> gate{false};
   {
-    canopy::SearchPool pool(1, 2);
+    canopy::SearchPool pool(1, {2, std::chrono::nanoseconds(0)});
     CHECK(pool.try_submit({new CountingTask(&done, &gate)}));  // taken by the worker, blocks on the gate
     while (pool.stats().running != 1) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     CHECK(pool.try_submit({new CountingTask(&done, &gate), new CountingTask(&done, &gate)}));
@@ -102,4 +108,78 @@ TEST(search_pool_runs_tasks_and_refuses_past_its_bound) {
     gate.store(true);
   }  // the destructor drains the queue and joins
   CHECK(done.load() == 3);
+}
+
+namespace {
+
+// Sleeps `ms` per search it stands for, then counts itself done.
+class SleepingTask : public canopy::SearchTask {
+ public:
+  SleepingTask(std::atomic<int>* done, size_t searches, int ms) : done_(done), searches_(searches), ms_(ms) {}
+  void run() noexcept override {
+    std::this_thread::sleep_for(std::chrono::milliseconds(ms_ * static_cast<int>(searches_)));
+    done_->fetch_add(1);
+    delete this;
+  }
+  size_t searches() const noexcept override { return searches_; }
+
+ private:
+  std::atomic<int>* done_;
+  size_t searches_;
+  int ms_;
+};
+
+void wait_until(const std::atomic<int>& done, int n) {
+  while (done.load() < n) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+}
+
+}  // namespace
+
+TEST(search_pool_refuses_when_the_queued_searches_would_wait_too_long) {
+  std::atomic<int> done{0};
+  std::atomic<bool> gate{false};
+  {
+    // Room for 100 tasks, but at most 12 ms of queued searches on the one thread.
+    canopy::SearchPool pool(1, {100, std::chrono::milliseconds(12)});
+    CHECK(pool.try_submit({new SleepingTask(&done, 2, 5)}));  // teaches the pool: a search takes >= 5 ms
+    wait_until(done, 1);
+    CHECK(pool.stats().mean_search >= std::chrono::milliseconds(5));
+    CHECK(pool.try_submit({new CountingTask(&done, &gate)}));  // holds the thread
+    while (pool.stats().running != 1) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    // An empty queue admits whatever its size: 3 searches, >= 15 ms.
+    CHECK(pool.try_submit({new SleepingTask(&done, 3, 1)}));
+    CHECK(pool.stats().queued_wait >= std::chrono::milliseconds(15));
+    CountingTask* late = new CountingTask(&done, &gate);
+    CHECK(!pool.try_submit({late}));  // >= 15 ms of searches ahead: over the 12 ms bound, with 98 places free
+    delete late;
+    gate.store(true);
+    wait_until(done, 3);
+    CHECK(pool.stats().queued_wait.count() == 0);
+    CHECK(pool.try_submit({new SleepingTask(&done, 1, 1)}));  // drained: admitted again
+  }
+  CHECK(done.load() == 4);
+}
+
+TEST(search_pool_workers_run_below_the_process_priority) {
+  errno = 0;
+  const int process_nice = getpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)));
+  CHECK(errno == 0);
+  std::atomic<int> worker_nice{-100};
+  class NiceProbe : public canopy::SearchTask {
+   public:
+    explicit NiceProbe(std::atomic<int>* out) : out_(out) {}
+    void run() noexcept override {
+      out_->store(getpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid))));
+      delete this;
+    }
+
+   private:
+    std::atomic<int>* out_;
+  };
+  {
+    canopy::SearchPool pool(1, {4, std::chrono::nanoseconds(0)});
+    CHECK(pool.try_submit({new NiceProbe(&worker_nice)}));
+  }
+  const int expected = std::min(19, process_nice + canopy::SearchPool::kWorkerNiceIncrement);
+  CHECK(worker_nice.load() == expected);
 }

@@ -42,12 +42,16 @@ export interface SearchPoolStats {
   queued: number;
   running: number;
   maxQueue: number;
+  /** The wait bound (0: off), the recent mean time of one search, and the estimated wait of the queue now. */
+  maxQueueWaitMs: number;
+  meanSearchMs: number;
+  queuedWaitMs: number;
 }
 
 interface Addon {
   NativeIndex: NativeIndexClass;
   setErrorClass(ctor: typeof EngineError): void;
-  configureSearchPool(threads: number | undefined, maxQueue: number | undefined): void;
+  configureSearchPool(threads: number | undefined, maxQueue: number | undefined, maxQueueWaitMs: number | undefined): void;
   searchPoolStats(): SearchPoolStats;
   /** The distance kernels chosen for this CPU: 'avx512', 'avx2' or 'scalar'. */
   simdLevel: string;

@@ -4,13 +4,18 @@ import { addon, type SearchPoolStats } from './native-addon';
 export interface SearchPoolOptions {
   /** Search threads; default: the number of cores. */
   threads?: number;
-  /** Pending searches (batch slices count one each) beyond which calls fail with QUEUE_FULL; default 1024. */
+  /** Pending tasks (batch slices count one each) beyond which calls fail with QUEUE_FULL; default 1024. */
   maxQueue?: number;
+  /**
+   * Refuse (QUEUE_FULL) while the queued searches would take longer than this to start, estimated
+   * from the recent mean search time over the threads; an empty queue always admits. 0 (default): off.
+   */
+  maxQueueWaitMs?: number;
 }
 
 /** Must run before the first async search; afterwards it throws EngineError BAD_STATE. */
 export function configureSearchPool(opts: SearchPoolOptions): void {
-  addon.configureSearchPool(opts.threads, opts.maxQueue);
+  addon.configureSearchPool(opts.threads, opts.maxQueue, opts.maxQueueWaitMs);
 }
 
 export function searchPoolStats(): SearchPoolStats {
