@@ -20,16 +20,23 @@ function findGhz(explicit) {
   return run.stdout.trim();
 }
 
+/** `command args` confined to the CPU list `cpus` (taskset syntax, e.g. "1-3"); unchanged when `cpus` is empty. */
+function onCpus(cpus, command, args) {
+  return cpus ? ['taskset', ['--cpu-list', cpus, command, ...args]] : [command, args];
+}
+
 /**
  * One ghz run of canopy.v1.Search/<call> against `target` with the messages
- * in `dataFile` (a JSON array, sent round-robin), plus ghz flags in `args`.
+ * in `dataFile` (a JSON array, sent round-robin), plus ghz flags in `args`,
+ * on the CPUs `cpus` when given.
  * Resolves with the summary; rejects when ghz fails without a report.
  */
-function runGhz(bin, { target, call, dataFile, args = [], timeoutMs = DEFAULT_RUN_TIMEOUT_MS }) {
+function runGhz(bin, { target, call, dataFile, args = [], cpus, timeoutMs = DEFAULT_RUN_TIMEOUT_MS }) {
   const argv = ['--insecure', '--call', `canopy.v1.Search.${call}`, '--data-file', dataFile, '--format', 'json',
     '--skipFirst', '0', ...args, target];
   return new Promise((resolve, reject) => {
-    const child = spawn(bin, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const [command, commandArgs] = onCpus(cpus, bin, argv);
+    const child = spawn(command, commandArgs, { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c) => (stdout += c));
@@ -92,4 +99,4 @@ async function waitAnswering(bin, { target, call, dataFile, timeoutMs = 60_000 }
   throw new Error(`${target} did not answer ${call} within ${timeoutMs} ms; last: ${last}`);
 }
 
-module.exports = { findGhz, runGhz, summarize, waitAnswering };
+module.exports = { findGhz, onCpus, runGhz, summarize, waitAnswering };
