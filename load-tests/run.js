@@ -27,6 +27,7 @@ const path = require('node:path');
 
 const { parseFlags } = require('./flags');
 const { findGhz, runGhz, waitAnswering } = require('./ghz');
+const { machineLine } = require('./report');
 
 const ROOT = path.resolve(__dirname, '..');
 const DIST = path.join(ROOT, 'dist');
@@ -111,12 +112,11 @@ function nonOkDetail(result) {
   return codes.length === 0 ? '0' : `${result.nonOk} (${codes.map(([c, n]) => `${c} ${n}`).join(', ')})`;
 }
 
-function report({ opts, info, rows, roll, steadyRps, command }) {
-  const cpu = os.cpus();
+function report({ opts, info, rows, roll, steadyRps }) {
   const lines = [
     '# Load test: a local cluster under ghz',
     '',
-    `${new Date().toISOString()} · ${cpu[0]?.model ?? 'cpu'} · ${cpu.length} cores · node ${process.version} · \`${command}\``,
+    machineLine(__filename),
     '',
     `Cluster: etcd + ${info.shards} shards x ${info.replicas} replicas + 1 router on this machine (\`LocalCluster\`, as \`canopy up\`).`,
     `Index: ${info.index}, ${int(info.items)} items (the MNIST digits), ${info.metric}. Queries: ${QUERY_COUNT} images sent round-robin as vector_f32 (SearchByItem: their ids), k = ${K}.`,
@@ -204,8 +204,7 @@ async function main() {
     const roll = await rollNewVersion(info, client, opts.rollingSeconds * 1_000).catch((err) => ({ error: err.message }));
     await rollingLoad;
 
-    const command = `node load-tests/run.js ${process.argv.slice(2).join(' ')}`.trim();
-    const text = report({ opts, info, rows: results, roll, steadyRps, command });
+    const text = report({ opts, info, rows: results, roll, steadyRps });
     process.stdout.write(text);
     mkdirSync(opts.reportDir, { recursive: true });
     const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');

@@ -33,6 +33,7 @@ const path = require('node:path');
 const { buildSeededVersion, seededFloats } = require('../fixtures');
 const { parseFlags } = require('../flags');
 const { findGhz, onCpus, runGhz, waitAnswering } = require('../ghz');
+const { machineLine, writeReport } = require('../report');
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const CANOPY = path.join(ROOT, 'bin', 'canopy.js');
@@ -183,13 +184,13 @@ async function runWorkload(name, opts, bin, place, workDir) {
 function workloadSection(r, opts) {
   const { w } = r;
   const rows = CONFIGS.map((c) => {
-    const ms_ = r.runs.get(c.label);
-    const ratio = median(ms_.map((m) => m.ratio));
-    const others = ms_.reduce((n, m) => n + m.otherFailures, 0);
-    return `| ${c.label}${c.flags ? ` (\`${c.flags}\`)` : ''} | ${ms(median(ms_.map((m) => m.unloadedP99Ms)))} | ` +
-      `${Math.round(median(ms_.map((m) => m.achievedRps)))} | ${Math.round(median(ms_.map((m) => m.answeredRps)))} | ` +
-      `${(100 * median(ms_.map((m) => m.refusedShare))).toFixed(1)}% | ${ms(median(ms_.map((m) => m.p99Ms)))} | ` +
-      `**${ratio.toFixed(2)}x** ${ratio <= TARGET_P99_RATIO ? 'met' : 'MISSED'} | ${median(ms_.map((m) => m.memoryRatio)).toFixed(2)}x | ${others} |`;
+    const runs = r.runs.get(c.label);
+    const mid = (field) => median(runs.map((m) => m[field]));
+    const ratio = mid('ratio');
+    const others = runs.reduce((n, m) => n + m.otherFailures, 0);
+    return `| ${c.label}${c.flags ? ` (\`${c.flags}\`)` : ''} | ${ms(mid('unloadedP99Ms'))} | ${Math.round(mid('achievedRps'))} | ` +
+      `${Math.round(mid('answeredRps'))} | ${(100 * mid('refusedShare')).toFixed(1)}% | ${ms(mid('p99Ms'))} | ` +
+      `**${ratio.toFixed(2)}x** ${ratio <= TARGET_P99_RATIO ? 'met' : 'MISSED'} | ${mid('memoryRatio').toFixed(2)}x | ${others} |`;
   });
   return [
     `## ${r.name}: ${w.items.toLocaleString('en-US')} x ${w.dim}, ${w.trees} trees, search_k ${w.searchK.toLocaleString('en-US')}`,
@@ -213,12 +214,10 @@ async function main() {
   try {
     const results = [];
     for (const name of opts.workloads.split(',')) results.push(await runWorkload(name, opts, bin, place, workDir));
-    const cpu = os.cpus();
-    const command = `node load-tests/overload/overload.js ${process.argv.slice(2).join(' ')}`.trim();
     const report = [
       '# Overload benchmark: one shard node offered twice its saturation rate',
       '',
-      `${new Date().toISOString()} · ${cpu[0]?.model ?? 'cpu'} · ${cpu.length} cores · node ${process.version} · \`${command}\``,
+      machineLine(__filename),
       `· ${place.text} · 1-minute load average after: ${os.loadavg()[0].toFixed(2)}`,
       '',
       ...results.flatMap((r) => workloadSection(r, opts)),
@@ -232,10 +231,7 @@ async function main() {
       'Shards behind routers receive coalesced BatchSearch calls, so their call rate stays far below their query rate.',
       '',
     ].join('\n');
-    process.stdout.write(report);
-    mkdirSync(path.dirname(opts.report), { recursive: true });
-    writeFileSync(opts.report, report);
-    process.stderr.write(`written to ${path.relative(ROOT, opts.report)}\n`);
+    writeReport(opts.report, report);
     if (results.some((r) => [...r.runs.values()].flat().some((m) => m.otherFailures > 0))) process.exitCode = 1;
   } finally {
     rmSync(workDir, { recursive: true, force: true });

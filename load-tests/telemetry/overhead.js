@@ -12,13 +12,14 @@
 //
 // Needs dist/ (`npm run prepare`); ghz is installed when missing (load-tests/install-ghz.sh).
 const { spawn } = require('node:child_process');
-const { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } = require('node:fs');
+const { mkdtempSync, readFileSync, rmSync, writeFileSync } = require('node:fs');
 const http = require('node:http');
 const os = require('node:os');
 const path = require('node:path');
 
 const { buildSeededVersion, freePort, seededFloats } = require('../fixtures');
 const { findGhz, runGhz, waitAnswering } = require('../ghz');
+const { machineLine, writeReport } = require('../report');
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const CANOPY = path.join(ROOT, 'bin', 'canopy.js');
@@ -222,12 +223,10 @@ async function main() {
       }),
     ];
     const cost = (i) => `${fmt((1 - results[i].rpsRatio) * 100, 1)}% of saturated throughput, ${fmt((results[i].cpuRatio - 1) * 100, 1)}% more node CPU per query`;
-    const cpu = os.cpus();
-    const command = `node load-tests/telemetry/overhead.js ${process.argv.slice(2).join(' ')}`.trim();
     const report = [
       '# Telemetry overhead on a shard node',
       '',
-      `${new Date().toISOString()} · ${cpu[0]?.model ?? 'cpu'} · ${cpu.length} cores · node ${process.version} · \`${command}\``,
+      machineLine(__filename),
       '',
       `Index: ${int(opts.items)} x ${opts.dim} euclidean, ${opts.trees} trees, one shard; k = ${K}, search_k default (${opts.trees * K}).`,
       `Load: ghz over server reflection straight to the shard node (canopy.v1.Search/Search), ${QUERY_COUNT} query vectors`,
@@ -248,10 +247,7 @@ async function main() {
       `- Metrics and tracing, ${opts.ratio * 100}% of requests sampled (parent-based ratio): **${cost(3)}**`,
       '',
     ].join('\n');
-    process.stdout.write(report);
-    mkdirSync(path.dirname(opts.report), { recursive: true });
-    writeFileSync(opts.report, report);
-    process.stderr.write(`written to ${path.relative(ROOT, opts.report)}\n`);
+    writeReport(opts.report, report);
   } finally {
     killAll();
     sink.server.close();
