@@ -1,9 +1,11 @@
 // Coalescing the queries bound for one shard into BatchSearch calls, so the
 // router's per-RPC cost does not grow with the query rate. Batching is
-// "natural": a query is sent at once (on the next turn of the event loop) when
-// fewer than `maxInFlightBatches` calls are out; otherwise it waits, and all
+// "natural": when no call to the shard is out, a request's queries leave at
+// once, in the caller's turn; while calls are out but fewer than
+// `maxInFlightBatches`, they leave on the next turn of the event loop, together
+// with whatever else arrived in this one; at the limit they wait, and all
 // queries that arrived meanwhile leave together when a call returns. Low load
-// thus pays no waiting, and high load gets large batches.
+// thus pays no waiting (not even a turn), and high load gets large batches.
 import * as grpc from '@grpc/grpc-js';
 import type { Context } from '@opentelemetry/api';
 
@@ -23,13 +25,49 @@ export interface CoalescerOptions {
 
 export type SendBatch = (batch: BatchSearchRequest, deadlineMs: number, parent: CallParent | undefined) => Promise<BatchSearchResponse>;
 
+/**
+ * The queries of one request: answered together once each has its response,
+ * or failed with the first error any of them meets (as Promise.all would, for
+ * one promise instead of one per query).
+ */
+class Submission {
+  readonly responses: SearchResponse[];
+  private remaining: number;
+  private settled = false;
+
+  constructor(
+    count: number,
+    /** The span context of the request; undefined while tracing is off. */
+    readonly parent: Context | undefined,
+    private readonly resolve: (responses: SearchResponse[]) => void,
+    private readonly reject: (err: CanopyError) => void,
+  ) {
+    this.responses = new Array<SearchResponse>(count);
+    this.remaining = count;
+  }
+
+  answer(slot: number, response: SearchResponse): void {
+    if (this.settled) return;
+    this.responses[slot] = response;
+    if (--this.remaining === 0) {
+      this.settled = true;
+      this.resolve(this.responses);
+    }
+  }
+
+  fail(err: CanopyError): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.reject(err);
+  }
+}
+
 interface Pending {
   readonly query: SearchRequest;
   readonly deadlineMs: number;
-  /** The span context of the request this query belongs to; undefined while tracing is off. */
-  readonly parent: Context | undefined;
-  resolve(response: SearchResponse): void;
-  reject(err: CanopyError): void;
+  readonly submission: Submission;
+  /** Where this query's response goes in its submission's answer. */
+  readonly slot: number;
 }
 
 interface Queue {
@@ -49,18 +87,26 @@ export class Coalescer {
     private readonly options: CoalescerOptions,
   ) {}
 
-  /** Queues one query of `index`/`version` (of the request traced as `parent`); settles with its own response. */
-  submit(index: string, version: string, query: SearchRequest, deadlineMs: number, parent?: Context): Promise<SearchResponse> {
-    return new Promise<SearchResponse>((resolve, reject) => {
+  /**
+   * Queues the queries of one request of `index`/`version` (traced as
+   * `parent`); settles with their responses, in order, or the first error.
+   */
+  submit(index: string, version: string, queries: readonly SearchRequest[], deadlineMs: number, parent?: Context): Promise<SearchResponse[]> {
+    if (queries.length === 0) return Promise.resolve([]);
+    return new Promise<SearchResponse[]>((resolve, reject) => {
       const key = `${index}\u0000${version}`;
       let queue = this.queues.get(key);
       if (queue === undefined) {
         queue = { index, version, items: [] };
         this.queues.set(key, queue);
       }
-      queue.items.push({ query, deadlineMs, parent, resolve, reject });
-      this.pendingCount++;
-      if (!this.flushScheduled && this.inFlight < this.options.maxInFlightBatches()) {
+      const submission = new Submission(queries.length, parent, resolve, reject);
+      for (let slot = 0; slot < queries.length; slot++) queue.items.push({ query: queries[slot]!, deadlineMs, submission, slot });
+      this.pendingCount += queries.length;
+      if (this.inFlight === 0) {
+        // Nothing to wait for: a later turn would only add latency.
+        this.flush();
+      } else if (!this.flushScheduled && this.inFlight < this.options.maxInFlightBatches()) {
         this.flushScheduled = true;
         setImmediate(() => {
           this.flushScheduled = false;
@@ -89,7 +135,7 @@ export class Coalescer {
     while (queue.items.length > 0 && taken.length < this.options.maxBatchQueries) {
       const item = queue.items.shift()!;
       this.pendingCount--;
-      if (item.deadlineMs <= nowMs) item.reject(CanopyError.deadlineExceeded('deadline passed while queued for the shard'));
+      if (item.deadlineMs <= nowMs) item.submission.fail(CanopyError.deadlineExceeded('deadline passed while queued for the shard'));
       else taken.push(item);
     }
     return taken;
@@ -106,20 +152,20 @@ export class Coalescer {
     const deadlineMs = Math.max(...items.map((p) => p.deadlineMs));
     // One call serves several requests, each in its own trace: its span is a
     // child of the first traced one and links to the others.
-    const parent = isTracingEnabled() ? sharedCallParent(items.map((p) => p.parent)) : undefined;
+    const parent = isTracingEnabled() ? sharedCallParent(items.map((p) => p.submission.parent)) : undefined;
     this.send(batch, deadlineMs, parent).then(
       (response) => {
         if (response.results.length !== items.length) {
           const err = new CanopyError(grpc.status.INTERNAL, `shard answered ${response.results.length} results for ${items.length} queries`);
-          for (const p of items) p.reject(err);
+          for (const p of items) p.submission.fail(err);
         } else {
-          items.forEach((p, i) => p.resolve(response.results[i]!));
+          items.forEach((p, i) => p.submission.answer(p.slot, response.results[i]!));
         }
         this.callReturned();
       },
       (err: unknown) => {
         const error = CanopyError.from(err);
-        for (const p of items) p.reject(error);
+        for (const p of items) p.submission.fail(error);
         this.callReturned();
       },
     );

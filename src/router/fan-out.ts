@@ -101,9 +101,10 @@ export class FanOut {
         else reject(shed ? new CanopyError(grpc.status.RESOURCE_EXHAUSTED, summary) : CanopyError.unavailable(summary));
       };
       const timer = setTimeout(() => decide(true), Math.max(0, deadlineMs - Date.now()));
+      const requests = queries.map((q) => q.request);
       for (let shard = 0; shard < total; shard++) {
         const coalescer = this.coalescerOf(shard);
-        Promise.all(queries.map((q) => coalescer.submit(view.index, view.version, q.request, deadlineMs, parent))).then(
+        coalescer.submit(view.index, view.version, requests, deadlineMs, parent).then(
           (responses) => {
             perShard[shard] = responses;
             if (++settled === total) decide(false);

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 
 import { CanopyError } from '../../../src/client/canopy-error';
-import type { BatchSearchRequest, BatchSearchResponse, SearchRequest } from '../../../src/client/contract';
+import type { BatchSearchRequest, BatchSearchResponse, SearchRequest, SearchResponse } from '../../../src/client/contract';
 import { Coalescer } from '../../../src/router/coalescer';
 
 function query(k: number): SearchRequest {
@@ -47,27 +47,42 @@ class ManualShard {
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
 const FAR = Date.now() + 60_000;
 
+const ids = (responses: readonly SearchResponse[]): string[] => responses.map((r) => r.neighbors[0]!.id);
+
 describe('Coalescer', () => {
-  it('sends a lone query at once, in a batch of one', async () => {
+  it("sends a request's queries at once, in the caller's turn, when no call is out", async () => {
     const shard = new ManualShard();
     const c = new Coalescer(shard.send, { maxBatchQueries: 100, maxInFlightBatches: () => 1 });
     for (let i = 1; i <= 3; i++) {
-      const answer = c.submit('idx', 'v1', query(i), FAR);
-      await tick();
+      const answer = c.submit('idx', 'v1', [query(i), query(10 + i)], FAR);
+      expect(shard.batches).toHaveLength(i); // sent before any turn of the event loop
       shard.releaseOne();
-      expect((await answer).neighbors[0]!.id).toBe(`k${i}`);
+      expect(ids(await answer)).toEqual([`k${i}`, `k${10 + i}`]);
     }
-    expect(shard.batches.map((b) => b.queries.length)).toEqual([1, 1, 1]);
+    expect(shard.batches.map((b) => b.queries.length)).toEqual([2, 2, 2]);
     expect(shard.batches[0]!.index).toBe('idx');
     expect(shard.batches[0]!.version).toBe('v1');
+  });
+
+  it('while a call is out, sends the requests that arrive in one turn together on the next turn', async () => {
+    const shard = new ManualShard();
+    const c = new Coalescer(shard.send, { maxBatchQueries: 100, maxInFlightBatches: () => 10 });
+    const first = c.submit('idx', 'v1', [query(1)], FAR);
+    const second = c.submit('idx', 'v1', [query(2)], FAR);
+    const third = c.submit('idx', 'v1', [query(3), query(4)], FAR);
+    expect(shard.batches).toHaveLength(1);
+    await tick();
+    expect(shard.batches.map((b) => b.queries.map((q) => q.k))).toEqual([[1], [2, 3, 4]]);
+    shard.releaseOne();
+    shard.releaseOne();
+    expect([ids(await first), ids(await second), ids(await third)]).toEqual([['k1'], ['k2'], ['k3', 'k4']]);
   });
 
   it('holds queries while the call limit is reached and sends them together when a call returns', async () => {
     const shard = new ManualShard();
     const c = new Coalescer(shard.send, { maxBatchQueries: 100, maxInFlightBatches: () => 1 });
-    const first = c.submit('idx', 'v1', query(1), FAR);
-    await tick();
-    const later = [2, 3, 4, 5].map((k) => c.submit('idx', 'v1', query(k), FAR));
+    const first = c.submit('idx', 'v1', [query(1)], FAR);
+    const later = [2, 3, 4, 5].map((k) => c.submit('idx', 'v1', [query(k)], FAR));
     await tick();
     expect(shard.batches).toHaveLength(1);
     shard.releaseOne();
@@ -75,25 +90,34 @@ describe('Coalescer', () => {
     await tick();
     expect(shard.batches.map((b) => b.queries.map((q) => q.k))).toEqual([[1], [2, 3, 4, 5]]);
     shard.releaseOne();
-    expect((await Promise.all(later)).map((r) => r.neighbors[0]!.id)).toEqual(['k2', 'k3', 'k4', 'k5']);
+    expect((await Promise.all(later)).map(ids)).toEqual([['k2'], ['k3'], ['k4'], ['k5']]);
   });
 
-  it('caps batch size and keeps versions apart', async () => {
+  it('caps batch size, keeps versions apart, and answers a request split over calls in order', async () => {
     const shard = new ManualShard();
     const c = new Coalescer(shard.send, { maxBatchQueries: 2, maxInFlightBatches: () => 10 });
-    const answers = [c.submit('idx', 'v1', query(1), FAR), c.submit('idx', 'v2', query(2), FAR)];
-    for (let k = 3; k <= 5; k++) answers.push(c.submit('idx', 'v1', query(k), FAR));
+    const split = c.submit('idx', 'v1', [query(1), query(2), query(3)], FAR);
+    const answers = [c.submit('idx', 'v2', [query(4)], FAR), c.submit('idx', 'v1', [query(5)], FAR), c.submit('idx', 'v1', [query(6)], FAR)];
     await tick();
     expect(shard.batches.map((b) => [b.version, b.queries.map((q) => q.k)])).toEqual([
-      ['v1', [1, 3]],
-      ['v1', [4, 5]],
-      ['v2', [2]],
+      ['v1', [1, 2]],
+      ['v1', [3]],
+      ['v2', [4]],
+      ['v1', [5, 6]],
     ]);
     while (shard.outstanding > 0) shard.releaseOne();
-    expect((await Promise.all(answers)).map((r) => r.neighbors[0]!.id)).toEqual(['k1', 'k2', 'k3', 'k4', 'k5']);
+    expect(ids(await split)).toEqual(['k1', 'k2', 'k3']);
+    expect((await Promise.all(answers)).map(ids)).toEqual([['k4'], ['k5'], ['k6']]);
   });
 
-  it('fails every query of a failed call with its error, and keeps working after', async () => {
+  it('answers a request of no queries at once, without a call', async () => {
+    const shard = new ManualShard();
+    const c = new Coalescer(shard.send, { maxBatchQueries: 10, maxInFlightBatches: () => 1 });
+    await expect(c.submit('i', 'v', [], FAR)).resolves.toEqual([]);
+    expect(shard.batches).toHaveLength(0);
+  });
+
+  it('fails every request of a failed call with its error, and keeps working after', async () => {
     let fail = true;
     const c = new Coalescer(
       async (batch) => {
@@ -102,25 +126,24 @@ describe('Coalescer', () => {
       },
       { maxBatchQueries: 10, maxInFlightBatches: () => 1 },
     );
-    const results = await Promise.allSettled([c.submit('i', 'v', query(1), FAR), c.submit('i', 'v', query(2), FAR)]);
+    const results = await Promise.allSettled([c.submit('i', 'v', [query(1), query(2)], FAR), c.submit('i', 'v', [query(3)], FAR)]);
     expect(results.map((r) => r.status === 'rejected' && (r.reason as CanopyError).message)).toEqual(['shard down', 'shard down']);
     fail = false;
-    await expect(c.submit('i', 'v', query(3), FAR)).resolves.toMatchObject({ neighbors: [] });
+    await expect(c.submit('i', 'v', [query(4)], FAR)).resolves.toMatchObject([{ neighbors: [] }]);
   });
 
-  it('fails a query whose deadline passed while it waited, without sending it', async () => {
+  it('fails a request whose deadline passed while it waited, without sending it', async () => {
     const shard = new ManualShard();
     const c = new Coalescer(shard.send, { maxBatchQueries: 10, maxInFlightBatches: () => 1 });
-    const first = c.submit('i', 'v', query(1), FAR);
-    await tick();
-    const late = c.submit('i', 'v', query(2), Date.now() - 1);
-    const onTime = c.submit('i', 'v', query(3), FAR);
+    const first = c.submit('i', 'v', [query(1)], FAR);
+    const late = c.submit('i', 'v', [query(2)], Date.now() - 1);
+    const onTime = c.submit('i', 'v', [query(3)], FAR);
     shard.releaseOne();
     await first;
     await expect(late).rejects.toMatchObject({ code: 4 });
     await tick();
     shard.releaseOne();
-    await expect(onTime).resolves.toMatchObject({ neighbors: [{ id: 'k3' }] });
+    await expect(onTime).resolves.toMatchObject([{ neighbors: [{ id: 'k3' }] }]);
     expect(shard.batches.map((b) => b.queries.map((q) => q.k))).toEqual([[1], [3]]);
   });
 });
