@@ -9,6 +9,7 @@
         "native/src/forest.cc",
         "native/src/index.cc",
         "native/src/mapped_file.cc",
+        "native/src/mapping_guard.cc",
         "native/src/node_buffer.cc",
         "native/src/search_pool.cc",
         "native/src/simd.cc"

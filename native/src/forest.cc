@@ -31,6 +31,18 @@ void Forest::check_item(int32_t item, const char* what) const {
   }
 }
 
+namespace {
+
+Error changed_on_disk(const std::string& path) {
+  return Error(ErrorCode::BadFile, "index file '" + path + "' changed on disk while mapped (truncated?); reload the version");
+}
+
+}  // namespace
+
+void Forest::check_intact() const {
+  if (storage_.mapping.damaged()) throw changed_on_disk(storage_.mapping.path());
+}
+
 void Forest::write_to(const std::string& path) const {
   ::unlink(path.c_str());  // a reader may still map the old file (Annoy #335)
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -43,12 +55,16 @@ void Forest::write_to(const std::string& path) const {
     if (n <= 0) {
       const int err = errno;
       ::close(fd);
+      check_intact();
+      // The kernel reads the mapping itself: pages gone from a truncated file are EFAULT, not SIGBUS.
+      if (err == EFAULT && storage_.mapping.data() != nullptr) throw changed_on_disk(storage_.mapping.path());
       throw Error(ErrorCode::IoError, errno_message("cannot write index file", path, err));
     }
     p += n;
     left -= static_cast<size_t>(n);
   }
   if (::close(fd) != 0) throw Error(ErrorCode::IoError, errno_message("cannot close index file", path, errno));
+  check_intact();  // zeros were written
 }
 
 namespace {
@@ -64,25 +80,32 @@ class ForestImpl final : public Forest {
   size_t search_vector(const float* query, size_t k, int64_t search_k, int32_t* ids, float* distances) const override {
     SearchScratch<M>& s = SearchScratch<M>::local();
     ForestSearch<M> search(data(), layout_, n_items_, n_nodes_, roots_);
-    return search.run(s, search.query_from_input(s, query), k, search_k, ids, distances);
+    const size_t found = search.run(s, search.query_from_input(s, query), k, search_k, ids, distances);
+    check_intact();
+    return found;
   }
 
   size_t search_item(int32_t item, size_t k, int64_t search_k, int32_t* ids, float* distances) const override {
     check_item(item, "item");
     SearchScratch<M>& s = SearchScratch<M>::local();
     ForestSearch<M> search(data(), layout_, n_items_, n_nodes_, roots_);
-    return search.run(s, search.query_from_values(s, M::v(search.node(item))), k, search_k, ids, distances);
+    const size_t found = search.run(s, search.query_from_values(s, M::v(search.node(item))), k, search_k, ids, distances);
+    check_intact();
+    return found;
   }
 
   void get_item(int32_t item, float* out) const override {
     check_item(item, "item");
     M::unpack(M::v(node(item)), out, layout_.dim);
+    check_intact();
   }
 
   float get_distance(int32_t i, int32_t j) const override {
     check_item(i, "item");
     check_item(j, "item");
-    return M::normalized_distance(M::distance(node(i), node(j), layout_.value_count));
+    const float d = M::normalized_distance(M::distance(node(i), node(j), layout_.value_count));
+    check_intact();
+    return d;
   }
 
  private:
@@ -189,7 +212,16 @@ std::shared_ptr<const Forest> Forest::load(const std::string& path, const NodeLa
   with_metric(layout.metric, [&](auto tag) {
     using M = typename decltype(tag)::type;
     validate_reachable<M>(storage.mapping.data(), layout, n_items, n_nodes, roots, path);
+    // Should the file shrink while served, zeroed child and bucket ids name node 0 (mapping_guard.h):
+    // it must be a leaf with ids in range, or a search could loop. Annoy keeps item 0 or a hole there.
+    const int32_t n0 = *reinterpret_cast<const int32_t*>(storage.mapping.data());
+    if (n0 > layout.max_bucket) {
+      throw Error(ErrorCode::BadFile, "index file " + describe(path, layout) +
+                                          " is corrupt: node 0 is a split node (Annoy keeps item 0 or a hole there)");
+    }
+    validate_reachable<M>(storage.mapping.data(), layout, n_items, n_nodes, {0}, path);
   });
+  if (storage.mapping.damaged()) throw changed_on_disk(path);
   return from_built(layout, std::move(storage), n_items, n_nodes, std::move(roots));
 }
 

@@ -60,6 +60,11 @@ class Forest {
   const uint8_t* data() const { return storage_.data(); }
   const ForestStorage& storage() const { return storage_; }
 
+  // Throws Error BadFile naming the file once the file this forest maps shrank underneath it (see
+  // mapping_guard.h): reads past the new end returned zeros, so whatever was computed is not an answer.
+  // Every method that reads nodes calls it after reading. Thread-safe.
+  void check_intact() const;
+
   // Writes the node array to `path` (Annoy's file). Throws Error IoError naming the path.
   void write_to(const std::string& path) const;
 
@@ -67,7 +72,8 @@ class Forest {
   static std::shared_ptr<const Forest> from_built(const NodeLayout& layout, ForestStorage storage,
                                                   int32_t n_items, int32_t n_nodes, std::vector<int32_t> roots);
   // Maps `path` and checks it: size a non-zero multiple of the node size, roots found by Annoy's rule,
-  // every reachable child and bucket id in range, no cycles. Throws Error BadFile/IoError naming the file.
+  // every reachable child and bucket id in range, no cycles, node 0 a leaf. Throws Error BadFile/IoError
+  // naming the file.
   static std::shared_ptr<const Forest> load(const std::string& path, const NodeLayout& layout, bool prefault);
 
  protected:

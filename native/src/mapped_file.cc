@@ -48,10 +48,13 @@ MappedFile MappedFile::open_read_only(const std::string& path, bool prefault) {
   void* p = ::mmap(nullptr, file.size_, PROT_READ, flags, fd, 0);
   if (p == MAP_FAILED) throw Error(ErrorCode::IoError, errno_message("cannot mmap", path, errno));
   file.data_ = static_cast<uint8_t*>(p);
+  file.guard_slot_ = MappingGuard::add(p, file.size_, path.c_str());  // on failure, ~MappedFile unmaps
   return file;  // the mapping outlives the descriptor
 }
 
 void MappedFile::reset() {
+  MappingGuard::remove(guard_slot_);  // before the range can be reused by another mapping
+  guard_slot_ = MappingGuard::kNoSlot;
   if (data_ != nullptr) ::munmap(data_, size_);
   data_ = nullptr;
   size_ = 0;
@@ -62,6 +65,7 @@ void MappedFile::swap(MappedFile& other) noexcept {
   std::swap(data_, other.data_);
   std::swap(size_, other.size_);
   std::swap(path_, other.path_);
+  std::swap(guard_slot_, other.guard_slot_);
 }
 
 }  // namespace canopy

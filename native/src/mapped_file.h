@@ -1,10 +1,13 @@
 // Read-only, shared memory mapping of a whole file (move-only RAII). Several processes mapping the
-// same index share one copy in the page cache.
+// same index share one copy in the page cache. Each mapping is registered with the MappingGuard, so a
+// file truncated underneath it reads as zeros past its new end (instead of SIGBUS) and damaged() says so.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <string>
+
+#include "mapping_guard.h"
 
 namespace canopy {
 
@@ -30,6 +33,9 @@ class MappedFile {
   const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
+  // True once the file shrank under the mapping and some pages now read as zeros. Thread-safe; check it
+  // after reading, since the reads themselves are what finds out.
+  bool damaged() const { return MappingGuard::damaged(guard_slot_); }
 
  private:
   void reset();
@@ -38,6 +44,7 @@ class MappedFile {
   uint8_t* data_ = nullptr;
   size_t size_ = 0;
   std::string path_;
+  int guard_slot_ = MappingGuard::kNoSlot;
 };
 
 }  // namespace canopy

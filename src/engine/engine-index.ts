@@ -37,6 +37,10 @@ const DEFAULT_N_TREES = -1;
  * Sync methods run on the calling thread; build() and the async searches run on native threads and
  * leave the event loop free. Searches are safe to run concurrently; unload() while searches are in
  * flight is safe (the mapping goes when the last one finishes). Result arrays are owned by the caller.
+ *
+ * A loaded file that shrinks on disk while mapped (truncated, or rewritten in place by `cp`) does not
+ * bring the process down (native/src/mapping_guard.h): from the first read that finds pages gone, every
+ * search and read of this index fails with BAD_FILE naming the file. Unload it and load the file again.
  */
 export class Index {
   readonly dim: number;
