@@ -6,6 +6,7 @@ import type { Context } from '@opentelemetry/api';
 import type { Manifest } from '../build/manifest';
 import { readIdsFile } from '../build/ids-file';
 import { ManifestError, readManifest, verifyShard } from '../build/manifest';
+import { CanopyError } from '../client/canopy-error';
 import type { Metric } from '../engine/metric';
 import type { Neighbor } from '../client/contract';
 import type { NeighborComparator } from '../client/neighbor-order';
@@ -31,11 +32,21 @@ export interface LoadVersionOptions {
   readonly verifyChecksums: boolean;
   /** Touch every page of the forest at load so first queries do not fault. */
   readonly prefault: boolean;
+  /** Told once, with the status calls now get, when the forest's file turns out changed on disk under its mapping. */
+  readonly onFileChanged?: (loaded: LoadedVersion, error: CanopyError) => void;
 }
+
+/**
+ * After load, the engine raises BAD_FILE only when the mapped file changed on
+ * disk (truncated or rewritten in place) and a read found pages gone.
+ */
+const FILE_CHANGED_ENGINE_CODE = 'BAD_FILE';
 
 export class LoadedVersion {
   private readonly order: NeighborComparator;
   private readonly itemOfId: Map<string, number>;
+  /** Set iff onFileChanged was told. */
+  private fileChangeReported = false;
 
   private constructor(
     readonly manifest: Manifest,
@@ -44,6 +55,7 @@ export class LoadedVersion {
     private readonly ids: readonly string[],
     /** How long `load` took, checks and prefault included. */
     readonly loadDurationMs: number,
+    private readonly onFileChanged: LoadVersionOptions['onFileChanged'],
   ) {
     this.order = neighborComparator(manifest.metric);
     this.itemOfId = new Map(ids.map((id, item) => [id, item]));
@@ -63,7 +75,7 @@ export class LoadedVersion {
       forest.unload();
       throw new ManifestError(`${files.file}: holds ${forest.nItems} items, manifest says ${files.entry.items}`);
     }
-    return new LoadedVersion(manifest, shard, forest, ids, performance.now() - startedMs);
+    return new LoadedVersion(manifest, shard, forest, ids, performance.now() - startedMs, options.onFileChanged);
   }
 
   get index(): string {
@@ -92,7 +104,11 @@ export class LoadedVersion {
 
   /** The stored vector of an item; a fresh array owned by the caller. */
   vectorOf(item: number): Float32Array {
-    return this.forest.getItemVector(item);
+    try {
+      return this.forest.getItemVector(item);
+    } catch (error) {
+      throw this.unavailableIfFileChanged(error);
+    }
   }
 
   /**
@@ -125,7 +141,8 @@ export class LoadedVersion {
                   fetchCount(first),
                   opts,
                 );
-        } catch (error) {
+        } catch (caught) {
+          const error = this.unavailableIfFileChanged(caught);
           endSpan(span, { error });
           throw error;
         }
@@ -156,6 +173,24 @@ export class LoadedVersion {
       [ATTR_SEARCH_K]: query.searchK !== undefined && query.searchK > 0 ? query.searchK : this.nTrees * k,
       [ATTR_BATCH_QUERIES]: queries,
     };
+  }
+
+  /**
+   * A file changed under its mapping is this replica's problem, not the
+   * request's: UNAVAILABLE (retryable), so a router tries another replica and
+   * sets this one aside. It stays so until the version is loaded again.
+   */
+  private unavailableIfFileChanged(error: unknown): unknown {
+    if ((error as { code?: unknown } | null)?.code !== FILE_CHANGED_ENGINE_CODE) return error;
+    const status = CanopyError.unavailable(
+      `${this.index}/${this.version} shard ${this.shard} cannot answer: ${(error as Error).message}`,
+      error,
+    );
+    if (!this.fileChangeReported) {
+      this.fileChangeReported = true;
+      this.onFileChanged?.(this, status);
+    }
+    return status;
   }
 
   /** Unloads the forest; the engine defers it until in-flight searches finish. */

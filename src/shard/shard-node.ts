@@ -155,6 +155,7 @@ export class ShardNode {
     return LoadedVersion.load(dir, this.options.shard, this.loadForest, {
       verifyChecksums: this.options.verifyChecksums ?? DEFAULT_VERIFY_CHECKSUMS,
       prefault: this.options.prefault ?? DEFAULT_PREFAULT,
+      onFileChanged: (loaded, err) => this.log.error({ index: loaded.index, version: loaded.version, shard: loaded.shard, err }, 'index file changed on disk while served'),
     });
   }
 
