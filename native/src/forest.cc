@@ -39,8 +39,8 @@ Error changed_on_disk(const std::string& path) {
 
 }  // namespace
 
-void Forest::check_intact() const {
-  if (storage_.mapping.damaged()) throw changed_on_disk(storage_.mapping.path());
+void Forest::check_intact(bool saw_bad_reference) const {
+  if (storage_.mapping.damaged() || saw_bad_reference) throw changed_on_disk(storage_.mapping.path());
 }
 
 void Forest::write_to(const std::string& path) const {
@@ -81,7 +81,7 @@ class ForestImpl final : public Forest {
     SearchScratch<M>& s = SearchScratch<M>::local();
     ForestSearch<M> search(data(), layout_, n_items_, n_nodes_, roots_);
     const size_t found = search.run(s, search.query_from_input(s, query), k, search_k, ids, distances);
-    check_intact();
+    check_intact(search.saw_bad_reference());
     return found;
   }
 
@@ -90,7 +90,7 @@ class ForestImpl final : public Forest {
     SearchScratch<M>& s = SearchScratch<M>::local();
     ForestSearch<M> search(data(), layout_, n_items_, n_nodes_, roots_);
     const size_t found = search.run(s, search.query_from_values(s, M::v(search.node(item))), k, search_k, ids, distances);
-    check_intact();
+    check_intact(search.saw_bad_reference());
     return found;
   }
 

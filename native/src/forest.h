@@ -62,8 +62,9 @@ class Forest {
 
   // Throws Error BadFile naming the file once the file this forest maps shrank underneath it (see
   // mapping_guard.h): reads past the new end returned zeros, so whatever was computed is not an answer.
+  // Also when a search met a reference load would have refused (the file was rewritten in place).
   // Every method that reads nodes calls it after reading. Thread-safe.
-  void check_intact() const;
+  void check_intact(bool saw_bad_reference = false) const;
 
   // Writes the node array to `path` (Annoy's file). Throws Error IoError naming the path.
   void write_to(const std::string& path) const;

@@ -11,6 +11,12 @@
 // hamming split tests bit 0; zero vectors give finite distances. A search over any zeroed pages thus
 // terminates and reads only inside the mapping.
 //
+// A file rewritten in place may also show other bytes without any fault (cp truncates, then writes; no
+// search may touch the mapping in between). The search checks each child and bucket id and each hamming
+// split against the forest's size (a compare each), skips what load would have refused, and such a
+// search fails with BadFile too. Not caught: a rewrite whose references all stay in range (a file of the
+// same layout and size, say) answers from the new bytes; garbage whose splits form a cycle can loop.
+//
 // Linux-specific (si_addr of a SIGBUS from a file mapping). Process-wide and lock-free: the handler
 // only reads and writes atomics and makes one mmap call.
 #pragma once

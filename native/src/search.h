@@ -69,12 +69,16 @@ class ForestSearch {
     return q;
   }
 
-  size_t run(SearchScratch<M>& s, const Node* query, size_t k, int64_t search_k, int32_t* ids, float* distances) const {
+  size_t run(SearchScratch<M>& s, const Node* query, size_t k, int64_t search_k, int32_t* ids, float* distances) {
     if (k == 0) return 0;  // nothing asked; rank() needs a non-empty heap to compare against
     if (search_k <= 0) search_k = static_cast<int64_t>(k) * static_cast<int64_t>(roots_.size());
     collect(s, M::v(query), static_cast<uint64_t>(search_k));
     return rank(s, query, k, ids, distances);
   }
+
+  // True if the last run met a reference Forest::load would have refused: the mapped file was
+  // rewritten in place after loading (see mapping_guard.h). Such references were skipped, not followed.
+  bool saw_bad_reference() const { return bad_reference_; }
 
  private:
   Node* cleared_query(SearchScratch<M>& s) const {
@@ -82,7 +86,13 @@ class ForestSearch {
     return reinterpret_cast<Node*>(s.query.data());
   }
 
-  void add_candidate(SearchScratch<M>& s, int32_t id) const {
+  bool in_range(int32_t id) const { return static_cast<uint32_t>(id) < static_cast<uint32_t>(n_nodes_); }
+
+  void add_candidate(SearchScratch<M>& s, int32_t id) {
+    if (!in_range(id)) {
+      bad_reference_ = true;
+      return;
+    }
     uint64_t& word = s.seen[static_cast<uint32_t>(id) >> 6];
     const uint64_t bit = uint64_t{1} << (id & 63);
     if ((word & bit) == 0) {
@@ -96,7 +106,7 @@ class ForestSearch {
     std::push_heap(s.frontier.begin(), s.frontier.end());
   }
 
-  void collect(SearchScratch<M>& s, const Value* q, uint64_t search_k) const {
+  void collect(SearchScratch<M>& s, const Value* q, uint64_t search_k) {
     const size_t seen_words = (static_cast<size_t>(n_nodes_) + 63) / 64;
     if (s.seen.size() < seen_words) s.seen.resize(seen_words, 0);
     s.candidates.clear();
@@ -118,8 +128,13 @@ class ForestSearch {
         for (int32_t j = 0; j < n; ++j) add_candidate(s, ids[j]);
         collected += static_cast<uint64_t>(n > 0 ? n : 0);
       } else {
-        const auto margin = M::margin(nd, q, layout_.value_count);
         const int32_t* c = children(nd);
+        // Load checked these; a file rewritten in place since may hold anything (one compare each).
+        if (!in_range(c[0]) || !in_range(c[1]) || !M::split_is_valid(nd, layout_.value_count)) {
+          bad_reference_ = true;
+          continue;
+        }
+        const auto margin = M::margin(nd, q, layout_.value_count);
         // One child keeps this node's priority and is usually popped next: start fetching both.
         prefetch(node(c[0]), prefetch_split_bytes_);
         prefetch(node(c[1]), prefetch_split_bytes_);
@@ -182,6 +197,7 @@ class ForestSearch {
   int32_t n_nodes_;
   const std::vector<int32_t>& roots_;
   const size_t prefetch_split_bytes_;
+  bool bad_reference_ = false;
 };
 
 }  // namespace canopy

@@ -160,6 +160,23 @@ TEST(searches_over_arbitrarily_zeroed_pages_terminate_in_bounds) {
   }
 }
 
+// Bytes overwritten in place (same size: nothing faults, nothing is zero) hold references load would
+// have refused: the search skips them instead of reading outside the forest, and fails with BadFile.
+TEST(file_overwritten_in_place_with_garbage_fails_with_bad_file_reading_in_bounds) {
+  const std::string path = canopy_test::temp_dir() + "/overwritten.ann";
+  save_index(MetricKind::Euclidean, path);
+  auto index = Index::load(path, MetricKind::Euclidean, kDim, false);
+  CHECK(search(*index->forest(), 5) == 10);
+  std::mt19937 random(7);
+  std::vector<uint32_t> garbage(static_cast<size_t>(file_bytes(path)) / 4);
+  for (auto& word : garbage) word = random();
+  const int fd = ::open(path.c_str(), O_WRONLY);
+  CHECK(::pwrite(fd, garbage.data(), garbage.size() * 4, 0) == static_cast<ssize_t>(garbage.size() * 4));
+  ::close(fd);
+  CHECK(fails_naming([&] { search(*index->forest(), 5); }, path));
+  CHECK(fails_naming([&] { search_item(*index->forest(), 5); }, path));
+}
+
 TEST(a_file_whose_node_0_is_a_split_is_refused) {
   // A zeroed child id would lead back to such a node 0 and could loop; Annoy never writes one.
   const std::string path = canopy_test::temp_dir() + "/split-at-0.ann";
