@@ -1,11 +1,12 @@
 // Coalescing the queries bound for one shard into BatchSearch calls, so the
 // router's per-RPC cost does not grow with the query rate. Batching is
-// "natural": when no call to the shard is out, a request's queries leave at
-// once, in the caller's turn; while calls are out but fewer than
-// `maxInFlightBatches`, they leave on the next turn of the event loop, together
-// with whatever else arrived in this one; at the limit they wait, and all
-// queries that arrived meanwhile leave together when a call returns. Low load
-// thus pays no waiting (not even a turn), and high load gets large batches.
+// "natural": when no call to the shard is out and the shard has been quiet
+// (no query for `quietGapMs`), a request's queries leave at once, in the
+// caller's turn; otherwise, while fewer than `maxInFlightBatches` calls are
+// out, they leave on the next turn of the event loop, together with whatever
+// else arrived in this one; at the limit they wait, and all queries that
+// arrived meanwhile leave together when a call returns. Low load thus pays no
+// waiting (not even a turn), and high load gets large batches.
 import * as grpc from '@grpc/grpc-js';
 import type { Context } from '@opentelemetry/api';
 
@@ -15,12 +16,22 @@ import { type CallParent, sharedCallParent } from '../telemetry/grpc-context';
 import { isTracingEnabled } from '../telemetry/spans';
 
 export const DEFAULT_COALESCE_MAX_BATCH_QUERIES = 256;
+/**
+ * Queries this far apart are "low load": one that finds no call out leaves at
+ * once. Closer together (a busy router reads several requests per turn), the
+ * first of a turn would leave alone and the rest in a second call: measured,
+ * sending at once whenever no call was out cut the 3-shard
+ * router's saturated throughput by 10-15% in load-tests/serving/router-bench.js.
+ */
+export const DEFAULT_COALESCE_QUIET_GAP_MS = 1;
 
 export interface CoalescerOptions {
   /** Most queries in one coalesced call. */
   readonly maxBatchQueries: number;
   /** How many calls may be out at once (read at each decision: replicas may come and go). */
   readonly maxInFlightBatches: () => number;
+  /** Since the previous query, how long the shard must have been quiet for a query to leave in its caller's turn. */
+  readonly quietGapMs: number;
 }
 
 export type SendBatch = (batch: BatchSearchRequest, deadlineMs: number, parent: CallParent | undefined) => Promise<BatchSearchResponse>;
@@ -81,6 +92,8 @@ export class Coalescer {
   private inFlight = 0;
   private pendingCount = 0;
   private flushScheduled = false;
+  /** performance.now() of the previous submission. */
+  private lastSubmitMs = Number.NEGATIVE_INFINITY;
 
   constructor(
     private readonly send: SendBatch,
@@ -103,8 +116,11 @@ export class Coalescer {
       const submission = new Submission(queries.length, parent, resolve, reject);
       for (let slot = 0; slot < queries.length; slot++) queue.items.push({ query: queries[slot]!, deadlineMs, submission, slot });
       this.pendingCount += queries.length;
-      if (this.inFlight === 0) {
-        // Nothing to wait for: a later turn would only add latency.
+      const nowMs = performance.now();
+      const quiet = nowMs - this.lastSubmitMs >= this.options.quietGapMs;
+      this.lastSubmitMs = nowMs;
+      if (this.inFlight === 0 && quiet) {
+        // Nothing to wait for, and nothing likely to join: a later turn would only add latency.
         this.flush();
       } else if (!this.flushScheduled && this.inFlight < this.options.maxInFlightBatches()) {
         this.flushScheduled = true;

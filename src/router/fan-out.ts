@@ -11,7 +11,7 @@ import type { SearchRequest, SearchResponse } from '../client/contract';
 import { neighborComparator } from '../client/neighbor-order';
 import type { BackendPool } from './backend-pool';
 import type { SendBatch } from './coalescer';
-import { Coalescer, DEFAULT_COALESCE_MAX_BATCH_QUERIES } from './coalescer';
+import { Coalescer, DEFAULT_COALESCE_MAX_BATCH_QUERIES, DEFAULT_COALESCE_QUIET_GAP_MS } from './coalescer';
 import type { IndexView } from './index-view';
 import { mergeTopK } from './merge';
 import type { ShardCaller } from './shard-caller';
@@ -149,6 +149,7 @@ export class FanOut {
         maxInFlightBatches: this.coalesce
           ? () => this.maxInFlightPerReplica * Math.max(1, this.pool.replicasOf(shard).length)
           : () => Number.POSITIVE_INFINITY,
+        quietGapMs: DEFAULT_COALESCE_QUIET_GAP_MS,
       });
       this.coalescers.set(shard, coalescer);
     }

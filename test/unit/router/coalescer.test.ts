@@ -52,7 +52,7 @@ const ids = (responses: readonly SearchResponse[]): string[] => responses.map((r
 describe('Coalescer', () => {
   it("sends a request's queries at once, in the caller's turn, when no call is out", async () => {
     const shard = new ManualShard();
-    const c = new Coalescer(shard.send, { maxBatchQueries: 100, maxInFlightBatches: () => 1 });
+    const c = new Coalescer(shard.send, { maxBatchQueries: 100, maxInFlightBatches: () => 1, quietGapMs: 0 });
     for (let i = 1; i <= 3; i++) {
       const answer = c.submit('idx', 'v1', [query(i), query(10 + i)], FAR);
       expect(shard.batches).toHaveLength(i); // sent before any turn of the event loop
@@ -64,9 +64,24 @@ describe('Coalescer', () => {
     expect(shard.batches[0]!.version).toBe('v1');
   });
 
+  it('when queries come close together, sends even a lone one on the next turn, with the rest of its turn', async () => {
+    const shard = new ManualShard();
+    const c = new Coalescer(shard.send, { maxBatchQueries: 100, maxInFlightBatches: () => 10, quietGapMs: 60_000 });
+    const first = c.submit('idx', 'v1', [query(1)], FAR); // the first ever: the shard was quiet
+    expect(shard.batches).toHaveLength(1);
+    shard.releaseOne();
+    await first;
+    const answers = [c.submit('idx', 'v1', [query(2)], FAR), c.submit('idx', 'v1', [query(3)], FAR)];
+    expect(shard.batches).toHaveLength(1); // nothing is out, but the shard is not quiet
+    await tick();
+    expect(shard.batches.map((b) => b.queries.map((q) => q.k))).toEqual([[1], [2, 3]]);
+    shard.releaseOne();
+    expect((await Promise.all(answers)).map(ids)).toEqual([['k2'], ['k3']]);
+  });
+
   it('while a call is out, sends the requests that arrive in one turn together on the next turn', async () => {
     const shard = new ManualShard();
-    const c = new Coalescer(shard.send, { maxBatchQueries: 100, maxInFlightBatches: () => 10 });
+    const c = new Coalescer(shard.send, { maxBatchQueries: 100, maxInFlightBatches: () => 10, quietGapMs: 0 });
     const first = c.submit('idx', 'v1', [query(1)], FAR);
     const second = c.submit('idx', 'v1', [query(2)], FAR);
     const third = c.submit('idx', 'v1', [query(3), query(4)], FAR);
@@ -80,7 +95,7 @@ describe('Coalescer', () => {
 
   it('holds queries while the call limit is reached and sends them together when a call returns', async () => {
     const shard = new ManualShard();
-    const c = new Coalescer(shard.send, { maxBatchQueries: 100, maxInFlightBatches: () => 1 });
+    const c = new Coalescer(shard.send, { maxBatchQueries: 100, maxInFlightBatches: () => 1, quietGapMs: 0 });
     const first = c.submit('idx', 'v1', [query(1)], FAR);
     const later = [2, 3, 4, 5].map((k) => c.submit('idx', 'v1', [query(k)], FAR));
     await tick();
@@ -95,7 +110,7 @@ describe('Coalescer', () => {
 
   it('caps batch size, keeps versions apart, and answers a request split over calls in order', async () => {
     const shard = new ManualShard();
-    const c = new Coalescer(shard.send, { maxBatchQueries: 2, maxInFlightBatches: () => 10 });
+    const c = new Coalescer(shard.send, { maxBatchQueries: 2, maxInFlightBatches: () => 10, quietGapMs: 0 });
     const split = c.submit('idx', 'v1', [query(1), query(2), query(3)], FAR);
     const answers = [c.submit('idx', 'v2', [query(4)], FAR), c.submit('idx', 'v1', [query(5)], FAR), c.submit('idx', 'v1', [query(6)], FAR)];
     await tick();
@@ -112,7 +127,7 @@ describe('Coalescer', () => {
 
   it('answers a request of no queries at once, without a call', async () => {
     const shard = new ManualShard();
-    const c = new Coalescer(shard.send, { maxBatchQueries: 10, maxInFlightBatches: () => 1 });
+    const c = new Coalescer(shard.send, { maxBatchQueries: 10, maxInFlightBatches: () => 1, quietGapMs: 0 });
     await expect(c.submit('i', 'v', [], FAR)).resolves.toEqual([]);
     expect(shard.batches).toHaveLength(0);
   });
@@ -124,7 +139,7 @@ describe('Coalescer', () => {
         if (fail) throw CanopyError.unavailable('shard down');
         return { results: batch.queries.map(() => ({ neighbors: [], indexVersion: 'v', shardsTotal: 1, shardsAnswered: 1, shardsMissing: [] })), indexVersion: 'v', shardsTotal: 1, shardsAnswered: 1, shardsMissing: [] };
       },
-      { maxBatchQueries: 10, maxInFlightBatches: () => 1 },
+      { maxBatchQueries: 10, maxInFlightBatches: () => 1, quietGapMs: 0 },
     );
     const results = await Promise.allSettled([c.submit('i', 'v', [query(1), query(2)], FAR), c.submit('i', 'v', [query(3)], FAR)]);
     expect(results.map((r) => r.status === 'rejected' && (r.reason as CanopyError).message)).toEqual(['shard down', 'shard down']);
@@ -134,7 +149,7 @@ describe('Coalescer', () => {
 
   it('fails a request whose deadline passed while it waited, without sending it', async () => {
     const shard = new ManualShard();
-    const c = new Coalescer(shard.send, { maxBatchQueries: 10, maxInFlightBatches: () => 1 });
+    const c = new Coalescer(shard.send, { maxBatchQueries: 10, maxInFlightBatches: () => 1, quietGapMs: 0 });
     const first = c.submit('i', 'v', [query(1)], FAR);
     const late = c.submit('i', 'v', [query(2)], Date.now() - 1);
     const onTime = c.submit('i', 'v', [query(3)], FAR);
