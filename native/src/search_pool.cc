@@ -29,10 +29,10 @@ void lower_own_priority(int nice_increment) {
 #endif
 }
 
-}  // namespace
-
 // The mean search time follows recent runs: each run moves it 1/16 of the way to its own time.
 constexpr double kMeanSearchWeight = 1.0 / 16;
+
+}  // namespace
 
 SearchPool::SearchPool(size_t threads, SearchPoolLimits limits) : limits_(limits) {
   if (threads == 0) threads = std::thread::hardware_concurrency() > 0 ? std::thread::hardware_concurrency() : 1;
