@@ -18,10 +18,12 @@ import {
   stopOnSignals,
   stopTelemetry,
 } from './serve-process';
+import { advertisedAddress, isWildcardAddress } from './advertise-address';
+import { addHealthListenFlag, type HealthListenFlags, healthListenFromFlags } from './health-flags';
 import { addServerLimitFlags, type ServerLimitFlags, serverLimitsFromFlags } from './limit-flags';
 import { addEtcdSecurityFlags, addServerTlsFlags, type EtcdSecurityFlags, etcdSecurityFromFlags, serverTlsFromFlags, type TlsFlags } from './tls-flags';
 
-interface ShardFlags extends ServerLimitFlags, TlsFlags, EtcdSecurityFlags {
+interface ShardFlags extends ServerLimitFlags, TlsFlags, EtcdSecurityFlags, HealthListenFlags {
   readonly manifest?: string;
   readonly etcd?: string;
   readonly cluster: string;
@@ -95,10 +97,12 @@ export function registerServeShardCommand(serve: Command): void {
     .option('--log-level <level>', 'pino log level (default: $CANOPY_LOG_LEVEL, else info)')
     .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics');
   addServerLimitFlags(command);
+  addHealthListenFlag(command);
   addServerTlsFlags(command);
   addEtcdSecurityFlags(command);
   command.action(async (flags: ShardFlags) => {
     const log = createLogger('shard', flags.logLevel);
+    const healthListen = healthListenFromFlags(flags);
     const threads = flags.searchThreads ?? os.availableParallelism();
     configureSearchPool({
       threads,
@@ -114,6 +118,7 @@ export function registerServeShardCommand(serve: Command): void {
         listen: flags.listen,
         ...serverLimitsFromFlags(flags),
         tls: serverTlsFromFlags(flags),
+        healthListen,
         verifyChecksums: flags.verify,
         prefault: flags.prefault,
         shutdownGraceMs: flags.drainTimeoutMs,
@@ -134,8 +139,8 @@ export function registerServeShardCommand(serve: Command): void {
 
 function registryOptions(flags: ShardFlags) {
   if (flags.index === undefined) throw new Error('--index is required with --etcd: the index this node serves');
-  const advertise = flags.advertise ?? flags.listen;
-  if (/^(0\.0\.0\.0|\[::\]):/.test(advertise)) {
+  const advertise = advertisedAddress(flags.advertise ?? flags.listen);
+  if (isWildcardAddress(advertise)) {
     throw new Error(`--advertise is required when listening on ${flags.listen}: routers need an address they can call`);
   }
   return {

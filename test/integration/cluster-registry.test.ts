@@ -55,9 +55,12 @@ describe('a cluster driven by etcd', () => {
 
   const etcdFlags = (): string[] => ['--etcd', etcd.url, '--cluster', CLUSTER];
 
-  async function startShard(name: string, index: string, shard: number, nodeId: string): Promise<ServingProcess> {
-    const address = `127.0.0.1:${await freePort()}`;
+  /** `ipv6`: listens on ::1 and advertises `::1:PORT` unbracketed, as `$(POD_IP):PORT` expands on an IPv6 pod. */
+  async function startShard(name: string, index: string, shard: number, nodeId: string, ipv6 = false): Promise<ServingProcess> {
+    const port = await freePort();
+    const address = ipv6 ? `[::1]:${port}` : `127.0.0.1:${port}`;
     const args = ['serve', 'shard', ...etcdFlags(), '--index', index, '--shard', String(shard), '--listen', address,
+      ...(ipv6 ? ['--advertise', `::1:${port}`] : []),
       '--node-id', nodeId, '--lease-ttl-seconds', String(LEASE_TTL_SECONDS), '--unload-grace-ms', String(UNLOAD_GRACE_MS),
       '--log-level', 'warn'];
     const proc = group.start(name, address, args);
@@ -123,7 +126,7 @@ describe('a cluster driven by etcd', () => {
       for (let r = 0; r < REPLICAS; r++) list.push(await startShard(`tracks ${shard}/${r}`, 'tracks', shard, `tracks-${shard}-${r}`));
       replicas.push(list);
     }
-    const artistsShard = await startShard('artists 0/0', 'artists', 0, 'artists-0-0');
+    const artistsShard = await startShard('artists 0/0', 'artists', 0, 'artists-0-0', true);
     // Nothing is active before a controller (the router) flips it: wait for the processes to be up.
     await Promise.all([...replicas.flat(), artistsShard].map((p) => waitServing(p, 20_000, '')));
 
@@ -141,7 +144,7 @@ describe('a cluster driven by etcd', () => {
     rmSync(workDir, { recursive: true, force: true });
   });
 
-  it('serves the first published version, and several indexes side by side', async () => {
+  it('serves the first published version, and several indexes side by side (one shard node over IPv6)', async () => {
     const tracks = await client.search('tracks', queries[0]!, { k: K, searchK: EXHAUSTIVE_SEARCH_K });
     expect(tracks.indexVersion).toBe('v1');
     expect(tracks.neighbors.map((n) => n.id)).toEqual(truthOf.get('v1')![0]);
