@@ -11,10 +11,11 @@ import { createEtcdClient } from '../registry/etcd-client';
 import { ClusterKeys } from '../registry/keys';
 import { DEFAULT_DEADLINE_MS, DEFAULT_MAX_DEADLINE_MS, Router, type RouterRegistryOptions } from '../router/router';
 import { createLogger, positiveInt, startProcessTelemetry, stopOnSignals, stopTelemetry } from './serve-process';
+import { addHealthListenFlag, type HealthListenFlags, healthListenFromFlags } from './health-flags';
 import { addServerLimitFlags, type ServerLimitFlags, serverLimitsFromFlags } from './limit-flags';
 import { addEtcdSecurityFlags, addServerTlsFlags, type EtcdSecurityFlags, etcdSecurityFromFlags, serverTlsFromFlags, type TlsFlags } from './tls-flags';
 
-interface RouterFlags extends ServerLimitFlags, TlsFlags, EtcdSecurityFlags {
+interface RouterFlags extends ServerLimitFlags, TlsFlags, EtcdSecurityFlags, HealthListenFlags {
   readonly listen: string;
   readonly backend: string[];
   readonly etcd?: string;
@@ -58,6 +59,7 @@ export function registerServeRouterCommand(serve: Command): void {
     .option('--log-level <level>', 'pino log level (default: $CANOPY_LOG_LEVEL, else info)')
     .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (one worker only)');
   addServerLimitFlags(command);
+  addHealthListenFlag(command);
   addServerTlsFlags(command, true);
   addEtcdSecurityFlags(command);
   command.action(async (flags: RouterFlags) => {
@@ -70,6 +72,8 @@ export function registerServeRouterCommand(serve: Command): void {
     }
     const backends = flags.etcd === undefined ? parseBackends(flags.backend) : undefined;
     const tls = serverTlsFromFlags(flags);
+    // Each worker serves health on this port too, shared through node:cluster like --listen.
+    const healthListen = healthListenFromFlags(flags);
     const log = createLogger('router', flags.logLevel);
     if (flags.workers > 1 && cluster.isPrimary) {
       superviseWorkers(flags.workers, log);
@@ -85,6 +89,7 @@ export function registerServeRouterCommand(serve: Command): void {
         maxDeadlineMs: flags.maxDeadlineMs,
         ...serverLimitsFromFlags(flags),
         tls,
+        healthListen,
         backendTls: tls,
         coalesce: flags.coalesce,
         coalesceMaxBatchQueries: flags.coalesceMaxBatchQueries,

@@ -1,7 +1,8 @@
 // Hosts a `canopy.v1.Search` implementation (a shard node's or a router's)
 // with what every Canopy server offers beside it: grpc.health.v1 and server
 // reflection (so grpcurl and ghz work without the proto file), message size
-// caps, and a graceful close.
+// caps, and a graceful close. Optionally a second, always-plaintext server
+// carries grpc.health.v1 alone, for probes that cannot speak TLS (the kubelet's).
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import type { Context } from '@opentelemetry/api';
@@ -33,6 +34,12 @@ export interface SearchServerOptions {
   readonly tls?: ServerTlsOptions;
   /** How long `close()` lets in-flight calls finish before cutting them. */
   readonly shutdownGraceMs?: number;
+  /**
+   * HOST:PORT of a plaintext server that serves grpc.health.v1 only (no
+   * Search, no reflection), with the same statuses as the main server; it
+   * exposes nothing else, so it is safe beside mutual TLS. Omitted: none.
+   */
+  readonly healthListen?: string;
 }
 
 export class SearchServer {
@@ -40,7 +47,10 @@ export class SearchServer {
   private readonly credentials: grpc.ServerCredentials;
   private readonly shutdownGraceMs: number;
   private readonly server: grpc.Server;
+  /** Shared by both servers, so the health server reports exactly what the main one does. */
   private readonly health = new HealthImplementation({ '': 'NOT_SERVING', [SEARCH_SERVICE_NAME]: 'NOT_SERVING' });
+  /** The plaintext health-only server, set iff `healthListen` was given. */
+  private readonly healthOnly: { readonly server: grpc.Server; readonly listen: string } | undefined;
 
   constructor(handlers: SearchServiceHandlers, options: SearchServerOptions) {
     this.listen = options.listen;
@@ -56,25 +66,31 @@ export class SearchServer {
     this.server.addService(searchServiceDefinition(), handlers);
     this.health.addToServer(this.server);
     new ReflectionService(reflectionPackageDefinition(canopyPackageDefinition())).addToServer(this.server);
+    if (options.healthListen !== undefined) {
+      this.healthOnly = { server: new grpc.Server({ 'grpc.enable_channelz': 0 }), listen: options.healthListen };
+      this.health.addToServer(this.healthOnly.server);
+    }
   }
 
   /**
-   * Binds and starts; resolves with the bound port. Health of the server as a
+   * Binds and starts (the health-only server too, if any); resolves with
+   * the main server's bound port. Health of the server as a
    * whole (service "") is SERVING from here until `close()`: a liveness probe
    * must not restart a process that is only waiting for a version to load.
    * Health of `canopy.v1.Search` stays NOT_SERVING until `setServing(true)`.
    */
-  start(): Promise<number> {
-    return new Promise((resolve, reject) => {
-      this.server.bindAsync(this.listen, this.credentials, (err, port) => {
-        if (err) {
-          reject(new Error(`cannot listen on ${this.listen}: ${err.message}`));
-          return;
-        }
-        this.health.setStatus('', 'SERVING');
-        resolve(port);
-      });
-    });
+  async start(): Promise<number> {
+    const port = await bind(this.server, this.listen, this.credentials);
+    if (this.healthOnly !== undefined) {
+      try {
+        await bind(this.healthOnly.server, this.healthOnly.listen, grpc.ServerCredentials.createInsecure());
+      } catch (err) {
+        this.server.forceShutdown();
+        throw err;
+      }
+    }
+    this.health.setStatus('', 'SERVING');
+    return port;
   }
 
   /** Whether the Search service can answer (a shard: it holds a version; a router: it knows the index). */
@@ -82,10 +98,20 @@ export class SearchServer {
     this.health.setStatus(SEARCH_SERVICE_NAME, serving ? 'SERVING' : 'NOT_SERVING');
   }
 
-  /** Reports NOT_SERVING, lets in-flight calls finish for up to the grace period, then cuts the rest. */
-  close(): Promise<void> {
+  /**
+   * Reports NOT_SERVING, lets in-flight calls finish for up to the grace
+   * period, then cuts the rest. The health server stays up through the drain,
+   * so probes see NOT_SERVING rather than a refused connection, and closes last.
+   */
+  async close(): Promise<void> {
     this.setServing(false);
     this.health.setStatus('', 'NOT_SERVING');
+    await this.drain();
+    // Health calls are instant, but a Watch stream never ends by itself: nothing is worth waiting for.
+    this.healthOnly?.server.forceShutdown();
+  }
+
+  private drain(): Promise<void> {
     return new Promise((resolve) => {
       const force = setTimeout(() => {
         this.server.forceShutdown();
@@ -98,6 +124,15 @@ export class SearchServer {
       });
     });
   }
+}
+
+function bind(server: grpc.Server, listen: string, credentials: grpc.ServerCredentials): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.bindAsync(listen, credentials, (err, port) => {
+      if (err) reject(new Error(`cannot listen on ${listen}: ${err.message}`));
+      else resolve(port);
+    });
+  });
 }
 
 /** Logs a failed call; `trace` holds the call's trace and span ids when it is traced. */
