@@ -3,9 +3,20 @@
 // order), its stdout and stderr appended to a log file, and stopped with
 // SIGTERM, then SIGKILL once a grace period has passed.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { closeSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 
 const LOG_TAIL_BYTES = 4_000;
+/**
+ * util-linux's setpriv, where present: `--pdeathsig TERM` has the kernel send
+ * the child SIGTERM when the launcher dies, even by SIGKILL, which no handler
+ * of the launcher's own can do; the child then stops as on Ctrl-C.
+ */
+const SETPRIV = '/usr/bin/setpriv';
+
+/** `command args`, wrapped so that the child is stopped when this process dies (where setpriv exists). */
+function stoppedWithLauncher(command: string, args: readonly string[]): [string, string[]] {
+  return existsSync(SETPRIV) ? [SETPRIV, ['--pdeathsig', 'TERM', '--', command, ...args]] : [command, [...args]];
+}
 
 export type ProcessState =
   | { readonly kind: 'running' }
@@ -36,7 +47,8 @@ export class ManagedProcess {
   static start(opts: { name: string; address: string; command: string; args: readonly string[]; logFile: string }): ManagedProcess {
     const fd = openSync(opts.logFile, 'a');
     try {
-      const child = spawn(opts.command, opts.args, { stdio: ['ignore', fd, fd], detached: true });
+      const [command, args] = stoppedWithLauncher(opts.command, opts.args);
+      const child = spawn(command, args, { stdio: ['ignore', fd, fd], detached: true });
       if (child.pid === undefined) throw new Error(`${opts.name}: could not start ${opts.command}`);
       return new ManagedProcess(opts.name, opts.address, opts.logFile, child);
     } finally {

@@ -1,7 +1,8 @@
 // `canopy up` (what `npm start` runs) as a real process: it builds the MNIST
 // demo, starts etcd + 2 shards x 2 replicas + a router, and prints a query
 // example; the test runs that example exactly as printed, then sends SIGINT
-// and checks that every process it started is gone and its folders removed.
+// and checks that every process it started is gone and its folders removed;
+// and that a SIGKILLed `up` leaves nothing running.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,6 +15,8 @@ import { CANOPY_BIN, runCanopy } from '../support/cli';
 const REPO_ROOT = path.resolve(__dirname, '../..');
 const UP_TIMEOUT_MS = 90_000;
 const STOP_TIMEOUT_MS = 20_000;
+/** How long the children of a SIGKILLed `up` may take to stop on the SIGTERM the kernel sends them. */
+const ORPHAN_EXIT_MS = 15_000;
 
 /** A running `canopy up`, its stdout as printed so far. */
 class UpProcess {
@@ -62,8 +65,8 @@ class UpProcess {
 
   /**
    * For afterAll: a graceful stop (SIGTERM: `up` stops what it started), SIGKILL if that
-   * takes too long, then SIGKILL for anything it printed that still runs (a killed `up`
-   * cannot stop its children, which run in their own process groups).
+   * takes too long, then SIGKILL for anything it printed that still runs (a child that
+   * ignored the SIGTERM its killed `up` left it).
    */
   async stop(): Promise<void> {
     if (this.child.exitCode === null && this.child.signalCode === null) {
@@ -190,6 +193,24 @@ describe('canopy up', () => {
     expect(pids.filter(alive)).toEqual([]);
     expect(readdirSync(path.join(workDir, 'logs')).sort()).toEqual(['router.log', 'shard-0-0.log', 'shard-1-0.log', 'shard-2-0.log']);
   }, 120_000);
+
+  it('a SIGKILLed `up` takes what it started with it', async () => {
+    const input = path.join(scratch, 'killed.jsonl');
+    writeFileSync(input, `${Array.from({ length: 50 }, (_, i) => JSON.stringify({ id: `k${i}`, vector: [i, i % 3] })).join('\n')}\n`);
+    const up = UpProcess.start([
+      '--no-etcd', '--data', input, '--format', 'jsonl', '--metric', 'euclidean', '--index', 'killed',
+      '--shards', '1', '--replicas', '1', '--port', '0', '--work-dir', path.join(scratch, 'killed-work'),
+    ]);
+    started.push(up);
+    await up.ready();
+    const pids = up.printedPids;
+    expect(pids).toHaveLength(2);
+    up.child.kill('SIGKILL');
+    await up.exited;
+    const deadlineMs = Date.now() + ORPHAN_EXIT_MS;
+    while (pids.some(alive) && Date.now() < deadlineMs) await new Promise((r) => setTimeout(r, 100));
+    expect(pids.filter(alive)).toEqual([]);
+  }, 60_000);
 
   it('refuses flags that do not fit, naming them, before starting anything', async () => {
     const noFormat = await runCanopy(['up', '--data', path.join(scratch, 'x.npy')]);
