@@ -40,6 +40,8 @@ interface Expectations {
   readonly drainTimeoutMs: number;
   readonly graceSeconds: number;
   readonly tls: boolean;
+  /** With tls: the plaintext health-only ports (--health-listen) the probes ask. */
+  readonly healthPorts?: { readonly router: number; readonly shard: number };
   readonly etcdTls: boolean;
   readonly etcdUser?: string;
   readonly metricsPort?: number;
@@ -113,6 +115,7 @@ const SCENARIOS: readonly Scenario[] = [
       drainTimeoutMs: 20_000,
       graceSeconds: 45,
       tls: true,
+      healthPorts: { router: 8091, shard: 8081 },
       etcdTls: true,
       etcdUser: 'canopy',
       metricsPort: 9464,
@@ -126,6 +129,7 @@ const COMMON_FLAGS = [
   '--etcd',
   '--cluster',
   '--listen',
+  '--health-listen',
   '--metrics-listen',
   '--tls-cert',
   '--tls-key',
@@ -242,18 +246,28 @@ describe.each(SCENARIOS)('helm chart: $title', ({ valuesFile, expect: want }) =>
     }
   });
 
-  it(`probes the serving port over ${want.tls ? 'TCP (kubelet gRPC probes cannot do TLS)' : 'native gRPC'}, with a startup budget of at least 10 minutes`, () => {
+  it(`probes grpc.health.v1 natively on ${want.tls ? 'the plaintext health-only port (--health-listen: kubelet gRPC probes cannot do TLS)' : 'the serving port'}, with a startup budget of at least 10 minutes`, () => {
     for (const set of shardSets) {
       const shard = canopyContainer(set.spec.template.spec, 'shard');
-      const port = Number(flagValue(shard.args ?? [], '--listen')?.split(':')[1]);
-      expect(shard.ports?.find((p) => p.name === 'grpc')?.containerPort).toBe(port);
-      for (const probe of [shard.startupProbe, shard.readinessProbe, shard.livenessProbe]) expectServingProbe(probe, port, want.tls);
+      const port = probedPort(shard, want.healthPorts?.shard);
+      expectServingProbe(shard.startupProbe, port, '');
+      expectServingProbe(shard.readinessProbe, port, 'canopy.v1.Search');
+      expectServingProbe(shard.livenessProbe, port, '');
       const startup = shard.startupProbe ?? {};
       expect((startup.periodSeconds ?? 0) * (startup.failureThreshold ?? 0)).toBeGreaterThanOrEqual(MIN_STARTUP_BUDGET_S);
     }
     const routerContainer = canopyContainer(router.spec.template.spec, 'router');
-    const routerPort = Number(flagValue(routerContainer.args ?? [], '--listen')?.split(':')[1]);
-    for (const probe of [routerContainer.readinessProbe, routerContainer.livenessProbe]) expectServingProbe(probe, routerPort, want.tls);
+    const routerPort = probedPort(routerContainer, want.healthPorts?.router);
+    expectServingProbe(routerContainer.readinessProbe, routerPort, 'canopy.v1.Search');
+    expectServingProbe(routerContainer.livenessProbe, routerPort, '');
+    // The health-only port is for the kubelet: no Service sends traffic to it.
+    const healthPorts = Object.values(want.healthPorts ?? {});
+    for (const service of ofKind(manifests, 'Service')) {
+      for (const port of service.spec.ports) {
+        expect(port.targetPort).not.toBe('health');
+        expect(healthPorts).not.toContain(port.targetPort);
+      }
+    }
   });
 
   it(`mounts the ${want.indexVolume.type} index volume read-only in every shard container`, () => {
@@ -407,6 +421,16 @@ describe('helm chart: values it refuses', () => {
     { why: 'no etcd at all', set: ['etcd.bundled.enabled=false'], message: 'set etcd.endpoints' },
     { why: 'a URL index volume without a URL', set: ['indexVolume.type=url'], message: 'indexVolume.url.source' },
     { why: 'TLS without a secret', set: ['tls.enabled=true'], message: 'tls.secretName' },
+    {
+      why: 'a health port on the serving port (TLS)',
+      set: ['tls.enabled=true', 'tls.secretName=grpc-tls', 'shard.healthPort=50051'],
+      message: 'shard.healthPort (50051) must differ',
+    },
+    {
+      why: 'a health port on the metrics port (TLS)',
+      set: ['tls.enabled=true', 'tls.secretName=grpc-tls', 'metrics.enabled=true', 'router.healthPort=9464'],
+      message: 'router.healthPort (9464) must differ',
+    },
   ])('refuses $why', ({ set, message }) => {
     const result = templateChart(helm, { set });
     expect(result.status).not.toBe(0);
@@ -445,12 +469,26 @@ function canopyPods(router: Workload, shardSets: readonly Workload[]): [PodSpec,
   return [[router.spec.template.spec, 'router'], ...shardSets.map((s): [PodSpec, 'shard'] => [s.spec.template.spec, 'shard'])];
 }
 
-function expectServingProbe(probe: Probe | undefined, port: number, tls: boolean): void {
+/**
+ * The port the probes must ask: the serving port (--listen, container port
+ * grpc) without TLS; with TLS the --health-listen port, declared as container
+ * port health. Checks the flags and ports that go with either.
+ */
+function probedPort(container: Container, healthPort: number | undefined): number {
+  const args = container.args ?? [];
+  const servingPort = Number(flagValue(args, '--listen')?.split(':')[1]);
+  expect(container.ports?.find((p) => p.name === 'grpc')?.containerPort).toBe(servingPort);
+  expect(flagValue(args, '--health-listen')).toBe(healthPort === undefined ? undefined : `0.0.0.0:${healthPort}`);
+  expect(container.ports?.find((p) => p.name === 'health')?.containerPort).toBe(healthPort);
+  if (healthPort === undefined) return servingPort;
+  expect(healthPort).not.toBe(servingPort);
+  return healthPort;
+}
+
+/** A native gRPC probe of `port` asking `service` ('' is the whole server: the kubelet's default when none is named). */
+function expectServingProbe(probe: Probe | undefined, port: number, service: string): void {
   expect(probe).toBeDefined();
-  if (tls) {
-    expect(probe?.tcpSocket?.port).toBe(port);
-    expect(probe?.grpc).toBeUndefined();
-  } else {
-    expect(probe?.grpc?.port).toBe(port);
-  }
+  expect(probe?.tcpSocket).toBeUndefined();
+  expect(probe?.grpc?.port).toBe(port);
+  expect(probe?.grpc?.service ?? '').toBe(service);
 }

@@ -92,6 +92,14 @@ Included by every workload so a bad combination fails the whole render.
 {{- if and .Values.tls.enabled (not .Values.tls.secretName) }}
 {{- fail "tls.enabled needs tls.secretName (a Secret with tls.crt, tls.key, ca.crt)" }}
 {{- end }}
+{{- if .Values.tls.enabled }}
+{{- range $role := list "router" "shard" }}
+{{- $component := index $.Values $role }}
+{{- if or (eq (int $component.healthPort) (int $component.port)) (and $.Values.metrics.enabled (eq (int $component.healthPort) (int $.Values.metrics.port))) }}
+{{- fail (printf "%s.healthPort (%v) must differ from %s.port and metrics.port: with tls.enabled it is a plaintext health-only port of its own" $role $component.healthPort $role) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- $volume := .Values.indexVolume }}
 {{- if and (eq $volume.type "pvc") (not $volume.pvc.claimName) }}
 {{- fail "indexVolume.type=pvc needs indexVolume.pvc.claimName" }}
@@ -219,11 +227,16 @@ Included by every workload so a bad combination fails the whole render.
 {{- end }}
 {{- end }}
 
-{{/* Container ports shared by router and shard. */}}
+{{/* Container ports shared by router and shard; .healthPort is declared with tls.enabled (--health-listen). */}}
 {{- define "canopy.ports" -}}
 - name: grpc
   containerPort: {{ .port }}
   protocol: TCP
+{{- if .root.Values.tls.enabled }}
+- name: health
+  containerPort: {{ .healthPort }}
+  protocol: TCP
+{{- end }}
 {{- if .root.Values.metrics.enabled }}
 - name: metrics
   containerPort: {{ .root.Values.metrics.port }}
@@ -232,20 +245,17 @@ Included by every workload so a bad combination fails the whole render.
 {{- end }}
 
 {{/*
-One probe. The kubelet's native gRPC probe speaks plaintext only, so with
-tls.enabled the probe falls back to a TCP connect on the same port.
+One native gRPC probe of grpc.health.v1, asking .probe.service. Without TLS it
+asks the serving port (.port); with tls.enabled, which the kubelet's gRPC
+probe cannot speak, the plaintext health-only port (.healthPort) that
+--health-listen opens, which reports the same statuses.
 */}}
 {{- define "canopy.probe" -}}
-{{- if .root.Values.tls.enabled -}}
-tcpSocket:
-  port: {{ .port }}
-{{- else -}}
 grpc:
-  port: {{ .port }}
+  port: {{ ternary .healthPort .port .root.Values.tls.enabled }}
   {{- with .probe.service }}
   service: {{ . | quote }}
   {{- end }}
-{{- end }}
 periodSeconds: {{ .probe.periodSeconds }}
 timeoutSeconds: {{ .probe.timeoutSeconds }}
 failureThreshold: {{ .probe.failureThreshold }}
