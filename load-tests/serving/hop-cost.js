@@ -9,17 +9,15 @@
 //
 // --router-node-flags are given to node for the router process (e.g. a CPU profile, written when it stops).
 // Needs dist/ (`npm run prepare`); Linux (/proc). Run under the bench lock.
-const { spawn } = require('node:child_process');
 const { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 
 const { parseFlags } = require('../flags');
 const { buildSeededVersion, freePort, seededFloats } = require('../fixtures');
+const { CanopyProcesses } = require('../canopy-processes');
 const { findGhz, runGhz, waitAnswering } = require('../ghz');
 
-const ROOT = path.resolve(__dirname, '..', '..');
-const CANOPY = path.join(ROOT, 'bin', 'canopy.js');
 const INDEX = 'hop';
 const QUERY_COUNT = 100;
 const WARMUP_REQUESTS = 500;
@@ -59,23 +57,9 @@ function threadDelta(before, after, count) {
     .filter(([, us]) => us >= 1).map(([name, us]) => `${name} ${us.toFixed(0)}`).join(', ');
 }
 
-const children = [];
-
-function start(nodeFlags, args) {
-  const child = spawn(process.execPath, [...nodeFlags, CANOPY, ...args, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] });
-  children.push(child);
-  return child;
-}
-
-/** SIGTERM (a graceful stop, so a --cpu-prof profile is written) and wait for each child to exit. */
-async function stopAll() {
-  await Promise.all(children.map((child) => new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve();
-    child.on('exit', resolve);
-    child.kill('SIGTERM');
-  })));
-  children.length = 0;
-}
+const processes = new CanopyProcesses();
+const start = (nodeFlags, args) => processes.start(args, { nodeFlags });
+const stopAll = () => processes.stopAll();
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 

@@ -15,17 +15,16 @@
 // Needs perf with syscall tracepoints (root, or kernel.perf_event_paranoid <= -1) and dist/.
 //   node load-tests/serving/hop-timeline.js [--items 10000] [--dim 32] [--trees 10] [--rps 200] [--requests 1000] [--ghz PATH]
 // Run under the bench lock.
-const { spawn, spawnSync } = require('node:child_process');
+const { spawnSync } = require('node:child_process');
 const { mkdtempSync, rmSync, writeFileSync } = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 
 const { parseFlags } = require('../flags');
 const { buildSeededVersion, freePort, seededFloats } = require('../fixtures');
+const { CanopyProcesses } = require('../canopy-processes');
 const { findGhz, runGhz, waitAnswering } = require('../ghz');
 
-const ROOT = path.resolve(__dirname, '..', '..');
-const CANOPY = path.join(ROOT, 'bin', 'canopy.js');
 const INDEX = 'hop';
 const QUERY_COUNT = 100;
 const WARMUP_REQUESTS = 3000;
@@ -36,18 +35,9 @@ const SEGMENTS = ['ghz->router', 'router in', 'router->shard', 'shard', 'shard->
 
 const DEFAULTS = { items: 10000, dim: 32, trees: 10, rps: 200, requests: 1000, ghz: '' };
 
-const children = [];
-
-function start(args) {
-  const child = spawn(process.execPath, [CANOPY, ...args, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] });
-  children.push(child);
-  return child;
-}
-
-function killAll() {
-  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  children.length = 0;
-}
+const processes = new CanopyProcesses();
+const start = (args) => processes.start(args);
+const killAll = () => processes.killAll();
 
 /** The traced syscalls as { t (s), who ('G' ghz, 'R' router, 'S' shard), kind ('read' | 'write'), fd, bytes }. */
 function syscalls(dataFile, routerPid, shardPid) {

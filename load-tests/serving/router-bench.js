@@ -26,20 +26,19 @@
 // the rounds. Queries are 100 seeded vectors drawn like the items, sent round-robin as vector_f32 bytes,
 // k = 10. Every process shares the same 2 cores: figures are ratios. Shard nodes queue rather than shed
 // (SHARD_QUEUE_FLAGS): saturated rows measure throughput; shedding is load-tests/overload/'s subject.
-const { spawn } = require('node:child_process');
 const { mkdtempSync, readFileSync, rmSync, writeFileSync } = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 
 const { parseFlags } = require('../flags');
 const { freePort } = require('../fixtures');
+const { CanopyProcesses } = require('../canopy-processes');
 const { findGhz, runGhz, waitAnswering } = require('../ghz');
 const { machineLine, writeReport } = require('../report');
 
 const ROOT = path.resolve(__dirname, '..', '..');
 /** A closed loop of --concurrency calls queues at the shards instead of being refused by their 2 ms wait bound. */
 const SHARD_QUEUE_FLAGS = ['--max-queue-wait-ms', '0'];
-const CANOPY = path.join(ROOT, 'bin', 'canopy.js');
 const SHARDS = 3;
 const K = 10;
 const QUERY_COUNT = 100;
@@ -173,18 +172,9 @@ function calibrateSearchK(dir, w, data, queries) {
   return chosen;
 }
 
-const children = [];
-
-function startProcess(args) {
-  const child = spawn(process.execPath, [CANOPY, ...args, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] });
-  children.push(child);
-  return child;
-}
-
-function killAll() {
-  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  children.length = 0;
-}
+const processes = new CanopyProcesses();
+const startProcess = (args) => processes.start(args);
+const killAll = () => processes.killAll();
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 

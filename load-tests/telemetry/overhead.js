@@ -11,18 +11,17 @@
 //       [--concurrency 32] [--connections 4] [--ratio 0.01] [--ghz PATH] [--report load-tests/telemetry/overhead.md]
 //
 // Needs dist/ (`npm run prepare`); ghz is installed when missing (load-tests/install-ghz.sh).
-const { spawn } = require('node:child_process');
 const { mkdtempSync, readFileSync, rmSync, writeFileSync } = require('node:fs');
 const http = require('node:http');
 const os = require('node:os');
 const path = require('node:path');
 
 const { buildSeededVersion, freePort, seededFloats } = require('../fixtures');
+const { CanopyProcesses } = require('../canopy-processes');
 const { findGhz, runGhz, waitAnswering } = require('../ghz');
 const { machineLine, writeReport } = require('../report');
 
 const ROOT = path.resolve(__dirname, '..', '..');
-const CANOPY = path.join(ROOT, 'bin', 'canopy.js');
 const K = 10;
 const QUERY_COUNT = 100;
 const WARMUP_REQUESTS = 500;
@@ -67,7 +66,7 @@ function startTraceSink() {
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, port: server.address().port, seen })));
 }
 
-const children = [];
+const processes = new CanopyProcesses();
 const CLOCK_TICKS_PER_SECOND = 100;
 
 /** CPU seconds (user + system) a process has used so far, from /proc (Linux). */
@@ -78,17 +77,12 @@ function cpuSeconds(pid) {
 }
 
 function startShard(dir, address, extraArgs, env) {
-  const args = [CANOPY, 'serve', 'shard', '--manifest', dir, '--shard', '0', '--listen', address, '--log-level', 'warn', ...extraArgs];
   // No inherited OTEL_* variables: each node gets exactly the telemetry its row names.
   const base = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('OTEL_')));
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'inherit'], env: { ...base, ...env } });
-  children.push(child);
-  return child;
+  return processes.start(['serve', 'shard', '--manifest', dir, '--shard', '0', '--listen', address, ...extraArgs], { env: { ...base, ...env } });
 }
 
-function killAll() {
-  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-}
+const killAll = () => processes.killAll();
 
 const MICRO_CALLS = 20000;
 const MICRO_YIELD_EVERY = 32;
