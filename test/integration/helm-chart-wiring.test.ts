@@ -4,17 +4,24 @@
 // (POD_NAME, POD_IP = 127.0.0.1, container ports -> free loopback ports, the
 // index volume -> a local folder holding a real built version, `canopy` ->
 // bin/canopy.js), run them as local processes, wait on the probes' own health
-// services, publish the way NOTES.txt says, and query the router. A flag the
-// chart passes that the CLI refuses makes a process exit, and this test fail.
+// services at the probes' own ports, publish the way NOTES.txt says, and query
+// the router. Then again with tls.enabled and client certificates (the TLS
+// secret -> a folder of certificates from a throwaway CA), where the probes
+// ask the plaintext --health-listen port. A flag the chart passes that the CLI
+// refuses makes a process exit, and this test fail.
 // Tools: `bash helm/check-tools.sh`; without them this file fails, it never skips.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
+import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { CanopyClient } from '../../src/client/canopy-client';
+import type { CanopyError } from '../../src/client/canopy-error';
+import type { TlsFiles } from '../../src/client/tls';
+import { healthStatus } from '../../src/cluster/health-probe';
 import { bruteForceTopK } from '../support/brute-force';
 import { CANOPY_BIN, runCanopy } from '../support/cli';
 import { EtcdServer } from '../support/etcd';
@@ -24,6 +31,7 @@ import { type Container, type EnvVar, flagValue, named, ofKind, type Workload } 
 import { row } from '../support/matrix';
 import { buildFixture, type Fixture, idOfRow } from '../support/serving/fixture';
 import { ServingProcess, waitServing } from '../support/serving/processes';
+import { TestCa } from '../support/test-certs';
 import { gaussianVectors } from '../support/vectors';
 
 const FULLNAME = 'rel-canopy';
@@ -40,8 +48,10 @@ interface LocalPod {
   readonly name: string;
   readonly args: string[];
   readonly env: Record<string, string>;
-  /** The gRPC address the probes and clients use. */
+  /** The gRPC address clients use (container port grpc). */
   readonly address: string;
+  /** The address the probes ask (their own port: grpc, or health with TLS). */
+  readonly probeAddress: string;
   readonly metricsAddress: string;
   readonly container: Container;
 }
@@ -65,8 +75,12 @@ function valueOf(variable: EnvVar, podName: string): string {
   throw new Error(`env ${variable.name}: this test cannot stand in for ${JSON.stringify(variable.valueFrom)}`);
 }
 
-/** The container's args with every container port (grpc, metrics) on a free loopback port instead. */
-async function localPod(name: string, container: Container): Promise<LocalPod> {
+/**
+ * The container's args with every container port (grpc, health, metrics) on a
+ * free loopback port instead, and files under a mounted secret read from the
+ * local folder standing in for it (`mounts`: mountPath -> folder).
+ */
+async function localPod(name: string, container: Container, mounts: ReadonlyMap<string, string> = new Map()): Promise<LocalPod> {
   expect(container.command).toEqual([CHART_CANOPY]);
   const env = envOf(container, name);
   const ports = new Map<number, number>();
@@ -82,27 +96,38 @@ async function localPod(name: string, container: Container): Promise<LocalPod> {
       if (local === undefined) throw new Error(`${name}: ${raw} names port ${port}, which the container does not declare`);
       return `${lead}${POD_IP}:${local}`;
     }),
-  );
+  ).map((arg) => [...mounts].reduce((at, [mountPath, dir]) => at.replace(`=${mountPath}/`, `=${dir}/`), arg));
+  const probePort = container.livenessProbe?.grpc?.port;
+  if (probePort === undefined || !ports.has(probePort)) throw new Error(`${name}: the liveness probe asks port ${probePort}, which the container does not declare`);
   return {
     name,
     args,
     env,
     address: `${POD_IP}:${portOf('grpc')}`,
+    probeAddress: `${POD_IP}:${ports.get(probePort)}`,
     metricsAddress: `${POD_IP}:${portOf('metrics')}`,
     container,
   };
 }
 
 function probeService(container: Container, probe: 'startupProbe' | 'readinessProbe' | 'livenessProbe'): string {
-  const grpc = container[probe]?.grpc;
-  if (grpc === undefined) throw new Error(`${container.name}: ${probe} is not a gRPC probe`);
-  return grpc.service ?? ''; // the kubelet asks for '' (the whole server) when the probe names no service
+  const action = container[probe]?.grpc;
+  if (action === undefined) throw new Error(`${container.name}: ${probe} is not a gRPC probe`);
+  return action.service ?? ''; // the kubelet asks for '' (the whole server) when the probe names no service
 }
 
-/** Runs the pod's container: `canopy` is bin/canopy.js, the environment is the kubelet's on top of ours (PATH...). */
+/**
+ * Runs the pod's container: `canopy` is bin/canopy.js, the environment is the
+ * kubelet's on top of ours (PATH...). The process's address is the probes'
+ * (every probe of a container asks the same port), so waitServing asks there.
+ */
 function run(pod: LocalPod): ServingProcess {
+  for (const probe of ['startupProbe', 'readinessProbe', 'livenessProbe'] as const) {
+    const port = pod.container[probe]?.grpc?.port;
+    if (port !== undefined) expect(port, `${pod.name}: ${probe}`).toBe(pod.container.livenessProbe?.grpc?.port);
+  }
   const child = spawn(process.execPath, [CANOPY_BIN, ...pod.args], { env: { ...process.env, ...pod.env }, stdio: ['ignore', 'ignore', 'pipe'] });
-  return new ServingProcess(pod.name, pod.address, child);
+  return new ServingProcess(pod.name, pod.probeAddress, child);
 }
 
 describe('the chart, run as local processes', () => {
@@ -222,4 +247,115 @@ describe('the chart, run as local processes', () => {
       expect(await res.text()).toContain(`service_name="${pod.env.OTEL_SERVICE_NAME}"`);
     }
   });
+});
+
+describe('the chart with tls.enabled and client certificates, run as local processes', () => {
+  const workDir = mkdtempSync(path.join(tmpdir(), 'canopy-chart-tls-'));
+  const volumeDir = path.join(workDir, 'versions');
+  /** Stands in for the TLS Secret: tls.crt, tls.key, ca.crt (the cert-manager layout). */
+  const secretDir = path.join(workDir, 'grpc-tls');
+  const pods: { pod: LocalPod; proc: ServingProcess }[] = [];
+  const clients: CanopyClient[] = [];
+  let ca: TestCa;
+  let clientTls: TlsFiles;
+  let etcd: EtcdServer;
+  let fixture: Fixture;
+  let shardContainer: Container;
+  let routerContainer: Container;
+
+  beforeAll(async () => {
+    const helm = findHelm();
+    ca = TestCa.create('chart');
+    const podCert = ca.issue('pod');
+    mkdirSync(secretDir);
+    copyFileSync(podCert.certFile, path.join(secretDir, 'tls.crt'));
+    copyFileSync(podCert.keyFile, path.join(secretDir, 'tls.key'));
+    copyFileSync(podCert.caFile, path.join(secretDir, 'ca.crt'));
+    clientTls = ca.issue('client');
+    etcd = await EtcdServer.start();
+    fixture = await buildFixture(workDir, gaussianVectors(300, 8, 9), { metric: 'euclidean', shards: 1, trees: 4, index: INDEX, version: 't1' });
+    const { manifests, problems } = renderChart(helm, {
+      set: [
+        `cluster.name=${CLUSTER}`,
+        `index.name=${INDEX}`,
+        'index.shards=1',
+        'index.replicasPerShard=1',
+        'indexVolume.type=hostPath',
+        `indexVolume.hostPath.path=${volumeDir}`,
+        'etcd.bundled.enabled=false',
+        `etcd.endpoints={${etcd.url}}`,
+        'metrics.enabled=true',
+        'router.autoscaling.enabled=false',
+        'router.replicas=1',
+        'tls.enabled=true',
+        'tls.secretName=canopy-grpc-tls',
+        'tls.requireClientCert=true',
+      ],
+    });
+    expect(problems).toEqual([]);
+    shardContainer = ofKind(manifests, 'StatefulSet', 'shard')[0]!.spec.template.spec.containers.find((c) => c.name === 'shard')!;
+    routerContainer = named(manifests, 'Deployment', `${FULLNAME}-router`).spec.template.spec.containers.find((c) => c.name === 'router')!;
+  }, 120_000);
+
+  afterAll(async () => {
+    for (const c of clients) c.close();
+    await Promise.all(pods.map(({ proc }) => proc.kill()));
+    await etcd?.stop();
+    ca?.remove();
+    rmSync(workDir, { recursive: true, force: true });
+  });
+
+  async function startPod(name: string, container: Container): Promise<{ pod: LocalPod; proc: ServingProcess }> {
+    const tlsMount = container.volumeMounts?.find((m) => m.name === 'tls');
+    if (tlsMount === undefined) throw new Error(`${name}: no tls volume mounted`);
+    const pod = await localPod(name, container, new Map([[tlsMount.mountPath, secretDir]]));
+    const started = { pod, proc: run(pod) };
+    pods.push(started);
+    return started;
+  }
+
+  it('probes ask the plaintext health port, which reports startup, liveness and readiness as the TLS port would; Search stays mTLS-only', async () => {
+    const shard = await startPod(`${FULLNAME}-shard-0-0`, shardContainer);
+    const router = await startPod(`${FULLNAME}-router-0`, routerContainer);
+    expect(shard.pod.probeAddress).not.toBe(shard.pod.address);
+    expect(router.pod.probeAddress).not.toBe(router.pod.address);
+    await waitServing(shard.proc, 30_000, probeService(shardContainer, 'startupProbe'));
+    for (const { pod, proc } of [shard, router]) await waitServing(proc, 30_000, probeService(pod.container, 'livenessProbe'));
+    // Nothing active yet: live, not ready.
+    expect(await healthStatus(shard.pod.probeAddress, probeService(shardContainer, 'readinessProbe'))).toBe('NOT_SERVING');
+    // What the probes would get on the serving port: a plaintext call to a TLS server fails.
+    expect(await healthStatus(shard.pod.address, probeService(shardContainer, 'livenessProbe'))).toBe('UNAVAILABLE');
+
+    const published = await runCanopy([
+      'publish',
+      '--etcd', flagValue(routerContainer.args!, '--etcd')!,
+      '--cluster', flagValue(routerContainer.args!, '--cluster')!,
+      '--manifest', fixture.dir,
+    ]);
+    expect(published.code, published.stderr).toBe(0);
+    for (const { pod, proc } of [shard, router]) await waitServing(proc, 30_000, probeService(pod.container, 'readinessProbe'));
+
+    const query = row(fixture.base, 42);
+    const exact = Array.from(bruteForceTopK(fixture.base, query, 5, 'euclidean').ids, idOfRow);
+    const client = (target: string, tls?: TlsFiles): CanopyClient => {
+      const c = new CanopyClient({ target, tls });
+      clients.push(c);
+      return c;
+    };
+    const answer = await client(router.pod.address, clientTls).search(INDEX, query, { k: 5, searchK: EXHAUSTIVE_SEARCH_K });
+    expect(answer.neighbors.map((n) => n.id)).toEqual(exact);
+    // The health port answers health only; the serving port refuses a client without a certificate.
+    for (const [target, tls, code] of [
+      [router.pod.probeAddress, undefined, grpc.status.UNIMPLEMENTED],
+      [router.pod.address, undefined, grpc.status.UNAVAILABLE],
+      [router.pod.address, { caFile: clientTls.caFile }, grpc.status.UNAVAILABLE],
+    ] as const) {
+      const err = await client(target, tls).search(INDEX, query, { k: 5 }).then(
+        () => undefined,
+        (e: unknown) => e as CanopyError,
+      );
+      expect(err?.code, target).toBe(code);
+    }
+    expect(pods.filter(({ proc }) => proc.exited).map(({ pod }) => pod.name)).toEqual([]);
+  }, 120_000);
 });
