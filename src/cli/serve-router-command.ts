@@ -1,7 +1,8 @@
 // `canopy serve router`: a router over static backends (--backend) or over
 // the cluster in etcd (--etcd). With --workers N the
-// primary process forks N workers that share the listening port (node:cluster
-// hands accepted connections to them in turn) and restarts one that dies.
+// primary process forks N workers that share the listening port, and the
+// --health-listen port if any (node:cluster hands accepted connections to them
+// in turn), and restarts one that dies.
 import cluster from 'node:cluster';
 
 import type { Command } from 'commander';
@@ -72,7 +73,6 @@ export function registerServeRouterCommand(serve: Command): void {
     }
     const backends = flags.etcd === undefined ? parseBackends(flags.backend) : undefined;
     const tls = serverTlsFromFlags(flags);
-    // Each worker serves health on this port too, shared through node:cluster like --listen.
     const healthListen = healthListenFromFlags(flags);
     const log = createLogger('router', flags.logLevel);
     if (flags.workers > 1 && cluster.isPrimary) {
@@ -103,6 +103,7 @@ export function registerServeRouterCommand(serve: Command): void {
       await stopTelemetry(telemetry, log);
     }, log);
     await router.start();
+    if (healthListen !== undefined) log.info({ healthListen }, 'serving plaintext health');
   });
 }
 

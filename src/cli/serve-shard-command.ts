@@ -134,6 +134,7 @@ export function registerServeShardCommand(serve: Command): void {
       await stopTelemetry(telemetry, log);
     }, log);
     await node.start();
+    if (healthListen !== undefined) log.info({ healthListen }, 'serving plaintext health');
   });
 }
 

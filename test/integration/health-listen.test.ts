@@ -29,6 +29,7 @@ const DIM = 8;
 const K = 5;
 const EXHAUSTIVE_SEARCH_K = 1_000_000;
 const CALL_DEADLINE_MS = 3_000;
+const START_TIMEOUT_MS = 20_000;
 const STOP_TIMEOUT_MS = 15_000;
 const POLL_MS = 100;
 const WHOLE_SERVER = '';
@@ -82,6 +83,21 @@ describe('--health-listen: plaintext health beside mutual TLS', () => {
     expect(await searchOutcome(client(listen, clientCert))).toEqual(exact());
   }
 
+  /**
+   * Each worker reports its own health (one may still be starting when another
+   * serves): polls with a fresh connection per check, which node:cluster hands
+   * to the workers in turn, until 2 x `workers` checks in a row say SERVING.
+   */
+  async function waitEveryWorkerServing(proc: ServingProcess, workers: number): Promise<void> {
+    const endMs = Date.now() + START_TIMEOUT_MS;
+    let inARow = 0;
+    while (inARow < 2 * workers) {
+      if (proc.exited || Date.now() > endMs) throw new Error(`${proc.name}: the workers did not all report SERVING on ${proc.address}:\n${proc.stderrTail}`);
+      inARow = (await healthStatus(proc.address, SEARCH_HEALTH_SERVICE)) === 'SERVING' ? inARow + 1 : 0;
+      if (inARow === 0) await new Promise((r) => setTimeout(r, POLL_MS));
+    }
+  }
+
   /** Sends SIGTERM; polls the health port until it stops saying SERVING, then waits for a clean exit. */
   async function expectStopsServing(proc: ServingProcess, health: string): Promise<void> {
     proc.signal('SIGTERM');
@@ -130,8 +146,8 @@ describe('--health-listen: plaintext health beside mutual TLS', () => {
     const listen = await address();
     const health = await address();
     const router = group.start('mtls router x2', health, ['serve', 'router', '--workers', '2', '--listen', listen, '--health-listen', health, '--backend', `0=${shardListen}`, ...mtlsFlags(routerCert)]);
-    await waitServing(router);
-    // Several connections, so more than one worker is likely asked; each must say the same.
+    await waitEveryWorkerServing(router, 2);
+    // Several connections, so more than one worker is asked; each must say the same.
     for (let i = 0; i < 4; i++) await expectHealthOnlyPort(listen, health);
     await expectStopsServing(router, health);
   }, 60_000);
