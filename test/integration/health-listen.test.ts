@@ -20,7 +20,7 @@ import { runCanopy } from '../support/cli';
 import { freePort } from '../support/free-port';
 import { row } from '../support/matrix';
 import { buildFixture, type Fixture, idOfRow } from '../support/serving/fixture';
-import { ProcessGroup, type ServingProcess, waitServing } from '../support/serving/processes';
+import { ProcessGroup, type ServingProcess, waitEveryWorkerServing, waitServing } from '../support/serving/processes';
 import { type CertFiles, TestCa } from '../support/test-certs';
 import { gaussianVectors } from '../support/vectors';
 
@@ -29,7 +29,6 @@ const DIM = 8;
 const K = 5;
 const EXHAUSTIVE_SEARCH_K = 1_000_000;
 const CALL_DEADLINE_MS = 3_000;
-const START_TIMEOUT_MS = 20_000;
 const STOP_TIMEOUT_MS = 15_000;
 const POLL_MS = 100;
 const WHOLE_SERVER = '';
@@ -81,21 +80,6 @@ describe('--health-listen: plaintext health beside mutual TLS', () => {
     expect(await searchOutcome(client(listen, undefined))).toBe('UNAVAILABLE');
     // And answers a client with a certificate.
     expect(await searchOutcome(client(listen, clientCert))).toEqual(exact());
-  }
-
-  /**
-   * Each worker reports its own health (one may still be starting when another
-   * serves): polls with a fresh connection per check, which node:cluster hands
-   * to the workers in turn, until 2 x `workers` checks in a row say SERVING.
-   */
-  async function waitEveryWorkerServing(proc: ServingProcess, workers: number): Promise<void> {
-    const endMs = Date.now() + START_TIMEOUT_MS;
-    let inARow = 0;
-    while (inARow < 2 * workers) {
-      if (proc.exited || Date.now() > endMs) throw new Error(`${proc.name}: the workers did not all report SERVING on ${proc.address}:\n${proc.stderrTail}`);
-      inARow = (await healthStatus(proc.address, SEARCH_HEALTH_SERVICE)) === 'SERVING' ? inARow + 1 : 0;
-      if (inARow === 0) await new Promise((r) => setTimeout(r, POLL_MS));
-    }
   }
 
   /** Sends SIGTERM; polls the health port until it stops saying SERVING, then waits for a clean exit. */

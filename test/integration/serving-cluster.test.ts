@@ -19,7 +19,7 @@ import { runCanopy } from '../support/cli';
 import { freePort } from '../support/free-port';
 import { row } from '../support/matrix';
 import { buildFixture, type Fixture, idOfRow } from '../support/serving/fixture';
-import { ProcessGroup, type ServingProcess, waitServing } from '../support/serving/processes';
+import { ProcessGroup, type ServingProcess, waitEveryWorkerServing, waitServing } from '../support/serving/processes';
 import { gaussianVectors, SeededRandom } from '../support/vectors';
 
 const SHARDS = 3;
@@ -194,7 +194,7 @@ describe('serving: router over 3 shards x 2 replicas', () => {
     const address = `127.0.0.1:${await freePort()}`;
     const backends = replicas.flatMap((list, shard) => list.flatMap((p) => ['--backend', `${shard}=${p.address}`]));
     const workers = group.start('router with 2 workers', address, ['serve', 'router', '--listen', address, '--workers', '2', ...backends]);
-    await waitServing(workers);
+    await waitEveryWorkerServing(workers, 2);
     // Separate clients get separate connections, which node:cluster deals out to the workers.
     const clients = Array.from({ length: 4 }, () => new CanopyClient({ target: address, deadlineMs: 10_000 }));
     try {

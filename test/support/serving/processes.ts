@@ -3,7 +3,7 @@
 // grpc.health.v1 service, and always killed, even when a test fails.
 import { type ChildProcess, spawn } from 'node:child_process';
 
-import { SEARCH_HEALTH_SERVICE, waitForServing } from '../../../src/cluster/health-probe';
+import { healthStatus, SEARCH_HEALTH_SERVICE, waitForServing } from '../../../src/cluster/health-probe';
 import { CANOPY_BIN } from '../cli';
 
 const STDERR_TAIL_CHARS = 4_000;
@@ -69,5 +69,23 @@ export async function waitServing(proc: ServingProcess, timeoutMs = 20_000, serv
   } catch (err) {
     if (proc.exited) throw err;
     throw new Error(`${proc.name}: ${(err as Error).message}\n${proc.stderrTail}`);
+  }
+}
+
+const WORKER_POLL_MS = 100;
+
+/**
+ * For a process of `workers` node:cluster workers sharing one port: each worker
+ * reports its own health (one may still be starting while another serves), so
+ * this polls with a fresh connection per check, which node:cluster hands to the
+ * workers in turn, until 2 x `workers` checks in a row say SERVING.
+ */
+export async function waitEveryWorkerServing(proc: ServingProcess, workers: number, timeoutMs = 20_000): Promise<void> {
+  const endMs = Date.now() + timeoutMs;
+  let inARow = 0;
+  while (inARow < 2 * workers) {
+    if (proc.exited || Date.now() > endMs) throw new Error(`${proc.name}: the workers did not all report SERVING on ${proc.address}:\n${proc.stderrTail}`);
+    inARow = (await healthStatus(proc.address, SEARCH_HEALTH_SERVICE)) === 'SERVING' ? inARow + 1 : 0;
+    if (inARow === 0) await new Promise((r) => setTimeout(r, WORKER_POLL_MS));
   }
 }
