@@ -130,6 +130,23 @@ function run(pod: LocalPod): ServingProcess {
   return new ServingProcess(pod.name, pod.probeAddress, child);
 }
 
+/** `--set` values that point the chart at this machine: a hostPath index folder, an outside etcd, one router. */
+function localChartValues(volumeDir: string, etcdUrl: string, shards: number, replicas: number): string[] {
+  return [
+    `cluster.name=${CLUSTER}`,
+    `index.name=${INDEX}`,
+    `index.shards=${shards}`,
+    `index.replicasPerShard=${replicas}`,
+    'indexVolume.type=hostPath',
+    `indexVolume.hostPath.path=${volumeDir}`,
+    'etcd.bundled.enabled=false',
+    `etcd.endpoints={${etcdUrl}}`,
+    'metrics.enabled=true',
+    'router.autoscaling.enabled=false',
+    'router.replicas=1',
+  ];
+}
+
 describe('the chart, run as local processes', () => {
   const workDir = mkdtempSync(path.join(tmpdir(), 'canopy-chart-wiring-'));
   /** Stands in for the index volume: version folders live here. */
@@ -147,17 +164,7 @@ describe('the chart, run as local processes', () => {
     fixture = await buildFixture(workDir, gaussianVectors(600, 8, 5), { metric: 'euclidean', shards: SHARDS, trees: 4, index: INDEX, version: 'w1' });
     const { manifests, problems } = renderChart(helm, {
       set: [
-        `cluster.name=${CLUSTER}`,
-        `index.name=${INDEX}`,
-        `index.shards=${SHARDS}`,
-        `index.replicasPerShard=${REPLICAS}`,
-        'indexVolume.type=hostPath',
-        `indexVolume.hostPath.path=${volumeDir}`,
-        'etcd.bundled.enabled=false',
-        `etcd.endpoints={${etcd.url}}`,
-        'metrics.enabled=true',
-        'router.autoscaling.enabled=false',
-        'router.replicas=1',
+        ...localChartValues(volumeDir, etcd.url, SHARDS, REPLICAS),
         // Limit flags through extraArgs: the CLI must accept them as the chart passes them.
         'shard.extraArgs={--max-queued-searches=64,--max-search-k=2000000,--max-concurrent-streams=500}',
         'router.extraArgs={--max-deadline-ms=20000,--max-k=500,--max-message-bytes=8388608}',
@@ -276,17 +283,7 @@ describe('the chart with tls.enabled and client certificates, run as local proce
     fixture = await buildFixture(workDir, gaussianVectors(300, 8, 9), { metric: 'euclidean', shards: 1, trees: 4, index: INDEX, version: 't1' });
     const { manifests, problems } = renderChart(helm, {
       set: [
-        `cluster.name=${CLUSTER}`,
-        `index.name=${INDEX}`,
-        'index.shards=1',
-        'index.replicasPerShard=1',
-        'indexVolume.type=hostPath',
-        `indexVolume.hostPath.path=${volumeDir}`,
-        'etcd.bundled.enabled=false',
-        `etcd.endpoints={${etcd.url}}`,
-        'metrics.enabled=true',
-        'router.autoscaling.enabled=false',
-        'router.replicas=1',
+        ...localChartValues(volumeDir, etcd.url, 1, 1),
         'tls.enabled=true',
         'tls.secretName=canopy-grpc-tls',
         'tls.requireClientCert=true',
