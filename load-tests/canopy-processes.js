@@ -35,4 +35,19 @@ class CanopyProcesses {
   }
 }
 
-module.exports = { CanopyProcesses };
+/** Runs a load script's `main`; on Ctrl-C or SIGTERM, or when `main` fails, kills `processes` first. */
+function runScript(main, processes) {
+  for (const signal of ['SIGINT', 'SIGTERM']) {
+    process.on(signal, () => {
+      processes.killAll();
+      process.exit(130);
+    });
+  }
+  main().catch((err) => {
+    processes.killAll();
+    process.stderr.write(`${err.stack || err}\n`);
+    process.exitCode = 1;
+  });
+}
+
+module.exports = { CanopyProcesses, runScript };

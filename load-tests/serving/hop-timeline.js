@@ -22,7 +22,7 @@ const path = require('node:path');
 
 const { parseFlags } = require('../flags');
 const { buildSeededVersion, freePort, seededFloats } = require('../fixtures');
-const { CanopyProcesses } = require('../canopy-processes');
+const { CanopyProcesses, runScript } = require('../canopy-processes');
 const { findGhz, runGhz, waitAnswering } = require('../ghz');
 
 const INDEX = 'hop';
@@ -124,8 +124,4 @@ async function main() {
   }
 }
 
-main().catch((err) => {
-  killAll();
-  process.stderr.write(`${err.stack || err}\n`);
-  process.exitCode = 1;
-});
+runScript(main, processes);

@@ -32,7 +32,7 @@ const path = require('node:path');
 
 const { parseFlags } = require('../flags');
 const { freePort } = require('../fixtures');
-const { CanopyProcesses } = require('../canopy-processes');
+const { CanopyProcesses, runScript } = require('../canopy-processes');
 const { findGhz, runGhz, waitAnswering } = require('../ghz');
 const { machineLine, writeReport } = require('../report');
 
@@ -357,14 +357,4 @@ async function main() {
   }
 }
 
-for (const signal of ['SIGINT', 'SIGTERM']) {
-  process.on(signal, () => {
-    killAll();
-    process.exit(130);
-  });
-}
-main().catch((err) => {
-  killAll();
-  process.stderr.write(`${err.stack || err}\n`);
-  process.exitCode = 1;
-});
+runScript(main, processes);

@@ -17,7 +17,7 @@ const os = require('node:os');
 const path = require('node:path');
 
 const { buildSeededVersion, freePort, seededFloats } = require('../fixtures');
-const { CanopyProcesses } = require('../canopy-processes');
+const { CanopyProcesses, runScript } = require('../canopy-processes');
 const { findGhz, runGhz, waitAnswering } = require('../ghz');
 const { machineLine, writeReport } = require('../report');
 
@@ -249,12 +249,4 @@ async function main() {
   }
 }
 
-process.on('SIGINT', () => {
-  killAll();
-  process.exit(130);
-});
-main().catch((err) => {
-  killAll();
-  process.stderr.write(`${err.stack || err}\n`);
-  process.exitCode = 1;
-});
+runScript(main, processes);
