@@ -21,7 +21,7 @@ import { freePort } from '../support/free-port';
 import { row } from '../support/matrix';
 import { buildFixture, type Fixture, idOfRow } from '../support/serving/fixture';
 import { ProcessGroup, type ServingProcess, waitEveryWorkerServing, waitServing } from '../support/serving/processes';
-import { type CertFiles, TestCa } from '../support/test-certs';
+import { type CertFiles, TestCa, tlsFlags } from '../support/test-certs';
 import { gaussianVectors } from '../support/vectors';
 
 const ITEMS = 200;
@@ -33,7 +33,7 @@ const STOP_TIMEOUT_MS = 15_000;
 const POLL_MS = 100;
 const WHOLE_SERVER = '';
 
-const mtlsFlags = (c: CertFiles): string[] => ['--tls-cert', c.certFile, '--tls-key', c.keyFile, '--tls-ca', c.caFile, '--tls-require-client-cert'];
+const mtlsFlags = (c: CertFiles): string[] => [...tlsFlags(c), '--tls-require-client-cert'];
 
 describe('--health-listen: plaintext health beside mutual TLS', () => {
   const group = new ProcessGroup();

@@ -21,7 +21,7 @@ import { freePort } from '../support/free-port';
 import { row } from '../support/matrix';
 import { buildFixture, type Fixture, idOfRow } from '../support/serving/fixture';
 import { ProcessGroup, type ServingProcess } from '../support/serving/processes';
-import { type CertFiles, TestCa } from '../support/test-certs';
+import { type CertFiles, TestCa, tlsFlags } from '../support/test-certs';
 import { gaussianVectors } from '../support/vectors';
 
 const ITEMS = 300;
@@ -33,7 +33,6 @@ const START_TIMEOUT_MS = 20_000;
 const POLL_MS = 100;
 const ETCD_USER = { name: 'canopy', password: 'canopy-test-password', prefix: '/canopy/' };
 
-const tlsFlags = (c: CertFiles): string[] => ['--tls-cert', c.certFile, '--tls-key', c.keyFile, '--tls-ca', c.caFile];
 
 describe('TLS and mutual TLS on every hop, etcd over TLS with auth', () => {
   const group = new ProcessGroup();

@@ -14,6 +14,11 @@ export interface CertFiles {
   readonly caFile: string;
 }
 
+/** The `--tls-cert --tls-key --tls-ca` flags of a canopy server or client presenting `c`. */
+export function tlsFlags(c: CertFiles): string[] {
+  return ['--tls-cert', c.certFile, '--tls-key', c.keyFile, '--tls-ca', c.caFile];
+}
+
 const VALID_DAYS = '2';
 
 function openssl(args: readonly string[]): void {
