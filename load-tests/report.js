@@ -1,6 +1,7 @@
 'use strict';
 // The Markdown reports the load scripts write: a line saying when, on what
-// machine and by which command the figures were measured, and the writing.
+// machine and by which command the figures were measured, the median they
+// report over rounds, and the writing.
 const { mkdirSync, writeFileSync } = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
@@ -14,6 +15,11 @@ function machineLine(scriptPath) {
   return `${new Date().toISOString()} · ${cpu[0]?.model ?? 'cpu'} · ${cpu.length} cores · node ${process.version} · \`${command}\``;
 }
 
+/** The middle value of `xs` (the upper one of two): a round's figure that one noisy run cannot move. */
+function median(xs) {
+  return [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+}
+
 /** Prints `report` and writes it to `file` (creating its folder). */
 function writeReport(file, report) {
   process.stdout.write(report);
@@ -22,4 +28,4 @@ function writeReport(file, report) {
   process.stderr.write(`written to ${path.relative(ROOT, file)}\n`);
 }
 
-module.exports = { machineLine, writeReport };
+module.exports = { machineLine, median, writeReport };

@@ -33,7 +33,7 @@ const path = require('node:path');
 const { buildSeededVersion, seededFloats } = require('../fixtures');
 const { parseFlags } = require('../flags');
 const { findGhz, onCpus, runGhz, waitAnswering } = require('../ghz');
-const { machineLine, writeReport } = require('../report');
+const { machineLine, median, writeReport } = require('../report');
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const CANOPY = path.join(ROOT, 'bin', 'canopy.js');
@@ -102,7 +102,6 @@ function memoryBytes(pid, field) {
 
 const mib = (bytes) => (bytes / 2 ** 20).toFixed(1);
 const ms = (x) => (x === undefined ? '-' : x.toFixed(2));
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 /** Runs `body(run, pid)` against a shard started with `flags`, after a warm-up; the shard is killed after. */
 async function withShard(env, flags, body) {

@@ -17,6 +17,7 @@ const { parseFlags } = require('../flags');
 const { buildSeededVersion, freePort, seededFloats } = require('../fixtures');
 const { CanopyProcesses, runScript } = require('../canopy-processes');
 const { findGhz, runGhz, waitAnswering } = require('../ghz');
+const { median } = require('../report');
 
 const INDEX = 'hop';
 const QUERY_COUNT = 100;
@@ -61,7 +62,6 @@ const processes = new CanopyProcesses();
 const start = (nodeFlags, args) => processes.start(args, { nodeFlags });
 const stopAll = () => processes.stopAll();
 
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 /** Writes QUERY_COUNT seeded queries (vector_f32, k 10) as a ghz data file; returns its path. */
 function writeQueries(workDir, dim) {

@@ -24,6 +24,7 @@ const { parseFlags } = require('../flags');
 const { buildSeededVersion, freePort, seededFloats } = require('../fixtures');
 const { CanopyProcesses, runScript } = require('../canopy-processes');
 const { findGhz, runGhz, waitAnswering } = require('../ghz');
+const { median } = require('../report');
 
 const INDEX = 'hop';
 const QUERY_COUNT = 100;
@@ -91,7 +92,6 @@ function segments(events) {
   return found;
 }
 
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 async function main() {
   const opts = parseFlags(process.argv.slice(2), DEFAULTS);

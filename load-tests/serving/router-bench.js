@@ -34,7 +34,7 @@ const { parseFlags } = require('../flags');
 const { freePort } = require('../fixtures');
 const { CanopyProcesses, runScript } = require('../canopy-processes');
 const { findGhz, runGhz, waitAnswering } = require('../ghz');
-const { machineLine, writeReport } = require('../report');
+const { machineLine, median, writeReport } = require('../report');
 
 const ROOT = path.resolve(__dirname, '..', '..');
 /** A closed loop of --concurrency calls queues at the shards instead of being refused by their 2 ms wait bound. */
@@ -176,7 +176,6 @@ const processes = new CanopyProcesses();
 const startProcess = (args) => processes.start(args);
 const killAll = () => processes.killAll();
 
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 /** The median of each figure over rounds; counts and errors are summed. */
 function combine(runs) {

@@ -19,7 +19,7 @@ const path = require('node:path');
 const { buildSeededVersion, freePort, seededFloats } = require('../fixtures');
 const { CanopyProcesses, runScript } = require('../canopy-processes');
 const { findGhz, runGhz, waitAnswering } = require('../ghz');
-const { machineLine, writeReport } = require('../report');
+const { machineLine, median, writeReport } = require('../report');
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const K = 10;
@@ -128,7 +128,6 @@ async function perCallMicros(env) {
   return median(samples);
 }
 
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const fmt = (x, digits = 2) => (x === undefined || Number.isNaN(x) ? '-' : x.toFixed(digits));
 const int = (x) => Math.round(x).toLocaleString('en-US');
 
