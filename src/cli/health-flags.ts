@@ -3,12 +3,12 @@
 // kubelet's native gRPC probe) when the serving port requires it.
 import type { Command } from 'commander';
 
+import { isWildcardHost, splitHostPort } from './host-port';
+
 export interface HealthListenFlags {
   readonly listen: string;
   readonly healthListen?: string;
 }
-
-const WILDCARD_HOSTS = new Set(['0.0.0.0', '[::]', '::', '']);
 
 export function addHealthListenFlag(command: Command): Command {
   return command.option(
@@ -32,10 +32,5 @@ function sameAddress(a: string, b: string): boolean {
   const [hostA, portA] = splitHostPort(a);
   const [hostB, portB] = splitHostPort(b);
   if (portA !== portB || portA === '0') return false;
-  return hostA === hostB || WILDCARD_HOSTS.has(hostA) || WILDCARD_HOSTS.has(hostB);
-}
-
-function splitHostPort(address: string): [string, string] {
-  const colon = address.lastIndexOf(':');
-  return colon < 0 ? ['', address] : [address.slice(0, colon), address.slice(colon + 1)];
+  return hostA === hostB || isWildcardHost(hostA) || isWildcardHost(hostB);
 }
