@@ -2,8 +2,8 @@
 // a Canopy router or shard node.
 export { EngineError, type EngineErrorCode } from './engine/engine-error';
 export { Index, type BuildOptions, type IndexOptions, type LoadOptions, type SearchOptions } from './engine/engine-index';
-export type { Metric } from './engine/metric';
+export type { Metric } from './format/metric';
 export type { SearchResult, SearchPoolStats, Vector } from './engine/native-addon';
 export { configureSearchPool, engineSimdLevel, searchPoolStats, type SearchPoolOptions } from './engine/search-pool';
 export { CanopyClient, type CanopyClientOptions, type QueryOptions } from './client/canopy-client';
-export { CanopyError } from './client/canopy-error';
+export { CanopyError } from './wire/canopy-error';

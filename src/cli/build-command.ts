@@ -4,11 +4,11 @@ import path from 'node:path';
 
 import { InvalidArgumentError, Option, type Command } from 'commander';
 
-import { buildVersion, DEFAULT_SEED, DEFAULT_SHARDS, DEFAULT_TREES } from '../build/builder';
-import { createProgressReporter } from '../build/progress';
-import { INPUT_FORMATS, type InputFormat } from '../build/readers';
+import { buildVersion, DEFAULT_SEED, DEFAULT_SHARDS, DEFAULT_TREES } from '../indexer/builder';
+import { createProgressReporter } from '../indexer/progress';
+import { INPUT_FORMATS, type InputFormat } from '../indexer/readers';
 import { Index } from '../engine/engine-index';
-import { METRICS, type Metric } from '../engine/metric';
+import { METRICS, type Metric } from '../format/metric';
 
 interface BuildFlags {
   readonly input: string;

@@ -3,7 +3,7 @@
 // each forest through the engine's load checks).
 import type { Command } from 'commander';
 
-import { type ForestCheck, inspectVersion } from '../build/inspect';
+import { type ForestCheck, inspectVersion } from '../indexer/inspect';
 import { Index } from '../engine/engine-index';
 
 /** The engine's load checks (sizes, node references, cycles) without touching every page. */

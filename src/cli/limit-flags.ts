@@ -2,9 +2,9 @@
 // requests it accepts, as flags with their defaults in the help.
 import type { Command } from 'commander';
 
-import { DEFAULT_MAX_EVENT_LOOP_LAG_MS, DEFAULT_MAX_INFLIGHT_QUERIES } from '../client/load-gate';
-import { DEFAULT_MAX_BATCH_QUERIES, DEFAULT_MAX_K, DEFAULT_MAX_SEARCH_K } from '../client/query';
-import { DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_RECEIVE_MESSAGE_BYTES } from '../client/search-server';
+import { DEFAULT_MAX_EVENT_LOOP_LAG_MS, DEFAULT_MAX_INFLIGHT_QUERIES } from '../wire/load-gate';
+import { DEFAULT_MAX_BATCH_QUERIES, DEFAULT_MAX_K, DEFAULT_MAX_SEARCH_K } from '../wire/query';
+import { DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_RECEIVE_MESSAGE_BYTES } from '../wire/search-server';
 import { nonNegativeInt, positiveInt } from './serve-process';
 
 export interface ServerLimitFlags {

@@ -3,7 +3,7 @@ import path from 'node:path';
 
 import type { Command } from 'commander';
 
-import { readManifest, verifyShard } from '../build/manifest';
+import { readManifest, verifyShard } from '../format/manifest';
 import { publishVersion } from '../registry/versions';
 import { addEtcdFlags, type EtcdFlags, withRegistry } from './etcd-flags';
 

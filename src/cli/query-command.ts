@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 
 import { CanopyClient } from '../client/canopy-client';
-import { CanopyError } from '../client/canopy-error';
+import { CanopyError } from '../wire/canopy-error';
 import { positiveInt } from './serve-process';
 import { addClientTlsFlags, clientTlsFromFlags, type TlsFlags } from './tls-flags';
 

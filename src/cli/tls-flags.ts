@@ -3,7 +3,7 @@
 // every command that talks to etcd.
 import type { Command } from 'commander';
 
-import type { ServerTlsOptions, TlsFiles } from '../client/tls';
+import type { ServerTlsOptions, TlsFiles } from '../wire/tls';
 import type { EtcdClientOptions } from '../registry/etcd-client';
 
 /** etcd's password for --etcd-user: an environment variable, so it shows in no process listing. */

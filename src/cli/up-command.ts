@@ -5,8 +5,8 @@ import path from 'node:path';
 
 import { InvalidArgumentError, Option, type Command } from 'commander';
 
-import { DEFAULT_TREES } from '../build/builder';
-import { INPUT_FORMATS, type InputFormat } from '../build/readers';
+import { DEFAULT_TREES } from '../indexer/builder';
+import { INPUT_FORMATS, type InputFormat } from '../indexer/readers';
 import {
   CANOPY_BIN,
   DEFAULT_LOCAL_REPLICAS,
@@ -15,7 +15,7 @@ import {
   LocalCluster,
   type LocalClusterInfo,
 } from '../cluster/local-cluster';
-import { METRICS, type Metric } from '../engine/metric';
+import { METRICS, type Metric } from '../format/metric';
 import { nonNegativeInt, positiveInt } from './serve-process';
 
 interface UpFlags {

@@ -3,17 +3,17 @@
 // failures as CanopyError (with the gRPC status code).
 import * as grpc from '@grpc/grpc-js';
 
-import { CanopyError } from './canopy-error';
+import { CanopyError } from '../wire/canopy-error';
 import type {
   BatchSearchResponse,
   GetItemResponse,
   IndexInfo,
   SearchRequest,
   SearchResponse,
-} from './contract';
-import { searchClientConstructor } from './contract';
-import { encodeVector } from './query';
-import { channelCredentials, type TlsFiles } from './tls';
+} from '../wire/contract';
+import { searchClientConstructor } from '../wire/contract';
+import { encodeVector } from '../wire/query';
+import { channelCredentials, type TlsFiles } from '../wire/tls';
 
 export const DEFAULT_CLIENT_DEADLINE_MS = 5_000;
 export const DEFAULT_CLIENT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;

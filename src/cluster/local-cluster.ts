@@ -8,12 +8,12 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
-import { buildVersion, DEFAULT_TREES } from '../build/builder';
-import { readIdsFile } from '../build/ids-file';
-import type { Manifest } from '../build/manifest';
-import type { InputFormat } from '../build/readers';
+import { buildVersion, DEFAULT_TREES } from '../indexer/builder';
+import { readIdsFile } from '../format/ids-file';
+import type { Manifest } from '../format/manifest';
+import type { InputFormat } from '../indexer/readers';
 import { Index } from '../engine/engine-index';
-import type { Metric } from '../engine/metric';
+import type { Metric } from '../format/metric';
 import { createEtcdClient } from '../registry/etcd-client';
 import { ClusterKeys } from '../registry/keys';
 import { publishVersion } from '../registry/versions';

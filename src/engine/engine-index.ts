@@ -1,7 +1,7 @@
 // The engine's Index: an Annoy-compatible forest built here or mapped from a file, searched on native threads.
 import { availableParallelism } from 'node:os';
 
-import type { Metric } from './metric';
+import type { Metric } from '../format/metric';
 import { addon, type NativeIndex, type SearchResult, type Vector } from './native-addon';
 
 export interface IndexOptions {

@@ -2,7 +2,7 @@
 import path from 'node:path';
 
 import { EngineError } from './engine-error';
-import type { Metric } from './metric';
+import type { Metric } from '../format/metric';
 
 /** A query or item vector: read in place when it is a Float32Array. */
 export type Vector = Float32Array | readonly number[];

@@ -8,13 +8,13 @@ import { EventEmitter } from 'node:events';
 
 import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
 
-import { parseManifest } from '../build/manifest';
+import { parseManifest } from '../format/manifest';
 import type { ClusterKeys } from './keys';
 import { type NodeRecord, type VersionRecord, parseNodeRecord } from './records';
 
 export const DEFAULT_RELIST_DELAY_MS = 500;
 
-export interface IndexView {
+export interface IndexVersions {
   readonly versions: ReadonlyMap<string, VersionRecord>;
   readonly target?: string;
   readonly active?: string;
@@ -24,7 +24,7 @@ export interface ClusterSnapshot {
   /** etcd revision this snapshot reflects. */
   readonly revision: number;
   readonly nodes: ReadonlyMap<string, NodeRecord>;
-  readonly indexes: ReadonlyMap<string, IndexView>;
+  readonly indexes: ReadonlyMap<string, IndexVersions>;
 }
 
 export interface ClusterViewEvents {
@@ -133,7 +133,8 @@ export async function readCluster(etcd: Etcd3, keys: ClusterKeys): Promise<Clust
   return deriveSnapshot(keys, values, Number(listed.header.revision), () => undefined);
 }
 
-function deriveSnapshot(
+/** The snapshot that the key-value pairs under `keys.root` describe; a value of the wrong shape is reported through `onInvalid` and left out. */
+export function deriveSnapshot(
   keys: ClusterKeys,
   values: ReadonlyMap<string, string>,
   revision: number,

@@ -1,7 +1,7 @@
 // One place that turns the command line's etcd settings into a client.
 import { Etcd3 } from 'etcd3';
 
-import { readTlsMaterial, type TlsFiles } from '../client/tls';
+import { readTlsMaterial, type TlsFiles } from '../wire/tls';
 
 export const DEFAULT_ETCD_DIAL_TIMEOUT_MS = 3_000;
 

@@ -21,7 +21,7 @@ export interface NodeRecord {
 export interface VersionRecord {
   /** The version folder (holding manifest.json and the shard files), as the shard nodes see it. */
   readonly location: string;
-  readonly manifest: import('../build/manifest').Manifest;
+  readonly manifest: import('../format/manifest').Manifest;
   readonly publishedAt: string;
 }
 

@@ -4,8 +4,8 @@
 // agree, and none can flip to a version that is no longer the target.
 import type { Etcd3 } from 'etcd3';
 
-import type { Manifest } from '../build/manifest';
-import type { ClusterSnapshot, IndexView } from './cluster-view';
+import type { Manifest } from '../format/manifest';
+import type { ClusterSnapshot, IndexVersions } from './cluster-view';
 import type { ClusterKeys } from './keys';
 import type { NodeRecord, VersionRecord } from './records';
 
@@ -50,7 +50,7 @@ export async function retarget(etcd: Etcd3, keys: ClusterKeys, index: string, ve
  * The version to roll back to: the newest published version older than the
  * active one (by publish time), or undefined when there is none.
  */
-export function previousVersion(view: IndexView): string | undefined {
+export function previousVersion(view: IndexVersions): string | undefined {
   const active = view.active === undefined ? undefined : view.versions.get(view.active);
   if (!active) return undefined;
   let best: [string, VersionRecord] | undefined;

@@ -4,7 +4,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 
-import { searchClientConstructor } from '../client/contract';
+import { searchClientConstructor } from '../wire/contract';
 import type { ReplicaLoad } from './replica-choice';
 import { ReplicaStream } from './replica-stream';
 

@@ -10,8 +10,8 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Context } from '@opentelemetry/api';
 
-import { CanopyError } from '../client/canopy-error';
-import type { BatchSearchRequest, BatchSearchResponse, SearchRequest, SearchResponse } from '../client/contract';
+import { CanopyError } from '../wire/canopy-error';
+import type { BatchSearchRequest, BatchSearchResponse, SearchRequest, SearchResponse } from '../wire/contract';
 import { type CallParent, sharedCallParent } from '../telemetry/grpc-context';
 import { isTracingEnabled } from '../telemetry/spans';
 

@@ -6,9 +6,9 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Context } from '@opentelemetry/api';
 
-import { CanopyError } from '../client/canopy-error';
-import type { SearchRequest, SearchResponse } from '../client/contract';
-import { neighborComparator } from '../client/neighbor-order';
+import { CanopyError } from '../wire/canopy-error';
+import type { SearchRequest, SearchResponse } from '../wire/contract';
+import { neighborComparator } from '../wire/neighbor-order';
 import type { BackendPool } from './backend-pool';
 import type { SendBatch } from './coalescer';
 import { Coalescer, DEFAULT_COALESCE_MAX_BATCH_QUERIES, DEFAULT_COALESCE_QUIET_GAP_MS } from './coalescer';

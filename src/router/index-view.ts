@@ -2,11 +2,11 @@
 // route ids and merge answers, and the version every request is pinned to.
 import * as grpc from '@grpc/grpc-js';
 
-import { PARTITIONER } from '../build/partition';
-import type { Metric } from '../engine/metric';
-import { METRICS } from '../engine/metric';
-import { CanopyError } from '../client/canopy-error';
-import type { IndexInfo } from '../client/contract';
+import { PARTITIONER } from '../format/partition';
+import type { Metric } from '../format/metric';
+import { METRICS } from '../format/metric';
+import { CanopyError } from '../wire/canopy-error';
+import type { IndexInfo } from '../wire/contract';
 
 export interface IndexView {
   readonly index: string;

@@ -1,8 +1,8 @@
 // Merging per-shard answers into the global top k. Each shard's list is
 // already closest first (ties by id) in the same order, so a k-way merge of
 // the list heads gives the global order without sorting everything.
-import type { Neighbor } from '../client/contract';
-import type { NeighborComparator } from '../client/neighbor-order';
+import type { Neighbor } from '../wire/contract';
+import type { NeighborComparator } from '../wire/neighbor-order';
 
 /**
  * The first `k` neighbours over all lists in `order`, skipping ids in

@@ -4,8 +4,8 @@
 // (retryable), so the caller can try another replica.
 import * as grpc from '@grpc/grpc-js';
 
-import { CanopyError } from '../client/canopy-error';
-import type { BatchSearchEnvelope, BatchSearchReply, BatchSearchRequest, BatchSearchResponse } from '../client/contract';
+import { CanopyError } from '../wire/canopy-error';
+import type { BatchSearchEnvelope, BatchSearchReply, BatchSearchRequest, BatchSearchResponse } from '../wire/contract';
 import type { TraceCarrier } from '../telemetry/grpc-context';
 
 interface Waiting {

@@ -4,8 +4,8 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { Context } from '@opentelemetry/api';
 
-import { PARTITIONER, shardOfId } from '../build/partition';
-import { CanopyError } from '../client/canopy-error';
+import { PARTITIONER, shardOfId } from '../format/partition';
+import { CanopyError } from '../wire/canopy-error';
 import type {
   BatchSearchRequest,
   BatchSearchResponse,
@@ -18,11 +18,11 @@ import type {
   SearchResponse,
   SearchServiceHandlers,
   ShardInfo,
-} from '../client/contract';
-import type { LoadGate } from '../client/load-gate';
-import type { QueryLimits, QueryShape } from '../client/query';
-import { decodeVector, encodeVector, parseQuery, parseShape } from '../client/query';
-import { batchQueries, batchStreamHandler, type CallErrorLogger, oneQuery, type QueryCounter, StreamDrain, unaryHandler } from '../client/search-server';
+} from '../wire/contract';
+import type { LoadGate } from '../wire/load-gate';
+import type { QueryLimits, QueryShape } from '../wire/query';
+import { decodeVector, encodeVector, parseBatch, parseQuery, parseShape } from '../wire/query';
+import { batchQueries, batchStreamHandler, type CallErrorLogger, oneQuery, type QueryCounter, StreamDrain, unaryHandler } from '../wire/search-server';
 import { ATTR_RPC_METHOD } from '../telemetry/attributes';
 import { callParentOf } from '../telemetry/grpc-context';
 import { canopyInstruments, isMetricsEnabled } from '../telemetry/instruments';
@@ -87,17 +87,7 @@ export class RouterService {
 
   private async runBatch(req: BatchSearchRequest, deadlineMs: number, parent: Context | undefined, method: string): Promise<BatchSearchResponse> {
     const { route, view } = this.pin(req.index, req.version);
-    if (req.queries.length > this.limits.maxBatchQueries) {
-      throw CanopyError.invalidArgument(`a batch holds at most ${this.limits.maxBatchQueries} queries, got ${req.queries.length}`);
-    }
-    const queries = req.queries.map((q, i) => {
-      const where = `queries[${i}]`;
-      if (q.index !== '' && q.index !== req.index) {
-        throw CanopyError.invalidArgument(`${where}: index ${JSON.stringify(q.index)} differs from the batch's ${JSON.stringify(req.index)}`);
-      }
-      const parsed = parseQuery(q, view.dim, this.limits, where);
-      return toShardQuery(parsed.vector, parsed);
-    });
+    const queries = parseBatch(req, view.dim, this.limits).map((parsed) => toShardQuery(parsed.vector, parsed));
     const answer = await route.fanOut.search(view, queries, deadlineMs, req.minShards, parent);
     countPartial(answer, method);
     return {

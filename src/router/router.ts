@@ -7,13 +7,13 @@
 import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
 
-import type { CanopyError } from '../client/canopy-error';
-import type { QueryLimitsOptions } from '../client/query';
-import { resolveQueryLimits } from '../client/query';
-import { LoadGate, type LoadGateOptions } from '../client/load-gate';
-import type { SearchServerOptions } from '../client/search-server';
-import { SearchServer } from '../client/search-server';
-import { channelCredentials, type TlsFiles } from '../client/tls';
+import type { CanopyError } from '../wire/canopy-error';
+import type { QueryLimitsOptions } from '../wire/query';
+import { resolveQueryLimits } from '../wire/query';
+import { LoadGate, type LoadGateOptions } from '../wire/load-gate';
+import type { SearchServerOptions } from '../wire/search-server';
+import { SearchServer } from '../wire/search-server';
+import { channelCredentials, type TlsFiles } from '../wire/tls';
 import { ClusterView } from '../registry/cluster-view';
 import type { ClusterKeys } from '../registry/keys';
 import { VersionController } from '../registry/version-controller';

@@ -4,7 +4,7 @@
 // attempts are made; the first answer wins and the other attempt is cancelled.
 import * as grpc from '@grpc/grpc-js';
 
-import { CanopyError } from '../client/canopy-error';
+import { CanopyError } from '../wire/canopy-error';
 import type {
   BatchSearchRequest,
   BatchSearchResponse,
@@ -12,8 +12,8 @@ import type {
   GetItemRequest,
   GetItemResponse,
   IndexInfo,
-} from '../client/contract';
-import { SEARCH_SERVICE_NAME } from '../client/contract';
+} from '../wire/contract';
+import { SEARCH_SERVICE_NAME } from '../wire/contract';
 import { ATTR_ATTEMPT, ATTR_OUTCOME, ATTR_REPLICA, ATTR_SHARD, type AttemptKind } from '../telemetry/attributes';
 import {
   type CallParent,

@@ -3,15 +3,15 @@
 // use it at once; `release()` unloads it once no request holds it.
 import type { Context } from '@opentelemetry/api';
 
-import type { Manifest } from '../build/manifest';
-import { readIdsFile } from '../build/ids-file';
-import { ManifestError, readManifest, verifyShard } from '../build/manifest';
-import { CanopyError } from '../client/canopy-error';
-import type { Metric } from '../engine/metric';
-import type { Neighbor } from '../client/contract';
-import type { NeighborComparator } from '../client/neighbor-order';
-import { neighborComparator } from '../client/neighbor-order';
-import type { ParsedQuery } from '../client/query';
+import type { Manifest } from '../format/manifest';
+import { readIdsFile } from '../format/ids-file';
+import { ManifestError, readManifest, verifyShard } from '../format/manifest';
+import { CanopyError } from '../wire/canopy-error';
+import type { Metric } from '../format/metric';
+import type { Neighbor } from '../wire/contract';
+import type { NeighborComparator } from '../wire/neighbor-order';
+import { neighborComparator } from '../wire/neighbor-order';
+import type { ParsedQuery } from '../wire/query';
 import {
   ATTR_BATCH_QUERIES,
   ATTR_INDEX,

@@ -2,7 +2,7 @@
 // of them current, so requests can pin a version and a new one can load beside
 // the one being served.
 import type { LoadedVersion } from './loaded-version';
-import { CanopyError } from '../client/canopy-error';
+import { CanopyError } from '../wire/canopy-error';
 
 interface IndexVersions {
   readonly versions: Map<string, LoadedVersion>;

@@ -1,7 +1,7 @@
 // What a shard node needs from the engine. `Index` in src/engine satisfies it;
 // naming the need here keeps the shard node's dependency on the engine to
 // these few calls.
-import type { Metric } from '../engine/metric';
+import type { Metric } from '../format/metric';
 
 export interface SearchResult {
   /** Item numbers within this shard, closest first. */

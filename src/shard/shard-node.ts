@@ -6,15 +6,15 @@
 import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
 
-import type { CanopyError } from '../client/canopy-error';
+import type { CanopyError } from '../wire/canopy-error';
 import type { IndexVersionReading } from '../telemetry/instruments';
 import type { LogTraceFields } from '../telemetry/log-trace-context';
 import type { SessionState } from '../registry/node-session';
-import type { QueryLimitsOptions } from '../client/query';
-import { resolveQueryLimits } from '../client/query';
-import { LoadGate, type LoadGateOptions } from '../client/load-gate';
-import type { SearchServerOptions } from '../client/search-server';
-import { SearchServer } from '../client/search-server';
+import type { QueryLimitsOptions } from '../wire/query';
+import { resolveQueryLimits } from '../wire/query';
+import { LoadGate, type LoadGateOptions } from '../wire/load-gate';
+import type { SearchServerOptions } from '../wire/search-server';
+import { SearchServer } from '../wire/search-server';
 import { ClusterView } from '../registry/cluster-view';
 import type { ClusterKeys } from '../registry/keys';
 import { NodeSession } from '../registry/node-session';

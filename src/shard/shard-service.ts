@@ -4,7 +4,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { Context } from '@opentelemetry/api';
 
-import { CanopyError } from '../client/canopy-error';
+import { CanopyError } from '../wire/canopy-error';
 import type {
   BatchSearchRequest,
   BatchSearchResponse,
@@ -17,11 +17,11 @@ import type {
   SearchRequest,
   SearchResponse,
   SearchServiceHandlers,
-} from '../client/contract';
-import type { LoadGate } from '../client/load-gate';
-import type { QueryLimits } from '../client/query';
-import { encodeVector, parseQuery, parseShape } from '../client/query';
-import { batchQueries, batchStreamHandler, type CallErrorLogger, oneQuery, type QueryCounter, StreamDrain, unaryHandler } from '../client/search-server';
+} from '../wire/contract';
+import type { LoadGate } from '../wire/load-gate';
+import type { QueryLimits } from '../wire/query';
+import { encodeVector, parseBatch, parseQuery, parseShape } from '../wire/query';
+import { batchQueries, batchStreamHandler, type CallErrorLogger, oneQuery, type QueryCounter, StreamDrain, unaryHandler } from '../wire/search-server';
 import type { LoadedVersion } from './loaded-version';
 import type { ShardCatalog } from './shard-catalog';
 
@@ -63,15 +63,7 @@ export class ShardService {
 
   private async batchSearch(req: BatchSearchRequest, parent: Context | undefined): Promise<BatchSearchResponse> {
     const loaded = this.catalog.resolve(req.index, req.version);
-    if (req.queries.length > this.limits.maxBatchQueries) {
-      throw CanopyError.invalidArgument(`a batch holds at most ${this.limits.maxBatchQueries} queries, got ${req.queries.length}`);
-    }
-    const queries = req.queries.map((q, i) => {
-      if (q.index !== '' && q.index !== req.index) {
-        throw CanopyError.invalidArgument(`queries[${i}]: index ${JSON.stringify(q.index)} differs from the batch's ${JSON.stringify(req.index)}`);
-      }
-      return parseQuery(q, loaded.dim, this.limits, `queries[${i}]`);
-    });
+    const queries = parseBatch(req, loaded.dim, this.limits);
     const answers = await loaded.search(queries, parent);
     return {
       results: answers.map((neighbors) => answer(loaded, neighbors)),

@@ -6,7 +6,7 @@
 // a router pinned to it just before a flip still find it.
 import type { Logger } from 'pino';
 
-import type { Manifest } from '../build/manifest';
+import type { Manifest } from '../format/manifest';
 import type { ClusterSnapshot, ClusterView } from '../registry/cluster-view';
 import type { NodeSession } from '../registry/node-session';
 import type { VersionRecord, VersionState } from '../registry/records';

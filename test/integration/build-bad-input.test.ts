@@ -10,7 +10,7 @@ import { afterAll, expect, test } from 'vitest';
 import { runCanopy } from '../support/cli';
 import { makeMatrix } from '../support/matrix';
 import { gaussianVectors } from '../support/vectors';
-import { writeNpy, writeVecs, writeWord2vecBinary } from '../unit/build/input-files';
+import { writeNpy, writeVecs, writeWord2vecBinary } from '../support/input-files';
 
 const dir = mkdtempSync(join(tmpdir(), 'canopy-build-bad-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

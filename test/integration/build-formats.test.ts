@@ -8,16 +8,16 @@ import { join } from 'node:path';
 
 import { afterAll, describe, expect, test } from 'vitest';
 
-import { readIdsFile } from '../../src/build/ids-file';
-import { parseManifest, type Manifest } from '../../src/build/manifest';
-import { shardOfId } from '../../src/build/partition';
+import { readIdsFile } from '../../src/format/ids-file';
+import { parseManifest, type Manifest } from '../../src/format/manifest';
+import { shardOfId } from '../../src/format/partition';
 import { Index } from '../../src';
-import type { Metric } from '../../src/engine/metric';
+import type { Metric } from '../../src/format/metric';
 import { annoyQuery } from '../support/annoy-reference';
 import { runCanopy } from '../support/cli';
 import { makeMatrix, row, type Matrix } from '../support/matrix';
 import { binaryVectors, clusteredVectors } from '../support/vectors';
-import { words, writeAnn, writeJsonl, writeNpy, writeVecs, writeWord2vecBinary, writeWord2vecText } from '../unit/build/input-files';
+import { words, writeAnn, writeJsonl, writeNpy, writeVecs, writeWord2vecBinary, writeWord2vecText } from '../support/input-files';
 
 const dir = mkdtempSync(join(tmpdir(), 'canopy-build-formats-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -9,7 +9,7 @@ import { afterAll, expect, test } from 'vitest';
 import { runCanopy } from '../support/cli';
 import { buildFixture } from '../support/serving/fixture';
 import { gaussianVectors } from '../support/vectors';
-import { writeVersionFixture } from '../unit/build/version-fixture';
+import { writeVersionFixture } from '../support/version-fixture';
 
 const dir = mkdtempSync(join(tmpdir(), 'canopy-inspect-cli-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

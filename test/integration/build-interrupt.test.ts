@@ -8,7 +8,7 @@ import { afterAll, expect, test } from 'vitest';
 
 import { CANOPY_BIN } from '../support/cli';
 import { gaussianVectors } from '../support/vectors';
-import { writeNpy } from '../unit/build/input-files';
+import { writeNpy } from '../support/input-files';
 
 const dir = mkdtempSync(join(tmpdir(), 'canopy-build-interrupt-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -8,14 +8,14 @@ import { join } from 'node:path';
 
 import { afterAll, beforeAll, expect, test } from 'vitest';
 
-import { readIdsFile } from '../../src/build/ids-file';
-import { parseManifest } from '../../src/build/manifest';
+import { readIdsFile } from '../../src/format/ids-file';
+import { parseManifest } from '../../src/format/manifest';
 import { Index } from '../../src';
 import { bruteForceAll, recallAtK } from '../support/brute-force';
 import { runCanopy } from '../support/cli';
 import { holdOut, row, type Matrix } from '../support/matrix';
 import { loadMnist } from '../support/mnist';
-import { writeNpy } from '../unit/build/input-files';
+import { writeNpy } from '../support/input-files';
 
 const K = 10;
 const SEARCH_K = 500;

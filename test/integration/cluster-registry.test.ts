@@ -10,7 +10,7 @@ import path from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { readManifest } from '../../src/build/manifest';
+import { readManifest } from '../../src/format/manifest';
 import { CanopyClient } from '../../src/client/canopy-client';
 import { readCluster, type ClusterSnapshot } from '../../src/registry/cluster-view';
 import { ClusterKeys } from '../../src/registry/keys';

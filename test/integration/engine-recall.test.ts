@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 
 import { Index } from '../../src';
-import type { Metric } from '../../src/engine/metric';
+import type { Metric } from '../../src/format/metric';
 import { annoyBuild, annoyQuery } from '../support/annoy-reference';
 import { bruteForceAll, recallAtK, type Neighbours } from '../support/brute-force';
 import { holdOut, row, writeFloat32File, type Matrix } from '../support/matrix';

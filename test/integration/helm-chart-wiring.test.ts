@@ -19,8 +19,8 @@ import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { CanopyClient } from '../../src/client/canopy-client';
-import type { CanopyError } from '../../src/client/canopy-error';
-import type { TlsFiles } from '../../src/client/tls';
+import type { CanopyError } from '../../src/wire/canopy-error';
+import type { TlsFiles } from '../../src/wire/tls';
 import { healthStatus } from '../../src/cluster/health-probe';
 import { bruteForceTopK } from '../support/brute-force';
 import { CANOPY_BIN, runCanopy } from '../support/cli';

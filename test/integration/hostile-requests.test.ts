@@ -14,7 +14,7 @@ import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { CanopyClient } from '../../src/client/canopy-client';
-import { type BatchSearchReply, searchClientConstructor, searchServiceDefinition } from '../../src/client/contract';
+import { type BatchSearchReply, searchClientConstructor, searchServiceDefinition } from '../../src/wire/contract';
 import { bruteForceTopK } from '../support/brute-force';
 import { freePort } from '../support/free-port';
 import { row } from '../support/matrix';

@@ -11,8 +11,8 @@ import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { CanopyClient } from '../../src/client/canopy-client';
-import { CanopyError } from '../../src/client/canopy-error';
-import { searchClientConstructor } from '../../src/client/contract';
+import { CanopyError } from '../../src/wire/canopy-error';
+import { searchClientConstructor } from '../../src/wire/contract';
 import { bruteForceTopK } from '../support/brute-force';
 import { runCanopy } from '../support/cli';
 import { freePort } from '../support/free-port';

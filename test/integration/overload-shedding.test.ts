@@ -15,7 +15,7 @@ import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { CanopyClient } from '../../src/client/canopy-client';
-import { CanopyError } from '../../src/client/canopy-error';
+import { CanopyError } from '../../src/wire/canopy-error';
 import { bruteForceTopK } from '../support/brute-force';
 import { freePort } from '../support/free-port';
 import { row } from '../support/matrix';

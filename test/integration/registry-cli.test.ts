@@ -8,7 +8,7 @@ import path from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import type { Manifest } from '../../src/build/manifest';
+import type { Manifest } from '../../src/format/manifest';
 import { ClusterKeys } from '../../src/registry/keys';
 import { flipActive } from '../../src/registry/versions';
 import { CANOPY_BIN, runCanopy } from '../support/cli';

@@ -9,11 +9,11 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { shardOfId } from '../../src/build/partition';
+import { shardOfId } from '../../src/format/partition';
 import { CanopyClient } from '../../src/client/canopy-client';
-import type { CanopyError } from '../../src/client/canopy-error';
-import type { SearchResponse } from '../../src/client/contract';
-import { viewFloat32 } from '../../src/client/query';
+import type { CanopyError } from '../../src/wire/canopy-error';
+import type { SearchResponse } from '../../src/wire/contract';
+import { viewFloat32 } from '../../src/wire/query';
 import { bruteForceTopK } from '../support/brute-force';
 import { runCanopy } from '../support/cli';
 import { freePort } from '../support/free-port';

@@ -12,7 +12,7 @@ import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { CanopyClient } from '../../src/client/canopy-client';
-import { CanopyError } from '../../src/client/canopy-error';
+import { CanopyError } from '../../src/wire/canopy-error';
 import { healthStatus, SEARCH_HEALTH_SERVICE } from '../../src/cluster/health-probe';
 import { freePort } from '../support/free-port';
 import { row } from '../support/matrix';

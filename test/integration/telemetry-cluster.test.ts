@@ -35,7 +35,7 @@ import { row } from '../support/matrix';
 import { buildFixture, type Fixture } from '../support/serving/fixture';
 import { ProcessGroup, type ServingProcess, waitServing } from '../support/serving/processes';
 import { gaussianVectors } from '../support/vectors';
-import { type Sample, sampleValue, scrape } from '../unit/telemetry/prometheus-text';
+import { type Sample, sampleValue, scrape } from '../support/prometheus-text';
 
 const SHARDS = 3;
 const ITEMS = 600;

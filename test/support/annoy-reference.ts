@@ -1,7 +1,7 @@
 // Typed face of annoy_reference.py: build and query with the real Python annoy.
 import { join } from 'node:path';
 
-import type { Metric } from '../../src/engine/metric';
+import type { Metric } from '../../src/format/metric';
 import { runPythonJson } from './python';
 
 const SCRIPT = join(__dirname, 'annoy_reference.py');

@@ -1,7 +1,7 @@
 // Exact nearest neighbours by scanning every row: the ground truth that recall
 // is measured against. Distances follow Annoy's per-metric definitions, so a
 // brute-force answer can also be compared value by value with the engine's.
-import type { Metric } from '../../src/engine/metric';
+import type { Metric } from '../../src/format/metric';
 import { row, type Matrix } from './matrix';
 
 export interface Neighbours {

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 
 import { afterAll, describe, expect, test } from 'vitest';
 
-import type { Metric } from '../../src/engine/metric';
+import type { Metric } from '../../src/format/metric';
 import { annoyBuild, annoyQuery } from './annoy-reference';
 import { bruteForceAll, bruteForceTopK, recallAtK } from './brute-force';
 import { holdOut, makeMatrix, writeFloat32File } from './matrix';

@@ -3,8 +3,8 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 
-import type { Metric } from '../../../src/engine/metric';
-import { buildVersion } from '../../../src/build/builder';
+import type { Metric } from '../../../src/format/metric';
+import { buildVersion } from '../../../src/indexer/builder';
 import { Index } from '../../../src/engine/engine-index';
 import { type Matrix, row } from '../matrix';
 

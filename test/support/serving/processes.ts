@@ -68,7 +68,7 @@ export async function waitServing(proc: ServingProcess, timeoutMs = 20_000, serv
     await waitForServing(proc.address, service, { timeoutMs, gaveUp });
   } catch (err) {
     if (proc.exited) throw err;
-    throw new Error(`${proc.name}: ${(err as Error).message}\n${proc.stderrTail}`);
+    throw new Error(`${proc.name}: ${(err as Error).message}\n${proc.stderrTail}`, { cause: err });
   }
 }
 

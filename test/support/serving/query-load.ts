@@ -3,8 +3,8 @@
 // `maxQueries` or `maxMs` is reached (bounded whatever happens). Every answer
 // and every failure is kept for the test to check.
 import type { CanopyClient, QueryOptions } from '../../../src/client/canopy-client';
-import type { CanopyError } from '../../../src/client/canopy-error';
-import type { SearchResponse } from '../../../src/client/contract';
+import type { CanopyError } from '../../../src/wire/canopy-error';
+import type { SearchResponse } from '../../../src/wire/contract';
 
 export interface Answer {
   readonly query: number;

@@ -3,7 +3,7 @@
 import { describe, expect, test } from 'vitest';
 
 import { Index, searchPoolStats } from '../../../src';
-import { builtIndex, scratchDir, vectors } from './engine-fixtures';
+import { builtIndex, scratchDir, vectors } from '../../support/engine-fixtures';
 
 describe('a forest of 30k items', () => {
   const items = vectors(30_000, 24, 8);

@@ -3,7 +3,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, describe, expect, test } from 'vitest';
 
 import { EngineError, Index, type EngineErrorCode } from '../../../src';
-import { builtIndex, scratchDir, vectors } from './engine-fixtures';
+import { builtIndex, scratchDir, vectors } from '../../support/engine-fixtures';
 
 const scratch = scratchDir();
 afterAll(() => scratch.cleanup());

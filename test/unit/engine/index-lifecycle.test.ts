@@ -3,8 +3,8 @@ import { readFileSync, statSync } from 'node:fs';
 import { afterAll, describe, expect, test } from 'vitest';
 
 import { Index } from '../../../src';
-import { METRICS } from '../../../src/engine/metric';
-import { builtIndex, scratchDir, vectors } from './engine-fixtures';
+import { METRICS } from '../../../src/format/metric';
+import { builtIndex, scratchDir, vectors } from '../../support/engine-fixtures';
 
 const scratch = scratchDir();
 afterAll(() => scratch.cleanup());

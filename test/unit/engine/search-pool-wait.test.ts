@@ -4,7 +4,7 @@
 import { expect, test } from 'vitest';
 
 import { configureSearchPool, EngineError, searchPoolStats } from '../../../src';
-import { builtIndex, vectors } from './engine-fixtures';
+import { builtIndex, vectors } from '../../support/engine-fixtures';
 
 test('QUEUE_FULL when the queued searches would wait too long, with room in the queue', async () => {
   configureSearchPool({ threads: 1, maxQueue: 10_000, maxQueueWaitMs: 1 });

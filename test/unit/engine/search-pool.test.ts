@@ -3,7 +3,7 @@
 import { expect, test } from 'vitest';
 
 import { configureSearchPool, EngineError, searchPoolStats } from '../../../src';
-import { builtIndex, vectors } from './engine-fixtures';
+import { builtIndex, vectors } from '../../support/engine-fixtures';
 
 test('configure, then QUEUE_FULL past the bound, then recovery', async () => {
   expect(() => configureSearchPool({ threads: 0 })).toThrow(/threads must be between 1/);

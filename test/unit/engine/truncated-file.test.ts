@@ -4,7 +4,7 @@ import { copyFileSync, statSync, truncateSync } from 'node:fs';
 import { afterAll, describe, expect, test } from 'vitest';
 
 import { EngineError, Index } from '../../../src';
-import { builtIndex, scratchDir, vectors } from './engine-fixtures';
+import { builtIndex, scratchDir, vectors } from '../../support/engine-fixtures';
 
 const DIM = 8;
 const ITEMS = 3_000; // about 200 kB of nodes: the truncated half spans many pages

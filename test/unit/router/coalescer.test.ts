@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 
-import { CanopyError } from '../../../src/client/canopy-error';
-import type { BatchSearchRequest, BatchSearchResponse, SearchRequest, SearchResponse } from '../../../src/client/contract';
+import { CanopyError } from '../../../src/wire/canopy-error';
+import type { BatchSearchRequest, BatchSearchResponse, SearchRequest, SearchResponse } from '../../../src/wire/contract';
 import { Coalescer } from '../../../src/router/coalescer';
 
 function query(k: number): SearchRequest {

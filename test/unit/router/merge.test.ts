@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 
-import type { Neighbor } from '../../../src/client/contract';
-import { neighborComparator } from '../../../src/client/neighbor-order';
+import type { Neighbor } from '../../../src/wire/contract';
+import { neighborComparator } from '../../../src/wire/neighbor-order';
 import { mergeTopK } from '../../../src/router/merge';
 
 const n = (id: string, distance: number): Neighbor => ({ id, distance });

@@ -4,9 +4,9 @@ import * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 
-import { CanopyError } from '../../../src/client/canopy-error';
-import type { BatchSearchRequest, BatchSearchResponse, SearchServiceHandlers } from '../../../src/client/contract';
-import { batchStreamHandler, SearchServer, StreamDrain } from '../../../src/client/search-server';
+import { CanopyError } from '../../../src/wire/canopy-error';
+import type { BatchSearchRequest, BatchSearchResponse, SearchServiceHandlers } from '../../../src/wire/contract';
+import { batchStreamHandler, SearchServer, StreamDrain } from '../../../src/wire/search-server';
 import { BackendPool } from '../../../src/router/backend-pool';
 import { ShardCaller, type Transport } from '../../../src/router/shard-caller';
 

@@ -7,8 +7,8 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { shardOfId } from '../../../src/build/partition';
-import type { CanopyError } from '../../../src/client/canopy-error';
+import { shardOfId } from '../../../src/format/partition';
+import type { CanopyError } from '../../../src/wire/canopy-error';
 import { Index } from '../../../src/engine/engine-index';
 import { LoadedVersion } from '../../../src/shard/loaded-version';
 import { ShardCatalog } from '../../../src/shard/shard-catalog';

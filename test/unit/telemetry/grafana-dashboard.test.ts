@@ -19,7 +19,7 @@ import { canopyInstruments, inflightQueriesOf, observeEtcdSession, observeIndexV
 import { startTelemetry, type Telemetry } from '../../../src/telemetry/telemetry';
 import { CHART_DIR, findHelm, renderChart } from '../../support/helm/chart';
 import type { Manifest } from '../../support/helm/manifests';
-import { type Sample, scrape } from './prometheus-text';
+import { type Sample, scrape } from '../../support/prometheus-text';
 
 interface Target {
   readonly expr: string;

@@ -22,7 +22,7 @@ import {
 } from '../../../src/telemetry/grpc-context';
 import { endSpan, startChildSpan } from '../../../src/telemetry/spans';
 import { startTelemetry, type Telemetry } from '../../../src/telemetry/telemetry';
-import { EchoClient, startEchoServer } from './echo-service';
+import { EchoClient, startEchoServer } from '../../support/echo-service';
 
 const exporter = new InMemorySpanExporter();
 const ECHO = 'canopy.test.Echo/Echo';

@@ -13,7 +13,7 @@ import {
   observeSearchQueueDepth,
 } from '../../../src/telemetry/instruments';
 import { startTelemetry, type Telemetry } from '../../../src/telemetry/telemetry';
-import { sampleValue, scrape } from './prometheus-text';
+import { sampleValue, scrape } from '../../support/prometheus-text';
 
 let telemetry: Telemetry | undefined;
 

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
-import { Index, type Metric } from '../../../src';
+import { Index, type Metric } from '../../src';
 
 /** Deterministic pseudo-random vectors (xorshift), in [-1, 1). */
 export function vectors(n: number, dim: number, seed = 1): Float32Array[] {

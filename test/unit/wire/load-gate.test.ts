@@ -4,8 +4,8 @@
 import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 
-import { EventLoopLagProbe, type LagSource, LoadGate } from '../../../src/client/load-gate';
-import { unaryHandler } from '../../../src/client/search-server';
+import { EventLoopLagProbe, type LagSource, LoadGate } from '../../../src/wire/load-gate';
+import { unaryHandler } from '../../../src/wire/search-server';
 
 class FixedLag implements LagSource {
   constructor(public ms: number) {}

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 
 import { afterAll, expect, test } from 'vitest';
 
-import { idProblem, readIdsFile, writeIdsFile } from '../../../src/build/ids-file';
+import { idProblem, readIdsFile, writeIdsFile } from '../../../src/format/ids-file';
 
 const dir = mkdtempSync(join(tmpdir(), 'canopy-ids-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -6,12 +6,12 @@ import { join } from 'node:path';
 
 import { afterAll, describe, expect, test } from 'vitest';
 
-import { InputError } from '../../../src/build/input-error';
-import { openReader, type InputFormat, type Row } from '../../../src/build/readers';
-import type { Metric } from '../../../src/engine/metric';
+import { InputError } from '../../../src/indexer/input-error';
+import { openReader, type InputFormat, type Row } from '../../../src/indexer/readers';
+import type { Metric } from '../../../src/format/metric';
 import { makeMatrix, row, type Matrix } from '../../support/matrix';
 import { binaryVectors, gaussianVectors } from '../../support/vectors';
-import { words, writeAnn, writeJsonl, writeNpy, writeVecs, writeWord2vecBinary, writeWord2vecText } from './input-files';
+import { words, writeAnn, writeJsonl, writeNpy, writeVecs, writeWord2vecBinary, writeWord2vecText } from '../../support/input-files';
 
 const dir = mkdtempSync(join(tmpdir(), 'canopy-readers-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -1,6 +1,6 @@
 import { expect, test } from 'vitest';
 
-import { createProgressReporter, type ProgressSnapshot } from '../../../src/build/progress';
+import { createProgressReporter, type ProgressSnapshot } from '../../../src/indexer/progress';
 
 function recorder(): { write(text: string): void; text: string } {
   return {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 
 import { afterAll, expect, test } from 'vitest';
 
-import { VersionExistsError, writeVersionFolder } from '../../../src/build/version-folder';
+import { VersionExistsError, writeVersionFolder } from '../../../src/indexer/version-folder';
 
 const dir = mkdtempSync(join(tmpdir(), 'canopy-version-folder-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

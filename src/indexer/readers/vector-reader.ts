@@ -33,7 +33,7 @@ export interface ReaderOptions {
   /** `--dim`: required by formats without a header (Annoy `.ann`). */
   readonly dim: number | undefined;
   /** `--metric`: Annoy's node layout depends on it. */
-  readonly metric: import('../../engine/metric').Metric;
+  readonly metric: import('../../format/metric').Metric;
 }
 
 export type OpenReader = (file: string, options: ReaderOptions) => Promise<VectorReader>;

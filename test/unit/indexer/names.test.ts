@@ -1,7 +1,7 @@
 import { expect, test } from 'vitest';
 
-import { indexNameOf, versionStampOf } from '../../../src/build/builder';
-import { checkName } from '../../../src/build/manifest';
+import { indexNameOf, versionStampOf } from '../../../src/indexer/builder';
+import { checkName } from '../../../src/format/manifest';
 
 test('the default index name is the input base name, reduced to what a name allows', () => {
   expect(indexNameOf('/data/GoogleNews-vectors-negative300.bin')).toBe('GoogleNews-vectors-negative300');

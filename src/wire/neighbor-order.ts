@@ -1,8 +1,8 @@
 // The one order of answers everywhere: closest first (for dot, the largest
 // inner product first), ties broken by id so every hop and every replica
 // agrees on the same top k.
-import type { Metric } from '../engine/metric';
-import { largerIsCloser } from '../engine/metric';
+import type { Metric } from '../format/metric';
+import { largerIsCloser } from '../format/metric';
 import type { Neighbor } from './contract';
 
 export type NeighborComparator = (a: Neighbor, b: Neighbor) => number;

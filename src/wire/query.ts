@@ -1,7 +1,7 @@
 // Checking a query once, the same way on every hop: the router checks before
 // it fans out (so one bad query never spoils a coalesced batch) and the shard
 // node checks again (it may be called directly).
-import type { SearchRequest } from './contract';
+import type { BatchSearchRequest, SearchRequest } from './contract';
 import { CanopyError } from './canopy-error';
 
 export const DEFAULT_MAX_K = 1000;
@@ -78,6 +78,23 @@ export function parseShape(
 export function parseQuery(req: SearchRequest, dim: number, limits: QueryLimits, where = 'query'): ParsedQuery {
   const shape = parseShape(req, limits, where);
   return { ...shape, vector: decodeVector(req, dim, where) };
+}
+
+/**
+ * Every query of a batch, checked: the batch is within `maxBatchQueries`, and
+ * each query names the batch's index (or none) and is a valid query itself.
+ */
+export function parseBatch(req: BatchSearchRequest, dim: number, limits: QueryLimits): ParsedQuery[] {
+  if (req.queries.length > limits.maxBatchQueries) {
+    throw CanopyError.invalidArgument(`a batch holds at most ${limits.maxBatchQueries} queries, got ${req.queries.length}`);
+  }
+  return req.queries.map((q, i) => {
+    const where = `queries[${i}]`;
+    if (q.index !== '' && q.index !== req.index) {
+      throw CanopyError.invalidArgument(`${where}: index ${JSON.stringify(q.index)} differs from the batch's ${JSON.stringify(req.index)}`);
+    }
+    return parseQuery(q, dim, limits, where);
+  });
 }
 
 /**

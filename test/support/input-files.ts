@@ -4,8 +4,8 @@
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 
-import type { Metric } from '../../../src/engine/metric';
-import { row, writeFloat32File, type Matrix } from '../../support/matrix';
+import type { Metric } from '../../src/format/metric';
+import { row, writeFloat32File, type Matrix } from './matrix';
 
 function python(code: string): void {
   const child = spawnSync('python3', ['-c', code], { encoding: 'utf8', timeout: 120_000 });

@@ -1,9 +1,9 @@
 import * as grpc from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 
-import { CanopyError } from '../../../src/client/canopy-error';
-import type { SearchRequest } from '../../../src/client/contract';
-import { decodeVector, encodeVector, parseQuery, resolveQueryLimits, viewFloat32 } from '../../../src/client/query';
+import { CanopyError } from '../../../src/wire/canopy-error';
+import type { SearchRequest } from '../../../src/wire/contract';
+import { decodeVector, encodeVector, parseQuery, resolveQueryLimits, viewFloat32 } from '../../../src/wire/query';
 
 const limits = resolveQueryLimits();
 

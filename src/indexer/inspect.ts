@@ -3,10 +3,10 @@
 // one run names every one of them.
 import path from 'node:path';
 
-import type { Metric } from '../engine/metric';
-import { readIdsFile } from './ids-file';
-import { readManifest, verifyShard, type Manifest } from './manifest';
-import { PARTITIONER, shardOfId } from './partition';
+import type { Metric } from '../format/metric';
+import { readIdsFile } from '../format/ids-file';
+import { readManifest, verifyShard, type Manifest } from '../format/manifest';
+import { PARTITIONER, shardOfId } from '../format/partition';
 
 export interface InspectResult {
   readonly manifest: Manifest;

@@ -6,8 +6,8 @@ import { createReadStream } from 'node:fs';
 import { lstat, readFile, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 
-import type { Metric } from '../engine/metric';
-import { METRICS } from '../engine/metric';
+import type { Metric } from './metric';
+import { METRICS } from './metric';
 
 export const MANIFEST_FILE = 'manifest.json';
 export const MANIFEST_FORMAT_VERSION = 1;
@@ -35,7 +35,7 @@ export interface Manifest {
   readonly dim: number;
   readonly nTrees: number;
   readonly seed: number;
-  /** How ids map to shards: see `src/build/partition.ts`. */
+  /** How ids map to shards: see `src/format/partition.ts`. */
   readonly partitioner: string;
   readonly shardCount: number;
   readonly createdAt: string;

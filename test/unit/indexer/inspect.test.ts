@@ -4,10 +4,10 @@ import { join } from 'node:path';
 
 import { afterAll, expect, test } from 'vitest';
 
-import { inspectVersion } from '../../../src/build/inspect';
-import { ManifestError } from '../../../src/build/manifest';
-import { shardOfId } from '../../../src/build/partition';
-import { writeVersionFixture } from './version-fixture';
+import { inspectVersion } from '../../../src/indexer/inspect';
+import { ManifestError } from '../../../src/format/manifest';
+import { shardOfId } from '../../../src/format/partition';
+import { writeVersionFixture } from '../../support/version-fixture';
 
 const dir = mkdtempSync(join(tmpdir(), 'canopy-inspect-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

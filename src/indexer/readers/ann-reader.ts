@@ -1,10 +1,10 @@
 // An existing Annoy `.ann` file, so a forest built elsewhere can be re-sharded.
 // Annoy's file has no header: the node layout follows from --dim and --metric
-// (see /work/shared/notes/annoy-internals.md §1). Items are nodes 0..n_items-1
+// (see docs/annoy-format.md). Items are nodes 0..n_items-1
 // and n_items is the descendant count of the trailing root copies. An item node
 // has n_descendants == 1; an id never added is an all-zero hole and is skipped.
 // The item number is the id.
-import type { Metric } from '../../engine/metric';
+import type { Metric } from '../../format/metric';
 import { InputError } from '../input-error';
 import { ByteReader, float32FromLE } from './byte-reader';
 import { ROWS_PER_BATCH, type ReaderOptions, type Row, type VectorReader } from './vector-reader';

@@ -3,8 +3,8 @@
 import { FileDescriptorProto, type IDescriptorProto, type IFileDescriptorProto } from 'protobufjs/ext/descriptor';
 import { describe, expect, it } from 'vitest';
 
-import { canopyPackageDefinition } from '../../../src/client/contract';
-import { reflectionPackageDefinition } from '../../../src/client/reflection-definition';
+import { canopyPackageDefinition } from '../../../src/wire/contract';
+import { reflectionPackageDefinition } from '../../../src/wire/reflection-definition';
 
 function files(definition: ReturnType<typeof canopyPackageDefinition>): IFileDescriptorProto[] {
   const bytes = (definition['canopy.v1.BatchSearchEnvelope'] as { fileDescriptorProtos: Buffer[] }).fileDescriptorProtos;

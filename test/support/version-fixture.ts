@@ -5,8 +5,8 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import type { Manifest, ShardEntry } from '../../../src/build/manifest';
-import { PARTITIONER, shardOfId } from '../../../src/build/partition';
+import type { Manifest, ShardEntry } from '../../src/format/manifest';
+import { PARTITIONER, shardOfId } from '../../src/format/partition';
 
 const sha256 = (bytes: Buffer | string): string => createHash('sha256').update(bytes).digest('hex');
 

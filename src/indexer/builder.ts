@@ -10,12 +10,12 @@ import { availableParallelism } from 'node:os';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 
-import type { Metric } from '../engine/metric';
+import type { Metric } from '../format/metric';
 import { syncPath, writeNewFile } from './durable-files';
-import { idProblem, writeIdsFile } from './ids-file';
+import { idProblem, writeIdsFile } from '../format/ids-file';
 import { InputError } from './input-error';
-import { checkName, MANIFEST_FILE, MANIFEST_FORMAT_VERSION, parseManifest, sha256File, type Manifest, type ShardEntry } from './manifest';
-import { PARTITIONER, shardOfId } from './partition';
+import { checkName, MANIFEST_FILE, MANIFEST_FORMAT_VERSION, parseManifest, sha256File, type Manifest, type ShardEntry } from '../format/manifest';
+import { PARTITIONER, shardOfId } from '../format/partition';
 import type { ProgressReporter, ProgressSnapshot, ShardProgress } from './progress';
 import { openReader, type InputFormat, type Row, type VectorReader } from './readers';
 import { writeVersionFolder } from './version-folder';
