@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { Etcd3 } from 'etcd3';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 
-import type { Manifest } from '../../src/build/manifest';
+import type { Manifest } from '../../src/format/manifest';
 import { ClusterView, type ClusterSnapshot } from '../../src/registry/cluster-view';
 import { ClusterKeys } from '../../src/registry/keys';
 import { NodeSession } from '../../src/registry/node-session';
@@ -83,6 +83,18 @@ function until(view: ClusterView, test: (s: ClusterSnapshot) => boolean, timeout
   });
 }
 
+/**
+ * Resolves once the view holds everything etcd committed before this call,
+ * including a flip the controller may have sent on an earlier change: a fence
+ * key written after it (same connection, so etcd commits it later) must reach
+ * the view, and watch events arrive in revision order.
+ */
+async function fence(view: ClusterView): Promise<void> {
+  const put = await client.put(`${keys.root}fence`).value(String(Date.now())).exec();
+  const revision = Number(put.header.revision);
+  await until(view, (s) => s.revision >= revision);
+}
+
 describe('ClusterKeys', () => {
   it('builds and parses every key of the layout, and refuses unsafe names', () => {
     const k = new ClusterKeys('prod');
@@ -155,7 +167,7 @@ describe('registry against a real etcd', () => {
     await publishVersion(client, keys, '/data/v1', manifest('tracks', 'v1', 2));
     await a.update((r) => ({ ...r, versions: { v1: { state: 'ready' } } }));
     await until(view, (s) => s.nodes.get('a')?.versions.v1?.state === 'ready');
-    await new Promise((r) => setTimeout(r, 300));
+    await fence(view);
     expect(view.snapshot.indexes.get('tracks')?.active).toBeUndefined(); // shard 1 not ready yet
     await b.update((r) => ({ ...r, versions: { v1: { state: 'ready' } } }));
     await until(view, (s) => s.indexes.get('tracks')?.active === 'v1');
@@ -164,7 +176,7 @@ describe('registry against a real etcd', () => {
     await a.update((r) => ({ ...r, versions: { ...r.versions, v2: { state: 'ready' } } }));
     await b.update((r) => ({ ...r, versions: { ...r.versions, v2: { state: 'failed', reason: 'sha256 mismatch' } } }));
     await until(view, (s) => s.nodes.get('b')?.versions.v2?.state === 'failed');
-    await new Promise((r) => setTimeout(r, 300));
+    await fence(view);
     expect(view.snapshot.indexes.get('tracks')?.active).toBe('v1');
     expect(flips).toEqual(['v1']);
   });
