@@ -1,6 +1,6 @@
 // A built forest: the node array (Annoy's file layout) plus its roots, immutable and shared.
 //
-// Layout (shared/notes/annoy-internals.md §1): nodes 0..n_items-1 are items (n_descendants == 1) or
+// Layout (docs/annoy-format.md, "The file"): nodes 0..n_items-1 are items (n_descendants == 1) or
 // all-zero holes; then tree nodes; then a copy of every root. A node with n_descendants <= K is a
 // bucket holding that many item ids at the children offset; a node with more is a split whose two
 // children are node indices. Searches hold a shared_ptr to the Forest, so unloading while searches

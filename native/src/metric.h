@@ -1,6 +1,6 @@
 // Metric policies: node layout, distances, split planes and search priorities of each Annoy metric.
 //
-// Every struct mirrors one Annoy metric byte for byte (layouts in shared/notes/annoy-internals.md §1)
+// Every struct mirrors one Annoy metric byte for byte (layouts in docs/annoy-format.md)
 // and reproduces its arithmetic, including where Annoy's -ffast-math build fuses a*b+c (simd::madd),
 // so a forest built or searched here matches Annoy's. Nodes are views over raw bytes: a fixed header
 // followed by the value array; item, bucket and split nodes share the layout (see forest.h).

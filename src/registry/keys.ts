@@ -1,4 +1,4 @@
-// The etcd key layout of one Canopy cluster (DESIGN.md, "etcd keys"):
+// The etcd key layout of one Canopy cluster (docs/design.md, "etcd keys"):
 //
 //   /canopy/<cluster>/nodes/<node-id>                 lease-bound NodeRecord
 //   /canopy/<cluster>/indexes/<index>/versions/<v>    the manifest of version v (+ where its files are)

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 
 import { Index } from '../../src';
-import type { Metric } from '../../src/engine/metric';
+import type { Metric } from '../../src/format/metric';
 import { annoyBuild, annoyQuery, type ReferenceAnswer, type ReferenceAnswers } from '../support/annoy-reference';
 import { holdOut, row, writeFloat32File, type Matrix } from '../support/matrix';
 import { runPythonJson } from '../support/python';
@@ -137,7 +137,7 @@ async function expectAsyncSameAsSync(index: Index, c: Case): Promise<void> {
 }
 
 // Node layout of annoy 1.17.3, the release on PyPI and the reference here
-// (/work/shared/notes/annoy-internals.md §1; dot follows the release, not later
+// (docs/annoy-format.md; dot follows the release, not later
 // sources: n_descendants, children[2], dot_factor, then v at 16). Annoy copies a
 // split node from an uninitialised stack buffer; every metric's split fills all
 // its bytes except hamming's, whose padding (12..16) and bit words after the

@@ -1,4 +1,4 @@
-// Annoy's published behaviour per metric on small hand-made inputs (shared/notes/annoy-internals.md §5).
+// Annoy's published behaviour per metric on small hand-made inputs (docs/annoy-format.md, "Search").
 import { describe, expect, test } from 'vitest';
 
 import { Index, type Metric } from '../../../src';
