@@ -16,20 +16,11 @@ const { spawn, spawnSync } = require('node:child_process');
 const { mkdtempSync, readFileSync, rmSync, statSync } = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
+const { parseFlags } = require('../flags');
 
 const CANOPY = path.resolve(__dirname, '../../bin/canopy.js');
 const SAMPLE_MS = 100;
 const DEFAULTS = { rows: 1_000_000, dim: 128, trees: 10, shards: 1, threads: 2, metric: 'angular', peer: 'annoy' };
-
-function parseArgs(argv) {
-  const opts = { ...DEFAULTS };
-  for (let i = 0; i < argv.length; i += 2) {
-    const key = argv[i].replace(/^--/, '');
-    if (!(key in opts) || argv[i + 1] === undefined) throw new Error(`bad argument ${argv[i]}; flags: ${Object.keys(DEFAULTS).join(', ')}`);
-    opts[key] = typeof DEFAULTS[key] === 'number' ? Number(argv[i + 1]) : argv[i + 1];
-  }
-  return opts;
-}
 
 function python(code) {
   const child = spawnSync('python3', ['-c', code], { encoding: 'utf8', stdio: ['ignore', 'inherit', 'pipe'] });
@@ -113,7 +104,7 @@ function measure(argv) {
 const mb = (bytes) => `${Math.round(bytes / 2 ** 20)} MB`;
 
 async function main() {
-  const opts = parseArgs(process.argv.slice(2));
+  const opts = parseFlags(process.argv.slice(2), DEFAULTS);
   const work = mkdtempSync(path.join(os.tmpdir(), 'canopy-build-bench-'));
   try {
     const input = path.join(work, `vectors-${opts.rows}x${opts.dim}.npy`);

@@ -23,6 +23,7 @@ const { spawnSync } = require('node:child_process');
 const { mkdirSync, readFileSync, statSync, writeFileSync, existsSync } = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
+const { parseFlags } = require('../flags');
 
 const PEER = path.join(__dirname, 'annoy_peer.py');
 const REPORTS = path.join(__dirname, '..', 'reports');
@@ -51,21 +52,6 @@ const SEARCH_KS = {
   synthetic: [200, 500, 1000, 2000, 5000, 10000, 20000],
 };
 const HNSW_EFS = [10, 20, 40, 80, 160, 320, 640];
-
-function parseArgs(argv, defaults = DEFAULTS) {
-  const opts = { ...defaults };
-  for (let i = 0; i < argv.length; i += 2) {
-    const flag = argv[i];
-    const value = argv[i + 1];
-    const key = flag.replace(/^--/, '').replace(/-([a-z])/g, (_, c) => c.toUpperCase());
-    if (!flag.startsWith('--') || !(key in opts) || value === undefined) {
-      const flags = Object.keys(defaults).map((k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
-      throw new Error(`bad argument ${flag}; each flag takes a value: ${flags.join(' ')}`);
-    }
-    opts[key] = typeof defaults[key] === 'number' ? Number(value) : value;
-  }
-  return opts;
-}
 
 // ---------- shared file helpers ----------
 
@@ -407,11 +393,11 @@ function main() {
   const argv = process.argv.slice(2);
   if (argv[0] === '--child') {
     // A build child: prints its stats as JSON for the parent.
-    const opts = parseArgs(argv.slice(2), { ...DEFAULTS, dir: '', out: '' });
+    const opts = parseFlags(argv.slice(2), { ...DEFAULTS, dir: '', out: '' });
     process.stdout.write(JSON.stringify(CHILDREN[argv[1]](opts)));
     return;
   }
-  const opts = parseArgs(argv);
+  const opts = parseFlags(argv, DEFAULTS);
   const datasets = opts.dataset === 'all' ? Object.keys(SEARCH_KS) : [opts.dataset];
   const unknown = [...datasets.filter((d) => !SEARCH_KS[d]), ...opts.engines.split(',').filter((e) => !SWEEPS[e])];
   if (unknown.length > 0) {

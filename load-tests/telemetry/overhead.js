@@ -20,6 +20,7 @@ const { buildSeededVersion, freePort, seededFloats } = require('../fixtures');
 const { CanopyProcesses, runScript } = require('../canopy-processes');
 const { findGhz, runGhz, waitAnswering } = require('../ghz');
 const { machineLine, median, writeReport } = require('../report');
+const { parseFlags } = require('../flags');
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const K = 10;
@@ -38,18 +39,6 @@ const DEFAULTS = {
   ghz: '',
   report: path.join(__dirname, 'overhead.md'),
 };
-
-function parseArgs(argv) {
-  const opts = { ...DEFAULTS };
-  for (let i = 0; i < argv.length; i += 2) {
-    const key = argv[i].replace(/^--/, '').replace(/-([a-z])/g, (_, c) => c.toUpperCase());
-    if (!argv[i].startsWith('--') || !(key in opts) || argv[i + 1] === undefined) {
-      throw new Error(`bad argument ${argv[i]}; flags: ${Object.keys(DEFAULTS).join(', ')} (as --kebab-case VALUE)`);
-    }
-    opts[key] = typeof DEFAULTS[key] === 'number' ? Number(argv[i + 1]) : argv[i + 1];
-  }
-  return opts;
-}
 
 /** Seeded uniform floats in [-1, 1): the same index and queries on every run. */
 /** An OTLP/HTTP endpoint that reads each export, answers 200 and forgets it; counts requests and bytes. */
@@ -132,7 +121,7 @@ const fmt = (x, digits = 2) => (x === undefined || Number.isNaN(x) ? '-' : x.toF
 const int = (x) => Math.round(x).toLocaleString('en-US');
 
 async function main() {
-  const opts = parseArgs(process.argv.slice(2));
+  const opts = parseFlags(process.argv.slice(2), DEFAULTS);
   const bin = findGhz(opts.ghz);
   const workDir = mkdtempSync(path.join(os.tmpdir(), 'canopy-telemetry-overhead-'));
   const sink = await startTraceSink();
