@@ -6,6 +6,11 @@
       "target_name": "canopy",
       "sources": [
         "native/binding/addon.cc",
+        "native/binding/args.cc",
+        "native/binding/completions.cc",
+        "native/binding/errors.cc",
+        "native/binding/index_wrap.cc",
+        "native/binding/search_pool_binding.cc",
         "native/src/forest.cc",
         "native/src/index.cc",
         "native/src/mapped_file.cc",

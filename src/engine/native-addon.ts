@@ -1,4 +1,4 @@
-// Typed view of build/Release/canopy.node (native/binding/addon.cc). Only src/engine uses it.
+// Typed view of build/Release/canopy.node (native/binding/). Only src/engine uses it.
 import path from 'node:path';
 
 import { EngineError } from './engine-error';

@@ -1,0 +1,167 @@
+// Searches on the pool: one query (SearchJob), or a batch split into one slice per pool thread
+// (BatchJob). Each holds a shared_ptr to the forest, so unload() during a search is safe, and copies
+// its queries, so JS memory is never read off the JS thread. Results settle a Promise.
+#pragma once
+
+#include <napi.h>
+
+#include <atomic>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "args.h"
+#include "completions.h"
+#include "errors.h"
+#include "forest.h"
+#include "search_pool.h"
+
+namespace canopy::binding {
+
+// ---------------------------------------------------------------- one async search
+
+class SearchJob final : public SearchTask, public Completion {
+ public:
+  SearchJob(Napi::Env env, AddonData* addon, std::shared_ptr<const Forest> forest, size_t k, int64_t search_k)
+      : deferred_(Napi::Promise::Deferred::New(env)), addon_(addon), forest_(std::move(forest)), k_(k), search_k_(search_k) {
+    const size_t cap = forest_->result_capacity(k);
+    ids_.resize(cap);
+    distances_.resize(cap);
+  }
+
+  VectorArg query;
+  int32_t item = -1;  // >= 0: search by item instead of query
+
+  Napi::Promise promise() const { return deferred_.Promise(); }
+
+  void run() noexcept override {
+    try {
+      count_ = item >= 0 ? forest_->search_item(item, k_, search_k_, ids_.data(), distances_.data())
+                         : forest_->search_vector(query.data, k_, search_k_, ids_.data(), distances_.data());
+    } catch (...) {
+      failed_ = true;
+      error_ = capture_current_exception();
+    }
+    forest_.reset();  // the mapping may go now (unload during search)
+    addon_->post(this);
+  }
+
+  void settle(Napi::Env env) override {
+    if (failed_) {
+      deferred_.Reject(make_error(env, error_));
+      return;
+    }
+    Napi::ArrayBuffer ids = Napi::ArrayBuffer::New(env, count_ * sizeof(int32_t));
+    Napi::ArrayBuffer dists = Napi::ArrayBuffer::New(env, count_ * sizeof(float));
+    if (count_ > 0) {
+      std::memcpy(ids.Data(), ids_.data(), count_ * sizeof(int32_t));
+      std::memcpy(dists.Data(), distances_.data(), count_ * sizeof(float));
+    }
+    deferred_.Resolve(make_result(env, ids, dists, 0, count_));
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  AddonData* addon_;
+  std::shared_ptr<const Forest> forest_;
+  size_t k_;
+  int64_t search_k_;
+  std::vector<int32_t> ids_;
+  std::vector<float> distances_;
+  size_t count_ = 0;
+  bool failed_ = false;
+  ErrorInfo error_;
+};
+
+// ---------------------------------------------------------------- a batch of searches over the pool
+
+class BatchJob final : public Completion {
+ public:
+  BatchJob(Napi::Env env, AddonData* addon, std::shared_ptr<const Forest> forest, size_t n, size_t k, int64_t search_k)
+      : deferred_(Napi::Promise::Deferred::New(env)), addon_(addon), forest_(std::move(forest)), n_(n), k_(k),
+        search_k_(search_k), cap_(forest_->result_capacity(k)), dim_(static_cast<size_t>(forest_->layout().dim)) {
+    queries.resize(n * dim_);
+    ids_.resize(n * cap_);
+    distances_.resize(n * cap_);
+    counts_.resize(n);
+  }
+
+  std::vector<float> queries;  // n * dim, row-major
+
+  Napi::Promise promise() const { return deferred_.Promise(); }
+
+  // One slice of the batch for one pool task; the last slice to finish posts the completion.
+  class Slice final : public SearchTask {
+   public:
+    Slice(BatchJob* batch, size_t begin, size_t end) : batch_(batch), begin_(begin), end_(end) {}
+    size_t searches() const noexcept override { return end_ - begin_; }
+    void run() noexcept override {
+      batch_->run_range(begin_, end_);
+      BatchJob* batch = batch_;
+      delete this;
+      if (batch->remaining_.fetch_sub(1) == 1) {
+        batch->forest_.reset();
+        batch->addon_->post(batch);
+      }
+    }
+
+   private:
+    BatchJob* batch_;
+    size_t begin_;
+    size_t end_;
+  };
+
+  std::vector<SearchTask*> slices(size_t count) {
+    std::vector<SearchTask*> out;
+    const size_t per = (n_ + count - 1) / count;
+    for (size_t b = 0; b < n_; b += per) out.push_back(new Slice(this, b, b + per < n_ ? b + per : n_));
+    remaining_.store(out.size());
+    return out;
+  }
+
+  void settle(Napi::Env env) override {
+    if (failed_) {
+      deferred_.Reject(make_error(env, error_));
+      return;
+    }
+    Napi::ArrayBuffer ids = Napi::ArrayBuffer::New(env, ids_.size() * sizeof(int32_t));
+    Napi::ArrayBuffer dists = Napi::ArrayBuffer::New(env, distances_.size() * sizeof(float));
+    if (!ids_.empty()) {
+      std::memcpy(ids.Data(), ids_.data(), ids_.size() * sizeof(int32_t));
+      std::memcpy(dists.Data(), distances_.data(), distances_.size() * sizeof(float));
+    }
+    Napi::Array results = Napi::Array::New(env, n_);
+    for (size_t i = 0; i < n_; ++i) results.Set(static_cast<uint32_t>(i), make_result(env, ids, dists, i * cap_, counts_[i]));
+    deferred_.Resolve(results);
+  }
+
+ private:
+  void run_range(size_t begin, size_t end) {
+    try {
+      for (size_t i = begin; i < end; ++i) {
+        counts_[i] = forest_->search_vector(&queries[i * dim_], k_, search_k_, &ids_[i * cap_], &distances_[i * cap_]);
+      }
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(error_mu_);
+      failed_ = true;
+      error_ = capture_current_exception();
+    }
+  }
+
+  Napi::Promise::Deferred deferred_;
+  AddonData* addon_;
+  std::shared_ptr<const Forest> forest_;
+  size_t n_, k_;
+  int64_t search_k_;
+  size_t cap_, dim_;
+  std::vector<int32_t> ids_;
+  std::vector<float> distances_;
+  std::vector<size_t> counts_;
+  std::atomic<size_t> remaining_{0};
+  std::mutex error_mu_;
+  bool failed_ = false;
+  ErrorInfo error_;
+};
+
+}  // namespace canopy::binding
