@@ -4,6 +4,9 @@
 #   clang, libclang-rt-14-dev  the libFuzzer targets (native/fuzz)
 #   openssl                    throwaway certificates for the TLS tests
 #   annoy 1.17.3, numpy (pip)  the reference for Annoy's format, and the peer in benchmarks
+#   moto[server] (pip)         a real S3 API on loopback for the object-storage tests
+#   pyarrow, pandas (pip)      Parquet test inputs written the way a Python job writes them
+#   grpcio, grpcio-tools, pytest (pip)  the Python client (clients/python), its stubs and its tests
 #   helm, kubernetes-validate  the chart checks, offline (helm/check-tools.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,4 +22,6 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 python3 -c 'import annoy, numpy' 2>/dev/null || pip install --quiet --disable-pip-version-check annoy==1.17.3 numpy
+python3 -c 'import moto.server, flask, pyarrow, pandas, grpc, grpc_tools, pytest' 2>/dev/null ||
+  pip install --quiet --disable-pip-version-check 'moto[server]==5.2.1' pyarrow==26.0.1 pandas grpcio==1.85.3 grpcio-tools==1.85.1 pytest
 bash helm/check-tools.sh
