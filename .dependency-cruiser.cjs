@@ -9,7 +9,7 @@ const FLOORS = [
   ['client'],
   ['wire'],
   ['engine', 'telemetry'],
-  ['format'],
+  ['format', 'storage'],
 ];
 
 const folderPattern = (folders) => `^src/(${folders.join('|')})/`;
