@@ -12,11 +12,13 @@
         "native/binding/index_wrap.cc",
         "native/binding/search_pool_binding.cc",
         "native/src/forest.cc",
+        "native/src/hash64.cc",
         "native/src/index.cc",
         "native/src/mapped_file.cc",
         "native/src/mapping_guard.cc",
         "native/src/node_buffer.cc",
         "native/src/search_pool.cc",
+        "native/src/sidecar.cc",
         "native/src/simd.cc"
       ],
       "include_dirs": [
