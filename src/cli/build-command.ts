@@ -7,6 +7,7 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { buildVersion, DEFAULT_SEED, DEFAULT_SHARDS, DEFAULT_TREES } from '../indexer/builder';
 import { createProgressReporter } from '../indexer/progress';
 import { INPUT_FORMATS, type InputFormat } from '../indexer/readers';
+import { DEFAULT_ID_COLUMN, DEFAULT_VECTOR_COLUMN } from '../indexer/readers/parquet-reader';
 import { Index } from '../engine/engine-index';
 import { METRICS, type Metric } from '../format/metric';
 
@@ -22,6 +23,10 @@ interface BuildFlags {
   readonly seed: number;
   readonly threads: number;
   readonly dim?: number;
+  readonly ids?: string;
+  readonly idsFromRow?: boolean;
+  readonly idColumn: string;
+  readonly vectorColumn: string;
 }
 
 function integer(min: number): (text: string) => number {
@@ -49,6 +54,10 @@ export function registerBuildCommand(program: Command): void {
     .option('--seed <n>', 'random seed of the tree builder, recorded in the manifest', integer(0), DEFAULT_SEED)
     .addOption(new Option('--threads <n>', 'build threads in total').argParser(integer(1)).default(availableParallelism(), 'the number of cores'))
     .option('--dim <d>', 'vector length: required for --format ann, checked otherwise', integer(1))
+    .option('--ids <file>', 'ids of an input without its own (npy, fvecs, bvecs): one per line, or a .npy array of strings')
+    .option('--ids-from-row', 'rows without an id (jsonl, parquet) get their row number instead of being refused')
+    .option('--id-column <name>', 'parquet: the id column (strings or integers)', DEFAULT_ID_COLUMN)
+    .option('--vector-column <name>', 'parquet: the vector column (list or fixed-size list of float/double)', DEFAULT_VECTOR_COLUMN)
     .action(async (flags: BuildFlags) => {
       const startedMs = performance.now();
       const { dir, manifest } = await buildVersion({
@@ -64,6 +73,10 @@ export function registerBuildCommand(program: Command): void {
         seed: flags.seed,
         threads: flags.threads,
         dim: flags.dim,
+        idsFile: flags.ids,
+        idsFromRow: flags.idsFromRow,
+        idColumn: flags.idColumn,
+        vectorColumn: flags.vectorColumn,
         progress: createProgressReporter(process.stderr, { tty: process.stderr.isTTY === true }),
       });
       const items = manifest.shards.reduce((sum, s) => sum + s.items, 0);

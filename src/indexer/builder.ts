@@ -17,7 +17,8 @@ import { InputError } from './input-error';
 import { checkName, MANIFEST_FILE, MANIFEST_FORMAT_VERSION, parseManifest, sha256File, type Manifest, type ShardEntry } from '../format/manifest';
 import { PARTITIONER, shardOfId } from '../format/partition';
 import type { ProgressReporter, ProgressSnapshot, ShardProgress } from './progress';
-import { openReader, type InputFormat, type Row, type VectorReader } from './readers';
+import { FORMATS_WITH_IDS, openReader, type InputFormat, type ReaderOptions, type Row, type VectorReader } from './readers';
+import { readIdsList, withIdsList } from './readers/ids-list';
 import { writeVersionFolder } from './version-folder';
 
 /** What the builder needs from the engine's `Index` (which satisfies it). */
@@ -56,6 +57,12 @@ export interface BuildOptions {
   readonly threads?: number;
   /** Required for `.ann` input; checked against the file otherwise. */
   readonly dim?: number;
+  /** `--ids`: ids of an input without its own (.npy, .fvecs, .bvecs), in row order. */
+  readonly idsFile?: string;
+  /** How readers find ids and vectors: `--ids-from-row`, Parquet's column names. */
+  readonly idsFromRow?: boolean;
+  readonly idColumn?: string;
+  readonly vectorColumn?: string;
   readonly progress?: ProgressReporter;
 }
 
@@ -72,6 +79,8 @@ interface ResolvedBuild {
   readonly seed: number;
   readonly threads: number;
   readonly dim: number | undefined;
+  readonly idsFile: string | undefined;
+  readonly readerOptions: Pick<ReaderOptions, 'idsFromRow' | 'idColumn' | 'vectorColumn'>;
   readonly progress: ProgressReporter | undefined;
   readonly startedAt: Date;
 }
@@ -112,9 +121,19 @@ function resolve(options: BuildOptions): ResolvedBuild {
     seed,
     threads: positive('threads', options.threads ?? availableParallelism()),
     dim: options.dim === undefined ? undefined : positive('dim', options.dim),
+    idsFile: idsFileFor(options),
+    readerOptions: { idsFromRow: options.idsFromRow, idColumn: options.idColumn, vectorColumn: options.vectorColumn },
     progress: options.progress,
     startedAt,
   };
+}
+
+/** `--ids` gives ids to formats that have none; a format with ids of its own refuses it. */
+function idsFileFor(options: BuildOptions): string | undefined {
+  if (options.idsFile !== undefined && FORMATS_WITH_IDS.includes(options.format)) {
+    throw new RangeError(`--ids is for inputs without ids of their own; ${options.format} rows carry their ids`);
+  }
+  return options.idsFile;
 }
 
 /** The input's base name without extension, reduced to the characters a name allows. */
@@ -157,7 +176,7 @@ async function buildInto(tempDir: string, build: ResolvedBuild): Promise<Manifes
 }
 
 async function readAndBuild(tempDir: string, build: ResolvedBuild, opened: BuildableForest[]): Promise<Manifest> {
-  const reader = await openReader(build.format, build.input, { dim: build.dim, metric: build.metric });
+  const reader = await openInput(build);
   let shards: ShardWork[];
   let dim: number;
   try {
@@ -204,6 +223,27 @@ async function readAndBuild(tempDir: string, build: ResolvedBuild, opened: Build
   parseManifest(text, file);
   await writeNewFile(file, text);
   return manifest;
+}
+
+async function readIdsFile(file: string): Promise<string[]> {
+  try {
+    return await readIdsList(file);
+  } catch (err) {
+    if (err instanceof InputError) throw err;
+    throw new InputError({ file }, `cannot read the --ids file: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+  }
+}
+
+async function openInput(build: ResolvedBuild): Promise<VectorReader> {
+  const ids = build.idsFile === undefined ? undefined : await readIdsFile(build.idsFile);
+  const reader = await openReader(build.format, build.input, { dim: build.dim, metric: build.metric, ...build.readerOptions });
+  if (ids === undefined) return reader;
+  try {
+    return withIdsList(reader, ids, build.idsFile!);
+  } catch (err) {
+    await reader.close();
+    throw err;
+  }
 }
 
 /** Streams every row into its shard's forest; returns the shards and the dimension. */

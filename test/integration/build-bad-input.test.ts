@@ -93,6 +93,19 @@ test('ids a shard file cannot hold, a truncated file, a missing file, an .ann wi
   await expectRefused(file('x.ann', Buffer.alloc(64)), 'ann', /x\.ann: an Annoy \.ann file has no header: give --dim/);
 });
 
+test('ids: a JSON Lines row without one, an --ids list of the wrong length or with an empty line, --ids where rows carry ids', async () => {
+  const noId = file('noid.jsonl', jsonl([fine(0), { vector: [1, 2, 3] }, fine(2)]));
+  await expectRefused(noId, 'jsonl', `${noId}: row 1 (line 2): no "id" (every row needs one; --ids-from-row uses row numbers instead)`);
+  const npy = join(dir, 'five.npy');
+  writeNpy(npy, gaussianVectors(5, 4, 1));
+  const four = file('four.txt', 'a\nb\nc\nd\n');
+  await expectRefused(npy, 'npy', `${four}: holds 4 ids, but ${npy} has 5 rows`, ['--ids', four]);
+  const gap = file('gap.txt', 'a\nb\n\nd\ne\n');
+  await expectRefused(npy, 'npy', `${npy}: row 2: id is empty`, ['--ids', gap]);
+  await expectRefused(npy, 'npy', `${join(dir, 'none.txt')}: cannot read the --ids file: ENOENT`, ['--ids', join(dir, 'none.txt')]);
+  await expectRefused(noId, 'jsonl', '--ids is for inputs without ids of their own; jsonl rows carry their ids', ['--ids', four]);
+});
+
 test('an existing version is never overwritten', async () => {
   const out = join(dir, 'existing');
   mkdirSync(join(out, 'v1'), { recursive: true });

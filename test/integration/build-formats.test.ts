@@ -2,7 +2,7 @@
 // a version folder: the manifest describes it, every id lands on the shard the
 // partitioner names, every item's vector is the input row with that id (read
 // back by the engine and by Python annoy), and `canopy inspect` accepts it.
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -17,7 +17,7 @@ import { annoyQuery } from '../support/annoy-reference';
 import { runCanopy } from '../support/cli';
 import { makeMatrix, row, type Matrix } from '../support/matrix';
 import { binaryVectors, clusteredVectors } from '../support/vectors';
-import { words, writeAnn, writeJsonl, writeNpy, writeVecs, writeWord2vecBinary, writeWord2vecText } from '../support/input-files';
+import { words, writeAnn, writeIdsNpy, writeJsonl, writeNpy, writeParquet, writeVecs, writeWord2vecBinary, writeWord2vecText } from '../support/input-files';
 
 const dir = mkdtempSync(join(tmpdir(), 'canopy-build-formats-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -39,6 +39,10 @@ interface Case {
 
 const vocabulary = words(ROWS);
 const jsonIds = Array.from({ length: ROWS }, (_, i) => `item/${i}`);
+const trackIds = Array.from({ length: ROWS }, (_, i) => `track:${i * 7 + 3}`);
+const intIds = Array.from({ length: ROWS }, (_, i) => 1_000_000 + i * 3);
+const textIdsFile = join(dir, 'ids.txt');
+const npyIdsFile = join(dir, 'ids.npy');
 const CASES: Record<string, Case> = {
   'npy float32': { format: 'npy', metric: 'angular', vectors: data, ids: rowIds, write: (f) => writeNpy(f, data) },
   'npy float64': { format: 'npy', metric: 'euclidean', vectors: data, ids: rowIds, write: (f) => writeNpy(f, data, { dtype: '<f8' }) },
@@ -47,6 +51,34 @@ const CASES: Record<string, Case> = {
   'word2vec binary': { format: 'word2vec', metric: 'angular', vectors: data, ids: vocabulary, write: (f) => writeWord2vecBinary(f, vocabulary, data) },
   'word2vec text': { format: 'word2vec', metric: 'dot', vectors: data, ids: vocabulary, write: (f) => writeWord2vecText(f, vocabulary, data) },
   jsonl: { format: 'jsonl', metric: 'euclidean', vectors: data, ids: jsonIds, write: (f) => writeJsonl(f, data, jsonIds) },
+  'parquet by pyarrow (string ids, fixed-size list<float>, several row groups)': {
+    format: 'parquet', metric: 'angular', vectors: data, ids: trackIds, write: (f) => writeParquet(f, data, trackIds),
+  },
+  'parquet by pandas (integer ids, list<double>, named columns)': {
+    format: 'parquet', extra: ['--id-column', 'track', '--vector-column', 'embedding'], metric: 'dot', vectors: data, ids: intIds.map(String),
+    write: (f) => writeParquet(f, data, intIds, { writer: 'pandas', idColumn: 'track', vectorColumn: 'embedding' }),
+  },
+  'npy with --ids, one id per line': {
+    format: 'npy', extra: ['--ids', textIdsFile], metric: 'euclidean', vectors: data, ids: trackIds,
+    write: (f) => {
+      writeNpy(f, data);
+      writeFileSync(textIdsFile, trackIds.join('\n') + '\n');
+    },
+  },
+  'npy with --ids, a numpy string array': {
+    format: 'npy', extra: ['--ids', npyIdsFile], metric: 'angular', vectors: data, ids: trackIds,
+    write: (f) => {
+      writeNpy(f, data);
+      writeIdsNpy(npyIdsFile, trackIds);
+    },
+  },
+  'fvecs with --ids': {
+    format: 'fvecs', extra: ['--ids', textIdsFile], metric: 'euclidean', vectors: data, ids: jsonIds,
+    write: (f) => {
+      writeVecs(f, data, 'fvecs');
+      writeFileSync(textIdsFile, jsonIds.join('\n'));
+    },
+  },
   'Annoy .ann': {
     format: 'ann',
     extra: ['--dim', String(DIM)],
@@ -125,7 +157,7 @@ test('defaults: index from the file name, a UTC timestamp version, 50 trees, see
   const input = join(dir, 'My Vectors!.jsonl');
   writeJsonl(input, makeMatrix(30, 3, Float32Array.from({ length: 90 }, (_, i) => i % 7)));
   const out = join(dir, 'defaults');
-  const result = await runCanopy(['build', '--input', input, '--format', 'jsonl', '--metric', 'euclidean', '--out', out]);
+  const result = await runCanopy(['build', '--input', input, '--format', 'jsonl', '--ids-from-row', '--metric', 'euclidean', '--out', out]);
   expect(result.code).toBe(0);
   const [version] = readdirSync(out);
   expect(version).toMatch(/^\d{8}T\d{6}Z$/);

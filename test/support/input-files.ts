@@ -87,3 +87,45 @@ os.remove(${JSON.stringify(raw)})`,
 export function words(count: number): string[] {
   return Array.from({ length: count }, (_, i) => (i % 3 === 0 ? `wörd_${i}` : i % 3 === 1 ? `New_York_${i}` : `日本${i}`));
 }
+
+/**
+ * Parquet as a Python job writes it. `pyarrow`: string ids and a fixed-size
+ * list<float> column, in row groups of `rowGroupRows`; `pandas`: a DataFrame of
+ * integer ids (or `ids`) and a column of float64 numpy rows (list<double>).
+ */
+export function writeParquet(
+  file: string,
+  m: Matrix,
+  ids: readonly (string | number)[],
+  { writer = 'pyarrow', idColumn = 'id', vectorColumn = 'vector', rowGroupRows = 700 }: { writer?: 'pyarrow' | 'pandas'; idColumn?: string; vectorColumn?: string; rowGroupRows?: number } = {},
+): void {
+  const raw = `${file}.raw`;
+  writeFloat32File(raw, m);
+  const idsJson = `${file}.ids.json`;
+  writeFileSync(idsJson, JSON.stringify(ids));
+  const body =
+    writer === 'pyarrow'
+      ? `table = pa.table({${JSON.stringify(idColumn)}: pa.array(ids), ${JSON.stringify(vectorColumn)}: pa.FixedSizeListArray.from_arrays(pa.array(a.ravel()), ${m.dim})})
+pq.write_table(table, ${JSON.stringify(file)}, row_group_size=${rowGroupRows})`
+      : `pd.DataFrame({${JSON.stringify(idColumn)}: ids, ${JSON.stringify(vectorColumn)}: list(a.astype(np.float64))}).to_parquet(${JSON.stringify(file)})`;
+  python(
+    `import json, os
+import numpy as np, pandas as pd, pyarrow as pa, pyarrow.parquet as pq
+a = np.fromfile(${JSON.stringify(raw)}, dtype='<f4').reshape(${m.rows}, ${m.dim})
+ids = json.load(open(${JSON.stringify(idsJson)}))
+${body}
+os.remove(${JSON.stringify(raw)}); os.remove(${JSON.stringify(idsJson)})`,
+  );
+}
+
+/** `np.save` of the ids as a string array (dtype '<U<n>'), what `np.array(ids)` gives. */
+export function writeIdsNpy(file: string, ids: readonly string[]): void {
+  const idsJson = `${file}.json`;
+  writeFileSync(idsJson, JSON.stringify(ids));
+  python(
+    `import json, os, numpy as np
+with open(${JSON.stringify(file)}, 'wb') as f:
+    np.save(f, np.array(json.load(open(${JSON.stringify(idsJson)}))))
+os.remove(${JSON.stringify(idsJson)})`,
+  );
+}

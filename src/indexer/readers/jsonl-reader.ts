@@ -1,14 +1,16 @@
 // JSON Lines: one object per line, `{"id": "...", "vector": [...]}`. `id` is
-// optional (the row number is used) and may be a string or an integer. Blank
-// lines are skipped; rows are counted over the non-blank lines.
+// a string or an integer; a row without one is refused unless `--ids-from-row`
+// says to use the row number. Blank lines are skipped; rows are counted over
+// the non-blank lines.
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 
 import { InputError } from '../input-error';
-import { ROWS_PER_BATCH, type Row, type VectorReader } from './vector-reader';
+import { ROWS_PER_BATCH, type ReaderOptions, type Row, type VectorReader } from './vector-reader';
 
-export async function openJsonl(file: string): Promise<VectorReader> {
+export async function openJsonl(file: string, options: ReaderOptions): Promise<VectorReader> {
+  const idsFromRow = options.idsFromRow === true;
   const { size } = await stat(file);
   const stream = createReadStream(file);
   return {
@@ -26,7 +28,7 @@ export async function openJsonl(file: string): Promise<VectorReader> {
       for await (const text of createInterface({ input: stream, crlfDelay: Infinity })) {
         line++;
         if (text.trim().length === 0) continue;
-        batch.push(parseRow(text, { file, row, line }));
+        batch.push(parseRow(text, { file, row, line }, idsFromRow));
         row++;
         if (batch.length === ROWS_PER_BATCH) {
           yield batch;
@@ -41,7 +43,7 @@ export async function openJsonl(file: string): Promise<VectorReader> {
   };
 }
 
-function parseRow(text: string, where: { file: string; row: number; line: number }): Row {
+function parseRow(text: string, where: { file: string; row: number; line: number }, idsFromRow: boolean): Row {
   const fail = (problem: string): never => {
     throw new InputError(where, problem);
   };
@@ -60,7 +62,7 @@ function parseRow(text: string, where: { file: string; row: number; line: number
     values[i] = v as number;
   });
   const row: Row = { row: where.row, line: where.line, vector: values };
-  if (id === undefined) return row;
+  if (id === undefined) return idsFromRow ? row : fail('no "id" (every row needs one; --ids-from-row uses row numbers instead)');
   if (typeof id === 'string') return { ...row, id };
   if (Number.isSafeInteger(id)) return { ...row, id: String(id) };
   return fail(`"id" must be a string or an integer, got ${JSON.stringify(id)}`);

@@ -5,10 +5,17 @@ import { InputError } from '../input-error';
 import { ByteReader, float32FromFloat64LE, float32FromLE } from './byte-reader';
 import { ROWS_PER_BATCH, type Row, type VectorReader } from './vector-reader';
 
-const MAGIC = Buffer.from('\x93NUMPY', 'latin1');
+export const NPY_MAGIC = Buffer.from('\x93NUMPY', 'latin1');
 const ITEM_BYTES: Readonly<Record<string, number>> = { '<f4': 4, '<f8': 8 };
 
-interface NpyHeader {
+/** What an `.npy` header says; each reader checks the dtype and shape it accepts. */
+export interface NpyHeader {
+  readonly descr: string;
+  readonly fortranOrder: boolean;
+  readonly shape: readonly number[];
+}
+
+interface MatrixHeader {
   readonly descr: string;
   readonly rows: number;
   readonly dim: number;
@@ -17,7 +24,7 @@ interface NpyHeader {
 export async function openNpy(file: string): Promise<VectorReader> {
   const bytes = await ByteReader.open(file);
   try {
-    const header = await readHeader(bytes, file);
+    const header = await readMatrixHeader(bytes, file);
     const itemBytes = ITEM_BYTES[header.descr]!;
     const rowBytes = header.dim * itemBytes;
     const expected = bytes.position + header.rows * rowBytes;
@@ -52,12 +59,27 @@ export async function openNpy(file: string): Promise<VectorReader> {
   }
 }
 
-async function readHeader(bytes: ByteReader, file: string): Promise<NpyHeader> {
+async function readMatrixHeader(bytes: ByteReader, file: string): Promise<MatrixHeader> {
+  const fail = (problem: string): never => {
+    throw new InputError({ file }, `not a readable .npy file: ${problem}`);
+  };
+  const { descr, fortranOrder, shape } = await readNpyHeader(bytes, file);
+  if (ITEM_BYTES[descr] === undefined) {
+    fail(`dtype ${descr} is not supported (use little-endian float32 '<f4' or float64 '<f8')`);
+  }
+  if (fortranOrder) fail('the array is in Fortran order; save it in C order (np.ascontiguousarray)');
+  if (shape.length !== 2) fail(`shape (${shape.join(', ')}) must be 2-D: (rows, dim)`);
+  if (shape[1] === 0) fail('dim (shape[1]) is 0');
+  return { descr, rows: shape[0]!, dim: shape[1]! };
+}
+
+/** Reads the magic, version and header dict; leaves `bytes` at the first byte of the array. */
+export async function readNpyHeader(bytes: ByteReader, file: string): Promise<NpyHeader> {
   const fail = (problem: string): never => {
     throw new InputError({ file }, `not a readable .npy file: ${problem}`);
   };
   const prefix = Buffer.from(await bytes.read(8));
-  if (prefix.length < 8 || !prefix.subarray(0, 6).equals(MAGIC)) fail('missing the \\x93NUMPY magic');
+  if (prefix.length < 8 || !prefix.subarray(0, 6).equals(NPY_MAGIC)) fail('missing the \\x93NUMPY magic');
   const major = prefix[6]!;
   if (major < 1 || major > 3) fail(`format version ${major}.${prefix[7]} is not supported`);
   const lengthBytes = Buffer.from(await bytes.read(major === 1 ? 2 : 4));
@@ -68,20 +90,13 @@ async function readHeader(bytes: ByteReader, file: string): Promise<NpyHeader> {
   const text = raw.toString(major === 3 ? 'utf8' : 'latin1');
 
   const descr = /'descr'\s*:\s*'([^']*)'/.exec(text)?.[1] ?? fail(`no 'descr' in header ${text.trim()}`);
-  if (ITEM_BYTES[descr] === undefined) {
-    fail(`dtype ${descr} is not supported (use little-endian float32 '<f4' or float64 '<f8')`);
-  }
   const fortran = /'fortran_order'\s*:\s*(True|False)/.exec(text)?.[1] ?? fail(`no 'fortran_order' in header ${text.trim()}`);
-  if (fortran === 'True') fail('the array is in Fortran order; save it in C order (np.ascontiguousarray)');
   const shapeText = /'shape'\s*:\s*\(([^)]*)\)/.exec(text)?.[1] ?? fail(`no 'shape' in header ${text.trim()}`);
   const shape = shapeText
     .split(',')
     .map((s) => s.trim())
     .filter((s) => s.length > 0)
     .map(Number);
-  if (shape.length !== 2 || !shape.every((n) => Number.isSafeInteger(n) && n >= 0)) {
-    fail(`shape (${shapeText}) must be 2-D: (rows, dim)`);
-  }
-  if (shape[1] === 0) fail('dim (shape[1]) is 0');
-  return { descr, rows: shape[0]!, dim: shape[1]! };
+  if (!shape.every((n) => Number.isSafeInteger(n) && n >= 0)) fail(`shape (${shapeText}) is not a list of sizes`);
+  return { descr, fortranOrder: fortran === 'True', shape };
 }

@@ -34,6 +34,11 @@ export interface ReaderOptions {
   readonly dim: number | undefined;
   /** `--metric`: Annoy's node layout depends on it. */
   readonly metric: import('../../format/metric').Metric;
+  /** `--ids-from-row`: a row without an id gets its row number; otherwise formats with ids refuse such a row. */
+  readonly idsFromRow?: boolean;
+  /** Parquet: `--id-column` (default "id") and `--vector-column` (default "vector"). */
+  readonly idColumn?: string;
+  readonly vectorColumn?: string;
 }
 
 export type OpenReader = (file: string, options: ReaderOptions) => Promise<VectorReader>;

@@ -1,23 +1,26 @@
 // Every reader against real files: the rows come back as written, in order,
 // with the ids the format carries, and malformed files fail naming file and row.
+import { execFileSync } from 'node:child_process';
 import { appendFileSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { afterAll, describe, expect, test } from 'vitest';
 
+import { readIdsList, withIdsList } from '../../../src/indexer/readers/ids-list';
+
 import { InputError } from '../../../src/indexer/input-error';
 import { openReader, type InputFormat, type Row } from '../../../src/indexer/readers';
 import type { Metric } from '../../../src/format/metric';
 import { makeMatrix, row, type Matrix } from '../../support/matrix';
 import { binaryVectors, gaussianVectors } from '../../support/vectors';
-import { words, writeAnn, writeJsonl, writeNpy, writeVecs, writeWord2vecBinary, writeWord2vecText } from '../../support/input-files';
+import { writeIdsNpy, writeParquet, words, writeAnn, writeJsonl, writeNpy, writeVecs, writeWord2vecBinary, writeWord2vecText } from '../../support/input-files';
 
 const dir = mkdtempSync(join(tmpdir(), 'canopy-readers-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-async function readAll(format: InputFormat, file: string, options: { dim?: number; metric?: Metric } = {}): Promise<Row[]> {
-  const reader = await openReader(format, file, { dim: options.dim, metric: options.metric ?? 'euclidean' });
+async function readAll(format: InputFormat, file: string, options: { dim?: number; metric?: Metric; idsFromRow?: boolean } = {}): Promise<Row[]> {
+  const reader = await openReader(format, file, { dim: options.dim, metric: options.metric ?? 'euclidean', idsFromRow: options.idsFromRow });
   const rows: Row[] = [];
   try {
     for await (const batch of reader.batches()) for (const r of batch) rows.push({ ...r, vector: r.vector.slice() });
@@ -143,7 +146,7 @@ describe('word2vec', () => {
 });
 
 describe('jsonl', () => {
-  test('string and integer ids, rows without ids, blank lines skipped', async () => {
+  test('string and integer ids; rows without ids only with --ids-from-row; blank lines skipped', async () => {
     const withIds = join(dir, 'ids.jsonl');
     const ids = Array.from({ length: m.rows }, (_, i) => (i % 2 === 0 ? `item-${i}` : i));
     writeJsonl(withIds, m, ids);
@@ -151,19 +154,76 @@ describe('jsonl', () => {
     const withoutIds = join(dir, 'noids.jsonl');
     writeJsonl(withoutIds, m);
     appendFileSync(withoutIds, '\n  \n');
-    expectRows(await readAll('jsonl', withoutIds), m);
+    expectRows(await readAll('jsonl', withoutIds, { idsFromRow: true }), m);
+    await expectInputError(readAll('jsonl', withoutIds), /no "id" \(every row needs one; --ids-from-row uses row numbers instead\)/, { file: withoutIds, row: 0 });
   });
 
   test('bad JSON, a non-number value and a bad id name the row and line', async () => {
     const file = join(dir, 'bad.jsonl');
     writeFileSync(file, '{"vector": [1, 2]}\n\n{"vector": [1, oops]}\n');
-    const err = await readAll('jsonl', file).catch((e: InputError) => e);
+    const err = await readAll('jsonl', file, { idsFromRow: true }).catch((e: InputError) => e);
     expect(err).toBeInstanceOf(InputError);
     expect((err as InputError).message).toMatch(new RegExp(`^${file}: row 1 \\(line 3\\): not valid JSON`));
     writeFileSync(file, '{"vector": [1, "2"]}\n');
-    await expectInputError(readAll('jsonl', file), /vector\[1\] is "2", not a number/, { file, row: 0 });
+    await expectInputError(readAll('jsonl', file, { idsFromRow: true }), /vector\[1\] is "2", not a number/, { file, row: 0 });
     writeFileSync(file, '{"id": 1.5, "vector": [1, 2]}\n');
     await expectInputError(readAll('jsonl', file), /"id" must be a string or an integer/, { file, row: 0 });
+  });
+});
+
+describe('parquet', () => {
+  const ids = Array.from({ length: m.rows }, (_, i) => `t${i}`);
+
+  test('rows come back in order across row groups, ids from the id column', async () => {
+    const file = join(dir, 'rows.parquet');
+    writeParquet(file, m, ids, { rowGroupRows: 1_000 });
+    expectRows(await readAll('parquet', file), m, ids);
+  });
+
+  test('missing columns, a null vector and a null value are refused, naming what is there', async () => {
+    const file = join(dir, 'named.parquet');
+    writeParquet(file, m, ids, { idColumn: 'key', vectorColumn: 'emb' });
+    await expectInputError(readAll('parquet', file), /no vector column "vector" \(--vector-column\); the file's columns: key, emb/, { file });
+    const noId = await openReader('parquet', file, { dim: undefined, metric: 'euclidean', vectorColumn: 'emb' }).catch((e: unknown) => e);
+    expect((noId as Error).message).toMatch(/no id column "id" \(--id-column, or --ids-from-row to use row numbers\)/);
+    const byRow = await openReader('parquet', file, { dim: undefined, metric: 'euclidean', vectorColumn: 'emb', idsFromRow: true });
+    await byRow.close();
+    const notList = await openReader('parquet', file, { dim: undefined, metric: 'euclidean', vectorColumn: 'key', idColumn: 'key' }).catch((e: unknown) => e);
+    expect((notList as Error).message).toMatch(/column "key" is not a list of numbers/);
+
+    const nulls = join(dir, 'nulls.parquet');
+    const script = `import pyarrow as pa, pyarrow.parquet as pq
+pq.write_table(pa.table({'id': ['a', 'b', 'c'], 'vector': pa.array([[1.0, 2.0], None, [1.0, None]], pa.list_(pa.float32()))}), ${JSON.stringify(nulls)})`;
+    execFileSync('python3', ['-c', script]);
+    await expectInputError(readAll('parquet', nulls), /vector is null, not a list of numbers/, { file: nulls, row: 1 });
+    writeFileSync(join(dir, 'not.parquet'), 'hello');
+    await expectInputError(readAll('parquet', join(dir, 'not.parquet')), /not a readable Parquet file/, { file: join(dir, 'not.parquet') });
+  });
+});
+
+describe('--ids lists', () => {
+  const small = gaussianVectors(5, 3, 2);
+
+  test('text and numpy string arrays; a count that differs from the rows is refused', async () => {
+    const vectors = join(dir, 'small.npy');
+    writeNpy(vectors, small);
+    const text = join(dir, 'ids.txt');
+    writeFileSync(text, 'a\nb\nc\nd\ne\n');
+    expect(await readIdsList(text)).toEqual(['a', 'b', 'c', 'd', 'e']);
+    const npy = join(dir, 'ids.npy');
+    writeIdsNpy(npy, ['track:1', 'trück:22', 'x', '', 'long-id-number-5']);
+    expect(await readIdsList(npy)).toEqual(['track:1', 'trück:22', 'x', '', 'long-id-number-5']);
+
+    const reader = await openReader('npy', vectors, { dim: undefined, metric: 'euclidean' });
+    const rows: Row[] = [];
+    for await (const batch of withIdsList(reader, await readIdsList(text), text).batches()) rows.push(...batch);
+    expect(rows.map((r) => r.id)).toEqual(['a', 'b', 'c', 'd', 'e']);
+    await reader.close();
+    expect(() => withIdsList(reader, ['a', 'b'], text)).toThrow(`${text}: holds 2 ids, but ${vectors} has 5 rows`);
+
+    const objects = join(dir, 'objects.npy');
+    execFileSync('python3', ['-c', `import numpy as np; np.save(${JSON.stringify(objects)}, np.array(['a', 1], dtype=object), allow_pickle=True)`]);
+    await expect(readIdsList(objects)).rejects.toThrow(/dtype \|O is not a string dtype/);
   });
 });
 
