@@ -66,6 +66,9 @@ class Forest {
   // Every method that reads nodes calls it after reading. Thread-safe.
   void check_intact(bool saw_bad_reference = false) const;
 
+  // Throws Error OutOfRange naming `what` unless 0 <= item < n_items.
+  void check_item(int32_t item, const char* what) const;
+
   // Writes the node array to `path` (Annoy's file). Throws Error IoError naming the path.
   void write_to(const std::string& path) const;
 
@@ -80,8 +83,6 @@ class Forest {
  protected:
   Forest(const NodeLayout& layout, ForestStorage storage, int32_t n_items, int32_t n_nodes, std::vector<int32_t> roots)
       : layout_(layout), storage_(std::move(storage)), n_items_(n_items), n_nodes_(n_nodes), roots_(std::move(roots)) {}
-
-  void check_item(int32_t item, const char* what) const;
 
   NodeLayout layout_;
   ForestStorage storage_;

@@ -1,0 +1,44 @@
+// A neighbour graph over a forest's items: for each item up to `width` neighbour ids, best first.
+//
+// Rows have a fixed width so row i starts at i * width and is one aligned read (width is a multiple
+// of 16: a row is whole 64-byte lines). A row holds its neighbours first, then kNoNeighbour up to the
+// end; no row names its own item, an id twice, or an id outside 0..n_items-1 (check_graph_rows).
+// Holes (ids never added) have empty rows and are never named by another row.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace canopy {
+
+constexpr int32_t kNoNeighbour = -1;
+constexpr int kGraphRowAlignment = 16;  // ids per 64-byte line
+constexpr int kGraphMaxWidth = 256;
+
+// Read-only rows, owned elsewhere (a Graph, or a mapped sidecar section).
+struct GraphView {
+  const int32_t* rows = nullptr;
+  int32_t n_items = 0;
+  int width = 0;
+
+  const int32_t* row(int32_t item) const { return rows + static_cast<size_t>(item) * static_cast<size_t>(width); }
+  bool empty() const { return rows == nullptr; }
+};
+
+// Rows built in memory.
+struct Graph {
+  std::vector<int32_t> rows;
+  int32_t n_items = 0;
+  int width = 0;
+
+  GraphView view() const { return GraphView{rows.data(), n_items, width}; }
+};
+
+// Throws Error BadFile ("<source>: ...") unless the rows hold the invariants above: width a
+// positive multiple of kGraphRowAlignment up to kGraphMaxWidth, every id in range, no self loop, no
+// repeat, padding only at the end of a row. `source` names the file or section in the message.
+void check_graph_rows(const GraphView& graph, const std::string& source);
+
+}  // namespace canopy

@@ -1,0 +1,323 @@
+#include "graph_build.h"
+
+#include <algorithm>
+#include <mutex>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+#include "error.h"
+
+namespace canopy {
+
+GraphBuildOptions GraphBuildOptions::resolved(int dim) const {
+  GraphBuildOptions o = *this;
+  if (o.width == 0) o.width = dim < 32 ? 16 : 32;
+  if (o.candidates == 0) o.candidates = o.width + o.width / 2;
+  auto bad = [](const std::string& what) { throw Error(ErrorCode::InvalidArgument, "graph build: " + what); };
+  if (o.width < kGraphRowAlignment || o.width > kGraphMaxWidth || o.width % kGraphRowAlignment != 0) {
+    bad("width must be a multiple of 16 in 16.." + std::to_string(kGraphMaxWidth) + ", got " + std::to_string(o.width));
+  }
+  if (o.candidates < o.width || o.candidates > 4 * kGraphMaxWidth) {
+    bad("candidates must be in width.." + std::to_string(4 * kGraphMaxWidth) + ", got " + std::to_string(o.candidates));
+  }
+  if (o.iterations < 0 || o.iterations > 100) bad("iterations must be in 0..100, got " + std::to_string(o.iterations));
+  if (o.seed_trees < 1) bad("seed_trees must be >= 1, got " + std::to_string(o.seed_trees));
+  if (o.n_threads < 1) bad("n_threads must be >= 1, got " + std::to_string(o.n_threads));
+  return o;
+}
+
+namespace {
+
+// Runs body(begin, end) over [0, n) split into n_threads contiguous ranges.
+template <class F>
+void parallel_for(int n_threads, size_t n, F body) {
+  if (n_threads == 1 || n < 1024) {
+    body(size_t{0}, n);
+    return;
+  }
+  std::vector<std::thread> threads;
+  const size_t step = (n + static_cast<size_t>(n_threads) - 1) / static_cast<size_t>(n_threads);
+  for (size_t begin = 0; begin < n; begin += step) threads.emplace_back(body, begin, std::min(n, begin + step));
+  for (auto& t : threads) t.join();
+}
+
+struct Neighbour {
+  float distance;
+  int32_t id;
+  uint8_t age;  // kFresh: added this round; kNew: not yet joined; kOld: joined
+};
+enum : uint8_t { kOld = 0, kNew = 1, kFresh = 2 };
+
+bool closer(const Neighbour& a, const Neighbour& b) {
+  return a.distance < b.distance || (a.distance == b.distance && a.id < b.id);
+}
+
+// Up to `cap` ids, stored in a fixed slot of a flat array.
+struct IdLists {
+  std::vector<int32_t> ids;
+  std::vector<int32_t> counts;
+  int cap = 0;
+
+  IdLists(size_t n, int cap_) : ids(n * static_cast<size_t>(cap_)), counts(n, 0), cap(cap_) {}
+  int32_t* of(size_t i) { return ids.data() + i * static_cast<size_t>(cap); }
+  bool push(size_t i, int32_t id) {
+    if (counts[i] == cap) return false;
+    of(i)[counts[i]++] = id;
+    return true;
+  }
+};
+
+template <class M>
+class GraphBuilder {
+ public:
+  using Node = typename M::Node;
+
+  GraphBuilder(const Forest& forest, const GraphBuildOptions& o)
+      : forest_(forest), o_(o), n_(forest.n_items()), f_(forest.layout().value_count), L_(o.candidates),
+        lists_(static_cast<size_t>(n_) * static_cast<size_t>(L_)), sizes_(static_cast<size_t>(n_), 0), locks_(kLockStripes) {}
+
+  Graph build() {
+    seed_from_leaves();
+    seed_lonely_items();
+    const size_t stop_below = static_cast<size_t>(0.001 * static_cast<double>(n_) * L_);
+    for (int round = 0; round < o_.iterations; ++round) {
+      if (descend() <= stop_below) break;
+    }
+    return prune();
+  }
+
+ private:
+  static constexpr size_t kLockStripes = 4096;
+  static constexpr int kMinSeeded = 8;
+
+  const Node* node(int32_t i) const {
+    return reinterpret_cast<const Node*>(forest_.data() + forest_.layout().node_size * static_cast<size_t>(i));
+  }
+  bool is_item(int32_t i) const { return i >= 0 && i < n_ && node(i)->n_descendants == 1; }
+  float distance(int32_t a, int32_t b) const { return M::distance(node(a), node(b), f_); }
+  Neighbour* list(int32_t i) { return lists_.data() + static_cast<size_t>(i) * static_cast<size_t>(L_); }
+
+  // Offers j to i's list (a max-heap by (distance, id) once full). Thread-safe.
+  void offer(int32_t i, int32_t j, float d) {
+    const Neighbour cand{d, j, kFresh};
+    std::lock_guard<std::mutex> lock(locks_[static_cast<size_t>(i) % kLockStripes]);
+    Neighbour* l = list(i);
+    int32_t& size = sizes_[static_cast<size_t>(i)];
+    if (size == L_ && !closer(cand, l[0])) return;
+    for (int32_t c = 0; c < size; ++c) {
+      if (l[c].id == j) return;
+    }
+    if (size == L_) {
+      std::pop_heap(l, l + size, closer);
+      l[size - 1] = cand;
+    } else {
+      l[size++] = cand;
+    }
+    std::push_heap(l, l + size, closer);
+  }
+
+  void offer_pair(int32_t a, int32_t b) {
+    const float d = distance(a, b);
+    offer(a, b, d);
+    offer(b, a, d);
+  }
+
+  // Items sharing a leaf are near each other: score them pairwise.
+  void seed_from_leaves() {
+    std::vector<std::vector<int32_t>> leaves;
+    const size_t trees = std::min(forest_.roots().size(), static_cast<size_t>(o_.seed_trees));
+    for (size_t t = 0; t < trees; ++t) collect_leaves(forest_.roots()[t], leaves);
+    parallel_for(o_.n_threads, leaves.size(), [&](size_t begin, size_t end) {
+      for (size_t b = begin; b < end; ++b) {
+        const std::vector<int32_t>& leaf = leaves[b];
+        for (size_t x = 0; x < leaf.size(); ++x) {
+          for (size_t y = x + 1; y < leaf.size(); ++y) offer_pair(leaf[x], leaf[y]);
+        }
+      }
+    });
+  }
+
+  // Items no seeding leaf shared (a tree may keep an item alone): a few random partners, so that
+  // NN-descent can reach them.
+  void seed_lonely_items() {
+    std::vector<int32_t> items;
+    for (int32_t i = 0; i < n_; ++i) {
+      if (is_item(i)) items.push_back(i);
+    }
+    if (items.size() < 2) return;
+    for (int32_t i : items) {
+      Kiss64Random random(Kiss64Random::kDefaultSeed + static_cast<uint64_t>(i));
+      for (int tries = 0; sizes_[static_cast<size_t>(i)] < kMinSeeded && tries < 2 * kMinSeeded; ++tries) {
+        const int32_t j = items[random.index(items.size())];
+        if (j != i) offer_pair(i, j);
+      }
+    }
+  }
+
+  void collect_leaves(int32_t root, std::vector<std::vector<int32_t>>& leaves) const {
+    const int32_t K = forest_.layout().max_bucket;
+    std::vector<int32_t> stack{root};
+    while (!stack.empty()) {
+      const int32_t i = stack.back();
+      stack.pop_back();
+      const Node* nd = node(i);
+      const int32_t count = nd->n_descendants;
+      const int32_t* c = reinterpret_cast<const int32_t*>(reinterpret_cast<const uint8_t*>(nd) + M::kChildrenOffset);
+      if (count == 1 && i < n_) continue;  // a lone item: nothing to pair it with here
+      if (count <= K) {
+        std::vector<int32_t> leaf;
+        for (int32_t j = 0; j < count; ++j) {
+          if (is_item(c[j])) leaf.push_back(c[j]);
+        }
+        if (leaf.size() > 1) leaves.push_back(std::move(leaf));
+        continue;
+      }
+      stack.push_back(c[0]);
+      stack.push_back(c[1]);
+    }
+  }
+
+  // One NN-descent round; returns how many list entries it added.
+  size_t descend() {
+    const int sample = std::max(8, L_ / 4);
+    IdLists fresh(static_cast<size_t>(n_), 2 * sample), old(static_cast<size_t>(n_), 2 * sample);
+    // Forward: each item's closest not-yet-joined entries (then marked joined) and closest old ones.
+    parallel_for(o_.n_threads, static_cast<size_t>(n_), [&](size_t begin, size_t end) {
+      std::vector<Neighbour> sorted;
+      for (size_t i = begin; i < end; ++i) {
+        Neighbour* l = list(static_cast<int32_t>(i));
+        sorted.assign(l, l + sizes_[i]);
+        std::sort(sorted.begin(), sorted.end(), closer);
+        int n_new = 0, n_old = 0;
+        for (const Neighbour& e : sorted) {
+          if (e.age != kOld && n_new < sample) {
+            fresh.push(i, e.id);
+            ++n_new;
+          } else if (e.age == kOld && n_old < sample) {
+            old.push(i, e.id);
+            ++n_old;
+          }
+        }
+        for (int32_t c = 0; c < sizes_[i]; ++c) {
+          if (l[c].age != kOld && contains(fresh.of(i), n_new, l[c].id)) l[c].age = kOld;
+        }
+      }
+    });
+    // Reverse, in item order (deterministic): i joins the lists of the items its list names.
+    const std::vector<int32_t> forward_fresh = fresh.counts, forward_old = old.counts;
+    for (int32_t i = 0; i < n_; ++i) {
+      for (int c = 0; c < forward_fresh[i]; ++c) fresh.push(static_cast<size_t>(fresh.of(i)[c]), i);
+      for (int c = 0; c < forward_old[i]; ++c) old.push(static_cast<size_t>(old.of(i)[c]), i);
+    }
+    // Join: new with new, new with old.
+    parallel_for(o_.n_threads, static_cast<size_t>(n_), [&](size_t begin, size_t end) {
+      for (size_t i = begin; i < end; ++i) {
+        const int32_t* a = fresh.of(i);
+        const int32_t* b = old.of(i);
+        const int na = fresh.counts[i], nb = old.counts[i];
+        for (int x = 0; x < na; ++x) {
+          if (contains(a, x, a[x])) continue;  // a reverse entry may repeat a forward one
+          for (int y = x + 1; y < na; ++y) {
+            if (a[y] != a[x] && !contains(a, y, a[y])) offer_pair(a[x], a[y]);
+          }
+          for (int y = 0; y < nb; ++y) {
+            if (b[y] != a[x] && !contains(b, y, b[y]) && !contains(a, na, b[y])) offer_pair(a[x], b[y]);
+          }
+        }
+      }
+    });
+    size_t added = 0;
+    for (Neighbour& e : lists_) {
+      if (e.age == kFresh) {
+        e.age = kNew;
+        ++added;
+      }
+    }
+    return added;
+  }
+
+  static bool contains(const int32_t* ids, int count, int32_t id) {
+    for (int c = 0; c < count; ++c) {
+      if (ids[c] == id) return true;
+    }
+    return false;
+  }
+
+  // Keeps, closest first, each candidate no kept neighbour is closer to than i is; writes `out`.
+  int select_diverse(int32_t i, std::vector<Neighbour>& candidates, int32_t* out) const {
+    std::sort(candidates.begin(), candidates.end(), closer);
+    int kept = 0;
+    for (const Neighbour& c : candidates) {
+      if (kept == o_.width) break;
+      if (c.id == i || contains(out, kept, c.id)) continue;
+      bool diverse = true;
+      for (int r = 0; r < kept && diverse; ++r) diverse = !(distance(out[r], c.id) < c.distance);
+      if (diverse) out[kept++] = c.id;
+    }
+    for (int r = kept; r < o_.width; ++r) out[r] = kNoNeighbour;
+    return kept;
+  }
+
+  Graph prune() {
+    Graph g;
+    g.n_items = n_;
+    g.width = o_.width;
+    g.rows.assign(static_cast<size_t>(n_) * static_cast<size_t>(o_.width), kNoNeighbour);
+    auto row = [&](int32_t i) { return g.rows.data() + static_cast<size_t>(i) * static_cast<size_t>(o_.width); };
+    parallel_for(o_.n_threads, static_cast<size_t>(n_), [&](size_t begin, size_t end) {
+      std::vector<Neighbour> candidates;
+      for (size_t i = begin; i < end; ++i) {
+        candidates.assign(list(static_cast<int32_t>(i)), list(static_cast<int32_t>(i)) + sizes_[i]);
+        select_diverse(static_cast<int32_t>(i), candidates, row(static_cast<int32_t>(i)));
+      }
+    });
+    // Reverse edges, in item order; each item takes at most `width` of them.
+    IdLists reverse(static_cast<size_t>(n_), o_.width);
+    for (int32_t i = 0; i < n_; ++i) {
+      const int32_t* r = row(i);
+      for (int c = 0; c < o_.width && r[c] != kNoNeighbour; ++c) reverse.push(static_cast<size_t>(r[c]), i);
+    }
+    parallel_for(o_.n_threads, static_cast<size_t>(n_), [&](size_t begin, size_t end) {
+      std::vector<Neighbour> candidates;
+      for (size_t i = begin; i < end; ++i) {
+        const int32_t item = static_cast<int32_t>(i);
+        candidates.assign(list(item), list(item) + sizes_[i]);
+        const int32_t* rev = reverse.of(i);
+        for (int c = 0; c < reverse.counts[i]; ++c) candidates.push_back(Neighbour{distance(item, rev[c]), rev[c], kOld});
+        select_diverse(item, candidates, row(item));
+      }
+    });
+    return g;
+  }
+
+  const Forest& forest_;
+  const GraphBuildOptions o_;
+  const int32_t n_;
+  const int f_;
+  const int L_;
+  std::vector<Neighbour> lists_;  // L_ per item: a max-heap by (distance, id) once full
+  std::vector<int32_t> sizes_;
+  std::vector<std::mutex> locks_;
+};
+
+}  // namespace
+
+Graph build_graph(const Forest& forest, const GraphBuildOptions& options) {
+  const NodeLayout& layout = forest.layout();
+  if (layout.metric == MetricKind::Dot || layout.metric == MetricKind::Hamming) {
+    throw Error(ErrorCode::InvalidArgument, std::string("a neighbour graph needs a metric distance; ") +
+                                                metric_name(layout.metric) + " is not supported (angular, euclidean, manhattan are)");
+  }
+  const GraphBuildOptions o = options.resolved(layout.dim);
+  return with_metric(layout.metric, [&](auto tag) -> Graph {
+    using M = typename decltype(tag)::type;
+    if constexpr (std::is_same_v<typename M::Distance, float>) {
+      return GraphBuilder<M>(forest, o).build();
+    } else {
+      return Graph{};  // not reached: hamming refused above
+    }
+  });
+}
+
+}  // namespace canopy

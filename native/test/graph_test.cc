@@ -1,0 +1,280 @@
+// The neighbour graph: row invariants, quality against brute force, determinism, search recall and
+// cost against the forest alone, exact distances, and refusal of corrupt rows.
+#include <algorithm>
+#include <random>
+#include <set>
+#include <vector>
+
+#include "graph.h"
+#include "graph_build.h"
+#include "graph_search.h"
+#include "index.h"
+#include "test_main.h"
+
+using canopy::Graph;
+using canopy::GraphBuildOptions;
+using canopy::GraphQuery;
+using canopy::Index;
+using canopy::MetricKind;
+
+namespace {
+
+// Items around uneven clusters, as embeddings tend to be.
+std::vector<std::vector<float>> clustered(size_t n, int dim, unsigned seed) {
+  std::mt19937 g(seed);
+  std::normal_distribution<float> normal;
+  std::vector<std::vector<float>> centres(20, std::vector<float>(dim));
+  for (auto& c : centres) {
+    for (auto& x : c) x = 4 * normal(g);
+  }
+  std::vector<std::vector<float>> out(n, std::vector<float>(dim));
+  for (size_t i = 0; i < n; ++i) {
+    const auto& c = centres[(i * i) % centres.size()];
+    for (int z = 0; z < dim; ++z) out[i][z] = c[z] + normal(g);
+  }
+  return out;
+}
+
+struct Fixture {
+  std::vector<std::vector<float>> items;
+  Index index;
+  std::shared_ptr<const canopy::Forest> forest;
+
+  Fixture(MetricKind metric, size_t n, int dim, int trees = 10) : items(clustered(n, dim, 7)), index(metric, dim) {
+    for (size_t i = 0; i < n; ++i) index.add_item(static_cast<int32_t>(i), items[i].data());
+    index.build(trees, 1);
+    forest = index.forest();
+  }
+};
+
+// The k nearest ids to item `of` (or to vector q), by the forest's own distances.
+std::vector<int32_t> brute_force(const canopy::Forest& f, const std::vector<float>& q, size_t k) {
+  std::vector<int32_t> ids(f.result_capacity(k));
+  std::vector<float> d(ids.size());
+  // search_k covering every candidate of every tree: the exact answer.
+  const size_t n = f.search_vector(q.data(), k, int64_t{f.n_items()} * static_cast<int64_t>(f.roots().size()) * 4,
+                                   ids.data(), d.data());
+  ids.resize(n);
+  return ids;
+}
+
+double overlap(const std::vector<int32_t>& a, const std::vector<int32_t>& truth) {
+  const std::set<int32_t> t(truth.begin(), truth.end());
+  size_t hit = 0;
+  for (int32_t id : a) hit += t.count(id);
+  return static_cast<double>(hit) / static_cast<double>(truth.size());
+}
+
+std::vector<int32_t> graph_ids(const canopy::Forest& f, const Graph& g, const std::vector<float>& q, const GraphQuery& gq,
+                               size_t* cost = nullptr) {
+  std::vector<int32_t> ids(f.result_capacity(gq.k));
+  std::vector<float> d(ids.size());
+  canopy::GraphSearchStats stats;
+  const size_t n = canopy::graph_search_vector(f, g.view(), q.data(), gq, ids.data(), d.data(), &stats);
+  ids.resize(n);
+  if (cost != nullptr) *cost += stats.distances;
+  return ids;
+}
+
+std::vector<std::vector<float>> queries(const Fixture& fx, size_t n) {
+  std::mt19937 g(99);
+  std::normal_distribution<float> noise(0, 0.5f);
+  std::vector<std::vector<float>> out;
+  for (size_t i = 0; i < n; ++i) {
+    std::vector<float> q = fx.items[(i * 37) % fx.items.size()];
+    for (auto& x : q) x += noise(g);
+    out.push_back(q);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST(graph_rows_hold_their_invariants) {
+  Fixture fx(MetricKind::Euclidean, 3000, 16);
+  const Graph g = canopy::build_graph(*fx.forest, GraphBuildOptions{});
+  CHECK(g.width == 16);  // below 32 dimensions
+  CHECK(g.n_items == 3000);
+  canopy::check_graph_rows(g.view(), "built graph");  // throws on any violation
+  size_t edges = 0;
+  for (int32_t i = 0; i < g.n_items; ++i) {
+    const int32_t* row = g.view().row(i);
+    std::set<int32_t> seen;
+    for (int c = 0; c < g.width && row[c] != canopy::kNoNeighbour; ++c) {
+      CHECK(row[c] >= 0 && row[c] < g.n_items);
+      CHECK(row[c] != i);
+      CHECK(seen.insert(row[c]).second);
+      ++edges;
+    }
+    CHECK(!seen.empty());
+  }
+  CHECK(edges > 3000 * 4);
+}
+
+TEST(graph_rows_hold_each_items_nearest_neighbour) {
+  Fixture fx(MetricKind::Angular, 3000, 40);
+  const Graph g = canopy::build_graph(*fx.forest, GraphBuildOptions{});
+  CHECK(g.width == 32);
+  size_t found = 0;
+  for (int32_t i = 0; i < g.n_items; ++i) {
+    // The pruning keeps a row's closest candidate, so a good kNN list puts the true nearest first.
+    const int32_t nearest = brute_force(*fx.forest, fx.items[static_cast<size_t>(i)], 2)[1];
+    found += g.view().row(i)[0] == nearest ||
+             fx.forest->get_distance(i, g.view().row(i)[0]) == fx.forest->get_distance(i, nearest);
+  }
+  CHECK(found >= 2950);  // >= 98%
+}
+
+TEST(graph_build_is_deterministic_across_thread_counts) {
+  Fixture fx(MetricKind::Euclidean, 2500, 20);
+  GraphBuildOptions one;
+  GraphBuildOptions two;
+  two.n_threads = 2;
+  GraphBuildOptions three;
+  three.n_threads = 3;
+  const Graph a = canopy::build_graph(*fx.forest, one);
+  CHECK(a.rows == canopy::build_graph(*fx.forest, one).rows);
+  CHECK(a.rows == canopy::build_graph(*fx.forest, two).rows);
+  CHECK(a.rows == canopy::build_graph(*fx.forest, three).rows);
+}
+
+TEST(graph_search_recall_and_order) {
+  Fixture fx(MetricKind::Euclidean, 4000, 24);
+  const Graph g = canopy::build_graph(*fx.forest, GraphBuildOptions{});
+  double recall = 0;
+  const auto qs = queries(fx, 100);
+  for (const auto& q : qs) {
+    GraphQuery gq;
+    gq.ef = 64;
+    std::vector<int32_t> ids(10);
+    std::vector<float> d(10);
+    const size_t n = canopy::graph_search_vector(*fx.forest, g.view(), q.data(), gq, ids.data(), d.data());
+    CHECK(n == 10);
+    recall += overlap(ids, brute_force(*fx.forest, q, 10));
+    for (size_t i = 1; i < n; ++i) CHECK(d[i - 1] < d[i] || (d[i - 1] == d[i] && ids[i - 1] < ids[i]));
+  }
+  CHECK(recall / static_cast<double>(qs.size()) >= 0.97);
+}
+
+TEST(graph_search_distances_equal_the_forests) {
+  Fixture fx(MetricKind::Angular, 2000, 32);
+  const Graph g = canopy::build_graph(*fx.forest, GraphBuildOptions{});
+  for (const auto& q : queries(fx, 20)) {
+    GraphQuery gq;
+    gq.ef = 40;
+    std::vector<int32_t> ids(10);
+    std::vector<float> d(10);
+    const size_t n = canopy::graph_search_vector(*fx.forest, g.view(), q.data(), gq, ids.data(), d.data());
+    // The exhaustive forest search computes each item's distance the same way: bit-identical.
+    const size_t all = static_cast<size_t>(fx.forest->n_items());
+    std::vector<int32_t> fid(all);
+    std::vector<float> fd(all);
+    const size_t fn = fx.forest->search_vector(q.data(), all, int64_t{1} << 30, fid.data(), fd.data());
+    for (size_t i = 0; i < n; ++i) {
+      const auto at = std::find(fid.begin(), fid.begin() + static_cast<std::ptrdiff_t>(fn), ids[i]) - fid.begin();
+      CHECK(static_cast<size_t>(at) < fn && fd[static_cast<size_t>(at)] == d[i]);
+    }
+  }
+}
+
+TEST(graph_search_beats_the_forest_at_equal_cost) {
+  Fixture fx(MetricKind::Euclidean, 6000, 32);
+  const Graph g = canopy::build_graph(*fx.forest, GraphBuildOptions{});
+  const auto qs = queries(fx, 100);
+  double with_graph = 0, forest_only = 0;
+  for (const auto& q : qs) {
+    GraphQuery gq;
+    gq.ef = 32;
+    size_t cost = 0;
+    const auto truth = brute_force(*fx.forest, q, 10);
+    with_graph += overlap(graph_ids(*fx.forest, g, q, gq, &cost), truth);
+    // The forest alone, allowed as many candidates as the graph search computed distances.
+    std::vector<int32_t> ids(10);
+    std::vector<float> d(10);
+    const size_t n = fx.forest->search_vector(q.data(), 10, static_cast<int64_t>(cost), ids.data(), d.data());
+    ids.resize(n);
+    forest_only += overlap(ids, truth);
+  }
+  CHECK(with_graph >= forest_only);
+  CHECK(with_graph / static_cast<double>(qs.size()) >= 0.9);
+}
+
+TEST(graph_search_by_item_finds_the_item_first) {
+  Fixture fx(MetricKind::Manhattan, 1500, 12);
+  const Graph g = canopy::build_graph(*fx.forest, GraphBuildOptions{});
+  GraphQuery gq;
+  gq.ef = 20;
+  gq.k = 5;
+  std::vector<int32_t> ids(5);
+  std::vector<float> d(5);
+  size_t first = 0;
+  for (int32_t i = 0; i < 200; ++i) {
+    CHECK(canopy::graph_search_item(*fx.forest, g.view(), i, gq, ids.data(), d.data()) == 5);
+    first += ids[0] == i;
+  }
+  CHECK(first >= 198);
+  REQUIRE_THROWS_CODE(canopy::graph_search_item(*fx.forest, g.view(), 1500, gq, ids.data(), d.data()),
+                      canopy::ErrorCode::OutOfRange);
+}
+
+TEST(graph_skips_holes) {
+  Index index(MetricKind::Euclidean, 8);
+  const auto items = clustered(600, 8, 3);
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i % 7 != 3) index.add_item(static_cast<int32_t>(i), items[i].data());
+  }
+  index.build(5, 1);
+  const Graph g = canopy::build_graph(*index.forest(), GraphBuildOptions{});
+  canopy::check_graph_rows(g.view(), "built graph");
+  for (int32_t i = 0; i < g.n_items; ++i) {
+    const int32_t* row = g.view().row(i);
+    if (i % 7 == 3) CHECK(row[0] == canopy::kNoNeighbour);
+    for (int c = 0; c < g.width && row[c] != canopy::kNoNeighbour; ++c) CHECK(row[c] % 7 != 3);
+  }
+}
+
+TEST(graph_refuses_metrics_without_a_metric_distance) {
+  for (MetricKind m : {MetricKind::Dot, MetricKind::Hamming}) {
+    Index index(m, 8);
+    const auto items = clustered(50, 8, 1);
+    for (size_t i = 0; i < items.size(); ++i) index.add_item(static_cast<int32_t>(i), items[i].data());
+    index.build(2, 1);
+    REQUIRE_THROWS_CODE(canopy::build_graph(*index.forest(), GraphBuildOptions{}), canopy::ErrorCode::InvalidArgument);
+  }
+  Fixture fx(MetricKind::Euclidean, 100, 4, 2);
+  GraphBuildOptions bad;
+  bad.width = 20;
+  REQUIRE_THROWS_CODE(canopy::build_graph(*fx.forest, bad), canopy::ErrorCode::InvalidArgument);
+}
+
+TEST(graph_row_check_refuses_corrupt_rows) {
+  Graph g;
+  g.n_items = 3;
+  g.width = 16;
+  g.rows.assign(48, canopy::kNoNeighbour);
+  g.rows[0] = 1;
+  g.rows[16] = 0;
+  g.rows[32] = 1;
+  canopy::check_graph_rows(g.view(), "ok");
+  auto refused = [](Graph bad) {
+    REQUIRE_THROWS_CODE(canopy::check_graph_rows(bad.view(), "bad"), canopy::ErrorCode::BadFile);
+  };
+  Graph out_of_range = g;
+  out_of_range.rows[1] = 3;
+  refused(out_of_range);
+  Graph negative = g;
+  negative.rows[1] = -2;
+  refused(negative);
+  Graph self = g;
+  self.rows[17] = 1;
+  refused(self);
+  Graph repeat = g;
+  repeat.rows[1] = 1;
+  refused(repeat);
+  Graph after_padding = g;
+  after_padding.rows[5] = 2;
+  refused(after_padding);
+  Graph bad_width = g;
+  bad_width.width = 12;
+  refused(bad_width);
+}
