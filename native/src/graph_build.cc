@@ -1,6 +1,8 @@
 #include "graph_build.h"
 
 #include <algorithm>
+#include <atomic>
+#include <limits>
 #include <mutex>
 #include <thread>
 #include <type_traits>
@@ -75,7 +77,10 @@ class GraphBuilder {
 
   GraphBuilder(const Forest& forest, const GraphBuildOptions& o)
       : forest_(forest), o_(o), n_(forest.n_items()), f_(forest.layout().value_count), L_(o.candidates),
-        lists_(static_cast<size_t>(n_) * static_cast<size_t>(L_)), sizes_(static_cast<size_t>(n_), 0), locks_(kLockStripes) {}
+        lists_(static_cast<size_t>(n_) * static_cast<size_t>(L_)), sizes_(static_cast<size_t>(n_), 0), locks_(kLockStripes),
+        worst_(static_cast<size_t>(n_)) {
+    for (auto& w : worst_) w.store(std::numeric_limits<float>::infinity(), std::memory_order_relaxed);
+  }
 
   Graph build() {
     seed_from_leaves();
@@ -100,21 +105,33 @@ class GraphBuilder {
 
   // Offers j to i's list (a max-heap by (distance, id) once full). Thread-safe.
   void offer(int32_t i, int32_t j, float d) {
-    const Neighbour cand{d, j, kFresh};
+    // The worst entry only improves, so a stale read is safe: it can only send a loser to the lock.
+    if (d > worst_[static_cast<size_t>(i)].load(std::memory_order_relaxed)) return;
     std::lock_guard<std::mutex> lock(locks_[static_cast<size_t>(i) % kLockStripes]);
+    if (!listed(i, j)) insert(i, Neighbour{d, j, kFresh});
+  }
+
+  bool listed(int32_t i, int32_t j) {
+    const Neighbour* l = list(i);
+    for (int32_t c = 0; c < sizes_[static_cast<size_t>(i)]; ++c) {
+      if (l[c].id == j) return true;
+    }
+    return false;
+  }
+
+  // Adds an entry not listed yet, if it beats the worst of a full list. Caller owns i's list.
+  void insert(int32_t i, const Neighbour& cand) {
     Neighbour* l = list(i);
     int32_t& size = sizes_[static_cast<size_t>(i)];
-    if (size == L_ && !closer(cand, l[0])) return;
-    for (int32_t c = 0; c < size; ++c) {
-      if (l[c].id == j) return;
-    }
     if (size == L_) {
+      if (!closer(cand, l[0])) return;
       std::pop_heap(l, l + size, closer);
       l[size - 1] = cand;
     } else {
       l[size++] = cand;
     }
     std::push_heap(l, l + size, closer);
+    if (size == L_) worst_[static_cast<size_t>(i)].store(l[0].distance, std::memory_order_relaxed);
   }
 
   void offer_pair(int32_t a, int32_t b) {
@@ -123,7 +140,7 @@ class GraphBuilder {
     offer(b, a, d);
   }
 
-  // Items sharing a leaf are near each other: score them pairwise.
+  // Items sharing a leaf are near each other: score them pairwise (a leaf's rows stay in cache).
   void seed_from_leaves() {
     std::vector<std::vector<int32_t>> leaves;
     const size_t trees = std::min(forest_.roots().size(), static_cast<size_t>(o_.seed_trees));
@@ -180,7 +197,7 @@ class GraphBuilder {
 
   // One NN-descent round; returns how many list entries it added.
   size_t descend() {
-    const int sample = std::max(8, L_ / 4);
+    const int sample = std::max(8, L_ / 6);
     IdLists fresh(static_cast<size_t>(n_), 2 * sample), old(static_cast<size_t>(n_), 2 * sample);
     // Forward: each item's closest not-yet-joined entries (then marked joined) and closest old ones.
     parallel_for(o_.n_threads, static_cast<size_t>(n_), [&](size_t begin, size_t end) {
@@ -299,6 +316,7 @@ class GraphBuilder {
   std::vector<Neighbour> lists_;  // L_ per item: a max-heap by (distance, id) once full
   std::vector<int32_t> sizes_;
   std::vector<std::mutex> locks_;
+  std::vector<std::atomic<float>> worst_;  // per item: its list's worst distance once full, else +inf
 };
 
 }  // namespace

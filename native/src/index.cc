@@ -124,8 +124,18 @@ void Index::save(const std::string& path) {
 void Index::unload() {
   check_not_busy("unload");
   forest_.reset();
+  graph_.reset();
   buffer_ = NodeBuffer();
   state_.store(State::Unloaded);
+}
+
+void Index::set_graph(std::shared_ptr<const Graph> graph) {
+  const std::shared_ptr<const Forest> f = forest();
+  if (graph->n_items != f->n_items()) {
+    throw Error(ErrorCode::BadState, "neighbour graph has " + std::to_string(graph->n_items) + " rows, the index " +
+                                         std::to_string(f->n_items()) + " items");
+  }
+  graph_ = std::move(graph);
 }
 
 std::shared_ptr<const Forest> Index::forest() const {

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "forest.h"
+#include "graph.h"
 #include "kiss_random.h"
 #include "node_buffer.h"
 
@@ -45,6 +46,13 @@ class Index {
   // The searchable snapshot; throws BadState before build or after unload.
   std::shared_ptr<const Forest> forest() const;
 
+  // The neighbour graph searches with an ef use, or null; a snapshot like forest(), dropped by
+  // unload(). set_graph() attaches one built over forest() (build_graph() may run on any thread:
+  // the forest is immutable); throws BadState before build or after unload, or when the graph's
+  // item count is not the forest's.
+  std::shared_ptr<const Graph> graph() const { return graph_; }
+  void set_graph(std::shared_ptr<const Graph> graph);
+
   void get_item(int32_t item, float* out) const;
   float get_distance(int32_t i, int32_t j) const;
   int32_t n_items() const;
@@ -66,6 +74,7 @@ class Index {
   int pending_n_trees_ = 0;
   int pending_n_threads_ = 1;
   std::shared_ptr<const Forest> forest_;  // once ready
+  std::shared_ptr<const Graph> graph_;    // set iff a graph was attached since ready
 };
 
 }  // namespace canopy

@@ -26,8 +26,19 @@ export interface LoadOptions {
 }
 
 export interface SearchOptions {
-  /** Candidates to collect, counted as Annoy counts them; <= 0 or undefined: nTrees * k. */
+  /** Candidates to collect, counted as Annoy counts them; <= 0 or undefined: nTrees * k. With `ef`
+   * and a graph, the candidates of the forest search that finds the graph search's entry points. */
   searchK?: number;
+  /** Beam width of a search over the neighbour graph (raised to k if below); 0 or undefined: the
+   * forest alone, Annoy's search. Ignored when the index has no graph. */
+  ef?: number;
+}
+
+export interface GraphBuildOptions {
+  /** Threads building at once; default: the number of cores. The graph is the same for any count. */
+  threads?: number;
+  /** Neighbours kept per item, a multiple of 16 up to 256; default 32 (16 below 32 dimensions). */
+  width?: number;
 }
 
 const DEFAULT_N_TREES = -1;
@@ -87,30 +98,47 @@ export class Index {
     return this.native.treesBuilt();
   }
 
+  /**
+   * Builds the neighbour graph over the built or loaded forest (native/src/graph_build.h), on a
+   * native thread; searches go on meanwhile and use it (with `ef`) once the promise resolves.
+   * Angular, euclidean and manhattan only (INVALID_ARGUMENT otherwise).
+   */
+  buildGraph(opts: GraphBuildOptions = {}): Promise<void> {
+    return rejectingAsync(() => this.native.buildGraph(opts.threads ?? availableParallelism(), opts.width));
+  }
+
+  buildGraphSync(opts: GraphBuildOptions = {}): void {
+    this.native.buildGraphSync(opts.threads ?? availableParallelism(), opts.width);
+  }
+
+  get hasGraph(): boolean {
+    return this.native.hasGraph();
+  }
+
   /** Writes Annoy's file layout, then serves from that file (as Annoy does). */
   save(path: string): void {
     this.native.save(path);
   }
 
   search(vector: Vector, k: number, opts: SearchOptions = {}): Promise<SearchResult> {
-    return rejectingAsync(() => this.native.search(vector, k, opts.searchK));
+    return rejectingAsync(() => this.native.search(vector, k, opts.searchK, opts.ef));
   }
 
   searchSync(vector: Vector, k: number, opts: SearchOptions = {}): SearchResult {
-    return this.native.searchSync(vector, k, opts.searchK);
+    return this.native.searchSync(vector, k, opts.searchK, opts.ef);
   }
 
   searchByItem(item: number, k: number, opts: SearchOptions = {}): Promise<SearchResult> {
-    return rejectingAsync(() => this.native.searchByItem(item, k, opts.searchK));
+    return rejectingAsync(() => this.native.searchByItem(item, k, opts.searchK, opts.ef));
   }
 
   searchByItemSync(item: number, k: number, opts: SearchOptions = {}): SearchResult {
-    return this.native.searchByItemSync(item, k, opts.searchK);
+    return this.native.searchByItemSync(item, k, opts.searchK, opts.ef);
   }
 
   /** Many queries in one crossing, spread over the search pool; results in query order. */
   searchBatch(vectors: Float32Array | readonly Vector[], k: number, opts: SearchOptions = {}): Promise<SearchResult[]> {
-    return rejectingAsync(() => this.native.searchBatch(vectors, k, opts.searchK));
+    return rejectingAsync(() => this.native.searchBatch(vectors, k, opts.searchK, opts.ef));
   }
 
   getItemVector(i: number): Float32Array {

@@ -20,11 +20,19 @@ export interface NativeIndex {
   build(nTrees: number, threads: number): Promise<void>;
   treesBuilt(): number;
   save(path: string): void;
-  searchSync(vector: Vector, k: number, searchK: number | undefined): SearchResult;
-  search(vector: Vector, k: number, searchK: number | undefined): Promise<SearchResult>;
-  searchByItemSync(item: number, k: number, searchK: number | undefined): SearchResult;
-  searchByItem(item: number, k: number, searchK: number | undefined): Promise<SearchResult>;
-  searchBatch(vectors: Float32Array | readonly Vector[], k: number, searchK: number | undefined): Promise<SearchResult[]>;
+  buildGraphSync(threads: number, width: number | undefined): void;
+  buildGraph(threads: number, width: number | undefined): Promise<void>;
+  hasGraph(): boolean;
+  searchSync(vector: Vector, k: number, searchK: number | undefined, ef: number | undefined): SearchResult;
+  search(vector: Vector, k: number, searchK: number | undefined, ef: number | undefined): Promise<SearchResult>;
+  searchByItemSync(item: number, k: number, searchK: number | undefined, ef: number | undefined): SearchResult;
+  searchByItem(item: number, k: number, searchK: number | undefined, ef: number | undefined): Promise<SearchResult>;
+  searchBatch(
+    vectors: Float32Array | readonly Vector[],
+    k: number,
+    searchK: number | undefined,
+    ef: number | undefined,
+  ): Promise<SearchResult[]>;
   getItemVector(item: number): Float32Array;
   getDistance(i: number, j: number): number;
   nItems(): number;
