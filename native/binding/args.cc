@@ -47,6 +47,11 @@ int64_t search_k_arg(const Napi::Value& v) {
   return integer_arg(v, "searchK", INT64_MIN / 2, INT64_MAX / 2);
 }
 
+int ef_arg(const Napi::Value& v) {
+  if (v.IsUndefined() || v.IsNull()) return 0;
+  return static_cast<int>(integer_arg(v, "ef", 0, 1 << 20));
+}
+
 void check_finite(Napi::Env env, const float* p, size_t n, const char* what) {
   for (size_t i = 0; i < n; ++i) {
     if (!std::isfinite(p[i])) {

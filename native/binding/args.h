@@ -18,6 +18,8 @@ std::string string_arg(const Napi::Value& v, const char* name);
 // search_k: undefined or <= 0 means Annoy's default (n_trees * k).
 int64_t search_k_arg(const Napi::Value& v);
 size_t k_arg(const Napi::Value& v);
+// ef: undefined, null or 0 means no graph search (Annoy's forest search).
+int ef_arg(const Napi::Value& v);
 void check_finite(Napi::Env env, const float* p, size_t n, const char* what);
 
 // A vector argument: a Float32Array read in place, or a number[] copied. `copy` forces a private

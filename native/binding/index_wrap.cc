@@ -8,6 +8,7 @@
 #include "args.h"
 #include "completions.h"
 #include "errors.h"
+#include "graph_build.h"
 #include "index.h"
 #include "search_jobs.h"
 #include "search_pool_binding.h"
@@ -26,6 +27,9 @@ class IndexWrap : public Napi::ObjectWrap<IndexWrap> {
                            InstanceMethod<&IndexWrap::build_sync>("buildSync"),
                            InstanceMethod<&IndexWrap::build_async>("build"),
                            InstanceMethod<&IndexWrap::trees_built>("treesBuilt"),
+                           InstanceMethod<&IndexWrap::build_graph_sync>("buildGraphSync"),
+                           InstanceMethod<&IndexWrap::build_graph_async>("buildGraph"),
+                           InstanceMethod<&IndexWrap::has_graph>("hasGraph"),
                            InstanceMethod<&IndexWrap::save>("save"),
                            InstanceMethod<&IndexWrap::search_sync>("searchSync"),
                            InstanceMethod<&IndexWrap::search_async>("search"),
@@ -112,37 +116,54 @@ class IndexWrap : public Napi::ObjectWrap<IndexWrap> {
     });
   }
 
-  class BuildWorker final : public Napi::AsyncWorker {
+  // Work on a libuv worker that settles a Promise. work() runs off the JS thread and touches only
+  // C++ data; finish() runs on the JS thread before the Promise settles. Either may throw (the
+  // Promise rejects). The JS object is pinned until then: the index must outlive the work.
+  class IndexWorker : public Napi::AsyncWorker {
    public:
-    BuildWorker(Napi::Env env, IndexWrap* wrap)
-        : Napi::AsyncWorker(env, "canopy-build"), deferred_(Napi::Promise::Deferred::New(env)), wrap_(wrap) {
-      pinned_ = Napi::Persistent(wrap->Value());  // the index must outlive the build
+    IndexWorker(Napi::Env env, const char* name, IndexWrap* wrap)
+        : Napi::AsyncWorker(env, name), wrap_(wrap), deferred_(Napi::Promise::Deferred::New(env)) {
+      pinned_ = Napi::Persistent(wrap->Value());
     }
     Napi::Promise promise() const { return deferred_.Promise(); }
 
    protected:
-    void Execute() override {
-      try {
-        wrap_->index_->finish_build();
-      } catch (...) {
-        failed_ = true;
-        error_ = capture_current_exception();
-      }
-    }
+    virtual void work() = 0;
+    virtual void finish() {}
+    IndexWrap* wrap_;
+
+   private:
+    void Execute() override { attempt([this] { work(); }); }
     void OnOK() override {
+      if (!failed_) attempt([this] { finish(); });
       if (failed_) {
         deferred_.Reject(make_error(Env(), error_));
       } else {
         deferred_.Resolve(Env().Undefined());
       }
     }
+    template <class F>
+    void attempt(F&& step) {
+      try {
+        step();
+      } catch (...) {
+        failed_ = true;
+        error_ = capture_current_exception();
+      }
+    }
 
-   private:
     Napi::Promise::Deferred deferred_;
-    IndexWrap* wrap_;
     Napi::ObjectReference pinned_;
     bool failed_ = false;
     ErrorInfo error_;
+  };
+
+  class BuildWorker final : public IndexWorker {
+   public:
+    BuildWorker(Napi::Env env, IndexWrap* wrap) : IndexWorker(env, "canopy-build", wrap) {}
+
+   protected:
+    void work() override { wrap_->index_->finish_build(); }
   };
 
   Napi::Value build_async(const Napi::CallbackInfo& info) {
@@ -164,27 +185,74 @@ class IndexWrap : public Napi::ObjectWrap<IndexWrap> {
     });
   }
 
-  // searchSync(vector, k, searchK?)
+  // (threads, width?) for a graph build, checked now; width 0 or undefined: the build's choice.
+  GraphBuildOptions graph_args(const Napi::CallbackInfo& info) const {
+    GraphBuildOptions o;
+    o.n_threads = static_cast<int>(integer_arg(info[0], "threads", 1, 1024));
+    if (!info[1].IsUndefined()) o.width = static_cast<int>(integer_arg(info[1], "width", 0, kGraphMaxWidth));
+    return o.resolved(index_->layout().dim);
+  }
+
+  Napi::Value build_graph_sync(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      const GraphBuildOptions o = graph_args(info);
+      index_->set_graph(std::make_shared<const Graph>(build_graph(*index_->forest(), o)));
+      return info.Env().Undefined();
+    });
+  }
+
+  // Builds over the forest snapshot on a libuv worker; searches go on meanwhile, without the graph.
+  class GraphWorker final : public IndexWorker {
+   public:
+    GraphWorker(Napi::Env env, IndexWrap* wrap, std::shared_ptr<const Forest> forest, const GraphBuildOptions& options)
+        : IndexWorker(env, "canopy-graph-build", wrap), forest_(std::move(forest)), options_(options) {}
+
+   protected:
+    void work() override {
+      graph_ = std::make_shared<const Graph>(build_graph(*forest_, options_));
+      forest_.reset();
+    }
+    void finish() override { wrap_->index_->set_graph(std::move(graph_)); }  // refused if unloaded meanwhile
+
+   private:
+    std::shared_ptr<const Forest> forest_;
+    GraphBuildOptions options_;
+    std::shared_ptr<const Graph> graph_;
+  };
+
+  Napi::Value build_graph_async(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      const GraphBuildOptions options = graph_args(info);
+      auto* worker = new GraphWorker(info.Env(), this, index_->forest(), options);
+      worker->Queue();
+      return worker->promise();
+    });
+  }
+
+  Napi::Value has_graph(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), index_->graph() != nullptr); }
+
+  // (k, searchK?, ef?) from info[1..3].
+  static SearchSpec spec_args(const Napi::CallbackInfo& info) { return {k_arg(info[1]), search_k_arg(info[2]), ef_arg(info[3])}; }
+
+  // searchSync(vector, k, searchK?, ef?)
   Napi::Value search_sync(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     return guarded(env, [&]() -> Napi::Value {
-      std::shared_ptr<const Forest> forest = index_->forest();
+      const Searchable target(*index_);
       VectorArg v;
-      read_vector(info[0], static_cast<size_t>(forest->layout().dim), "query vector", false, &v);
-      const size_t k = k_arg(info[1]);
-      const int64_t search_k = search_k_arg(info[2]);
-      return sync_result(env, *forest, k, [&](int32_t* ids, float* d) { return forest->search_vector(v.data, k, search_k, ids, d); });
+      read_vector(info[0], static_cast<size_t>(target.forest->layout().dim), "query vector", false, &v);
+      const SearchSpec spec = spec_args(info);
+      return sync_result(env, *target.forest, spec.k, [&](int32_t* ids, float* d) { return target.run(spec, v.data, -1, ids, d); });
     });
   }
 
   Napi::Value search_item_sync(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     return guarded(env, [&]() -> Napi::Value {
-      std::shared_ptr<const Forest> forest = index_->forest();
+      const Searchable target(*index_);
       const int32_t item = item_arg(info[0], "item");
-      const size_t k = k_arg(info[1]);
-      const int64_t search_k = search_k_arg(info[2]);
-      return sync_result(env, *forest, k, [&](int32_t* ids, float* d) { return forest->search_item(item, k, search_k, ids, d); });
+      const SearchSpec spec = spec_args(info);
+      return sync_result(env, *target.forest, spec.k, [&](int32_t* ids, float* d) { return target.run(spec, nullptr, item, ids, d); });
     });
   }
 
@@ -204,9 +272,10 @@ class IndexWrap : public Napi::ObjectWrap<IndexWrap> {
   Napi::Value start_search(const Napi::CallbackInfo& info, bool by_item) {
     Napi::Env env = info.Env();
     return guarded(env, [&]() -> Napi::Value {
-      std::shared_ptr<const Forest> forest = index_->forest();
+      Searchable target(*index_);
+      const std::shared_ptr<const Forest> forest = target.forest;
       auto* addon = env.GetInstanceData<AddonData>();
-      auto job = std::make_unique<SearchJob>(env, addon, forest, k_arg(info[1]), search_k_arg(info[2]));
+      auto job = std::make_unique<SearchJob>(env, addon, std::move(target), spec_args(info));
       if (by_item) {
         job->item = item_arg(info[0], "item");
         if (job->item >= forest->n_items()) {
@@ -223,14 +292,13 @@ class IndexWrap : public Napi::ObjectWrap<IndexWrap> {
     });
   }
 
-  // searchBatch(Float32Array n*dim | Vector[], k, searchK?)
+  // searchBatch(Float32Array n*dim | Vector[], k, searchK?, ef?)
   Napi::Value search_batch(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     return guarded(env, [&]() -> Napi::Value {
-      std::shared_ptr<const Forest> forest = index_->forest();
-      const size_t dim = static_cast<size_t>(forest->layout().dim);
-      const size_t k = k_arg(info[1]);
-      const int64_t search_k = search_k_arg(info[2]);
+      Searchable target(*index_);
+      const size_t dim = static_cast<size_t>(target.forest->layout().dim);
+      const SearchSpec spec = spec_args(info);
       auto* addon = env.GetInstanceData<AddonData>();
       size_t n = 0;
       if (info[0].IsTypedArray() && info[0].As<Napi::TypedArray>().TypedArrayType() == napi_float32_array) {
@@ -245,7 +313,7 @@ class IndexWrap : public Napi::ObjectWrap<IndexWrap> {
       } else {
         throw Error(ErrorCode::InvalidArgument, "queries must be a Float32Array (n*dim) or an array of vectors");
       }
-      auto batch = std::make_unique<BatchJob>(env, addon, forest, n, k, search_k);
+      auto batch = std::make_unique<BatchJob>(env, addon, std::move(target), n, spec);
       if (info[0].IsTypedArray()) {
         auto a = info[0].As<Napi::Float32Array>();
         check_finite(env, a.Data(), a.ElementLength(), "queries");

@@ -1,6 +1,6 @@
 // Searches on the pool: one query (SearchJob), or a batch split into one slice per pool thread
-// (BatchJob). Each holds a shared_ptr to the forest, so unload() during a search is safe, and copies
-// its queries, so JS memory is never read off the JS thread. Results settle a Promise.
+// (BatchJob). Each holds shared_ptrs to the forest and its graph, so unload() during a search is
+// safe, and copies its queries, so JS memory is never read off the JS thread. Results settle a Promise.
 #pragma once
 
 #include <napi.h>
@@ -15,17 +15,51 @@
 #include "completions.h"
 #include "errors.h"
 #include "forest.h"
+#include "graph_search.h"
+#include "index.h"
 #include "search_pool.h"
 
 namespace canopy::binding {
+
+// What one search asks for. With ef > 0 and a graph, the graph is searched from the entry points a
+// search_k forest search gives; otherwise the forest alone answers (a shard without a graph still
+// serves, with Annoy's search).
+struct SearchSpec {
+  size_t k;
+  int64_t search_k;
+  int ef;
+};
+
+// The snapshot a search holds: the forest and, if attached, its graph.
+struct Searchable {
+  std::shared_ptr<const Forest> forest;
+  std::shared_ptr<const Graph> graph;
+
+  explicit Searchable(const Index& index) : forest(index.forest()), graph(index.graph()) {}
+
+  // item >= 0: search by item, else by `query`.
+  size_t run(const SearchSpec& s, const float* query, int32_t item, int32_t* ids, float* distances) const {
+    if (s.ef > 0 && graph) {
+      const GraphQuery q{s.k, s.ef, s.search_k};
+      return item >= 0 ? graph_search_item(*forest, graph->view(), item, q, ids, distances)
+                       : graph_search_vector(*forest, graph->view(), query, q, ids, distances);
+    }
+    return item >= 0 ? forest->search_item(item, s.k, s.search_k, ids, distances)
+                     : forest->search_vector(query, s.k, s.search_k, ids, distances);
+  }
+  void reset() {
+    forest.reset();
+    graph.reset();
+  }
+};
 
 // ---------------------------------------------------------------- one async search
 
 class SearchJob final : public SearchTask, public Completion {
  public:
-  SearchJob(Napi::Env env, AddonData* addon, std::shared_ptr<const Forest> forest, size_t k, int64_t search_k)
-      : deferred_(Napi::Promise::Deferred::New(env)), addon_(addon), forest_(std::move(forest)), k_(k), search_k_(search_k) {
-    const size_t cap = forest_->result_capacity(k);
+  SearchJob(Napi::Env env, AddonData* addon, Searchable target, const SearchSpec& spec)
+      : deferred_(Napi::Promise::Deferred::New(env)), addon_(addon), target_(std::move(target)), spec_(spec) {
+    const size_t cap = target_.forest->result_capacity(spec.k);
     ids_.resize(cap);
     distances_.resize(cap);
   }
@@ -37,13 +71,12 @@ class SearchJob final : public SearchTask, public Completion {
 
   void run() noexcept override {
     try {
-      count_ = item >= 0 ? forest_->search_item(item, k_, search_k_, ids_.data(), distances_.data())
-                         : forest_->search_vector(query.data, k_, search_k_, ids_.data(), distances_.data());
+      count_ = target_.run(spec_, query.data, item, ids_.data(), distances_.data());
     } catch (...) {
       failed_ = true;
       error_ = capture_current_exception();
     }
-    forest_.reset();  // the mapping may go now (unload during search)
+    target_.reset();  // the mapping may go now (unload during search)
     addon_->post(this);
   }
 
@@ -64,9 +97,8 @@ class SearchJob final : public SearchTask, public Completion {
  private:
   Napi::Promise::Deferred deferred_;
   AddonData* addon_;
-  std::shared_ptr<const Forest> forest_;
-  size_t k_;
-  int64_t search_k_;
+  Searchable target_;
+  SearchSpec spec_;
   std::vector<int32_t> ids_;
   std::vector<float> distances_;
   size_t count_ = 0;
@@ -78,9 +110,9 @@ class SearchJob final : public SearchTask, public Completion {
 
 class BatchJob final : public Completion {
  public:
-  BatchJob(Napi::Env env, AddonData* addon, std::shared_ptr<const Forest> forest, size_t n, size_t k, int64_t search_k)
-      : deferred_(Napi::Promise::Deferred::New(env)), addon_(addon), forest_(std::move(forest)), n_(n), k_(k),
-        search_k_(search_k), cap_(forest_->result_capacity(k)), dim_(static_cast<size_t>(forest_->layout().dim)) {
+  BatchJob(Napi::Env env, AddonData* addon, Searchable target, size_t n, const SearchSpec& spec)
+      : deferred_(Napi::Promise::Deferred::New(env)), addon_(addon), target_(std::move(target)), n_(n), spec_(spec),
+        cap_(target_.forest->result_capacity(spec.k)), dim_(static_cast<size_t>(target_.forest->layout().dim)) {
     queries.resize(n * dim_);
     ids_.resize(n * cap_);
     distances_.resize(n * cap_);
@@ -101,7 +133,7 @@ class BatchJob final : public Completion {
       BatchJob* batch = batch_;
       delete this;
       if (batch->remaining_.fetch_sub(1) == 1) {
-        batch->forest_.reset();
+        batch->target_.reset();
         batch->addon_->post(batch);
       }
     }
@@ -140,7 +172,7 @@ class BatchJob final : public Completion {
   void run_range(size_t begin, size_t end) {
     try {
       for (size_t i = begin; i < end; ++i) {
-        counts_[i] = forest_->search_vector(&queries[i * dim_], k_, search_k_, &ids_[i * cap_], &distances_[i * cap_]);
+        counts_[i] = target_.run(spec_, &queries[i * dim_], -1, &ids_[i * cap_], &distances_[i * cap_]);
       }
     } catch (...) {
       std::lock_guard<std::mutex> lock(error_mu_);
@@ -151,9 +183,9 @@ class BatchJob final : public Completion {
 
   Napi::Promise::Deferred deferred_;
   AddonData* addon_;
-  std::shared_ptr<const Forest> forest_;
-  size_t n_, k_;
-  int64_t search_k_;
+  Searchable target_;
+  size_t n_;
+  SearchSpec spec_;
   size_t cap_, dim_;
   std::vector<int32_t> ids_;
   std::vector<float> distances_;

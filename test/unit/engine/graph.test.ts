@@ -1,0 +1,83 @@
+// The neighbour graph through the binding: ef searches the graph once one is built, answers carry
+// the forest's exact distances, searches without ef (or without a graph) are Annoy's, and bad
+// arguments or metrics are refused.
+import { describe, expect, test } from 'vitest';
+
+import { EngineError, Index } from '../../../src';
+import { builtIndex, vectors } from '../../support/engine-fixtures';
+
+const DIM = 16;
+
+function overlap(a: Int32Array, truth: Int32Array): number {
+  const t = new Set(truth);
+  return a.filter((id) => t.has(id)).length / truth.length;
+}
+
+describe('a euclidean index of 5,000 items with a graph', () => {
+  const items = vectors(5_000, DIM, 3);
+  const index = builtIndex('euclidean', items, 10, 1);
+  const queries = vectors(50, DIM, 77);
+  const exhaustive = { searchK: 5_000 * 10 * 4 };
+
+  test('has no graph until one is built, and ef alone changes nothing then', () => {
+    expect(index.hasGraph).toBe(false);
+    const q = queries[0]!;
+    expect(index.searchSync(q, 10, { searchK: 300, ef: 64 })).toEqual(index.searchSync(q, 10, { searchK: 300 }));
+  });
+
+  test('buildGraph resolves and ef searches reach recall 0.95 with exact distances', async () => {
+    await index.buildGraph({ threads: 2 });
+    expect(index.hasGraph).toBe(true);
+    let recall = 0;
+    for (const q of queries) {
+      const truth = index.searchSync(q, 10, exhaustive);
+      const found = index.searchSync(q, 10, { ef: 64 });
+      recall += overlap(found.ids, truth.ids);
+      // The same distance bits as the exhaustive forest search gives each id both found.
+      found.ids.forEach((id, i) => {
+        const at = truth.ids.indexOf(id);
+        if (at >= 0) expect(found.distances[i]).toBe(truth.distances[at]);
+      });
+    }
+    expect(recall / queries.length).toBeGreaterThanOrEqual(0.95);
+  });
+
+  test('sync, async, by-item and batch graph searches agree', async () => {
+    const q = queries[1]!;
+    const sync = index.searchSync(q, 10, { ef: 40 });
+    expect(await index.search(q, 10, { ef: 40 })).toEqual(sync);
+    const [batched] = await index.searchBatch([q], 10, { ef: 40 });
+    expect(batched).toEqual(sync);
+    const byItem = index.searchByItemSync(7, 5, { ef: 40 });
+    expect(byItem.ids[0]).toBe(7);
+    expect(await index.searchByItem(7, 5, { ef: 40 })).toEqual(byItem);
+  });
+
+  test('without ef the forest answers, as Annoy', () => {
+    const fresh = builtIndex('euclidean', items, 10, 1);
+    for (const q of queries.slice(0, 5)) expect(index.searchSync(q, 10)).toEqual(fresh.searchSync(q, 10));
+  });
+
+  test('bad ef and width are refused', async () => {
+    expect(() => index.searchSync(queries[0]!, 10, { ef: -1 })).toThrow(EngineError);
+    expect(() => index.searchSync(queries[0]!, 10, { ef: 1.5 })).toThrow(/ef must be an integer/);
+    await expect(index.buildGraph({ width: 20 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+  });
+});
+
+test('dot and hamming indexes refuse a graph', async () => {
+  for (const metric of ['dot', 'hamming'] as const) {
+    const index = builtIndex(metric, vectors(200, 8, 5), 3, 1);
+    await expect(index.buildGraph()).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    expect(() => index.buildGraphSync()).toThrow(/needs a metric distance/);
+  }
+});
+
+test('a graph build finishing after unload is refused; unbuilt indexes refuse at once', async () => {
+  const index = builtIndex('angular', vectors(3_000, DIM, 9), 5, 1);
+  const building = index.buildGraph({ threads: 1 });
+  index.unload();
+  await expect(building).rejects.toMatchObject({ code: 'BAD_STATE' });
+  const unbuilt = new Index({ dim: DIM, metric: 'angular' });
+  await expect(unbuilt.buildGraph()).rejects.toMatchObject({ code: 'BAD_STATE' });
+});
