@@ -15,6 +15,7 @@
         "native/src/graph.cc",
         "native/src/graph_build.cc",
         "native/src/graph_search.cc",
+        "native/src/graph_section.cc",
         "native/src/hash64.cc",
         "native/src/index.cc",
         "native/src/mapped_file.cc",

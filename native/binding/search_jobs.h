@@ -41,8 +41,10 @@ struct Searchable {
   size_t run(const SearchSpec& s, const float* query, int32_t item, int32_t* ids, float* distances) const {
     if (s.ef > 0 && graph) {
       const GraphQuery q{s.k, s.ef, s.search_k};
-      return item >= 0 ? graph_search_item(*forest, graph->view(), item, q, ids, distances)
-                       : graph_search_vector(*forest, graph->view(), query, q, ids, distances);
+      const size_t n = item >= 0 ? graph_search_item(*forest, graph->view(), item, q, ids, distances)
+                                 : graph_search_vector(*forest, graph->view(), query, q, ids, distances);
+      graph->check_intact();
+      return n;
     }
     return item >= 0 ? forest->search_item(item, s.k, s.search_k, ids, distances)
                      : forest->search_vector(query, s.k, s.search_k, ids, distances);

@@ -1,8 +1,15 @@
 #include "graph.h"
 
 #include "error.h"
+#include "sidecar.h"
 
 namespace canopy {
+
+bool Graph::damaged() const { return mapping != nullptr && mapping->damaged(); }
+
+void Graph::check_intact() const {
+  if (damaged()) throw bad_sidecar(mapping->path(), "changed on disk while mapped (truncated?); reload the version");
+}
 
 void check_graph_rows(const GraphView& graph, const std::string& source) {
   auto fail = [&](const std::string& what) { throw Error(ErrorCode::BadFile, source + ": " + what); };

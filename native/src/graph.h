@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -27,13 +28,21 @@ struct GraphView {
   bool empty() const { return rows == nullptr; }
 };
 
-// Rows built in memory.
+class Sidecar;
+
+// Rows built in memory (`rows`), or mapped from a sidecar that `mapping` keeps open.
 struct Graph {
   std::vector<int32_t> rows;
   int32_t n_items = 0;
   int width = 0;
+  const int32_t* mapped_rows = nullptr;  // set iff mapped
+  std::shared_ptr<const Sidecar> mapping;
 
-  GraphView view() const { return GraphView{rows.data(), n_items, width}; }
+  GraphView view() const { return GraphView{mapped_rows != nullptr ? mapped_rows : rows.data(), n_items, width}; }
+  // True once a mapped sidecar shrank under its mapping (mapping_guard.h): rows read as zeros since.
+  bool damaged() const;
+  // Throws Error BadFile naming the sidecar once damaged(): a search over it gave no answer.
+  void check_intact() const;
 };
 
 // Throws Error BadFile ("<source>: ...") unless the rows hold the invariants above: width a

@@ -111,7 +111,7 @@ class TempFile {
 }  // namespace
 
 bool is_known_section_kind(uint32_t kind) {
-  return kind >= static_cast<uint32_t>(SectionKind::Rotation) && kind <= static_cast<uint32_t>(SectionKind::Splits);
+  return kind >= static_cast<uint32_t>(SectionKind::Rotation) && kind <= static_cast<uint32_t>(SectionKind::Graph);
 }
 
 const char* section_kind_name(uint32_t kind) {
@@ -120,6 +120,7 @@ const char* section_kind_name(uint32_t kind) {
     case SectionKind::BinaryCodes: return "binary codes";
     case SectionKind::ScalarCodes: return "scalar codes";
     case SectionKind::Splits: return "splits";
+    case SectionKind::Graph: return "neighbour graph";
   }
   return "unknown";
 }

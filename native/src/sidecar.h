@@ -26,7 +26,7 @@ enum class SectionKind : uint32_t {
   BinaryCodes = 2,  // 1-bit codes and estimate factors per item
   ScalarCodes = 3,  // 8-bit codes per item, per-dimension scale and offset
   Splits = 4,       // compact split records and the roots, for the tree walk
-  // 5: reserved for the neighbour graph (issue #14)
+  Graph = 5,        // neighbour rows per item (graph_section.h)
 };
 
 // True for the kinds this build can read.

@@ -1,6 +1,7 @@
 // The neighbour graph: row invariants, quality against brute force, determinism, search recall and
 // cost against the forest alone, exact distances, and refusal of corrupt rows.
 #include <algorithm>
+#include <cstdint>
 #include <random>
 #include <set>
 #include <vector>
@@ -8,6 +9,7 @@
 #include "graph.h"
 #include "graph_build.h"
 #include "graph_search.h"
+#include "graph_section.h"
 #include "index.h"
 #include "test_main.h"
 
@@ -277,4 +279,75 @@ TEST(graph_row_check_refuses_corrupt_rows) {
   Graph bad_width = g;
   bad_width.width = 12;
   refused(bad_width);
+}
+
+// ---------------------------------------------------------------- the sidecar section
+
+namespace {
+
+std::shared_ptr<const canopy::Sidecar> sidecar_with(const canopy::Forest& forest, std::vector<canopy::SectionData> sections,
+                                                     const std::string& name) {
+  const std::string path = canopy_test::temp_dir() + "/" + name;
+  const canopy::ForestIdentity id = canopy::ForestIdentity::of(forest);
+  canopy::write_sidecar(path, id, sections);
+  return canopy::Sidecar::load(path, id, false);
+}
+
+}  // namespace
+
+TEST(graph_section_round_trips_through_a_sidecar) {
+  Fixture fx(MetricKind::Euclidean, 2000, 16);
+  const Graph built = canopy::build_graph(*fx.forest, GraphBuildOptions{});
+  auto loaded = canopy::graph_of_sidecar(sidecar_with(*fx.forest, {canopy::graph_section(built)}, "g.codes"), *fx.forest);
+  CHECK(loaded != nullptr);
+  CHECK(loaded->n_items == built.n_items && loaded->width == built.width);
+  CHECK(std::equal(built.rows.begin(), built.rows.end(), loaded->view().rows));
+  CHECK(reinterpret_cast<uintptr_t>(loaded->view().rows) % 64 == 0);
+  GraphQuery gq;
+  gq.ef = 32;
+  for (const auto& q : queries(fx, 10)) CHECK(graph_ids(*fx.forest, built, q, gq) == graph_ids(*fx.forest, *loaded, q, gq));
+  // A sidecar without the section has no graph.
+  CHECK(canopy::graph_of_sidecar(sidecar_with(*fx.forest, {}, "none.codes"), *fx.forest) == nullptr);
+}
+
+TEST(corrupt_graph_sections_are_refused) {
+  Fixture fx(MetricKind::Angular, 300, 8, 3);
+  const Graph built = canopy::build_graph(*fx.forest, GraphBuildOptions{});
+  int case_number = 0;
+  auto refused = [&](canopy::SectionData s) {
+    auto sidecar = sidecar_with(*fx.forest, {std::move(s)}, "bad" + std::to_string(case_number++) + ".codes");
+    REQUIRE_THROWS_CODE(canopy::graph_of_sidecar(sidecar, *fx.forest), canopy::ErrorCode::BadFile);
+  };
+  auto id_at = [](canopy::SectionData& s, size_t i) { return reinterpret_cast<int32_t*>(s.bytes.data()) + i; };
+  canopy::SectionData s = canopy::graph_section(built);
+  *id_at(s, 0) = 300;  // out of range
+  refused(s);
+  s = canopy::graph_section(built);
+  *id_at(s, 1) = -7;
+  refused(s);
+  s = canopy::graph_section(built);
+  *id_at(s, static_cast<size_t>(built.width) + 0) = 1;  // row 1 names item 1
+  refused(s);
+  s = canopy::graph_section(built);
+  *id_at(s, 1) = *id_at(s, 0);  // a repeat
+  refused(s);
+  s = canopy::graph_section(built);
+  s.bytes.resize(s.bytes.size() - 4);  // size mismatch
+  refused(s);
+  s = canopy::graph_section(built);
+  s.params[0] = 32;  // bad row width for the size
+  refused(s);
+  s = canopy::graph_section(built);
+  s.params[0] = 8;  // not a multiple of 16
+  refused(s);
+  s = canopy::graph_section(built);
+  s.params[1] = 299;  // another forest's item count
+  refused(s);
+  // A dot forest cannot have a graph, whatever the section holds.
+  Index dot(MetricKind::Dot, 8);
+  const auto items = clustered(300, 8, 4);
+  for (size_t i = 0; i < items.size(); ++i) dot.add_item(static_cast<int32_t>(i), items[i].data());
+  dot.build(3, 1);
+  REQUIRE_THROWS_CODE(canopy::graph_of_sidecar(sidecar_with(*dot.forest(), {canopy::graph_section(built)}, "dot.codes"), *dot.forest()),
+                      canopy::ErrorCode::BadFile);
 }
