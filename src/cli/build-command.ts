@@ -1,17 +1,25 @@
-// `canopy build`: a file of vectors in, a sharded version folder out.
-import { availableParallelism } from 'node:os';
+// `canopy build`: a file of vectors in, a sharded version folder out (or an
+// object-storage prefix: built in a staging folder, then uploaded).
+import { mkdtemp, rm } from 'node:fs/promises';
+import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
 
 import { InvalidArgumentError, Option, type Command } from 'commander';
 
-import { buildVersion, DEFAULT_SEED, DEFAULT_SHARDS, DEFAULT_TREES } from '../indexer/builder';
+import type { Manifest } from '../format/manifest';
+import { type BuildOptions, buildVersion, DEFAULT_SEED, DEFAULT_SHARDS, DEFAULT_TREES } from '../indexer/builder';
+import { objectVersionTaken, uploadVersion } from '../indexer/upload-version';
+import { VersionExistsError } from '../indexer/version-folder';
+import type { ObjectStore } from '../storage/object-store';
+import { isObjectUrl, joinObjectUrl, parseObjectUrl } from '../storage/object-url';
+import { addS3Flags, lazyObjectStore, type S3Flags } from './s3-flags';
 import { createProgressReporter } from '../indexer/progress';
 import { INPUT_FORMATS, type InputFormat } from '../indexer/readers';
 import { DEFAULT_ID_COLUMN, DEFAULT_VECTOR_COLUMN } from '../indexer/readers/parquet-reader';
 import { Index } from '../engine/engine-index';
 import { METRICS, type Metric } from '../format/metric';
 
-interface BuildFlags {
+interface BuildFlags extends S3Flags {
   readonly input: string;
   readonly format: InputFormat;
   readonly metric: Metric;
@@ -27,6 +35,7 @@ interface BuildFlags {
   readonly idsFromRow?: boolean;
   readonly idColumn: string;
   readonly vectorColumn: string;
+  readonly stagingDir?: string;
 }
 
 function integer(min: number): (text: string) => number {
@@ -40,13 +49,13 @@ function integer(min: number): (text: string) => number {
 }
 
 export function registerBuildCommand(program: Command): void {
-  program
+  const command = program
     .command('build')
     .description('build a sharded, versioned index folder (<out>/<version>) from a file of vectors')
     .requiredOption('--input <file>', 'the vectors')
     .addOption(new Option('--format <format>', 'input format').choices(INPUT_FORMATS).makeOptionMandatory())
     .addOption(new Option('--metric <metric>', 'distance metric').choices(METRICS).makeOptionMandatory())
-    .requiredOption('--out <dir>', 'parent folder of the version folder')
+    .requiredOption('--out <dir>', 'parent folder of the version folder, or an s3://bucket/prefix to upload it under')
     .option('--trees <n>', 'trees per shard', integer(1), DEFAULT_TREES)
     .option('--shards <n>', 'shards; items are split by a stable hash of their id', integer(1), DEFAULT_SHARDS)
     .option('--index <name>', 'index name (default: the input file name)')
@@ -58,33 +67,69 @@ export function registerBuildCommand(program: Command): void {
     .option('--ids-from-row', 'rows without an id (jsonl, parquet) get their row number instead of being refused')
     .option('--id-column <name>', 'parquet: the id column (strings or integers)', DEFAULT_ID_COLUMN)
     .option('--vector-column <name>', 'parquet: the vector column (list or fixed-size list of float/double)', DEFAULT_VECTOR_COLUMN)
+    .option('--staging-dir <dir>', 'with --out s3://...: where the version is built before upload (default: the system temp folder)')
     .action(async (flags: BuildFlags) => {
       const startedMs = performance.now();
-      const { dir, manifest } = await buildVersion({
-        input: flags.input,
-        format: flags.format,
-        metric: flags.metric,
-        outDir: path.resolve(flags.out),
-        createForest: (opts) => new Index(opts),
-        nTrees: flags.trees,
-        shardCount: flags.shards,
-        index: flags.index,
-        version: flags.version,
-        seed: flags.seed,
-        threads: flags.threads,
-        dim: flags.dim,
-        idsFile: flags.ids,
-        idsFromRow: flags.idsFromRow,
-        idColumn: flags.idColumn,
-        vectorColumn: flags.vectorColumn,
-        progress: createProgressReporter(process.stderr, { tty: process.stderr.isTTY === true }),
-      });
-      const items = manifest.shards.reduce((sum, s) => sum + s.items, 0);
-      const seconds = (performance.now() - startedMs) / 1_000;
-      process.stderr.write(
-        `canopy build: ${manifest.index}/${manifest.version}: ${items} items, dim ${manifest.dim}, ${manifest.shardCount} shards x ${manifest.nTrees} trees ` +
-          `in ${seconds.toFixed(1)} s (${Math.round(items / seconds)} items/s)\n`,
-      );
-      process.stdout.write(`${dir}\n`);
+      const store = lazyObjectStore(flags);
+      try {
+        const { location, manifest } = isObjectUrl(flags.out) ? await buildToObjectStore(flags, store.get()) : await buildLocally(flags, path.resolve(flags.out));
+        report(manifest, startedMs);
+        process.stdout.write(`${location}\n`);
+      } finally {
+        store.close();
+      }
     });
+  addS3Flags(command);
+}
+
+function buildOptions(flags: BuildFlags, outDir: string): BuildOptions {
+  return {
+    input: flags.input,
+    format: flags.format,
+    metric: flags.metric,
+    outDir,
+    createForest: (opts) => new Index(opts),
+    nTrees: flags.trees,
+    shardCount: flags.shards,
+    index: flags.index,
+    version: flags.version,
+    seed: flags.seed,
+    threads: flags.threads,
+    dim: flags.dim,
+    idsFile: flags.ids,
+    idsFromRow: flags.idsFromRow,
+    idColumn: flags.idColumn,
+    vectorColumn: flags.vectorColumn,
+    progress: createProgressReporter(process.stderr, { tty: process.stderr.isTTY === true }),
+  };
+}
+
+async function buildLocally(flags: BuildFlags, outDir: string): Promise<{ location: string; manifest: Manifest }> {
+  const { dir, manifest } = await buildVersion(buildOptions(flags, outDir));
+  return { location: dir, manifest };
+}
+
+/** Builds in a staging folder, uploads, and removes the staging folder whatever happens. */
+async function buildToObjectStore(flags: BuildFlags, store: ObjectStore): Promise<{ location: string; manifest: Manifest }> {
+  parseObjectUrl(flags.out);
+  if (flags.version !== undefined && (await objectVersionTaken(store, flags.out, flags.version))) {
+    throw new VersionExistsError(`${joinObjectUrl(flags.out, flags.version)} exists already; versions are never overwritten (pick another --version)`);
+  }
+  const staging = await mkdtemp(path.join(flags.stagingDir ?? tmpdir(), 'canopy-build-'));
+  try {
+    const { dir, manifest } = await buildVersion({ ...buildOptions(flags, staging), versionTaken: (version) => objectVersionTaken(store, flags.out, version) });
+    process.stderr.write(`canopy build: uploading ${manifest.index}/${manifest.version} to ${joinObjectUrl(flags.out, manifest.version)}\n`);
+    return { location: await uploadVersion(store, dir, manifest, flags.out), manifest };
+  } finally {
+    await rm(staging, { recursive: true, force: true });
+  }
+}
+
+function report(manifest: Manifest, startedMs: number): void {
+  const items = manifest.shards.reduce((sum, s) => sum + s.items, 0);
+  const seconds = (performance.now() - startedMs) / 1_000;
+  process.stderr.write(
+    `canopy build: ${manifest.index}/${manifest.version}: ${items} items, dim ${manifest.dim}, ${manifest.shardCount} shards x ${manifest.nTrees} trees ` +
+      `in ${seconds.toFixed(1)} s (${Math.round(items / seconds)} items/s)\n`,
+  );
 }

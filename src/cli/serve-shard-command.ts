@@ -1,6 +1,7 @@
 // `canopy serve shard`: serves one shard of an index, either of one version
 // folder (--manifest) or of the versions etcd makes active and target (--etcd).
 import os from 'node:os';
+import path from 'node:path';
 
 import type { Command } from 'commander';
 
@@ -9,6 +10,8 @@ import { configureSearchPool, searchPoolStats } from '../engine/search-pool';
 import { createEtcdClient } from '../registry/etcd-client';
 import { ClusterKeys } from '../registry/keys';
 import { ShardNode } from '../shard/shard-node';
+import { DEFAULT_CACHE_MAX_MB, VersionCache } from '../shard/version-cache';
+import { addS3Flags, lazyObjectStore, type S3Flags } from './s3-flags';
 import { observeEtcdSession, observeIndexVersions, observeSearchQueueDepth } from '../telemetry/instruments';
 import {
   createLogger,
@@ -23,7 +26,9 @@ import { addHealthListenFlag, type HealthListenFlags, healthListenFromFlags } fr
 import { addServerLimitFlags, type ServerLimitFlags, serverLimitsFromFlags } from './limit-flags';
 import { addEtcdSecurityFlags, addServerTlsFlags, type EtcdSecurityFlags, etcdSecurityFromFlags, serverTlsFromFlags, type TlsFlags } from './tls-flags';
 
-interface ShardFlags extends ServerLimitFlags, TlsFlags, EtcdSecurityFlags, HealthListenFlags {
+interface ShardFlags extends ServerLimitFlags, TlsFlags, EtcdSecurityFlags, HealthListenFlags, S3Flags {
+  readonly cacheDir?: string;
+  readonly cacheMaxMb: number;
   readonly manifest?: string;
   readonly etcd?: string;
   readonly cluster: string;
@@ -70,7 +75,7 @@ export function registerServeShardCommand(serve: Command): void {
   const command = serve
     .command('shard')
     .description('serve one shard of an index: of a version folder (--manifest), or of what etcd targets (--etcd)')
-    .option('--manifest <dir>', 'static mode: the version folder (holds manifest.json)')
+    .option('--manifest <location>', 'static mode: the version folder (holds manifest.json), or its s3:// URL')
     .option('--etcd <urls>', 'registry mode: etcd client URLs, comma-separated')
     .option('--cluster <name>', 'registry mode: cluster name (/canopy/<name>/ in etcd)', 'default')
     .option('--index <name>', 'registry mode: the index this node serves')
@@ -97,6 +102,10 @@ export function registerServeShardCommand(serve: Command): void {
     .option('--log-level <level>', 'pino log level (default: $CANOPY_LOG_LEVEL, else info)')
     .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics');
   addServerLimitFlags(command);
+  command
+    .option('--cache-dir <dir>', 'versions published at s3:// locations are downloaded here (default: <temp>/canopy-cache)')
+    .option('--cache-max-mb <n>', 'the download cache\'s size; versions no longer held are evicted, least recently used first', positiveInt('--cache-max-mb'), DEFAULT_CACHE_MAX_MB);
+  addS3Flags(command);
   addHealthListenFlag(command);
   addServerTlsFlags(command);
   addEtcdSecurityFlags(command);
@@ -121,6 +130,7 @@ export function registerServeShardCommand(serve: Command): void {
         healthListen,
         verifyChecksums: flags.verify,
         prefault: flags.prefault,
+        versionCache: versionCacheFromFlags(flags, log),
         shutdownGraceMs: flags.drainTimeoutMs,
       },
       (file, opts) => Index.load(file, opts),
@@ -135,6 +145,18 @@ export function registerServeShardCommand(serve: Command): void {
     }, log);
     await node.start();
     if (healthListen !== undefined) log.info({ healthListen }, 'serving plaintext health');
+  });
+}
+
+/** The download cache; its object store (the AWS SDK's client) is made only when a version is in object storage. */
+function versionCacheFromFlags(flags: ShardFlags, log: ReturnType<typeof createLogger>): VersionCache {
+  const store = lazyObjectStore(flags);
+  return new VersionCache({
+    store: store.get,
+    dir: flags.cacheDir ?? path.join(os.tmpdir(), 'canopy-cache'),
+    maxBytes: flags.cacheMaxMb * 1024 * 1024,
+    shard: flags.shard,
+    onEvict: (entry, bytes) => log.info({ entry, bytes }, 'evicted from the version cache'),
   });
 }
 

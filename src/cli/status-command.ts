@@ -41,6 +41,7 @@ export function formatStatus(snapshot: ClusterSnapshot): string {
     for (const [version, record] of versions) {
       const tags = [version === view.active ? 'active' : '', version === view.target ? 'target' : ''].filter(Boolean);
       lines.push(`  version ${version}${tags.length ? ` (${tags.join(', ')})` : ''}  published ${record.publishedAt}  ${record.location}`);
+      if (record.forced !== undefined) lines.push(`    forced by ${record.forced.by} over: ${record.forced.overrode.join('; ')}`);
       for (let shard = 0; shard < record.manifest.shardCount; shard++) {
         const replicas = replicasOf(snapshot.nodes, name, shard, version);
         lines.push(`    shard ${shard}: ${replicas.length ? replicas.join(', ') : 'no replica'}`);

@@ -19,7 +19,7 @@ import { PARTITIONER, shardOfId } from '../format/partition';
 import type { ProgressReporter, ProgressSnapshot, ShardProgress } from './progress';
 import { FORMATS_WITH_IDS, openReader, type InputFormat, type ReaderOptions, type Row, type VectorReader } from './readers';
 import { readIdsList, withIdsList } from './readers/ids-list';
-import { writeVersionFolder } from './version-folder';
+import { pathExists, writeVersionFolder } from './version-folder';
 
 /** What the builder needs from the engine's `Index` (which satisfies it). */
 export interface BuildableForest {
@@ -50,8 +50,13 @@ export interface BuildOptions {
   readonly shardCount?: number;
   /** Default: the input file's base name, sanitised. */
   readonly index?: string;
-  /** Default: the UTC start time, like 20261126T140102Z. */
+  /**
+   * Default: the UTC start time, like 20261126T140102Z, with a suffix (-2,
+   * -3, ...) when `versionTaken` says that name is taken.
+   */
   readonly version?: string;
+  /** Whether a default version name is taken already. Default: a folder of that name exists in `outDir`. */
+  readonly versionTaken?: (version: string) => Promise<boolean>;
   readonly seed?: number;
   /** Engine threads in total, shared among shards built at once. Default: the number of cores. */
   readonly threads?: number;
@@ -92,7 +97,8 @@ export interface BuildResult {
 }
 
 export async function buildVersion(options: BuildOptions): Promise<BuildResult> {
-  const build = resolve(options);
+  const resolved = resolve(options);
+  const build = options.version === undefined ? { ...resolved, version: await freeVersionName(resolved.version, options) } : resolved;
   let manifest: Manifest | undefined;
   const dir = await writeVersionFolder(build.outDir, build.version, async (tempDir) => {
     manifest = await buildInto(tempDir, build);
@@ -144,6 +150,14 @@ export function indexNameOf(input: string): string {
     .slice(0, 128)
     .replace(/^[^A-Za-z0-9]+|[^A-Za-z0-9]+$/g, '');
   return cleaned.length > 0 ? cleaned : 'index';
+}
+
+/** `stamp`, or the first of `stamp-2`, `stamp-3`, ... not taken: builds started in the same second get distinct names. */
+async function freeVersionName(stamp: string, options: BuildOptions): Promise<string> {
+  const taken = options.versionTaken ?? ((version: string) => pathExists(path.join(options.outDir, version)));
+  let name = stamp;
+  for (let n = 2; await taken(name); n++) name = `${stamp}-${n}`;
+  return name;
 }
 
 /** 2026-11-26T14:01:02.345Z -> 20261126T140102Z */

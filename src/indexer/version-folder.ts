@@ -49,10 +49,14 @@ export async function writeVersionFolder(parentDir: string, version: string, fil
   }
 }
 
-async function refuseExisting(dir: string): Promise<void> {
-  const exists = await stat(dir).then(
+/** Whether anything exists at `p`; errors other than "no such file" are thrown. */
+export async function pathExists(p: string): Promise<boolean> {
+  return stat(p).then(
     () => true,
     (err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? false : Promise.reject(err)),
   );
-  if (exists) throw new VersionExistsError(`${dir} exists already; versions are never overwritten (pick another --version)`);
+}
+
+async function refuseExisting(dir: string): Promise<void> {
+  if (await pathExists(dir)) throw new VersionExistsError(`${dir} exists already; versions are never overwritten (pick another --version)`);
 }

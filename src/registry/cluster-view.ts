@@ -10,7 +10,7 @@ import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
 
 import { parseManifest } from '../format/manifest';
 import type { ClusterKeys } from './keys';
-import { type NodeRecord, type VersionRecord, parseNodeRecord } from './records';
+import { type ForcedPublish, type NodeRecord, type VersionRecord, parseNodeRecord } from './records';
 
 export const DEFAULT_RELIST_DELAY_MS = 500;
 
@@ -174,9 +174,10 @@ export function deriveSnapshot(
 }
 
 function parseVersionRecord(key: string, text: string): VersionRecord {
-  const raw = JSON.parse(text) as { location?: unknown; manifest?: unknown; publishedAt?: unknown };
+  const raw = JSON.parse(text) as { location?: unknown; manifest?: unknown; publishedAt?: unknown; forced?: ForcedPublish };
   if (typeof raw.location !== 'string' || typeof raw.publishedAt !== 'string') {
     throw new Error(`${key}: not a version record`);
   }
-  return { location: raw.location, publishedAt: raw.publishedAt, manifest: parseManifest(JSON.stringify(raw.manifest), key) };
+  const record = { location: raw.location, publishedAt: raw.publishedAt, manifest: parseManifest(JSON.stringify(raw.manifest), key) };
+  return raw.forced === undefined ? record : { ...record, forced: raw.forced };
 }

@@ -23,6 +23,16 @@ export interface VersionRecord {
   readonly location: string;
   readonly manifest: import('../format/manifest').Manifest;
   readonly publishedAt: string;
+  /** Set iff `canopy publish --force` skipped checks that refused this version. */
+  readonly forced?: ForcedPublish;
+}
+
+/** Who published over which refusals, so a bad version's history says who overrode what. */
+export interface ForcedPublish {
+  /** `--forced-by`, default user@host of the publishing process. */
+  readonly by: string;
+  /** The checks' refusals that were overridden, as publish worded them. */
+  readonly overrode: readonly string[];
 }
 
 export class RecordError extends Error {

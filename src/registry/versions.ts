@@ -7,7 +7,7 @@ import type { Etcd3 } from 'etcd3';
 import type { Manifest } from '../format/manifest';
 import type { ClusterSnapshot, IndexVersions } from './cluster-view';
 import type { ClusterKeys } from './keys';
-import type { NodeRecord, VersionRecord } from './records';
+import type { ForcedPublish, NodeRecord, VersionRecord } from './records';
 
 /**
  * Writes `versions/<v>` and sets `target = v`, in one transaction. Publishing
@@ -15,7 +15,7 @@ import type { NodeRecord, VersionRecord } from './records';
  * under a name already taken is refused, so a version name always means the
  * same bytes.
  */
-export async function publishVersion(etcd: Etcd3, keys: ClusterKeys, location: string, manifest: Manifest): Promise<void> {
+export async function publishVersion(etcd: Etcd3, keys: ClusterKeys, location: string, manifest: Manifest, forced?: ForcedPublish): Promise<void> {
   const versionKey = keys.version(manifest.index, manifest.version);
   const existing = await etcd.get(versionKey).exec();
   const previous = existing.kvs[0];
@@ -25,7 +25,7 @@ export async function publishVersion(etcd: Etcd3, keys: ClusterKeys, location: s
       throw new Error(`version ${manifest.version} of index ${manifest.index} is already published with different files`);
     }
   }
-  const record: VersionRecord = { location, manifest, publishedAt: new Date().toISOString() };
+  const record: VersionRecord = { location, manifest, publishedAt: new Date().toISOString(), ...(forced === undefined ? {} : { forced }) };
   const result = await etcd
     .if(versionKey, 'Mod', '==', previous ? previous.mod_revision : 0)
     .then(etcd.put(versionKey).value(JSON.stringify(record)), etcd.put(keys.target(manifest.index)).value(manifest.version))

@@ -18,11 +18,14 @@ import { SearchServer } from '../wire/search-server';
 import { ClusterView } from '../registry/cluster-view';
 import type { ClusterKeys } from '../registry/keys';
 import { NodeSession } from '../registry/node-session';
+import { readManifest } from '../format/manifest';
+import { isObjectUrl } from '../storage/object-url';
 import { LoadedVersion } from './loaded-version';
 import { ShardCatalog } from './shard-catalog';
 import type { ForestLoader } from './shard-forest';
 import { ShardService } from './shard-service';
 import { VersionFollower } from './version-follower';
+import { entryName, type VersionCache } from './version-cache';
 
 export const DEFAULT_VERIFY_CHECKSUMS = true;
 export const DEFAULT_PREFAULT = true;
@@ -49,6 +52,8 @@ export interface ShardNodeOptions extends SearchServerOptions, QueryLimitsOption
   readonly shard: number;
   readonly verifyChecksums?: boolean;
   readonly prefault?: boolean;
+  /** Where versions published at s3:// locations are downloaded to; without it such versions fail to load. */
+  readonly versionCache?: VersionCache;
 }
 
 interface RegistryParts {
@@ -151,7 +156,23 @@ export class ShardNode {
     return { session, view, follower, stoppingNoticeMs: options.stoppingNoticeMs ?? DEFAULT_STOPPING_NOTICE_MS };
   }
 
-  private loadVersion(dir: string): Promise<LoadedVersion> {
+  /** Loads a version folder, or this node's shard of a version in object storage (downloaded to the cache first). */
+  private async loadVersion(location: string): Promise<LoadedVersion> {
+    if (!isObjectUrl(location)) return this.loadFolder(location);
+    const cache = this.options.versionCache;
+    if (cache === undefined) throw new Error(`${location} is in object storage, and this node has no --cache-dir to download it to`);
+    const inUse = new Set([...this.catalog.loaded()].map((loaded) => entryName(loaded.index, loaded.version)));
+    const dir = await cache.fetch(location, inUse);
+    try {
+      return await this.loadFolder(dir);
+    } catch (err) {
+      const manifest = await readManifest(dir).catch(() => undefined);
+      if (manifest !== undefined) await cache.forget(manifest.index, manifest.version);
+      throw err;
+    }
+  }
+
+  private loadFolder(dir: string): Promise<LoadedVersion> {
     return LoadedVersion.load(dir, this.options.shard, this.loadForest, {
       verifyChecksums: this.options.verifyChecksums ?? DEFAULT_VERIFY_CHECKSUMS,
       prefault: this.options.prefault ?? DEFAULT_PREFAULT,

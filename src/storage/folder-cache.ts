@@ -70,6 +70,8 @@ export class FolderCache {
       await rename(tempDir, dir);
     } catch (err) {
       await rm(tempDir, { recursive: true, force: true });
+      // Another process sharing the folder filled the same entry first: use its copy.
+      if ((err as NodeJS.ErrnoException).code === 'ENOTEMPTY' || (err as NodeJS.ErrnoException).code === 'EEXIST') return dir;
       throw err;
     }
     return dir;

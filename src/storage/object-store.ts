@@ -25,7 +25,7 @@ const UPLOAD_PART_BYTES = 16 * 1024 * 1024;
 const UPLOAD_PARTS_IN_FLIGHT = 4;
 
 export interface ObjectStoreOptions {
-  /** An S3-compatible server's URL (`--s3-endpoint`); AWS itself when absent. Implies path-style bucket addressing. */
+  /** An S3-compatible server's URL (`--s3-endpoint`); default $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, else AWS itself. Implies path-style bucket addressing. */
   readonly endpoint?: string;
 }
 
@@ -51,8 +51,10 @@ export class ObjectStore {
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
     };
-    if (options.endpoint !== undefined) {
-      config.endpoint = options.endpoint;
+    // AWS_ENDPOINT_URL(_S3) is the SDK's own variable; path-style addressing follows any custom endpoint.
+    const endpoint = options.endpoint ?? process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL;
+    if (endpoint !== undefined) {
+      config.endpoint = endpoint;
       config.forcePathStyle = true;
       if (process.env.AWS_REGION === undefined && process.env.AWS_DEFAULT_REGION === undefined && process.env.AWS_PROFILE === undefined) {
         config.region = DEFAULT_ENDPOINT_REGION;
@@ -145,6 +147,11 @@ export class ObjectStore {
 
   close(): void {
     this.client.destroy();
+  }
+
+  /** The object's bytes as a stream; ObjectIntegrityError when there is no such object. */
+  async openRead(url: string, signal?: AbortSignal): Promise<Readable> {
+    return this.get(url, signal);
   }
 
   private async get(url: string, signal?: AbortSignal): Promise<Readable> {

@@ -32,7 +32,7 @@ interface Expectations {
   readonly shards: number;
   readonly replicasPerShard: number;
   readonly image: string;
-  readonly indexVolume: { readonly type: 'pvc' | 'hostPath' | 'url'; readonly mountPath: string; readonly source: string };
+  readonly indexVolume: { readonly type: 'pvc' | 'hostPath' | 'url' | 's3'; readonly mountPath: string; readonly source: string };
   readonly antiAffinity: 'preferred' | 'required';
   readonly etcd: { readonly bundledMembers: number } | { readonly endpoints: readonly string[] };
   readonly router: { readonly autoscale: { min: number; max: number; cpu: number } } | { readonly replicas: number };
@@ -122,6 +122,25 @@ const SCENARIOS: readonly Scenario[] = [
       otelEndpoint: 'http://otel-collector.observability.svc:4317',
     },
   },
+  {
+    title: 'index versions in object storage (s3), no shared volume',
+    valuesFile: 'ci/s3-index-values.yaml',
+    expect: {
+      cluster: 'default',
+      index: 'tracks',
+      shards: 2,
+      replicasPerShard: 2,
+      image: 'canopy:0.1.0',
+      indexVolume: { type: 's3', mountPath: '/var/cache/canopy', source: 'http://minio.storage.svc:9000' },
+      antiAffinity: 'preferred',
+      etcd: { bundledMembers: 3 },
+      router: { autoscale: { min: 2, max: 10, cpu: 70 } },
+      drainTimeoutMs: 10_000,
+      graceSeconds: 30,
+      tls: false,
+      etcdTls: false,
+    },
+  },
 ];
 
 // The command-line contract of `canopy serve`: the only flags the chart may pass.
@@ -141,7 +160,7 @@ const COMMON_FLAGS = [
   '--etcd-user',
 ];
 const CONTRACT_FLAGS = {
-  shard: new Set([...COMMON_FLAGS, '--index', '--shard', '--node-id', '--advertise', '--drain-timeout-ms']),
+  shard: new Set([...COMMON_FLAGS, '--index', '--shard', '--node-id', '--advertise', '--drain-timeout-ms', '--cache-dir', '--cache-max-mb', '--s3-endpoint']),
   router: new Set([...COMMON_FLAGS, '--workers', '--min-ready']),
 };
 
@@ -270,11 +289,12 @@ describe.each(SCENARIOS)('helm chart: $title', ({ valuesFile, expect: want }) =>
     }
   });
 
-  it(`mounts the ${want.indexVolume.type} index volume read-only in every shard container`, () => {
+  it(`mounts the ${want.indexVolume.type} index volume ${want.indexVolume.type === 's3' ? 'as the download cache' : 'read-only'} in every shard container`, () => {
     for (const set of shardSets) {
       const pod = set.spec.template.spec;
-      const mount = canopyContainer(pod, 'shard').volumeMounts?.find((m) => m.mountPath === want.indexVolume.mountPath);
-      expect(mount?.readOnly).toBe(true);
+      const shard = canopyContainer(pod, 'shard');
+      const mount = shard.volumeMounts?.find((m) => m.mountPath === want.indexVolume.mountPath);
+      expect(mount?.readOnly).toBe(want.indexVolume.type !== 's3');
       const volume = pod.volumes?.find((v) => v.name === mount?.name);
       switch (want.indexVolume.type) {
         case 'pvc':
@@ -291,7 +311,16 @@ describe.each(SCENARIOS)('helm chart: $title', ({ valuesFile, expect: want }) =>
           expect(fetcher!.volumeMounts?.find((m) => m.name === mount?.name)?.readOnly).not.toBe(true);
           break;
         }
+        case 's3':
+          expect(volume?.emptyDir?.sizeLimit).toBe('9216Mi');
+          expect(flagValue(shard.args ?? [], '--cache-dir')).toBe(want.indexVolume.mountPath);
+          expect(flagValue(shard.args ?? [], '--cache-max-mb')).toBe('8192');
+          expect(flagValue(shard.args ?? [], '--s3-endpoint')).toBe(want.indexVolume.source);
+          expect(envNamed(shard, 'AWS_REGION')?.value).toBe('eu-west-1');
+          expect(shard.envFrom).toEqual([{ secretRef: { name: 'canopy-s3' } }]);
+          break;
       }
+      if (want.indexVolume.type !== 's3') expect(flagValue(shard.args ?? [], '--cache-dir')).toBeUndefined();
       if (want.indexVolume.type !== 'url') expect(pod.initContainers ?? []).toEqual([]);
     }
   });

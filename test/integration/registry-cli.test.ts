@@ -73,12 +73,13 @@ describe('canopy publish / status / rollback', () => {
     expect(mismatch.code).toBe(1);
     expect(mismatch.stderr).toMatch(/--index artists does not match the manifest/);
 
-    expect((await runCanopy(['publish', ...flags(), '--manifest', v2])).code).toBe(0);
-    expect(await flipActive(client, keys, 'tracks', 'v2')).toBe(true);
+    // v1 is active: publishing over it needs a live node for every shard of v2.
     await client.put(keys.node('n1')).value(JSON.stringify({
       addr: '127.0.0.1:7001', index: 'tracks', shard: 0, stopping: false,
       versions: { v1: { state: 'ready' }, v2: { state: 'failed', reason: 'sha256 mismatch' } },
     }));
+    expect((await runCanopy(['publish', ...flags(), '--manifest', v2])).code).toBe(0);
+    expect(await flipActive(client, keys, 'tracks', 'v2')).toBe(true);
 
     const status = await runCanopy(['status', ...flags()]);
     expect(status.code).toBe(0);
