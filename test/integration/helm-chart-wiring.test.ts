@@ -39,7 +39,6 @@ const INDEX = 'wiring';
 const CLUSTER = 'wired';
 const SHARDS = 2;
 const REPLICAS = 2;
-const CHART_CANOPY = '/usr/local/bin/canopy';
 const POD_IP = '127.0.0.1';
 const EXHAUSTIVE_SEARCH_K = 1_000_000;
 
@@ -81,7 +80,8 @@ function valueOf(variable: EnvVar, podName: string): string {
  * local folder standing in for it (`mounts`: mountPath -> folder).
  */
 async function localPod(name: string, container: Container, mounts: ReadonlyMap<string, string> = new Map()): Promise<LocalPod> {
-  expect(container.command).toEqual([CHART_CANOPY]);
+  // No command: the image's entrypoint (tini, then canopy) runs the args.
+  expect(container.command).toBeUndefined();
   const env = envOf(container, name);
   const ports = new Map<number, number>();
   for (const port of container.ports ?? []) ports.set(port.containerPort, await freePort());
