@@ -177,7 +177,7 @@ async function main() {
     }
     // A scrape shows the metrics endpoint did its work during the runs.
     const scraped = await fetch(`http://127.0.0.1:${scenarios[1].metricsPort}/metrics`).then((r) => r.text());
-    const served = /canopy_rpc_server_duration_count\{[^}]*rpc_method="Search"[^}]*\} (\d+)/.exec(scraped)?.[1];
+    const served = /canopy_rpc_server_duration_seconds_count\{[^}]*rpc_method="Search"[^}]*\} (\d+)/.exec(scraped)?.[1];
     killAll();
     const micro = [];
     for (const sc of scenarios) micro.push(await perCallMicros({ metrics: sc.metrics, vars: sc.env }));

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 
 import type { ClusterSnapshot } from '../registry/cluster-view';
 import type { NodeRecord, VersionRecord } from '../registry/records';
+import { declareRouterIndex } from '../telemetry/instruments';
 import { IndexRoute, type IndexRouteOptions } from './index-route';
 import type { IndexView } from './index-view';
 
@@ -31,6 +32,7 @@ export function applySnapshot(
     if (route.view?.version !== active) {
       log.info({ index: name, from: route.view?.version, to: active }, 'active version');
       route.view = viewOf(name, active, record);
+      declareRouterIndex(name, record.manifest.shardCount);
     }
   }
   for (const [name, route] of routes) {

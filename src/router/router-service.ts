@@ -23,7 +23,7 @@ import type { LoadGate } from '../wire/load-gate';
 import type { QueryLimits, QueryShape } from '../wire/query';
 import { decodeVector, encodeVector, parseBatch, parseQuery, parseShape } from '../wire/query';
 import { batchQueries, batchStreamHandler, type CallErrorLogger, oneQuery, type QueryCounter, StreamDrain, unaryHandler } from '../wire/search-server';
-import { ATTR_RPC_METHOD } from '../telemetry/attributes';
+import { ATTR_INDEX, ATTR_RPC_METHOD } from '../telemetry/attributes';
 import { callParentOf } from '../telemetry/grpc-context';
 import { canopyInstruments, isMetricsEnabled } from '../telemetry/instruments';
 import type { FanOutAnswer, ShardQuery } from './fan-out';
@@ -56,7 +56,7 @@ export class RouterService {
   ) {}
 
   handlers(): SearchServiceHandlers {
-    const wrap = <Req, Res>(method: string, fn: (req: Req, call: Call<Req, Res>, parent: Context | undefined) => Promise<Res>, queriesOf?: QueryCounter<Req>) =>
+    const wrap = <Req extends { readonly index: string }, Res>(method: string, fn: (req: Req, call: Call<Req, Res>, parent: Context | undefined) => Promise<Res>, queriesOf?: QueryCounter<Req>) =>
       unaryHandler(fn.bind(this), this.onError, method, queriesOf, this.gate);
     return {
       search: wrap('Search', this.search, oneQuery),
@@ -77,7 +77,7 @@ export class RouterService {
     const { route, view } = this.pin(req.index, req.version);
     const query = parseQuery(req, view.dim, this.limits);
     const answer = await route.fanOut.search(view, [toShardQuery(query.vector, query)], this.deadlineOf(call), req.minShards, parent);
-    countPartial(answer, 'Search');
+    countPartial(answer, view.index, 'Search');
     return withCoverage(answer.results[0]!, answer);
   }
 
@@ -89,7 +89,7 @@ export class RouterService {
     const { route, view } = this.pin(req.index, req.version);
     const queries = parseBatch(req, view.dim, this.limits).map((parsed) => toShardQuery(parsed.vector, parsed));
     const answer = await route.fanOut.search(view, queries, deadlineMs, req.minShards, parent);
-    countPartial(answer, method);
+    countPartial(answer, view.index, method);
     return {
       results: answer.results.map((r) => withCoverage(r, answer)),
       indexVersion: view.version,
@@ -107,7 +107,7 @@ export class RouterService {
     // GetItem carries the vector twice; the bytes are the cheap form.
     const vector = decodeVector({ vector: [], vectorF32: item.vectorF32 }, view.dim, `stored vector of ${JSON.stringify(req.id)}`);
     const answer = await route.fanOut.search(view, [toShardQuery(vector, shape)], deadlineMs, req.minShards, parent);
-    countPartial(answer, 'SearchByItem');
+    countPartial(answer, view.index, 'SearchByItem');
     return withCoverage(answer.results[0]!, answer);
   }
 
@@ -221,8 +221,8 @@ function toShardQuery(vector: Float32Array, shape: QueryShape): ShardQuery {
 }
 
 /** Counts an answer that lacks shards in canopy.router.partial_answers. */
-function countPartial(answer: FanOutAnswer, method: string): void {
-  if (answer.shardsMissing.length > 0 && isMetricsEnabled()) canopyInstruments().partialAnswers.add(1, { [ATTR_RPC_METHOD]: method });
+function countPartial(answer: FanOutAnswer, index: string, method: string): void {
+  if (answer.shardsMissing.length > 0 && isMetricsEnabled()) canopyInstruments().partialAnswers.add(1, { [ATTR_INDEX]: index, [ATTR_RPC_METHOD]: method });
 }
 
 function withCoverage(result: SearchResponse, answer: FanOutAnswer): SearchResponse {

@@ -17,6 +17,7 @@ import { channelCredentials, type TlsFiles } from '../wire/tls';
 import { ClusterView } from '../registry/cluster-view';
 import type { ClusterKeys } from '../registry/keys';
 import { VersionController } from '../registry/version-controller';
+import { declareRouterIndex } from '../telemetry/instruments';
 import type { LogTraceFields } from '../telemetry/log-trace-context';
 import { IndexRoute, type IndexRouteOptions } from './index-route';
 import { viewFromBackends } from './index-view';
@@ -159,6 +160,7 @@ export class Router {
       if (infos.length > 0) {
         route.view = viewFromBackends(infos);
         this.routes.set(route.view.index, route);
+        declareRouterIndex(route.view.index, route.view.shardCount);
         this.server.setServing(true);
         this.log.info({ index: route.view.index, version: route.view.version, shards: route.view.shardCount }, 'index view');
         return;

@@ -14,7 +14,7 @@ import type {
   IndexInfo,
 } from '../wire/contract';
 import { SEARCH_SERVICE_NAME } from '../wire/contract';
-import { ATTR_ATTEMPT, ATTR_OUTCOME, ATTR_REPLICA, ATTR_SHARD, type AttemptKind } from '../telemetry/attributes';
+import { ATTR_ATTEMPT, ATTR_INDEX, ATTR_OUTCOME, ATTR_REPLICA, ATTR_SHARD, type AttemptKind } from '../telemetry/attributes';
 import {
   type CallParent,
   endClientCallSpan,
@@ -156,7 +156,7 @@ export class ShardCaller {
         this.stats[why === 'retry' ? 'retries' : 'hedges']++;
         if (isMetricsEnabled()) {
           const instruments = canopyInstruments();
-          (why === 'retry' ? instruments.retries : instruments.hedges).add(1, { [ATTR_SHARD]: shard });
+          (why === 'retry' ? instruments.retries : instruments.hedges).add(1, { [ATTR_INDEX]: request.index, [ATTR_SHARD]: shard });
         }
         secondLaunched = true;
         if (why === 'retry' && !isConnected(second)) {
@@ -274,14 +274,14 @@ export class ShardCaller {
         replica.outstanding--;
         replica.markAnswered();
         endClientCallSpan(span, {});
-        if (startedMs !== undefined) recordAttempt(replica.shard, kind, startedMs, 'ok');
+        if (startedMs !== undefined) recordAttempt(request.index, replica.shard, kind, startedMs, 'ok');
         return response as Res;
       },
       (err: unknown) => {
         replica.outstanding--;
         const error = CanopyError.from(err);
         endClientCallSpan(span, cancelled ? { cancelled } : { error });
-        if (startedMs !== undefined) recordAttempt(replica.shard, kind, startedMs, (grpc.status[error.code] ?? 'unknown').toLowerCase());
+        if (startedMs !== undefined) recordAttempt(request.index, replica.shard, kind, startedMs, (grpc.status[error.code] ?? 'unknown').toLowerCase());
         // A replica shedding load is healthy: ejecting it would pile its share onto the others.
         if (error.retryable && error.code !== grpc.status.RESOURCE_EXHAUSTED && !cancelled) replica.markFailed(error.message);
         throw new CanopyError(error.code, `shard ${replica.shard} (${replica.address}): ${error.message}`, {
@@ -324,9 +324,10 @@ export class ShardCaller {
   }
 }
 
-/** One attempt in canopy.router.shard_call.duration, by shard, outcome (`ok` or the status name) and kind. */
-function recordAttempt(shard: number, kind: AttemptKind, startedMs: number, outcome: string): void {
-  canopyInstruments().shardCallDuration.record(performance.now() - startedMs, { [ATTR_SHARD]: shard, [ATTR_OUTCOME]: outcome, [ATTR_ATTEMPT]: kind });
+/** One attempt in canopy.router.shard_call.duration_seconds, by index, shard, outcome (`ok` or the status name) and kind. */
+function recordAttempt(index: string, shard: number, kind: AttemptKind, startedMs: number, outcome: string): void {
+  const attributes = { [ATTR_INDEX]: index, [ATTR_SHARD]: shard, [ATTR_OUTCOME]: outcome, [ATTR_ATTEMPT]: kind };
+  canopyInstruments().shardCallDuration.record((performance.now() - startedMs) / 1000, attributes);
 }
 
 function isConnected(replica: Replica): boolean {

@@ -7,7 +7,7 @@ import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
 
 import type { CanopyError } from '../wire/canopy-error';
-import type { IndexVersionReading } from '../telemetry/instruments';
+import { declareServedIndex, type IndexVersionReading } from '../telemetry/instruments';
 import type { LogTraceFields } from '../telemetry/log-trace-context';
 import type { SessionState } from '../registry/node-session';
 import type { QueryLimitsOptions } from '../wire/query';
@@ -89,7 +89,9 @@ export class ShardNode {
       const loaded = await this.loadVersion(this.options.manifestDir);
       this.catalog.add(loaded, true);
       this.log.info({ index: loaded.index, version: loaded.version, shard: this.options.shard, items: loaded.nItems }, 'version loaded');
+      declareServedIndex(loaded.index);
     }
+    if (this.options.registry !== undefined) declareServedIndex(this.options.registry.index);
     const port = await this.server.start();
     if (this.options.registry === undefined) this.server.setServing(true);
     else this.registry = this.follow(this.options.registry, port);
@@ -118,7 +120,7 @@ export class ShardNode {
   *versionReadings(): IterableIterator<IndexVersionReading> {
     const shard = this.options.shard;
     for (const loaded of this.catalog.loaded()) {
-      yield { index: loaded.index, version: loaded.version, shard, state: 'ready', items: loaded.nItems, loadDurationMs: loaded.loadDurationMs };
+      yield { index: loaded.index, version: loaded.version, shard, state: 'ready', items: loaded.nItems, loadDurationSeconds: loaded.loadDurationMs / 1000 };
     }
     const follower = this.registry?.follower;
     const index = this.options.registry?.index;

@@ -38,7 +38,7 @@ export class ShardService {
   ) {}
 
   handlers(): SearchServiceHandlers {
-    const wrap = <Req, Res>(
+    const wrap = <Req extends { readonly index: string }, Res>(
       method: string,
       fn: (req: Req, call: grpc.ServerUnaryCall<Req, Res>, parent: Context | undefined) => Promise<Res>,
       queriesOf?: QueryCounter<Req>,

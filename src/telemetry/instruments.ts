@@ -1,9 +1,11 @@
 // Every metric Canopy records, with its name, unit and attributes, defined in
-// one place. Names are stable: the Helm chart's Grafana dashboard queries them
-// as the Prometheus exporter exposes them: dots become underscores, counters
-// get `_total`, histograms `_bucket`/`_sum`/`_count`, no unit suffix is added
-// (canopy.rpc.server.duration -> canopy_rpc_server_duration_bucket{rpc_method,
-// rpc_grpc_status_code,le}); see helm/canopy/dashboards/.
+// one place. Names are stable and follow Prometheus's conventions as the
+// scrape endpoint exposes them: dots become underscores, counters get
+// `_total`, histograms `_bucket`/`_sum`/`_count`; durations are in seconds and
+// their names end in `_seconds` already (the exporter adds no unit suffix):
+// canopy.rpc.server.duration_seconds ->
+// canopy_rpc_server_duration_seconds_bucket{rpc_method,rpc_grpc_status_code,canopy_index,le};
+// see helm/canopy/dashboards/ and helm/canopy/templates/prometheus-rule.yaml.
 //
 // Instruments come from the global MeterProvider. The API has no proxy for
 // meters, so an instrument made before startTelemetry registers the SDK's
@@ -22,19 +24,29 @@ import {
   type ObservableUpDownCounter,
 } from '@opentelemetry/api';
 
-import { ATTR_INDEX, ATTR_INDEX_VERSION, ATTR_RPC_METHOD, ATTR_SHARD, ATTR_STATE } from './attributes';
+import {
+  ATTR_ATTEMPT,
+  ATTR_INDEX,
+  ATTR_INDEX_VERSION,
+  ATTR_OUTCOME,
+  ATTR_RPC_GRPC_STATUS_CODE,
+  ATTR_RPC_METHOD,
+  ATTR_SHARD,
+  ATTR_STATE,
+} from './attributes';
+import { declareZeroHistogram, type HistogramShape } from './zero-series';
 
 export const METER_NAME = 'canopy';
 
-/** Histogram, ms, {rpc.method, rpc.grpc.status_code}: every RPC a router or shard node serves. */
-export const METRIC_RPC_SERVER_DURATION = 'canopy.rpc.server.duration';
-/** Histogram, ms, {canopy.shard, canopy.outcome, canopy.attempt}: each router -> shard call, as the router saw it. */
-export const METRIC_SHARD_CALL_DURATION = 'canopy.router.shard_call.duration';
-/** Counter, {canopy.shard}: shard calls sent again after a retryable failure. */
+/** Histogram, s, {rpc.method, rpc.grpc.status_code, canopy.index}: every RPC a router or shard node serves. */
+export const METRIC_RPC_SERVER_DURATION = 'canopy.rpc.server.duration_seconds';
+/** Histogram, s, {canopy.index, canopy.shard, canopy.outcome, canopy.attempt}: each router -> shard call, as the router saw it. */
+export const METRIC_SHARD_CALL_DURATION = 'canopy.router.shard_call.duration_seconds';
+/** Counter, {canopy.index, canopy.shard}: shard calls sent again after a retryable failure. */
 export const METRIC_RETRIES = 'canopy.router.retries';
-/** Counter, {canopy.shard}: hedged copies sent to a second replica. */
+/** Counter, {canopy.index, canopy.shard}: hedged copies sent to a second replica. */
 export const METRIC_HEDGES = 'canopy.router.hedges';
-/** Counter, {rpc.method}: answers returned with fewer shards than the index has. */
+/** Counter, {canopy.index, rpc.method}: answers returned with fewer shards than the index has. */
 export const METRIC_PARTIAL_ANSWERS = 'canopy.router.partial_answers';
 /** Observable UpDownCounter, {rpc.method}: queries being served now (a batch counts its queries); see inflightQueriesOf. */
 export const METRIC_INFLIGHT_QUERIES = 'canopy.inflight_queries';
@@ -42,20 +54,37 @@ export const METRIC_INFLIGHT_QUERIES = 'canopy.inflight_queries';
 export const METRIC_SEARCH_QUEUE_DEPTH = 'canopy.engine.search_queue.depth';
 /** Observable gauge, {canopy.index, canopy.index.version, canopy.shard}: items in the node's shard of the version. */
 export const METRIC_INDEX_ITEMS = 'canopy.index.items';
-/** Observable gauge, ms, {canopy.index, canopy.index.version, canopy.shard}: how long loading the version took. */
-export const METRIC_INDEX_LOAD_DURATION = 'canopy.index.load.duration';
+/** Observable gauge, s, {canopy.index, canopy.index.version, canopy.shard}: how long loading the version took. */
+export const METRIC_INDEX_LOAD_DURATION = 'canopy.index.load.duration_seconds';
 /** Observable gauge, {canopy.index, canopy.index.version, canopy.shard, canopy.state}: 1 for the version's state, 0 for the others. */
 export const METRIC_INDEX_VERSION_STATE = 'canopy.index.version.state';
 /** Observable gauge, {canopy.state}: 1 for the etcd session's state, 0 for the others. */
 export const METRIC_ETCD_SESSION_STATE = 'canopy.etcd.session.state';
 
 /**
- * Bucket bounds for ms latencies: a shard search takes 0.1-10 ms, a routed
- * query a few ms, a deadline seconds. The SDK's default bounds start at 5 ms.
+ * Bucket bounds, in seconds, for latencies: a shard search takes 0.1-10 ms, a
+ * routed query a few ms, a deadline seconds. The SDK's default bounds (meant
+ * for milliseconds) would put every call in the first bucket.
  */
-export const LATENCY_BUCKETS_MS: readonly number[] = [
-  0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 25, 50, 75, 100, 250, 500, 1_000, 2_500, 5_000, 10_000,
+export const LATENCY_BUCKETS_SECONDS: readonly number[] = [
+  0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 ];
+
+const RPC_SERVER_DURATION: HistogramShape = {
+  name: METRIC_RPC_SERVER_DURATION,
+  unit: 's',
+  description: 'Duration of RPCs served, by method, gRPC status and index',
+  boundaries: LATENCY_BUCKETS_SECONDS,
+};
+const SHARD_CALL_DURATION: HistogramShape = {
+  name: METRIC_SHARD_CALL_DURATION,
+  unit: 's',
+  description: 'Duration of router calls to shard nodes, by index, shard, outcome and attempt kind',
+  boundaries: LATENCY_BUCKETS_SECONDS,
+};
+
+/** The methods a router or shard node serves that carry queries (partial answers, zero series). */
+export const QUERY_METHODS = ['Search', 'BatchSearch', 'SearchByItem', 'BatchSearchStream'] as const;
 
 /** States of a version on a node, as in the registry's node record (registry/records.ts). */
 export const INDEX_VERSION_STATES = ['loading', 'ready', 'failed'] as const;
@@ -74,8 +103,8 @@ export interface IndexVersionReading {
   readonly state: IndexVersionState;
   /** Items in this node's shard of the version; omit while unknown. */
   readonly items?: number;
-  /** Time the load took; omit until it finished. */
-  readonly loadDurationMs?: number;
+  /** Time the load took, in seconds; omit until it finished. */
+  readonly loadDurationSeconds?: number;
 }
 
 /** Synchronous instruments; record on them directly. */
@@ -176,7 +205,7 @@ export function observeIndexVersions(read: () => Iterable<IndexVersionReading>):
       listed.add(key);
       seen.set(key, attributes);
       if (reading.items !== undefined) batch.observe(set.indexItems, reading.items, attributes);
-      if (reading.loadDurationMs !== undefined) batch.observe(set.indexLoadDuration, reading.loadDurationMs, attributes);
+      if (reading.loadDurationSeconds !== undefined) batch.observe(set.indexLoadDuration, reading.loadDurationSeconds, attributes);
       observeStateSet(batch, set.indexVersionState, INDEX_VERSION_STATES, reading.state, attributes);
     }
     for (const [key, attributes] of seen) {
@@ -215,6 +244,35 @@ function observeStateSet(
   for (const candidate of states) batch.observe(gauge, candidate === state ? 1 : 0, { ...attributes, [ATTR_STATE]: candidate });
 }
 
+/**
+ * Creates at zero the series a router records for `index` (of `shards`
+ * shards) before anything happened, so `rate()` and alerts have a series from
+ * the start: retries, hedges and partial answers (counters, exported by every
+ * exporter), and successful served queries and first shard calls (histograms:
+ * the SDK cannot hold an empty one, so only the scrape endpoint shows those).
+ */
+export function declareRouterIndex(index: string, shards: number): void {
+  if (!metricsEnabled) return;
+  const set = instrumentSet();
+  for (let shard = 0; shard < shards; shard++) {
+    const attributes = { [ATTR_INDEX]: index, [ATTR_SHARD]: shard };
+    set.retries.add(0, attributes);
+    set.hedges.add(0, attributes);
+    declareZeroHistogram(SHARD_CALL_DURATION, { ...attributes, [ATTR_OUTCOME]: 'ok', [ATTR_ATTEMPT]: 'first' });
+  }
+  for (const method of QUERY_METHODS) set.partialAnswers.add(0, { [ATTR_INDEX]: index, [ATTR_RPC_METHOD]: method });
+  declareServedIndex(index);
+}
+
+/** Creates at zero the served-query series of `index` (successful calls and in-flight queries of each query method); see declareRouterIndex. */
+export function declareServedIndex(index: string): void {
+  if (!metricsEnabled) return;
+  for (const method of QUERY_METHODS) {
+    inflightQueriesOf(method);
+    declareZeroHistogram(RPC_SERVER_DURATION, { [ATTR_RPC_METHOD]: method, [ATTR_RPC_GRPC_STATUS_CODE]: 0, [ATTR_INDEX]: index });
+  }
+}
+
 function instrumentSet(): InstrumentSet {
   const provider = metrics.getMeterProvider();
   if (current === undefined || current.provider !== provider) current = createInstruments(provider);
@@ -225,18 +283,18 @@ function createInstruments(provider: MeterProvider): InstrumentSet {
   const meter = provider.getMeter(METER_NAME);
   const inflightQueries = meter.createObservableUpDownCounter(METRIC_INFLIGHT_QUERIES, { unit: '{query}', description: 'Queries being served' });
   inflightQueries.addCallback(observeInflight);
-  const latency = (name: string, description: string): Histogram =>
-    meter.createHistogram(name, { unit: 'ms', description, advice: { explicitBucketBoundaries: [...LATENCY_BUCKETS_MS] } });
+  const histogram = (shape: HistogramShape): Histogram =>
+    meter.createHistogram(shape.name, { unit: shape.unit, description: shape.description, advice: { explicitBucketBoundaries: [...shape.boundaries] } });
   return {
     provider,
-    rpcServerDuration: latency(METRIC_RPC_SERVER_DURATION, 'Duration of RPCs served, by method and gRPC status'),
-    shardCallDuration: latency(METRIC_SHARD_CALL_DURATION, 'Duration of router calls to shard nodes, by shard, outcome and attempt kind'),
+    rpcServerDuration: histogram(RPC_SERVER_DURATION),
+    shardCallDuration: histogram(SHARD_CALL_DURATION),
     retries: meter.createCounter(METRIC_RETRIES, { unit: '{call}', description: 'Shard calls retried after a retryable failure' }),
     hedges: meter.createCounter(METRIC_HEDGES, { unit: '{call}', description: 'Hedged shard calls sent to a second replica' }),
     partialAnswers: meter.createCounter(METRIC_PARTIAL_ANSWERS, { unit: '{answer}', description: 'Answers missing one or more shards' }),
     searchQueueDepth: meter.createObservableGauge(METRIC_SEARCH_QUEUE_DEPTH, { unit: '{search}', description: 'Searches queued in the native search pool' }),
     indexItems: meter.createObservableGauge(METRIC_INDEX_ITEMS, { unit: '{item}', description: "Items in this node's shard of an index version" }),
-    indexLoadDuration: meter.createObservableGauge(METRIC_INDEX_LOAD_DURATION, { unit: 'ms', description: 'Time loading an index version took' }),
+    indexLoadDuration: meter.createObservableGauge(METRIC_INDEX_LOAD_DURATION, { unit: 's', description: 'Time loading an index version took' }),
     indexVersionState: meter.createObservableGauge(METRIC_INDEX_VERSION_STATE, { description: 'Index version state on this node (1 = current state)' }),
     etcdSessionState: meter.createObservableGauge(METRIC_ETCD_SESSION_STATE, { description: 'etcd session state of this node (1 = current state)' }),
     inflightQueries,

@@ -1,13 +1,16 @@
 // The Prometheus scrape endpoint: GET /metrics renders the exporter's current
-// collection in the Prometheus text format. Canopy owns the HTTP server (the
-// exporter's built-in one is not started) so that port 0 works, a bind error
-// rejects `start()` instead of surfacing later, and `close()` is awaited.
+// collection in the Prometheus text format, with the declared empty histogram
+// series added (zero-series.ts). Canopy owns the HTTP server (the exporter's
+// built-in one is not started) so that port 0 works, a bind error rejects
+// `start()` instead of surfacing later, and `close()` is awaited.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-import type { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
+import type { PrometheusExporter, PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
 
+import { METER_NAME } from './instruments';
 import type { ListenAddress } from './telemetry-config';
+import { withZeroHistograms } from './zero-series';
 
 export const METRICS_PATH = '/metrics';
 
@@ -18,11 +21,20 @@ export class MetricsEndpoint {
     readonly address: ListenAddress,
   ) {}
 
-  static start(listen: ListenAddress, exporter: PrometheusExporter): Promise<MetricsEndpoint> {
+  static start(listen: ListenAddress, exporter: PrometheusExporter, serializer: PrometheusSerializer): Promise<MetricsEndpoint> {
     const server = http.createServer((request, response) => {
       const path = (request.url ?? '').split('?', 1)[0];
       if (request.method === 'GET' && path === METRICS_PATH) {
-        exporter.getMetricsRequestHandler(request, response);
+        void render(exporter, serializer).then(
+          (text) => {
+            response.setHeader('Content-Type', 'text/plain; version=0.0.4; charset=utf-8');
+            response.end(text);
+          },
+          (err: unknown) => {
+            response.statusCode = 500;
+            response.end(`# collection failed: ${err instanceof Error ? err.message : String(err)}\n`);
+          },
+        );
         return;
       }
       response.statusCode = 404;
@@ -46,4 +58,9 @@ export class MetricsEndpoint {
       this.server.closeIdleConnections();
     });
   }
+}
+
+async function render(exporter: PrometheusExporter, serializer: PrometheusSerializer): Promise<string> {
+  const { resourceMetrics } = await exporter.collect();
+  return serializer.serialize(withZeroHistograms(resourceMetrics, METER_NAME));
 }

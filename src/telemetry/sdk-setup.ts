@@ -5,20 +5,26 @@ import { context, type ContextManager, metrics, propagation, type ProxyTracerPro
 import { OTLPMetricExporter as OtlpGrpcMetricExporter } from '@opentelemetry/exporter-metrics-otlp-grpc';
 import { OTLPMetricExporter as OtlpHttpJsonMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
 import { OTLPMetricExporter as OtlpProtobufMetricExporter } from '@opentelemetry/exporter-metrics-otlp-proto';
-import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
+import { PrometheusExporter, PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
 import { type IMetricReader, PeriodicExportingMetricReader, type PushMetricExporter } from '@opentelemetry/sdk-metrics';
 import { NodeSDK, resources } from '@opentelemetry/sdk-node';
 import { SimpleSpanProcessor, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
 
+import { version } from '../../package.json';
+import { METER_NAME } from './instruments';
 import { MetricsEndpoint } from './metrics-endpoint';
+import { observeProcessAndRuntime } from './runtime-metrics';
 import type { OtlpMetricsPlan, TelemetryPlan } from './telemetry-config';
+import { clearZeroHistograms } from './zero-series';
 
 /**
- * Resource attributes copied onto every scraped series: `service_name` tells a
- * router's series from a shard node's (both serve the same methods) without a
- * join on target_info.
+ * Scraped series carry their own labels only: no otel_scope_* and no resource
+ * attributes on each one (Prometheus adds job and instance; a router's series
+ * and a shard node's are told apart by those). The resource is in target_info,
+ * and holds what the environment detector (OTEL_RESOURCE_ATTRIBUTES,
+ * OTEL_SERVICE_NAME) and the host detector find, never the command line.
  */
-const PROMETHEUS_RESOURCE_LABELS = /^service\.name$/;
+const SCRAPE_SERIALIZER = new PrometheusSerializer('', false, undefined, false, true);
 
 /** A context manager that never holds a context: `with` only calls the function. */
 const PASS_THROUGH_CONTEXT: ContextManager = {
@@ -50,8 +56,8 @@ export async function startSdk(plan: TelemetryPlan, serviceName: string, testSpa
   if (plan.otlpMetrics !== undefined) readers.push(otlpMetricReader(plan.otlpMetrics));
   let metricsEndpoint: MetricsEndpoint | undefined;
   if (plan.prometheusListen !== undefined) {
-    const prometheus = new PrometheusExporter({ preventServerStart: true, withResourceConstantLabels: PROMETHEUS_RESOURCE_LABELS });
-    metricsEndpoint = await MetricsEndpoint.start(plan.prometheusListen, prometheus);
+    const prometheus = new PrometheusExporter({ preventServerStart: true });
+    metricsEndpoint = await MetricsEndpoint.start(plan.prometheusListen, prometheus, SCRAPE_SERIALIZER);
     readers.push(prometheus);
   }
 
@@ -61,7 +67,8 @@ export async function startSdk(plan: TelemetryPlan, serviceName: string, testSpa
     sdk = new NodeSDK({
       // OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES (the SDK's env detector,
       // merged over this) win over the name the process gives itself.
-      resource: resources.defaultResource().merge(resources.resourceFromAttributes({ 'service.name': serviceName })),
+      resource: resources.defaultResource().merge(resources.resourceFromAttributes({ 'service.name': serviceName, 'service.version': version })),
+      resourceDetectors: [resources.envDetector, resources.hostDetector],
       // No readers: the SDK registers no meter provider, instruments stay no-ops.
       metricReaders: readers,
       // `undefined` lets the SDK read OTEL_TRACES_EXPORTER & co; `[]` registers no tracer provider.
@@ -84,6 +91,7 @@ export async function startSdk(plan: TelemetryPlan, serviceName: string, testSpa
     await metricsEndpoint?.close();
     throw err;
   }
+  const stopRuntimeMetrics = readers.length === 0 ? undefined : observeProcessAndRuntime(metrics.getMeter(METER_NAME), { version, service: serviceName });
   // NodeSDK keeps its providers private; the API hands out the registered ones.
   const providers: object[] = [(trace.getTracerProvider() as ProxyTracerProvider).getDelegate(), metrics.getMeterProvider()];
   const flushables = providers.filter(canFlush);
@@ -99,6 +107,8 @@ export async function startSdk(plan: TelemetryPlan, serviceName: string, testSpa
       } catch (err) {
         throw new Error(`telemetry shutdown: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
       } finally {
+        stopRuntimeMetrics?.();
+        clearZeroHistograms();
         await metricsEndpoint?.close();
         // NodeSDK.shutdown leaves its providers registered; unregister them so a
         // later start (tests start several in one process) can register anew.

@@ -1,12 +1,12 @@
 // One call a router or shard node serves (a unary RPC, or one message of a
 // BatchSearchStream), as telemetry sees it: its SERVER span, its duration in
-// canopy.rpc.server.duration by method and status, and the queries it holds in
+// canopy.rpc.server.duration_seconds by method, status and index, and the queries it holds in
 // canopy.inflight_queries. With telemetry off `startServedCall` returns
 // undefined, so a handler pays one flag test and allocates nothing.
 import type { Metadata } from '@grpc/grpc-js';
 import type { Attributes, Context } from '@opentelemetry/api';
 
-import { ATTR_BATCH_QUERIES, ATTR_RPC_GRPC_STATUS_CODE, ATTR_RPC_METHOD } from './attributes';
+import { ATTR_BATCH_QUERIES, ATTR_INDEX, ATTR_RPC_GRPC_STATUS_CODE, ATTR_RPC_METHOD } from './attributes';
 import { endServerSpan, grpcStatusOf, type SpanScope, startServerSpan, type TraceCarrier } from './grpc-context';
 import { canopyInstruments, type InflightCell, inflightQueriesOf, isMetricsEnabled } from './instruments';
 import { type LogTraceFields, traceFieldsOf } from './log-trace-context';
@@ -22,15 +22,21 @@ export interface ServedCall {
 }
 
 /**
- * Starts recording a served call of `service`/`method` whose caller's trace
- * context is in `carrier`. `queries` is how many queries it carries (0 for
- * GetItem and DescribeIndex). undefined while telemetry is off.
+ * Starts recording a served call of `service`/`method` on `index` whose
+ * caller's trace context is in `carrier`. `queries` is how many queries it
+ * carries (0 for GetItem and DescribeIndex). undefined while telemetry is off.
  */
-export function startServedCall(service: string, method: string, carrier: Metadata | TraceCarrier | undefined, queries: number): ServedCall | undefined {
+export function startServedCall(
+  service: string,
+  method: string,
+  index: string,
+  carrier: Metadata | TraceCarrier | undefined,
+  queries: number,
+): ServedCall | undefined {
   const metrics = isMetricsEnabled();
   if (!metrics && !isTracingEnabled()) return undefined;
   const scope = startServerSpan(`${service}/${method}`, carrier, queries > 1 ? { [ATTR_BATCH_QUERIES]: queries } : {});
-  return new RecordedCall(method, scope, metrics && queries > 0 ? inflightQueriesOf(method) : undefined, queries, metrics ? performance.now() : undefined);
+  return new RecordedCall(method, index, scope, metrics && queries > 0 ? inflightQueriesOf(method) : undefined, queries, metrics ? performance.now() : undefined);
 }
 
 class RecordedCall implements ServedCall {
@@ -38,6 +44,7 @@ class RecordedCall implements ServedCall {
 
   constructor(
     private readonly method: string,
+    private readonly index: string,
     private readonly scope: SpanScope | undefined,
     /** Where the call's queries are counted in flight; undefined while metrics are off. */
     private readonly inflight: InflightCell | undefined,
@@ -58,19 +65,20 @@ class RecordedCall implements ServedCall {
     if (this.startedMs === undefined) return;
     if (this.inflight !== undefined) this.inflight.count -= this.queries;
     const code = error === undefined ? 0 : grpcStatusOf(error);
-    canopyInstruments().rpcServerDuration.record(performance.now() - this.startedMs, statusAttributes(this.method, code));
+    canopyInstruments().rpcServerDuration.record((performance.now() - this.startedMs) / 1000, statusAttributes(this.method, code, this.index));
   }
 }
 
-// Attribute sets are made once per method and status and reused: recording
-// then allocates nothing of its own.
-const byMethodStatus = new Map<string, Attributes[]>();
+// Attribute sets are made once per method, index and status and reused:
+// recording then allocates nothing of its own.
+const byMethodIndex = new Map<string, Attributes[]>();
 
-function statusAttributes(method: string, code: number): Attributes {
-  let perCode = byMethodStatus.get(method);
+function statusAttributes(method: string, code: number, index: string): Attributes {
+  const key = `${method}\0${index}`;
+  let perCode = byMethodIndex.get(key);
   if (perCode === undefined) {
     perCode = [];
-    byMethodStatus.set(method, perCode);
+    byMethodIndex.set(key, perCode);
   }
-  return (perCode[code] ??= { [ATTR_RPC_METHOD]: method, [ATTR_RPC_GRPC_STATUS_CODE]: code });
+  return (perCode[code] ??= { [ATTR_RPC_METHOD]: method, [ATTR_RPC_GRPC_STATUS_CODE]: code, [ATTR_INDEX]: index });
 }

@@ -153,7 +153,7 @@ const STREAM_METHOD = 'BatchSearchStream';
  * its own spans, undefined while tracing is off. A call `gate` refuses is
  * answered RESOURCE_EXHAUSTED without running `fn`.
  */
-export function unaryHandler<Req, Res>(
+export function unaryHandler<Req extends { readonly index: string }, Res>(
   fn: (request: Req, call: grpc.ServerUnaryCall<Req, Res>, parent: Context | undefined) => Promise<Res>,
   onError: CallErrorLogger,
   method: string,
@@ -162,7 +162,7 @@ export function unaryHandler<Req, Res>(
 ): grpc.handleUnaryCall<Req, Res> {
   return (call, callback) => {
     const queries = queriesOf(call.request);
-    const served = startServedCall(SEARCH_SERVICE_NAME, method, call.metadata, queries);
+    const served = startServedCall(SEARCH_SERVICE_NAME, method, call.request.index, call.metadata, queries);
     const fail = (err: unknown): void => {
       const error = CanopyError.from(err);
       served?.end(error);
@@ -253,7 +253,7 @@ export function batchStreamHandler(
       const deadlineMs = envelope.timeoutMs > 0 ? Date.now() + envelope.timeoutMs : Number.POSITIVE_INFINITY;
       const batch = envelope.batch ?? { index: '', queries: [], minShards: 0, version: '' };
       const queries = batch.queries.length;
-      const served = startServedCall(SEARCH_SERVICE_NAME, STREAM_METHOD, envelope.traceContext, queries);
+      const served = startServedCall(SEARCH_SERVICE_NAME, STREAM_METHOD, batch.index, envelope.traceContext, queries);
       const refusal = gate?.admit(queries);
       const answer = refusal === undefined ? run(batch, deadlineMs, served?.parent) : Promise.reject(refusal);
       answer

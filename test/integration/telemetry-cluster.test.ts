@@ -30,7 +30,7 @@ import {
   ATTR_SHARD,
 } from '../../src/telemetry/attributes';
 import { startTelemetry, type Telemetry } from '../../src/telemetry/telemetry';
-import { freePort } from '../support/free-port';
+import { distinctPorts } from '../support/free-port';
 import { row } from '../support/matrix';
 import { buildFixture, type Fixture } from '../support/serving/fixture';
 import { ProcessGroup, type ServingProcess, waitServing } from '../support/serving/processes';
@@ -63,12 +63,6 @@ function slowable(forest: ShardForest, delay: { ms: number }): ShardForest {
     getItemVector: (item) => forest.getItemVector(item),
     unload: () => forest.unload(),
   };
-}
-
-async function distinctPorts(count: number): Promise<number[]> {
-  const ports = new Set<number>();
-  for (let tries = 0; ports.size < count && tries < 10 * count; tries++) ports.add(await freePort());
-  return [...ports];
 }
 
 const queries = (n: number, seed: number): Float32Array[] => {
@@ -288,24 +282,25 @@ describe('Prometheus metrics of real `canopy serve` processes (--metrics-listen)
     await client.batchSearch('vectors', qs.slice(0, 3), { k: K });
 
     const routerAfter = await scrape(routerMetricsPort);
-    expect(count(routerAfter, 'canopy_rpc_server_duration_count', searches) - count(routerBefore, 'canopy_rpc_server_duration_count', searches)).toBe(qs.length);
-    expect(count(routerAfter, 'canopy_rpc_server_duration_count', { rpc_method: 'BatchSearch', rpc_grpc_status_code: '0' })).toBe(1);
+    expect(count(routerAfter, 'canopy_rpc_server_duration_seconds_count', searches) - count(routerBefore, 'canopy_rpc_server_duration_seconds_count', searches)).toBe(qs.length);
+    expect(count(routerAfter, 'canopy_rpc_server_duration_seconds_count', { rpc_method: 'BatchSearch', rpc_grpc_status_code: '0' })).toBe(1);
     expect(sampleValue(routerAfter, 'canopy_inflight_queries', { rpc_method: 'Search' })).toBe(0);
-    const shard1Calls = { canopy_shard: '1', canopy_outcome: 'ok', canopy_attempt: 'first' };
-    expect(count(routerAfter, 'canopy_router_shard_call_duration_count', shard1Calls) - count(routerBefore, 'canopy_router_shard_call_duration_count', shard1Calls)).toBeGreaterThanOrEqual(qs.length);
+    const shard1Calls = { canopy_index: 'vectors', canopy_shard: '1', canopy_outcome: 'ok', canopy_attempt: 'first' };
+    expect(count(routerAfter, 'canopy_router_shard_call_duration_seconds_count', shard1Calls) - count(routerBefore, 'canopy_router_shard_call_duration_seconds_count', shard1Calls)).toBeGreaterThanOrEqual(qs.length);
     expect(routerAfter.every((s) => s.name !== 'canopy_index_items')).toBe(true);
 
     const shardAfter = await scrape(shards[1]!.metricsPort);
     const streamed = { rpc_method: 'BatchSearchStream', rpc_grpc_status_code: '0' };
-    expect(count(shardAfter, 'canopy_rpc_server_duration_count', streamed) - count(shardBefore, 'canopy_rpc_server_duration_count', streamed)).toBeGreaterThanOrEqual(qs.length);
+    expect(count(shardAfter, 'canopy_rpc_server_duration_seconds_count', streamed) - count(shardBefore, 'canopy_rpc_server_duration_seconds_count', streamed)).toBeGreaterThanOrEqual(qs.length);
     const version = { canopy_index: 'vectors', canopy_index_version: 'v1', canopy_shard: '1' };
     const manifestItems = (await client.describeIndex('vectors')).shards[1]!.items;
     expect(sampleValue(shardAfter, 'canopy_index_items', version)).toBe(manifestItems);
     expect(sampleValue(shardAfter, 'canopy_index_version_state', { ...version, canopy_state: 'ready' })).toBe(1);
     expect(sampleValue(shardAfter, 'canopy_index_version_state', { ...version, canopy_state: 'loading' })).toBe(0);
-    expect(sampleValue(shardAfter, 'canopy_index_load_duration', version)).toBeGreaterThan(0);
+    expect(sampleValue(shardAfter, 'canopy_index_load_duration_seconds', version)).toBeGreaterThan(0);
     expect(sampleValue(shardAfter, 'canopy_engine_search_queue_depth')).toBe(0);
-    expect(shardAfter.find((s) => s.name === 'canopy_rpc_server_duration_count')?.labels['service_name']).toBe('canopy-shard');
+    expect(sampleValue(shardAfter, 'canopy_build_info', { service: 'canopy-shard' })).toBe(1);
+    expect(sampleValue(shardAfter, 'canopy_rpc_server_duration_seconds_count', { ...streamed, canopy_index: 'vectors' })).toBeGreaterThanOrEqual(qs.length);
   });
 
   it('counts retries and partial answers when a shard is gone', async () => {
@@ -316,6 +311,6 @@ describe('Prometheus metrics of real `canopy serve` processes (--metrics-listen)
     const after = await scrape(routerMetricsPort);
     expect(count(after, 'canopy_router_partial_answers_total', { rpc_method: 'Search' }) - count(before, 'canopy_router_partial_answers_total', { rpc_method: 'Search' })).toBe(1);
     expect(count(after, 'canopy_router_retries_total', { canopy_shard: '2' }) - count(before, 'canopy_router_retries_total', { canopy_shard: '2' })).toBe(1);
-    expect(count(after, 'canopy_router_shard_call_duration_count', { canopy_shard: '2', canopy_outcome: 'unavailable', canopy_attempt: 'retry' })).toBe(1);
+    expect(count(after, 'canopy_router_shard_call_duration_seconds_count', { canopy_shard: '2', canopy_outcome: 'unavailable', canopy_attempt: 'retry' })).toBe(1);
   });
 });

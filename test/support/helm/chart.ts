@@ -83,7 +83,8 @@ export function renderChart(helm: string, opts: RenderOptions = {}): ValidatedRe
   return { manifests: reply.documents, problems: reply.problems };
 }
 
-function goBinDir(): string {
+/** Where `go install` puts binaries (helm, promtool). */
+export function goBinDir(): string {
   if (process.env.GOBIN) return process.env.GOBIN;
   const gopath = spawnSync('go', ['env', 'GOPATH'], { encoding: 'utf8' });
   const dir = gopath.status === 0 ? gopath.stdout.trim().split(path.delimiter)[0] : path.join(os.homedir(), 'go');

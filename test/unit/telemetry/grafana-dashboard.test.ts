@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import {
   ATTR_ATTEMPT,
+  ATTR_INDEX,
   ATTR_OUTCOME,
   ATTR_RPC_GRPC_STATUS_CODE,
   ATTR_RPC_METHOD,
@@ -48,13 +49,13 @@ const queries = [
 /** Labels Prometheus adds itself (`le` on histogram buckets, `instance`/`job` per target). */
 const PROMETHEUS_LABELS = ['le', 'instance', 'job'];
 
-/** Metric names: `canopy_*` tokens once grouping lists, selectors and label_values' label are cut out. */
+/** Metric names: `canopy_*`, `process_*` and `nodejs_*` tokens once grouping lists, selectors and label_values' label are cut out. */
 function metricNames(query: string): string[] {
   const metricsOnly = query
     .replace(/\bby \([^)]*\)/g, '')
     .replace(/\{[^}]*\}/g, '')
     .replace(/(label_values\([a-z_]+),\s*[a-z_]+\)/g, '$1)');
-  return [...new Set([...metricsOnly.matchAll(/\bcanopy_[a-z_]+\b/g)].map((m) => m[0]))];
+  return [...new Set([...metricsOnly.matchAll(/\b(?:canopy|process|nodejs)_[a-z0-9_]+\b/g)].map((m) => m[0]))];
 }
 
 function labelNames(query: string): string[] {
@@ -71,15 +72,16 @@ describe('Grafana dashboard queries', () => {
   beforeAll(async () => {
     telemetry = await startTelemetry({ serviceName: 'canopy-router', metricsListen: '127.0.0.1:0' });
     const instruments = canopyInstruments();
-    const method = { [ATTR_RPC_METHOD]: 'Search' };
-    instruments.rpcServerDuration.record(1, { ...method, [ATTR_RPC_GRPC_STATUS_CODE]: 0 });
-    instruments.shardCallDuration.record(1, { [ATTR_SHARD]: 0, [ATTR_OUTCOME]: 'ok', [ATTR_ATTEMPT]: 'first' });
-    instruments.retries.add(1, { [ATTR_SHARD]: 0 });
-    instruments.hedges.add(1, { [ATTR_SHARD]: 0 });
+    const method = { [ATTR_RPC_METHOD]: 'Search', [ATTR_INDEX]: 'items' };
+    instruments.rpcServerDuration.record(0.001, { ...method, [ATTR_RPC_GRPC_STATUS_CODE]: 0 });
+    const shard = { [ATTR_INDEX]: 'items', [ATTR_SHARD]: 0 };
+    instruments.shardCallDuration.record(0.001, { ...shard, [ATTR_OUTCOME]: 'ok', [ATTR_ATTEMPT]: 'first' });
+    instruments.retries.add(1, shard);
+    instruments.hedges.add(1, shard);
     instruments.partialAnswers.add(1, method);
     inflightQueriesOf('Search').count += 1;
     observeSearchQueueDepth(() => 0);
-    observeIndexVersions(() => [{ index: 'items', version: 'v1', shard: 0, state: 'ready', items: 10, loadDurationMs: 5 }]);
+    observeIndexVersions(() => [{ index: 'items', version: 'v1', shard: 0, state: 'ready', items: 10, loadDurationSeconds: 0.005 }]);
     observeEtcdSession(() => 'registered');
     samples = await scrape(telemetry.metricsAddress!.port);
   });
@@ -104,7 +106,7 @@ describe('Grafana dashboard queries', () => {
     const instrument = (name: string): string => name.replace(/_(bucket|count|sum|total)$/, '');
     const instruments = (names: Iterable<string>): string[] => [...new Set([...names].filter((n) => n.startsWith('canopy_')).map(instrument))].sort();
     expect(instruments(named)).toEqual(instruments(exposed));
-    expect(instruments(named)).toHaveLength(11);
+    expect(instruments(named)).toHaveLength(12);
   });
 
   it.each(queries)('groups and filters by labels those metrics carry: %s', (query) => {

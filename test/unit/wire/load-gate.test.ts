@@ -62,7 +62,7 @@ describe('unaryHandler with a gate', () => {
     let ran = 0;
     const logged: string[] = [];
     const handler = unaryHandler(
-      async (request: { n: number }) => {
+      async (request: { n: number; index: string }) => {
         ran++;
         return { n: request.n };
       },
@@ -73,7 +73,7 @@ describe('unaryHandler with a gate', () => {
     );
     const call = (n: number) =>
       new Promise<{ err: grpc.ServiceError | null; value: unknown }>((resolve) => {
-        const fake = { request: { n }, metadata: new grpc.Metadata() } as unknown as grpc.ServerUnaryCall<{ n: number }, { n: number }>;
+        const fake = { request: { n, index: 'items' }, metadata: new grpc.Metadata() } as unknown as grpc.ServerUnaryCall<{ n: number; index: string }, { n: number }>;
         handler(fake, (err, value) => resolve({ err: err as grpc.ServiceError | null, value }));
       });
 
