@@ -20,6 +20,7 @@ import {
   selects,
   type Workload,
 } from '../support/helm/manifests';
+import { checkRules, findPromtool } from '../support/promtool';
 
 const FULLNAME = 'rel-canopy';
 const NAMESPACE = 'search';
@@ -520,3 +521,102 @@ function expectServingProbe(probe: Probe | undefined, port: number, service: str
   expect(probe?.grpc?.port).toBe(port);
   expect(probe?.grpc?.service ?? '').toBe(service);
 }
+
+describe('helm chart: monitoring and scheduling values', () => {
+  const METRICS_ON = ['metrics.enabled=true'];
+
+  it('renders with `helm template` alone, no --kube-version', () => {
+    const result = runHelm(helm, ['template', 'rel', CHART_DIR]);
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
+  });
+
+  it('renders no monitor and no rule by default', () => {
+    const { manifests } = renderChart(helm);
+    expect(manifests.filter((m) => m.apiVersion.startsWith('monitoring.coreos.com/'))).toEqual([]);
+  });
+
+  it('metrics.serviceMonitor: a ServiceMonitor per component selecting Services that gained the metrics port', () => {
+    const { manifests, problems } = renderChart(helm, { set: [...METRICS_ON, 'metrics.serviceMonitor.enabled=true', 'metrics.serviceMonitor.interval=15s', 'metrics.serviceMonitor.labels.release=kps'] });
+    expect(problems).toEqual([]);
+    const monitors = ofKind(manifests, 'ServiceMonitor');
+    expect(monitors.map((m) => m.metadata.name).sort()).toEqual(['rel-canopy-router', 'rel-canopy-shard']);
+    for (const monitor of monitors) {
+      expect(monitor.metadata.labels?.['release']).toBe('kps');
+      expect(monitor.spec.endpoints).toEqual([{ port: 'metrics', path: '/metrics', interval: '15s' }]);
+      const services = ofKind(manifests, 'Service').filter((s) => selects(monitor.spec.selector.matchLabels, s.metadata.labels ?? {}));
+      expect(services.length).toBeGreaterThan(0);
+      for (const service of services) expect(service.spec.ports.find((p) => p.name === 'metrics')).toMatchObject({ port: 9464, targetPort: 'metrics' });
+    }
+    // One per shard headless Service, and the router's.
+    expect(ofKind(manifests, 'Service').filter((s) => s.spec.ports.some((p) => p.name === 'metrics'))).toHaveLength(3);
+  });
+
+  it('metrics.podMonitor: a PodMonitor per component selecting exactly that component\'s pods', () => {
+    const { manifests, problems } = renderChart(helm, { set: [...METRICS_ON, 'metrics.podMonitor.enabled=true'] });
+    expect(problems).toEqual([]);
+    const workloads = [...ofKind(manifests, 'Deployment'), ...ofKind(manifests, 'StatefulSet')];
+    for (const component of ['router', 'shard']) {
+      const monitor = named(manifests, 'PodMonitor', `rel-canopy-${component}`);
+      expect(monitor.spec.podMetricsEndpoints).toEqual([{ port: 'metrics', path: '/metrics' }]);
+      const scraped = workloads.filter((w) => selects(monitor.spec.selector.matchLabels, w.spec.template.metadata.labels));
+      expect(scraped.map((w) => w.spec.template.metadata.labels['app.kubernetes.io/component'])).toEqual(scraped.map(() => component));
+      expect(scraped.length).toBe(component === 'router' ? 1 : 2);
+      for (const workload of scraped) expect(workload.spec.template.spec.containers[0]!.ports?.some((p) => p.name === 'metrics')).toBe(true);
+    }
+  });
+
+  it('metrics.prometheusRule: four alerts whose rules pass promtool check rules', () => {
+    const { manifests, problems } = renderChart(helm, {
+      set: [...METRICS_ON, 'metrics.podMonitor.enabled=true', 'metrics.prometheusRule.enabled=true', 'metrics.prometheusRule.p99Seconds=1'],
+    });
+    expect(problems).toEqual([]);
+    const rule = named(manifests, 'PrometheusRule', 'rel-canopy');
+    const rules = rule.spec.groups.flatMap((g) => g.rules);
+    expect(rules.map((r) => r.alert)).toEqual(['CanopyShardNodeNotReady', 'CanopyVersionStuckLoading', 'CanopyQueriesRefused', 'CanopyQueryLatencyHigh']);
+    expect(rules.find((r) => r.alert === 'CanopyQueryLatencyHigh')?.expr).toMatch(/> 1\s*$/);
+    const lint = checkRules(findPromtool(), JSON.stringify({ groups: rule.spec.groups }));
+    expect(lint.output).toMatch(/SUCCESS: 4 rules found/);
+    expect(lint.code).toBe(0);
+  });
+
+  it('podLabels, priorityClassName and topologySpreadConstraints per component', () => {
+    const spread = (component: string) => [
+      `${component}.topologySpreadConstraints[0].maxSkew=1`,
+      `${component}.topologySpreadConstraints[0].topologyKey=topology.kubernetes.io/zone`,
+      `${component}.topologySpreadConstraints[0].whenUnsatisfiable=ScheduleAnyway`,
+    ];
+    const { manifests, problems } = renderChart(helm, {
+      set: ['router.podLabels.team=search', 'shard.podLabels.tier=data', 'router.priorityClassName=canopy-router', 'shard.priorityClassName=canopy-shard', ...spread('router'), ...spread('shard')],
+    });
+    expect(problems).toEqual([]);
+    const router = named(manifests, 'Deployment', 'rel-canopy-router');
+    const shards = ofKind(manifests, 'StatefulSet', 'shard');
+    expect(router.spec.template.metadata.labels).toMatchObject({ team: 'search' });
+    expect(router.spec.template.metadata.labels['tier']).toBeUndefined();
+    expect(router.spec.template.spec.priorityClassName).toBe('canopy-router');
+    for (const workload of [router, ...shards]) {
+      const [constraint, ...others] = workload.spec.template.spec.topologySpreadConstraints ?? [];
+      expect(others).toEqual([]);
+      expect(constraint).toMatchObject({ maxSkew: 1, topologyKey: 'topology.kubernetes.io/zone', whenUnsatisfiable: 'ScheduleAnyway' });
+      // Filled in with the workload's own selector: a shard's constraint spreads that shard's replicas.
+      expect(constraint!.labelSelector?.matchLabels).toEqual(workload.spec.selector.matchLabels);
+    }
+    for (const shard of shards) {
+      expect(shard.spec.template.metadata.labels).toMatchObject({ tier: 'data' });
+      expect(shard.spec.template.spec.priorityClassName).toBe('canopy-shard');
+    }
+  });
+
+  it.each([
+    { why: 'a monitor without metrics', set: ['metrics.podMonitor.enabled=true'], message: 'need metrics.enabled=true' },
+    { why: 'alerts without metrics', set: ['metrics.prometheusRule.enabled=true'], message: 'need metrics.enabled=true' },
+    { why: 'both monitors', set: [...METRICS_ON, 'metrics.podMonitor.enabled=true', 'metrics.serviceMonitor.enabled=true'], message: 'not both' },
+    { why: 'a malformed scrape interval (schema)', set: [...METRICS_ON, 'metrics.podMonitor.interval=soon'], message: '/metrics/podMonitor/interval' },
+    { why: 'an unknown whenUnsatisfiable (schema)', set: ['shard.topologySpreadConstraints[0].maxSkew=1', 'shard.topologySpreadConstraints[0].topologyKey=zone', 'shard.topologySpreadConstraints[0].whenUnsatisfiable=Maybe'], message: 'whenUnsatisfiable' },
+  ])('refuses $why', ({ set, message }) => {
+    const result = templateChart(helm, { set });
+    expect(result.status).not.toBe(0);
+    expect(result.stderr).toContain(message);
+  });
+});

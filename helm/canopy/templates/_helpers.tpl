@@ -113,6 +113,13 @@ Included by every workload so a bad combination fails the whole render.
 {{- if le (mul .Values.shard.terminationGracePeriodSeconds 1000) (int64 .Values.shard.drainTimeoutMs) }}
 {{- fail (printf "shard.terminationGracePeriodSeconds (%v s) must exceed shard.drainTimeoutMs (%v ms), or the kubelet kills nodes mid-drain" .Values.shard.terminationGracePeriodSeconds .Values.shard.drainTimeoutMs) }}
 {{- end }}
+{{- $monitoring := .Values.metrics }}
+{{- if and (not $monitoring.enabled) (or $monitoring.serviceMonitor.enabled $monitoring.podMonitor.enabled $monitoring.prometheusRule.enabled) }}
+{{- fail "metrics.serviceMonitor, metrics.podMonitor and metrics.prometheusRule need metrics.enabled=true (the pods' metrics port)" }}
+{{- end }}
+{{- if and $monitoring.serviceMonitor.enabled $monitoring.podMonitor.enabled }}
+{{- fail "set metrics.serviceMonitor.enabled or metrics.podMonitor.enabled, not both: each pod would be scraped twice" }}
+{{- end }}
 {{- if and .Values.router.autoscaling.enabled (gt (int64 .Values.router.autoscaling.minReplicas) (int64 .Values.router.autoscaling.maxReplicas)) }}
 {{- fail "router.autoscaling.minReplicas must not exceed router.autoscaling.maxReplicas" }}
 {{- end }}
@@ -271,4 +278,30 @@ prometheus.io/path: /metrics
 {{- with .annotations }}
 {{ toYaml . }}
 {{- end }}
+{{- end }}
+
+{{/*
+topologySpreadConstraints as given, each without a labelSelector getting the
+component's own selector labels (.selector, YAML): a constraint then spreads
+the pods it is written for (a shard's replicas, or the routers).
+*/}}
+{{- define "canopy.topologySpread" -}}
+{{- $selector := .selector | fromYaml }}
+{{- $constraints := list }}
+{{- range .constraints }}
+{{- $constraints = append $constraints (ternary . (set (deepCopy .) "labelSelector" (dict "matchLabels" $selector)) (hasKey . "labelSelector")) }}
+{{- end }}
+{{- toYaml $constraints }}
+{{- end }}
+
+{{/* A ServiceMonitor's or PodMonitor's scrape endpoint: the metrics port, with the configured interval and timeout. */}}
+{{- define "canopy.monitorEndpoint" -}}
+- port: metrics
+  path: /metrics
+  {{- with .interval }}
+  interval: {{ . }}
+  {{- end }}
+  {{- with .scrapeTimeout }}
+  scrapeTimeout: {{ . }}
+  {{- end }}
 {{- end }}

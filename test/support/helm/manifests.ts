@@ -62,8 +62,17 @@ export interface AffinityTerm {
   readonly labelSelector: { readonly matchLabels: Labels };
 }
 
+export interface SpreadConstraint {
+  readonly maxSkew: number;
+  readonly topologyKey: string;
+  readonly whenUnsatisfiable: string;
+  readonly labelSelector?: { readonly matchLabels: Labels };
+}
+
 export interface PodSpec {
   readonly containers: readonly Container[];
+  readonly priorityClassName?: string;
+  readonly topologySpreadConstraints?: readonly SpreadConstraint[];
   readonly initContainers?: readonly Container[];
   readonly volumes?: readonly Volume[];
   readonly terminationGracePeriodSeconds?: number;
@@ -112,12 +121,28 @@ export interface Autoscaler extends Manifest {
   };
 }
 
+/** A Prometheus Operator ServiceMonitor or PodMonitor. */
+export interface Monitor extends Manifest {
+  readonly spec: {
+    readonly selector: { readonly matchLabels: Labels };
+    readonly endpoints?: readonly { readonly port: string; readonly interval?: string }[];
+    readonly podMetricsEndpoints?: readonly { readonly port: string; readonly interval?: string }[];
+  };
+}
+
+export interface PrometheusRule extends Manifest {
+  readonly spec: { readonly groups: readonly { readonly name: string; readonly rules: readonly { readonly alert: string; readonly expr: string }[] }[] };
+}
+
 export interface KindMap {
   Deployment: Workload;
   StatefulSet: Workload;
   Service: Service;
   PodDisruptionBudget: DisruptionBudget;
   HorizontalPodAutoscaler: Autoscaler;
+  ServiceMonitor: Monitor;
+  PodMonitor: Monitor;
+  PrometheusRule: PrometheusRule;
 }
 
 export function ofKind<K extends keyof KindMap>(manifests: readonly Manifest[], kind: K, component?: string): KindMap[K][] {
