@@ -34,7 +34,7 @@ printf '[containers]\ndefault_ulimits = []\n' > "$work/containers.conf"
 export CONTAINERS_CONF="$work/containers.conf"
 podman() { command podman --runtime runc "$@"; }
 
-step() { echo "image-test: $*"; }
+step() { echo "image-test: [${SECONDS}s] $*"; }
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 step "debootstrap trixie with nodejs, then npm and libnode-dev: $BASE_IMAGE"
@@ -94,8 +94,11 @@ run_node() { # name, canopy arguments...
   names+=("$name")
   podman run -d --name "$name" --network=host -v "$work/data:/data:ro" "$IMAGE" "$@" >/dev/null
 }
+# Containers on the host network share the host's name, and each canopy runs in its own PID
+# namespace, at the same small PID: the default node id (<hostname>-<pid>) would be the same for both.
 for shard in 0 1; do
-  run_node "shard$shard" serve shard --etcd "$etcd_url" --index items --shard "$shard" --listen "127.0.0.1:${shard_ports[$shard]}"
+  run_node "shard$shard" serve shard --etcd "$etcd_url" --index items --shard "$shard" \
+    --listen "127.0.0.1:${shard_ports[$shard]}" --node-id "image-test-shard-$shard"
 done
 run_node router serve router --etcd "$etcd_url" --listen "127.0.0.1:$router_port"
 podman run --rm --network=host -v "$work/data:/data:ro" "$IMAGE" publish --etcd "$etcd_url" --manifest /data/items/v1 > /dev/null
@@ -116,6 +119,6 @@ python3 - "$work/answer.json" <<'EOF'
 import json, sys
 answer = json.load(open(sys.argv[1]))
 first = answer['neighbors'][0]
-assert first['id'] == 'item-1234' and first['distance'] == 0, f'unexpected answer: {answer}'
-print(f"image-test: ok, {first['id']} at distance {first['distance']} from version {answer.get('version')}")
+assert first['id'] == 'item-1234' and first['distance'] == 0 and answer['indexVersion'] == 'v1', f'unexpected answer: {answer}'
+print(f"image-test: ok, {first['id']} at distance {first['distance']} from version {answer['indexVersion']}")
 EOF
