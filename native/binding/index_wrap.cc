@@ -9,6 +9,7 @@
 #include "completions.h"
 #include "errors.h"
 #include "graph_build.h"
+#include "graph_section.h"
 #include "index.h"
 #include "search_jobs.h"
 #include "search_pool_binding.h"
@@ -30,6 +31,8 @@ class IndexWrap : public Napi::ObjectWrap<IndexWrap> {
                            InstanceMethod<&IndexWrap::build_graph_sync>("buildGraphSync"),
                            InstanceMethod<&IndexWrap::build_graph_async>("buildGraph"),
                            InstanceMethod<&IndexWrap::has_graph>("hasGraph"),
+                           InstanceMethod<&IndexWrap::save_graph>("saveGraph"),
+                           InstanceMethod<&IndexWrap::load_graph>("loadGraph"),
                            InstanceMethod<&IndexWrap::save>("save"),
                            InstanceMethod<&IndexWrap::search_sync>("searchSync"),
                            InstanceMethod<&IndexWrap::search_async>("search"),
@@ -230,6 +233,31 @@ class IndexWrap : public Napi::ObjectWrap<IndexWrap> {
   }
 
   Napi::Value has_graph(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), index_->graph() != nullptr); }
+
+  // saveGraph(path): a sidecar holding the graph (section kind 5), tied to this forest.
+  Napi::Value save_graph(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      const std::string path = string_arg(info[0], "path");
+      const std::shared_ptr<const Forest> forest = index_->forest();
+      const std::shared_ptr<const Graph> graph = index_->graph();
+      if (!graph) throw Error(ErrorCode::BadState, "cannot save a neighbour graph: the index has none (buildGraph first)");
+      write_sidecar(path, ForestIdentity::of(*forest), {graph_section(*graph)});
+      return info.Env().Undefined();
+    });
+  }
+
+  // loadGraph(path, prefault): maps a sidecar of this forest and attaches its graph.
+  Napi::Value load_graph(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      const std::string path = string_arg(info[0], "path");
+      const std::shared_ptr<const Forest> forest = index_->forest();
+      std::shared_ptr<const Graph> graph =
+          graph_of_sidecar(Sidecar::load(path, ForestIdentity::of(*forest), info[1].ToBoolean().Value()), *forest);
+      if (!graph) throw bad_sidecar(path, "has no neighbour graph section");
+      index_->set_graph(std::move(graph));
+      return info.Env().Undefined();
+    });
+  }
 
   // (k, searchK?, ef?) from info[1..3].
   static SearchSpec spec_args(const Napi::CallbackInfo& info) { return {k_arg(info[1]), search_k_arg(info[2]), ef_arg(info[3])}; }

@@ -115,6 +115,19 @@ export class Index {
     return this.native.hasGraph();
   }
 
+  /** Writes the graph to a sidecar file (docs/sidecar-format.md, section kind 5) tied to this forest. */
+  saveGraph(path: string): void {
+    this.native.saveGraph(path);
+  }
+
+  /**
+   * Maps a sidecar written by saveGraph for this forest and searches with its graph. Throws BAD_FILE
+   * naming the file when it belongs to another forest, is damaged, or holds no valid graph.
+   */
+  loadGraph(path: string, opts: { prefault?: boolean } = {}): void {
+    this.native.loadGraph(path, opts.prefault ?? false);
+  }
+
   /** Writes Annoy's file layout, then serves from that file (as Annoy does). */
   save(path: string): void {
     this.native.save(path);

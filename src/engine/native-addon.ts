@@ -23,6 +23,8 @@ export interface NativeIndex {
   buildGraphSync(threads: number, width: number | undefined): void;
   buildGraph(threads: number, width: number | undefined): Promise<void>;
   hasGraph(): boolean;
+  saveGraph(path: string): void;
+  loadGraph(path: string, prefault: boolean): void;
   searchSync(vector: Vector, k: number, searchK: number | undefined, ef: number | undefined): SearchResult;
   search(vector: Vector, k: number, searchK: number | undefined, ef: number | undefined): Promise<SearchResult>;
   searchByItemSync(item: number, k: number, searchK: number | undefined, ef: number | undefined): SearchResult;

@@ -1,10 +1,12 @@
 // The neighbour graph through the binding: ef searches the graph once one is built, answers carry
 // the forest's exact distances, searches without ef (or without a graph) are Annoy's, and bad
 // arguments or metrics are refused.
+import { readFileSync, writeFileSync } from 'node:fs';
+
 import { describe, expect, test } from 'vitest';
 
 import { EngineError, Index } from '../../../src';
-import { builtIndex, vectors } from '../../support/engine-fixtures';
+import { builtIndex, scratchDir, vectors } from '../../support/engine-fixtures';
 
 const DIM = 16;
 
@@ -80,4 +82,64 @@ test('a graph build finishing after unload is refused; unbuilt indexes refuse at
   await expect(building).rejects.toMatchObject({ code: 'BAD_STATE' });
   const unbuilt = new Index({ dim: DIM, metric: 'angular' });
   await expect(unbuilt.buildGraph()).rejects.toMatchObject({ code: 'BAD_STATE' });
+});
+
+describe('a graph saved to a sidecar', () => {
+  const items = vectors(3_000, DIM, 21);
+  const queries = vectors(20, DIM, 22);
+  // An index with a graph, saved as f.ann and its graph as f.codes.
+  const savedWithGraph = (file: (name: string) => string): Index => {
+    const index = builtIndex('angular', items, 8, 1);
+    index.buildGraphSync({ threads: 1 });
+    index.save(file('f.ann'));
+    index.saveGraph(file('f.codes'));
+    return index;
+  };
+
+  test('loads beside the saved forest and answers as the built graph', () => {
+    const { file, cleanup } = scratchDir();
+    try {
+      const built = savedWithGraph(file);
+      const loaded = Index.load(file('f.ann'), { dim: DIM, metric: 'angular' });
+      expect(loaded.hasGraph).toBe(false);
+      loaded.loadGraph(file('f.codes'));
+      expect(loaded.hasGraph).toBe(true);
+      for (const q of queries) expect(loaded.searchSync(q, 10, { ef: 30 })).toEqual(built.searchSync(q, 10, { ef: 30 }));
+    } finally {
+      cleanup();
+    }
+  });
+
+  test('a damaged, foreign or graph-less sidecar is refused and the index keeps serving', () => {
+    const { file, cleanup } = scratchDir();
+    try {
+      savedWithGraph(file);
+      const bytes = readFileSync(file('f.codes'));
+      bytes[bytes.length - 100] ^= 0x40; // a bit of the graph rows
+      writeFileSync(file('damaged.codes'), bytes);
+      const other = builtIndex('angular', vectors(3_000, DIM, 23), 8, 1);
+      expect(() => other.saveGraph(file('none.codes'))).toThrow(/has none/);
+      other.buildGraphSync({ threads: 1 });
+      other.saveGraph(file('other.codes'));
+      const loaded = Index.load(file('f.ann'), { dim: DIM, metric: 'angular' });
+      for (const [name, reason] of [
+        ['damaged.codes', /section .* hash|corrupt/],
+        ['other.codes', /stale|another forest/],
+        ['missing.codes', /missing\.codes/],
+      ] as const) {
+        let error: unknown;
+        try {
+          loaded.loadGraph(file(name));
+        } catch (e) {
+          error = e;
+        }
+        expect(error).toBeInstanceOf(EngineError);
+        expect((error as EngineError).message).toMatch(reason);
+      }
+      expect(loaded.hasGraph).toBe(false);
+      expect(loaded.searchSync(queries[0]!, 10, { ef: 30 }).ids).toHaveLength(10);
+    } finally {
+      cleanup();
+    }
+  });
 });
