@@ -11,6 +11,8 @@ import { METRICS } from './metric';
 
 export const MANIFEST_FILE = 'manifest.json';
 export const MANIFEST_FORMAT_VERSION = 1;
+/** A manifest is a few hundred bytes per shard; a file far larger than this is not one (checked before reading it whole). */
+export const MAX_MANIFEST_BYTES = 16 * 1024 * 1024;
 
 export interface ShardEntry {
   /** 0-based shard number; equals the entry's position in `shards`. */

@@ -7,12 +7,9 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { createInterface } from 'node:readline';
 
-import { MANIFEST_FILE, type Manifest, ManifestError, parseManifest, readManifest, resolveInside, verifyShard } from '../format/manifest';
+import { MANIFEST_FILE, MAX_MANIFEST_BYTES, type Manifest, ManifestError, parseManifest, readManifest, resolveInside, verifyShard } from '../format/manifest';
 import type { ObjectStore } from '../storage/object-store';
 import { isObjectUrl, joinObjectUrl } from '../storage/object-url';
-
-/** A manifest is a few KB per shard; anything far larger is not one. */
-const MAX_MANIFEST_BYTES = 16 * 1024 * 1024;
 
 export interface VersionSource {
   /** As shard nodes see it: an absolute folder path or an s3:// URL. */

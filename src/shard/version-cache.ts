@@ -9,13 +9,10 @@
 import { writeFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 
-import { MANIFEST_FILE, parseManifest } from '../format/manifest';
+import { MANIFEST_FILE, MAX_MANIFEST_BYTES, parseManifest } from '../format/manifest';
 import { FolderCache } from '../storage/folder-cache';
 import type { ObjectStore } from '../storage/object-store';
 import { joinObjectUrl } from '../storage/object-url';
-
-/** A manifest is a few KB per shard; anything far larger is not one. */
-const MAX_MANIFEST_BYTES = 16 * 1024 * 1024;
 
 export const DEFAULT_CACHE_MAX_MB = 20 * 1024;
 

@@ -83,15 +83,9 @@ export class ObjectStore {
     }
   }
 
-  /** Uploads a string (a manifest) to `url`. */
-  async uploadText(text: string, url: string): Promise<void> {
-    const { bucket, key } = parseObjectUrl(url);
-    await new Upload({ client: this.client, params: { Bucket: bucket, Key: key, Body: text, ContentType: 'application/json' } }).done();
-  }
-
   /** The object's text, refused above `maxBytes`. */
   async readText(url: string, maxBytes: number): Promise<string> {
-    const body = await this.get(url);
+    const body = await this.openRead(url);
     const chunks: Buffer[] = [];
     let total = 0;
     for await (const chunk of body as AsyncIterable<Buffer>) {
@@ -134,7 +128,7 @@ export class ObjectStore {
       },
     });
     try {
-      const body = await this.get(url, signal);
+      const body = await this.openRead(url, signal);
       await pipeline(body, check, createWriteStream(file, { flags: 'wx' }), signal === undefined ? {} : { signal });
       if (bytes !== expected.bytes) throw new ObjectIntegrityError(`${url} is ${bytes} bytes, the manifest says ${expected.bytes}`);
       const sha256 = hash.digest('hex');
@@ -151,10 +145,6 @@ export class ObjectStore {
 
   /** The object's bytes as a stream; ObjectIntegrityError when there is no such object. */
   async openRead(url: string, signal?: AbortSignal): Promise<Readable> {
-    return this.get(url, signal);
-  }
-
-  private async get(url: string, signal?: AbortSignal): Promise<Readable> {
     const { bucket, key } = parseObjectUrl(url);
     try {
       const response = await this.client.send(new GetObjectCommand({ Bucket: bucket, Key: key }), signal === undefined ? {} : { abortSignal: signal });
