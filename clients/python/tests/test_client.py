@@ -90,6 +90,35 @@ def test_retries_unavailable_until_a_node_comes_up(cluster: Cluster) -> None:
         starter.join()
 
 
+def test_retries_resource_exhausted_from_a_busy_node(cluster: Cluster) -> None:
+    # A node that takes one query at a time refuses the others with RESOURCE_EXHAUSTED.
+    port = free_port()
+    wait_listening(port, cluster.start_shard(0, port, ["--max-inflight-queries", "1"]))
+    queries = cluster.vectors[:200]
+
+    def hammer(attempts: int) -> list:
+        outcomes: list = []
+        with CanopyClient(f"127.0.0.1:{port}", "tracks", deadline_s=30, attempts=attempts, backoff_s=0.002, max_backoff_s=0.05) as client:
+            def worker() -> None:
+                for _ in range(5):
+                    try:
+                        client.batch_search(queries, k=10, search_k=4_000)
+                        outcomes.append("ok")
+                    except grpc.RpcError as error:
+                        outcomes.append(error.code())
+            threads = [threading.Thread(target=worker) for _ in range(6)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        return outcomes
+
+    without_retries = hammer(attempts=1)
+    assert grpc.StatusCode.RESOURCE_EXHAUSTED in without_retries  # the node does refuse under this load
+    assert set(without_retries) <= {"ok", grpc.StatusCode.RESOURCE_EXHAUSTED}
+    assert hammer(attempts=1_000) == ["ok"] * 30
+
+
 def test_without_retries_an_absent_node_is_unavailable() -> None:
     with CanopyClient(f"127.0.0.1:{free_port()}", "tracks", attempts=1) as client:
         with pytest.raises(grpc.RpcError) as raised:
