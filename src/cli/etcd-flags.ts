@@ -1,10 +1,11 @@
 // The --etcd and --cluster flags shared by every command that talks to the
-// registry, and a helper that opens and always closes the client.
-import type { Command } from 'commander';
+// registry ($CANOPY_ETCD, $CANOPY_CLUSTER), and a helper that opens and always
+// closes the client.
+import { type Command, Option } from 'commander';
 import { type Etcd3, GRPCGenericError } from 'etcd3';
 
 import { createEtcdClient } from '../registry/etcd-client';
-import { ClusterKeys } from '../registry/keys';
+import { ClusterKeys, DEFAULT_CLUSTER_NAME } from '../registry/keys';
 import { addEtcdSecurityFlags, type EtcdSecurityFlags, etcdSecurityFromFlags } from './tls-flags';
 
 export interface EtcdFlags extends EtcdSecurityFlags {
@@ -12,10 +13,18 @@ export interface EtcdFlags extends EtcdSecurityFlags {
   readonly cluster: string;
 }
 
+export const ETCD_ENV = 'CANOPY_ETCD';
+export const CLUSTER_ENV = 'CANOPY_CLUSTER';
+
 export function addEtcdFlags(command: Command): Command {
   return addEtcdSecurityFlags(command)
-    .requiredOption('--etcd <urls>', 'etcd client URLs, comma-separated (e.g. http://127.0.0.1:2379)')
-    .option('--cluster <name>', 'cluster name: the prefix /canopy/<name>/ in etcd', 'default');
+    .addOption(new Option('--etcd <urls>', 'etcd client URLs, comma-separated (e.g. http://127.0.0.1:2379)').env(ETCD_ENV).makeOptionMandatory())
+    .addOption(clusterOption('cluster name: the prefix /canopy/<name>/ in etcd'));
+}
+
+/** --cluster, from $CANOPY_CLUSTER when not given, else the name `canopy up` uses too. */
+export function clusterOption(description: string): Option {
+  return new Option('--cluster <name>', description).env(CLUSTER_ENV).default(DEFAULT_CLUSTER_NAME);
 }
 
 export async function withRegistry<T>(flags: EtcdFlags, work: (etcd: Etcd3, keys: ClusterKeys) => Promise<T>): Promise<T> {

@@ -2,6 +2,7 @@
 // stderr (lines about a traced request carry its trace_id and span_id), telemetry (OTEL_* variables and
 // --metrics-listen), and a graceful stop on SIGTERM/SIGINT (a second signal
 // exits at once).
+import { InvalidArgumentError } from 'commander';
 import pino, { type Logger } from 'pino';
 
 import { startTelemetry, type Telemetry } from '../telemetry/telemetry';
@@ -77,7 +78,7 @@ function integerAtLeast(min: number, flag: string): (value: string) => number {
   const what = min === 0 ? 'a non-negative integer' : 'a positive integer';
   return (value) => {
     const n = Number(value);
-    if (!Number.isSafeInteger(n) || n < min) throw new Error(`${flag} must be ${what}, got ${JSON.stringify(value)}`);
+    if (!Number.isSafeInteger(n) || n < min) throw new InvalidArgumentError(`${flag} must be ${what}, got ${JSON.stringify(value)}`);
     return n;
   };
 }

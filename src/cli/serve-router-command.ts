@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import { createEtcdClient } from '../registry/etcd-client';
 import { ClusterKeys } from '../registry/keys';
 import { DEFAULT_DEADLINE_MS, DEFAULT_MAX_DEADLINE_MS, Router, type RouterRegistryOptions } from '../router/router';
+import { clusterOption } from './etcd-flags';
 import { createLogger, positiveInt, startProcessTelemetry, stopOnSignals, stopTelemetry } from './serve-process';
 import { addHealthListenFlag, type HealthListenFlags, healthListenFromFlags } from './health-flags';
 import { addServerLimitFlags, type ServerLimitFlags, serverLimitsFromFlags } from './limit-flags';
@@ -47,7 +48,7 @@ export function registerServeRouterCommand(serve: Command): void {
     .requiredOption('--listen <host:port>', 'address to listen on')
     .option('--backend <shard=host:port...>', 'static mode: a shard node; name a shard several times for replicas', collect, [])
     .option('--etcd <urls>', 'registry mode: etcd client URLs, comma-separated; serves every index active there')
-    .option('--cluster <name>', 'registry mode: cluster name (/canopy/<name>/ in etcd)', 'default')
+    .addOption(clusterOption('registry mode: cluster name (/canopy/<name>/ in etcd)'))
     .option('--min-ready <n>', 'registry mode: ready replicas every shard needs before a new version becomes active', positiveInt('--min-ready'))
     .option('--no-controller', 'registry mode: leave flipping active versions to other routers')
     .option('--workers <n>', 'processes sharing the port', positiveInt('--workers'), DEFAULT_ROUTER_WORKERS)

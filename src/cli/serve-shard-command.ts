@@ -11,6 +11,7 @@ import { createEtcdClient } from '../registry/etcd-client';
 import { ClusterKeys } from '../registry/keys';
 import { ShardNode } from '../shard/shard-node';
 import { DEFAULT_CACHE_MAX_MB, VersionCache } from '../shard/version-cache';
+import { clusterOption } from './etcd-flags';
 import { addS3Flags, lazyObjectStore, type S3Flags } from './s3-flags';
 import { observeEtcdSession, observeIndexVersions, observeSearchQueueDepth } from '../telemetry/instruments';
 import {
@@ -77,7 +78,7 @@ export function registerServeShardCommand(serve: Command): void {
     .description('serve one shard of an index: of a version folder (--manifest), or of what etcd targets (--etcd)')
     .option('--manifest <location>', 'static mode: the version folder (holds manifest.json), or its s3:// URL')
     .option('--etcd <urls>', 'registry mode: etcd client URLs, comma-separated')
-    .option('--cluster <name>', 'registry mode: cluster name (/canopy/<name>/ in etcd)', 'default')
+    .addOption(clusterOption('registry mode: cluster name (/canopy/<name>/ in etcd)'))
     .option('--index <name>', 'registry mode: the index this node serves')
     .option('--node-id <id>', 'registry mode: this node\'s key under nodes/ (default: <hostname>-<pid>)')
     .option('--advertise <host:port>', 'registry mode: the address routers call (default: --listen, unless it is 0.0.0.0)')

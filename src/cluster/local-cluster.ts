@@ -15,7 +15,7 @@ import type { InputFormat } from '../indexer/readers';
 import { Index } from '../engine/engine-index';
 import type { Metric } from '../format/metric';
 import { createEtcdClient } from '../registry/etcd-client';
-import { ClusterKeys } from '../registry/keys';
+import { ClusterKeys, DEFAULT_CLUSTER_NAME } from '../registry/keys';
 import { publishVersion } from '../registry/versions';
 import { SEARCH_HEALTH_SERVICE, waitForServing } from './health-probe';
 import { etcdOnPath, startLocalEtcd } from './local-etcd';
@@ -27,8 +27,8 @@ export const DEFAULT_LOCAL_SHARDS = 2;
 export const DEFAULT_LOCAL_REPLICAS = 2;
 /** gRPC's customary port; 0 picks a free one. */
 export const DEFAULT_ROUTER_PORT = 50051;
-/** The etcd key prefix is /canopy/local/. */
-export const LOCAL_CLUSTER_NAME = 'local';
+/** The CLI's default cluster, so `canopy status --etcd URL` shows this one without --cluster. */
+export const LOCAL_CLUSTER_NAME = DEFAULT_CLUSTER_NAME;
 /** How long a stopping process may take (a shard drains its queries) before SIGKILL. */
 export const DEFAULT_STOP_GRACE_MS = 15_000;
 /** etcd, every shard node and the router must be up and serving within this. */

@@ -22,6 +22,9 @@ function checkSegment(what: string, value: string): string {
   return value;
 }
 
+/** The cluster every command names unless told otherwise (`canopy up` included). */
+export const DEFAULT_CLUSTER_NAME = 'default';
+
 export class ClusterKeys {
   /** Every key of the cluster starts with this. */
   readonly root: string;

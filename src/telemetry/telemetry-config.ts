@@ -130,10 +130,9 @@ function prometheusFromEnv(env: NodeJS.ProcessEnv): ListenAddress {
 /** Parses `HOST:PORT` (`[v6]:PORT` for IPv6 literals); `source` names the flag in errors. */
 export function parseListenAddress(value: string, source: string): ListenAddress {
   const match = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d+)$/.exec(value.trim());
-  const port = match === null ? NaN : Number(match[3]);
-  if (match === null || !isPort(port)) {
-    throw new Error(`${source} ${JSON.stringify(value)} must look like HOST:PORT, e.g. 0.0.0.0:9464`);
-  }
+  if (match === null) throw new Error(`${source} ${JSON.stringify(value)} must look like HOST:PORT, e.g. 0.0.0.0:9464`);
+  const port = Number(match[3]);
+  if (!isPort(port)) throw new Error(`${source} ${JSON.stringify(value)}: port ${match[3]} is out of range (0-65535)`);
   return { host: match[1] ?? match[2]!, port };
 }
 

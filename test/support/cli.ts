@@ -10,9 +10,17 @@ export interface CliResult {
   readonly stderr: string;
 }
 
-export function runCanopy(args: readonly string[], timeoutMs = 60_000): Promise<CliResult> {
+export interface CliInput {
+  /** Variables added to this process's environment. */
+  readonly env?: Readonly<Record<string, string>>;
+  /** Written to the command's stdin (closed at once otherwise). */
+  readonly stdin?: string;
+}
+
+export function runCanopy(args: readonly string[], timeoutMs = 60_000, input: CliInput = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CANOPY_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CANOPY_BIN, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...input.env } });
+    child.stdin.end(input.stdin ?? '');
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));

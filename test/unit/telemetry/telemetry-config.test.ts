@@ -70,7 +70,11 @@ describe('parseListenAddress', () => {
     expect(parseListenAddress('[::]:9464', '--metrics-listen')).toEqual({ host: '::', port: 9464 });
   });
 
-  it.each([':9464', '9464', 'host:', 'host:65536', '::1:9464', 'host:12ab'])('refuses %j naming the flag', (value) => {
+  it.each([':9464', '9464', 'host:', '::1:9464', 'host:12ab'])('refuses %j naming the flag', (value) => {
     expect(() => parseListenAddress(value, '--metrics-listen')).toThrow(`--metrics-listen ${JSON.stringify(value)} must look like HOST:PORT`);
+  });
+
+  it('says a port is out of range rather than misshapen', () => {
+    expect(() => parseListenAddress('127.0.0.1:92100', '--metrics-listen')).toThrow('--metrics-listen "127.0.0.1:92100": port 92100 is out of range (0-65535)');
   });
 });

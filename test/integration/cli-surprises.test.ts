@@ -1,0 +1,148 @@
+// The `canopy` command as an operator meets it, against real processes: usage
+// errors exit 2 with the usage and never a gRPC status; a query vector from a
+// file or stdin, a batch from a .npy; get-item and describe; CANOPY_TARGET,
+// CANOPY_ETCD and CANOPY_CLUSTER; the cluster name `canopy up` and `status`
+// share; an out-of-range port named as such.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { LOCAL_CLUSTER_NAME } from '../../src/cluster/local-cluster';
+import { DEFAULT_CLUSTER_NAME } from '../../src/registry/keys';
+import type { BatchSearchResponse, IndexInfo, SearchResponse } from '../../src/wire/contract';
+import { runCanopy } from '../support/cli';
+import { EtcdServer } from '../support/etcd';
+import { distinctPorts } from '../support/free-port';
+import { writeNpy } from '../support/input-files';
+import { row } from '../support/matrix';
+import { buildFixture, type Fixture, idOfRow } from '../support/serving/fixture';
+import { ProcessGroup, waitServing } from '../support/serving/processes';
+import { gaussianVectors } from '../support/vectors';
+
+const DIM = 6;
+const USAGE_EXIT = 2;
+
+describe('canopy CLI against a static shard and router', () => {
+  const group = new ProcessGroup();
+  const workDir = mkdtempSync(path.join(tmpdir(), 'canopy-cli-'));
+  let fixture: Fixture;
+  let target: string;
+
+  beforeAll(async () => {
+    fixture = await buildFixture(workDir, gaussianVectors(300, DIM, 9), { metric: 'euclidean', shards: 1, trees: 4, index: 'cli', version: 'v1' });
+    const [shardPort, routerPort] = await distinctPorts(2);
+    const shard = group.start('shard', `127.0.0.1:${shardPort}`, ['serve', 'shard', '--manifest', fixture.dir, '--shard', '0', '--listen', `127.0.0.1:${shardPort}`, '--log-level', 'warn']);
+    await waitServing(shard);
+    target = `127.0.0.1:${routerPort}`;
+    await waitServing(group.start('router', target, ['serve', 'router', '--listen', target, '--backend', `0=127.0.0.1:${shardPort}`, '--log-level', 'warn']));
+  });
+
+  afterAll(async () => {
+    await group.killAll();
+    rmSync(workDir, { recursive: true, force: true });
+  });
+
+  it('exits 2 with the usage on a bad argument, before calling anything, never with a gRPC status', async () => {
+    for (const args of [
+      ['query', '--target', target, '--index', 'cli', '--vector', '[]'],
+      ['query', '--target', target, '--index', 'cli', '--vector', 'not json'],
+      ['query', '--target', target, '--index', 'cli', '--k', '0', '--item', 'x'],
+      ['query', '--target', target, '--index', 'cli'],
+      ['query', '--target', target, '--index', 'cli', '--vector', `@${path.join(workDir, 'absent.json')}`],
+      ['query', '--target', target, '--index', 'cli', '--batch', path.join(workDir, 'absent.npy')],
+      ['query', '--index', 'cli', '--item', 'x'],
+    ]) {
+      const result = await runCanopy(args);
+      expect(result.code, args.join(' ')).toBe(USAGE_EXIT);
+      expect(result.stderr).toMatch(/^error: /);
+      expect(result.stderr).toContain('Usage: canopy query [options]');
+      expect(result.stderr).not.toMatch(/INTERNAL|INVALID_ARGUMENT|UNAVAILABLE/);
+    }
+    // A refusal by the server is not a usage error: exit 1, naming the status.
+    const remote = await runCanopy(['query', '--target', target, '--index', 'cli', '--vector', '[1, 2]']);
+    expect(remote.code).toBe(1);
+    expect(remote.stderr).toMatch(/INVALID_ARGUMENT: .*dimension 2/);
+  });
+
+  it('reads the query vector from @FILE and from stdin, and a batch from a .npy, with the answers of --vector', async () => {
+    const q = Array.from(row(fixture.base, 17));
+    const inline = await runCanopy(['query', '--target', target, '--index', 'cli', '--vector', JSON.stringify(q), '--k', '3']);
+    expect(inline.code, inline.stderr).toBe(0);
+    const expected = (JSON.parse(inline.stdout) as SearchResponse).neighbors;
+    expect(expected[0]).toEqual({ id: idOfRow(17), distance: 0 });
+
+    const file = path.join(workDir, 'q.json');
+    writeFileSync(file, JSON.stringify(q));
+    const fromFile = await runCanopy(['query', '--target', target, '--index', 'cli', '--vector', `@${file}`, '--k', '3']);
+    expect((JSON.parse(fromFile.stdout) as SearchResponse).neighbors).toEqual(expected);
+    const fromStdin = await runCanopy(['query', '--target', target, '--index', 'cli', '--vector', '-', '--k', '3'], 60_000, { stdin: JSON.stringify(q) });
+    expect((JSON.parse(fromStdin.stdout) as SearchResponse).neighbors).toEqual(expected);
+
+    const npy = path.join(workDir, 'batch.npy');
+    writeNpy(npy, { rows: 3, dim: DIM, data: new Float32Array([...row(fixture.base, 17), ...row(fixture.base, 5), ...row(fixture.base, 250)]) });
+    const batch = await runCanopy(['query', '--target', target, '--index', 'cli', '--batch', npy, '--k', '1']);
+    expect(batch.code, batch.stderr).toBe(0);
+    const answers = (JSON.parse(batch.stdout) as BatchSearchResponse).results.map((r) => r.neighbors[0]!.id);
+    expect(answers).toEqual([idOfRow(17), idOfRow(5), idOfRow(250)]);
+  });
+
+  it('get-item prints the stored vector; describe the index', async () => {
+    const item = await runCanopy(['get-item', idOfRow(5), '--target', target, '--index', 'cli']);
+    expect(item.code, item.stderr).toBe(0);
+    const parsed = JSON.parse(item.stdout) as { id: string; vector: number[]; indexVersion: string };
+    expect(parsed.id).toBe(idOfRow(5));
+    expect(parsed.vector.map((x) => Math.fround(x))).toEqual(Array.from(row(fixture.base, 5)));
+    expect(parsed).not.toHaveProperty('vectorF32');
+    const missing = await runCanopy(['get-item', 'nobody', '--target', target, '--index', 'cli']);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/NOT_FOUND/);
+
+    const described = await runCanopy(['describe', '--target', target]);
+    expect(described.code, described.stderr).toBe(0);
+    expect(JSON.parse(described.stdout) as IndexInfo).toMatchObject({ index: 'cli', dim: DIM, activeVersion: 'v1' });
+  });
+
+  it('takes --target from CANOPY_TARGET, and a flag over the variable', async () => {
+    const viaEnv = await runCanopy(['describe'], 60_000, { env: { CANOPY_TARGET: target } });
+    expect(viaEnv.code, viaEnv.stderr).toBe(0);
+    const flagWins = await runCanopy(['describe', '--target', target], 60_000, { env: { CANOPY_TARGET: '127.0.0.1:9' } });
+    expect(flagWins.code, flagWins.stderr).toBe(0);
+  });
+});
+
+describe('canopy CLI and etcd', () => {
+  let etcd: EtcdServer;
+
+  beforeAll(async () => {
+    etcd = await EtcdServer.start();
+  });
+  afterAll(async () => {
+    await etcd?.stop();
+  });
+
+  it('takes --etcd and --cluster from CANOPY_ETCD and CANOPY_CLUSTER, listed in --help', async () => {
+    const status = await runCanopy(['status', '--json'], 60_000, { env: { CANOPY_ETCD: etcd.url, CANOPY_CLUSTER: 'envcluster' } });
+    expect(status.code, status.stderr).toBe(0);
+    expect(JSON.parse(status.stdout)).toMatchObject({ indexes: {} });
+    const unreachable = await runCanopy(['status'], 60_000, { env: { CANOPY_ETCD: 'http://127.0.0.1:9' } });
+    expect(unreachable.stderr).toMatch(/etcd at http:\/\/127\.0\.0\.1:9 did not answer/);
+    const help = await runCanopy(['--help']);
+    for (const name of ['CANOPY_ETCD', 'CANOPY_CLUSTER', 'CANOPY_TARGET']) expect(help.stdout).toContain(name);
+    expect((await runCanopy(['status', '--help'])).stdout).toMatch(/--cluster <name>.*\(default: "default", env: CANOPY_CLUSTER\)/s);
+  });
+
+  it('canopy up uses the cluster name status defaults to', () => {
+    expect(LOCAL_CLUSTER_NAME).toBe(DEFAULT_CLUSTER_NAME);
+  });
+});
+
+describe('canopy CLI listen addresses', () => {
+  it('says a port is out of range instead of asking for HOST:PORT', async () => {
+    const result = await runCanopy(['serve', 'router', '--listen', '127.0.0.1:0', '--backend', '0=127.0.0.1:1', '--metrics-listen', '127.0.0.1:92100']);
+    expect(result.code).not.toBe(0);
+    expect(result.stderr).toContain('--metrics-listen "127.0.0.1:92100": port 92100 is out of range (0-65535)');
+    expect(result.stderr).not.toContain('must look like HOST:PORT');
+  });
+});
