@@ -299,7 +299,9 @@ class GraphBuilder {
       std::vector<Neighbour> candidates;
       for (size_t i = begin; i < end; ++i) {
         const int32_t item = static_cast<int32_t>(i);
-        candidates.assign(list(item), list(item) + sizes_[i]);
+        candidates.clear();
+        const int32_t* kept = row(item);
+        for (int c = 0; c < o_.width && kept[c] != kNoNeighbour; ++c) candidates.push_back(Neighbour{distance(item, kept[c]), kept[c], kOld});
         const int32_t* rev = reverse.of(i);
         for (int c = 0; c < reverse.counts[i]; ++c) candidates.push_back(Neighbour{distance(item, rev[c]), rev[c], kOld});
         select_diverse(item, candidates, row(item));
