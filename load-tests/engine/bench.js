@@ -5,6 +5,10 @@
 //   npm run bench:engine -- [--dataset mnist|synthetic|all] [--queries 1000]
 //       [--trees 50] [--engines canopy,annoy,hnswlib] [--build-threads 1] [--repeats 3]
 //
+// Engines: canopy (the forest), graph (the forest plus its neighbour graph, searched
+// with ef; its file size counts the sidecar), annoy, hnswlib. Ratio columns compare
+// the first engine listed with each other one.
+//
 // For each dataset: annoy_peer.py writes the base and query vectors and the
 // exact top-k (numpy brute force); each engine builds in its own child process
 // (so its peak RSS is its own); then each engine answers every query with one
@@ -52,6 +56,8 @@ const SEARCH_KS = {
   synthetic: [200, 500, 1000, 2000, 5000, 10000, 20000],
 };
 const HNSW_EFS = [10, 20, 40, 80, 160, 320, 640];
+// The graph engine (forest + neighbour graph): [searchK of the entry search, ef], in rising recall.
+const GRAPH_SWEEP = [[100, 10], [100, 20], [300, 20], [500, 20], [500, 40], [500, 80], [500, 160]];
 
 // ---------- shared file helpers ----------
 
@@ -108,7 +114,7 @@ function buildStats(started, added, dataRssBytes, out) {
   };
 }
 
-function childCanopyBuild(opts) {
+function childCanopyBuild(opts, withGraph = false) {
   const { Index } = require('../../dist');
   const meta = readMeta(opts.dir);
   const base = readFloat32(path.join(opts.dir, 'base.f32'));
@@ -118,8 +124,12 @@ function childCanopyBuild(opts) {
   for (let i = 0; i < meta.rows; i++) index.addItem(i, rowView(base, meta.dim, i));
   const added = clock();
   index.buildSync({ nTrees: opts.trees, threads: opts.buildThreads });
+  if (withGraph) index.buildGraphSync({ threads: opts.buildThreads });
   index.save(opts.out);
-  return buildStats(started, added, dataRssBytes, opts.out);
+  if (!withGraph) return buildStats(started, added, dataRssBytes, opts.out);
+  index.saveGraph(`${opts.out}.codes`);
+  const stats = buildStats(started, added, dataRssBytes, opts.out);
+  return { ...stats, fileBytes: stats.fileBytes + statSync(`${opts.out}.codes`).size };
 }
 
 function hnswSpace(metric) {
@@ -140,7 +150,11 @@ function childHnswBuild(opts) {
   return buildStats(started, null, dataRssBytes, opts.out);
 }
 
-const CHILDREN = { 'canopy-build': childCanopyBuild, 'hnswlib-build': childHnswBuild };
+const CHILDREN = {
+  'canopy-build': childCanopyBuild,
+  'graph-build': (opts) => childCanopyBuild(opts, true),
+  'hnswlib-build': childHnswBuild,
+};
 
 function buildInChild(engine, opts, dir, out) {
   if (engine === 'annoy') {
@@ -196,6 +210,20 @@ function sweepCanopy(opts, meta, dir, file, queries) {
   return { points, callFloorSeconds: floor.seconds / meta.queries };
 }
 
+// The forest with its graph (file + file.codes); the param is ef.
+function sweepGraph(opts, meta, dir, file, queries) {
+  const { Index } = require('../../dist');
+  const views = Array.from({ length: meta.queries }, (_, q) => rowView(queries, meta.dim, q));
+  const index = Index.load(file, { dim: meta.dim, metric: meta.metric });
+  index.loadGraph(`${file}.codes`);
+  const points = GRAPH_SWEEP.map(([searchK, ef]) => {
+    const run = timeLoop(meta.queries, opts.repeats, (q) => index.searchSync(views[q], meta.k, { searchK, ef }).ids);
+    return { param: ef, searchK, ...run };
+  });
+  index.unload();
+  return { points, callFloorSeconds: null };
+}
+
 function sweepAnnoy(opts, meta, dir, file) {
   const ks = SEARCH_KS[meta.dataset].join(',');
   const result = runJson('python3', [PEER, 'query', '--dir', dir, '--index', file, '--search-k', ks, '--repeats', `${opts.repeats}`]);
@@ -223,8 +251,8 @@ function sweepHnsw(opts, meta, dir, file, queries) {
   return { points, callFloorSeconds: floor.seconds / meta.queries };
 }
 
-const SWEEPS = { canopy: sweepCanopy, annoy: sweepAnnoy, hnswlib: sweepHnsw };
-const FILE_NAMES = { canopy: 'canopy.ann', annoy: 'annoy.ann', hnswlib: 'hnswlib.bin' };
+const SWEEPS = { canopy: sweepCanopy, graph: sweepGraph, annoy: sweepAnnoy, hnswlib: sweepHnsw };
+const FILE_NAMES = { canopy: 'canopy.ann', graph: 'graph.ann', annoy: 'annoy.ann', hnswlib: 'hnswlib.bin' };
 
 // ---------- recall and interpolation ----------
 
@@ -258,24 +286,24 @@ const fmt = (x, digits = 0) => x.toLocaleString('en-US', { maximumFractionDigits
 const ratio = (a, b) => (a == null || b == null ? 'n/a' : `${fmt(a / b, 2)}x`);
 const mb = (bytes) => bytes / 2 ** 20;
 
+// Ratios compare the first engine listed with each other one.
 function levelTable(engines, curves) {
-  const others = engines.filter((e) => e !== 'canopy');
-  const head = ['recall@k', ...engines.flatMap((e) => [`${e} param`, `${e} q/s`])];
-  if (engines.includes('canopy')) head.push(...others.map((e) => `canopy/${e}`));
+  const [lead, ...others] = engines;
+  const head = ['recall@k', ...engines.flatMap((e) => [`${e} param`, `${e} q/s`]), ...others.map((e) => `${lead}/${e}`)];
   const rows = RECALL_LEVELS.map((level) => {
     const at = Object.fromEntries(engines.map((e) => [e, atRecall(curves[e], level)]));
     const cells = engines.flatMap((e) => (at[e] ? [`${at[e].atLeast ? '≤' : '~'}${fmt(at[e].param)}`, fmt(at[e].qps)] : ['—', 'not reached']));
-    if (engines.includes('canopy')) cells.push(...others.map((e) => ratio(at.canopy?.qps, at[e]?.qps)));
+    cells.push(...others.map((e) => ratio(at[lead]?.qps, at[e]?.qps)));
     return [fmt(level, 2), ...cells];
   });
   return markdownTable(head, rows);
 }
 
 function sweepTable(engine, points, sameAsAnnoy) {
-  const head = [engine === 'hnswlib' ? 'ef' : 'search_k', 'recall@k', 'q/s', 'µs/query'];
+  const head = [{ hnswlib: 'ef', graph: 'ef (search_k)' }[engine] ?? 'search_k', 'recall@k', 'q/s', 'µs/query'];
   if (sameAsAnnoy) head.push('ids identical to annoy');
   const rows = points.map((p, i) => {
-    const cells = [fmt(p.param), fmt(p.recall, 4), fmt(p.qps), fmt(1e6 / p.qps, 1)];
+    const cells = [p.searchK ? `${fmt(p.param)} (${fmt(p.searchK)})` : fmt(p.param), fmt(p.recall, 4), fmt(p.qps), fmt(1e6 / p.qps, 1)];
     if (sameAsAnnoy) cells.push(`${fmt(100 * sameAsAnnoy[i], 1)}%`);
     return cells;
   });
@@ -283,12 +311,12 @@ function sweepTable(engine, points, sameAsAnnoy) {
 }
 
 function buildTable(engines, builds) {
-  const others = engines.filter((e) => e !== 'canopy');
-  const ratios = engines.includes('canopy') ? others.map((e) => `canopy/${e}`) : [];
+  const [lead, ...others] = engines;
+  const ratios = others.map((e) => `${lead}/${e}`);
   const line = (label, value) => [
     label,
     ...engines.map((e) => (value(builds[e]) == null ? '—' : fmt(value(builds[e]), 2))),
-    ...others.filter(() => ratios.length).map((e) => ratio(value(builds.canopy), value(builds[e]))),
+    ...others.map((e) => ratio(value(builds[lead]), value(builds[e]))),
   ];
   return markdownTable(['build', ...engines, ...ratios], [
     line('add items, CPU s', (b) => b.addCpuSeconds),
@@ -331,7 +359,7 @@ function report(opts, meta, engines, { builds, curves, floors }, dir) {
     '',
     levelTable(engines, curves),
     '',
-    `Per-call floor (one-item index, same query loop): ${engines.map((e) => `${e} ${fmt(floors[e] * 1e6, 1)} µs`).join(', ')}.`,
+    `Per-call floor (one-item index, same query loop): ${engines.filter((e) => floors[e] != null).map((e) => `${e} ${fmt(floors[e] * 1e6, 1)} µs`).join(', ')}.`,
     '',
     '## Build',
     '',
