@@ -38,7 +38,7 @@ SearchPool& pool() {
 Napi::Error queue_full(Napi::Env env) {
   const SearchPoolStats s = pool().stats();
   std::string why = std::to_string(s.queued) + " of " + std::to_string(s.max_queue) + " pending";
-  if (s.max_wait.count() > 0) why += ", ~" + milliseconds(s.queued_wait) + " of searches ahead, at most " + milliseconds(s.max_wait);
+  if (s.max_wait.count() > 0) why += ", the oldest waiting ~" + milliseconds(s.queued_wait) + ", target " + milliseconds(s.max_wait);
   return Napi::Error(env, make_error(env, {ErrorCode::QueueFull, "search queue is full (" + why + "); retry later"}));
 }
 

@@ -1,5 +1,6 @@
 #include "search_pool.h"
 
+#include <algorithm>
 #include <cerrno>
 
 #ifdef __linux__
@@ -29,8 +30,12 @@ void lower_own_priority(int nice_increment) {
 #endif
 }
 
-// The mean search time follows recent runs: each run moves it 1/16 of the way to its own time.
-constexpr double kMeanSearchWeight = 1.0 / 16;
+// The mean search and task times follow recent runs: each run moves them 1/16 of the way to its own.
+constexpr double kMeanWeight = 1.0 / 16;
+
+void follow(double& mean, double sample) { mean = mean == 0 ? sample : mean + kMeanWeight * (sample - mean); }
+
+std::chrono::nanoseconds as_ns(double ns) { return std::chrono::nanoseconds(static_cast<int64_t>(ns)); }
 
 }  // namespace
 
@@ -53,9 +58,9 @@ bool SearchPool::try_submit(const std::vector<SearchTask*>& tasks) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (queue_.size() + tasks.size() > limits_.max_queue) return false;
-    if (limits_.max_wait.count() > 0 && queued_wait_locked() > limits_.max_wait) return false;
-    queue_.insert(queue_.end(), tasks.begin(), tasks.end());
-    for (const SearchTask* t : tasks) queued_searches_ += t->searches();
+    const auto now = QueueAdmission::Clock::now();
+    if (!admits_locked(now)) return false;
+    for (SearchTask* t : tasks) queue_.push_back({t, now});
   }
   if (tasks.size() == 1) {
     ready_.notify_one();
@@ -65,21 +70,35 @@ bool SearchPool::try_submit(const std::vector<SearchTask*>& tasks) {
   return true;
 }
 
-std::chrono::nanoseconds SearchPool::queued_wait_locked() const {
-  const double ns = static_cast<double>(queued_searches_) * mean_search_ns_ / static_cast<double>(workers_.size());
-  return std::chrono::nanoseconds(static_cast<int64_t>(ns));
+std::chrono::nanoseconds SearchPool::oldest_wait_locked(QueueAdmission::Clock::time_point now) const {
+  return queue_.empty() ? std::chrono::nanoseconds(0) : now - queue_.front().since;
+}
+
+AdmissionBounds SearchPool::bounds_locked() const {
+  const auto task = as_ns(mean_task_ns_);
+  const auto interval = std::max<std::chrono::nanoseconds>(kMinStandingInterval, task * kStandingIntervalTasks);
+  return {std::max(limits_.max_wait, task), interval};
+}
+
+// Without a latency bound only the count refuses; otherwise the queue's state decides (queue_admission.h).
+bool SearchPool::admits_locked(QueueAdmission::Clock::time_point now) {
+  if (limits_.max_wait.count() == 0) return true;
+  const auto oldest = oldest_wait_locked(now);
+  const AdmissionBounds bounds = bounds_locked();
+  admission_.observe(now, oldest, bounds);
+  return admission_.admits(oldest, bounds);
 }
 
 void SearchPool::record_run(std::chrono::nanoseconds elapsed, size_t searches) {
-  if (searches == 0) return;
-  const double per_search = static_cast<double>(elapsed.count()) / static_cast<double>(searches);
-  mean_search_ns_ = mean_search_ns_ == 0 ? per_search : mean_search_ns_ + kMeanSearchWeight * (per_search - mean_search_ns_);
+  const auto ns = static_cast<double>(elapsed.count());
+  follow(mean_task_ns_, ns);
+  if (searches > 0) follow(mean_search_ns_, ns / static_cast<double>(searches));
 }
 
 SearchPoolStats SearchPool::stats() const {
   std::lock_guard<std::mutex> lock(mu_);
   return {workers_.size(), queue_.size(), running_, limits_.max_queue, limits_.max_wait,
-          std::chrono::nanoseconds(static_cast<int64_t>(mean_search_ns_)), queued_wait_locked()};
+          as_ns(mean_search_ns_), oldest_wait_locked(QueueAdmission::Clock::now())};
 }
 
 void SearchPool::work() {
@@ -88,15 +107,15 @@ void SearchPool::work() {
   for (;;) {
     ready_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
     if (queue_.empty()) return;  // stopping, and nothing left to do
-    SearchTask* task = queue_.front();
+    SearchTask* task = queue_.front().task;
     queue_.pop_front();
     const size_t searches = task->searches();
-    queued_searches_ -= searches;
+    const auto start = QueueAdmission::Clock::now();
+    if (limits_.max_wait.count() > 0) admission_.observe(start, oldest_wait_locked(start), bounds_locked());
     ++running_;
     lock.unlock();
-    const auto start = std::chrono::steady_clock::now();
     task->run();  // may delete the task
-    const auto elapsed = std::chrono::steady_clock::now() - start;
+    const auto elapsed = QueueAdmission::Clock::now() - start;
     lock.lock();
     --running_;
     record_run(std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed), searches);

@@ -2,10 +2,12 @@
 //
 // submit() never blocks: when the work ahead is too much it fails at once (the caller reports
 // QUEUE_FULL), so overload is shed instead of piling up. Two bounds, either one refuses: the number
-// of queued tasks (memory), and the time the queued searches would take to start, estimated from the
-// recent mean time of a search (latency: a call is only admitted if it can start soon, whether the
-// searches ahead of it are cheap or costly). An empty queue always admits. A task's run() must not
-// throw.
+// of queued tasks (memory, a hard cap), and a standing queue (latency, see queue_admission.h): once
+// the oldest queued search has waited over the target for an interval, calls are refused while it
+// waits over the target. The target is `max_wait`, or the recent mean run time of a task when that is
+// longer, and the interval a few of those run times: a host that slows every search (other processes
+// on its cores) stretches both instead of tripping them. An empty queue always admits. A task's run()
+// must not throw.
 #pragma once
 
 #include <chrono>
@@ -15,6 +17,8 @@
 #include <mutex>
 #include <thread>
 #include <vector>
+
+#include "queue_admission.h"
 
 namespace canopy {
 
@@ -28,7 +32,7 @@ class SearchTask {
 
 struct SearchPoolLimits {
   size_t max_queue;                     // queued tasks
-  std::chrono::nanoseconds max_wait;    // estimated wait of the queued searches; zero: no bound
+  std::chrono::nanoseconds max_wait;    // least target wait of a standing queue; zero: no latency bound
 };
 
 struct SearchPoolStats {
@@ -38,12 +42,15 @@ struct SearchPoolStats {
   size_t max_queue;
   std::chrono::nanoseconds max_wait;
   std::chrono::nanoseconds mean_search;  // recent mean run time of one search (zero before the first)
-  std::chrono::nanoseconds queued_wait;  // the estimated wait of what is queued now
+  std::chrono::nanoseconds queued_wait;  // how long the oldest queued task has waited (zero: none queued)
 };
 
 class SearchPool {
  public:
   static constexpr size_t kDefaultMaxQueue = 1024;
+  // A standing queue's interval: this many recent task run times, and never less than the minimum.
+  static constexpr size_t kStandingIntervalTasks = 8;
+  static constexpr std::chrono::milliseconds kMinStandingInterval{20};
   // How much lower than the process's priority the workers run (see lower_own_priority).
   static constexpr int kWorkerNiceIncrement = 10;
 
@@ -60,16 +67,24 @@ class SearchPool {
   size_t threads() const { return workers_.size(); }
 
  private:
+  struct Queued {
+    SearchTask* task;
+    QueueAdmission::Clock::time_point since;
+  };
+
   void work();
   void record_run(std::chrono::nanoseconds elapsed, size_t searches);
-  std::chrono::nanoseconds queued_wait_locked() const;
+  std::chrono::nanoseconds oldest_wait_locked(QueueAdmission::Clock::time_point now) const;
+  AdmissionBounds bounds_locked() const;
+  bool admits_locked(QueueAdmission::Clock::time_point now);
 
   const SearchPoolLimits limits_;
   mutable std::mutex mu_;
   std::condition_variable ready_;
-  std::deque<SearchTask*> queue_;
-  size_t queued_searches_ = 0;
+  std::deque<Queued> queue_;
+  QueueAdmission admission_;
   double mean_search_ns_ = 0;
+  double mean_task_ns_ = 0;
   size_t running_ = 0;
   bool stopping_ = false;
   std::vector<std::thread> workers_;

@@ -135,29 +135,64 @@ void wait_until(const std::atomic<int>& done, int n) {
 
 }  // namespace
 
-TEST(search_pool_refuses_when_the_queued_searches_would_wait_too_long) {
+TEST(queue_admission_refuses_only_a_standing_queue) {
+  using std::chrono::milliseconds;
+  const canopy::AdmissionBounds b{milliseconds(2), milliseconds(20)};
+  const auto t0 = canopy::QueueAdmission::Clock::time_point{} + std::chrono::hours(1);
+  canopy::QueueAdmission a;
+  // A burst: the oldest waits over the target, then the queue drains before an interval has passed.
+  a.observe(t0, milliseconds(5), b);
+  CHECK(a.admits(milliseconds(5), b));
+  a.observe(t0 + milliseconds(19), milliseconds(24), b);
+  CHECK(a.admits(milliseconds(24), b));
+  a.observe(t0 + milliseconds(20), milliseconds(0), b);
+  CHECK(!a.shedding());
+  // Over the target for a whole interval: standing; refused while over, admitted when under.
+  a.observe(t0 + milliseconds(30), milliseconds(3), b);
+  a.observe(t0 + milliseconds(50), milliseconds(3), b);
+  CHECK(a.shedding());
+  CHECK(!a.admits(milliseconds(3), b));
+  a.observe(t0 + milliseconds(55), milliseconds(1), b);
+  CHECK(a.admits(milliseconds(1), b));
+  // Still shedding until an interval passes with nothing over the target.
+  a.observe(t0 + milliseconds(60), milliseconds(4), b);
+  CHECK(!a.admits(milliseconds(4), b));
+  a.observe(t0 + milliseconds(79), milliseconds(0), b);
+  CHECK(a.shedding());
+  a.observe(t0 + milliseconds(80), milliseconds(0), b);
+  CHECK(!a.shedding());
+  CHECK(a.admits(milliseconds(50), b));
+}
+
+TEST(search_pool_refuses_once_its_queue_stands_over_the_target) {
   std::atomic<int> done{0};
   std::atomic<bool> gate{false};
   {
-    // Room for 100 tasks, but at most 12 ms of queued searches on the one thread.
-    canopy::SearchPool pool(1, {100, std::chrono::milliseconds(12)});
-    CHECK(pool.try_submit({new SleepingTask(&done, 2, 5)}));  // teaches the pool: a search takes >= 5 ms
-    wait_until(done, 1);
-    CHECK(pool.stats().mean_search >= std::chrono::milliseconds(5));
+    // Room for 1000 tasks; a wait over 1 ms that lasts 20 ms (the least interval) is a standing queue.
+    canopy::SearchPool pool(1, {1000, std::chrono::milliseconds(1)});
     CHECK(pool.try_submit({new CountingTask(&done, &gate)}));  // holds the thread
     while (pool.stats().running != 1) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    // An empty queue admits whatever its size: 3 searches, >= 15 ms.
-    CHECK(pool.try_submit({new SleepingTask(&done, 3, 1)}));
-    CHECK(pool.stats().queued_wait >= std::chrono::milliseconds(15));
-    CountingTask* late = new CountingTask(&done, &gate);
-    CHECK(!pool.try_submit({late}));  // >= 15 ms of searches ahead: over the 12 ms bound, with 98 places free
-    delete late;
+    // Calls keep coming while nothing finishes: admitted at first (a burst may drain), refused once it stands.
+    int admitted = 0;
+    bool refused = false;
+    for (int i = 0; i < 200 && !refused; ++i) {
+      CountingTask* t = new CountingTask(&done, &gate);
+      if (pool.try_submit({t})) {
+        ++admitted;
+      } else {
+        delete t;
+        refused = true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    CHECK(refused);
+    CHECK(admitted >= 2);
+    CHECK(pool.stats().queued_wait >= std::chrono::milliseconds(20));
     gate.store(true);
-    wait_until(done, 3);
+    wait_until(done, admitted + 1);
     CHECK(pool.stats().queued_wait.count() == 0);
-    CHECK(pool.try_submit({new SleepingTask(&done, 1, 1)}));  // drained: admitted again
+    CHECK(pool.try_submit({new SleepingTask(&done, 1, 1)}));  // drained: an empty queue admits
   }
-  CHECK(done.load() == 4);
 }
 
 TEST(search_pool_workers_run_below_the_process_priority) {

@@ -4,7 +4,7 @@
 // excess at once with RESOURCE_EXHAUSTED naming the full queue, answers the
 // rest exactly, and answers normally once the flood is over. The same with
 // the engine's wait bound (`--max-queue-wait-ms 1`, room for 100,000
-// searches): the refusals name the searches' wait. And with the event-loop-lag gate (`--max-event-loop-lag-ms 1`, engine queue
+// searches): once the queue stands over 1 ms, the refusals name the oldest search's wait. And with the event-loop-lag gate (`--max-event-loop-lag-ms 1`, engine queue
 // unbounded) on a shard node and on a router: the refusals name the lag.
 // Not timed.
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -33,7 +33,7 @@ const CALL_DEADLINE_MS = 20_000;
 /** A lag a flood surely causes (the gate's probe ticks every 5 ms) and an idle loop rarely shows. */
 const GATE_LAG_MS = 1;
 const QUEUE_FULL = /search queue is full/;
-const WAIT_REFUSAL = /search queue is full \(\d+ of 100000 pending, ~[\d.]+ ms of searches ahead, at most 1\.0 ms\)/;
+const WAIT_REFUSAL = /search queue is full \(\d+ of 100000 pending, the oldest waiting ~[\d.]+ ms, target 1\.0 ms\)/;
 const LAG_REFUSAL = new RegExp(`overloaded: event loop lag \\d+ ms over ${GATE_LAG_MS}`);
 /** After a flood, a lone call refused by a late tick on this busy machine is asked again (RESOURCE_EXHAUSTED says: retry). */
 const AFTER_FLOOD_ATTEMPTS = 20;
