@@ -80,10 +80,17 @@ AdmissionBounds SearchPool::bounds_locked() const {
   return {std::max(limits_.max_wait, task), interval};
 }
 
+// A queue of at most one task per thread is never standing, however long its head has waited: it drains
+// within one task's run time once the running ones end (the head waits on slow searches, say on a busy
+// host, not on a backlog). CoDel likewise never drops while less than a packet is queued.
+std::chrono::nanoseconds SearchPool::backlog_wait_locked(QueueAdmission::Clock::time_point now) const {
+  return queue_.size() <= workers_.size() ? std::chrono::nanoseconds(0) : oldest_wait_locked(now);
+}
+
 // Without a latency bound only the count refuses; otherwise the queue's state decides (queue_admission.h).
 bool SearchPool::admits_locked(QueueAdmission::Clock::time_point now) {
   if (limits_.max_wait.count() == 0) return true;
-  const auto oldest = oldest_wait_locked(now);
+  const auto oldest = backlog_wait_locked(now);
   const AdmissionBounds bounds = bounds_locked();
   admission_.observe(now, oldest, bounds);
   return admission_.admits(oldest, bounds);
@@ -111,7 +118,7 @@ void SearchPool::work() {
     queue_.pop_front();
     const size_t searches = task->searches();
     const auto start = QueueAdmission::Clock::now();
-    if (limits_.max_wait.count() > 0) admission_.observe(start, oldest_wait_locked(start), bounds_locked());
+    if (limits_.max_wait.count() > 0) admission_.observe(start, backlog_wait_locked(start), bounds_locked());
     ++running_;
     lock.unlock();
     task->run();  // may delete the task

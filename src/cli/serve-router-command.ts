@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import { createEtcdClient } from '../registry/etcd-client';
 import { ClusterKeys } from '../registry/keys';
 import { DEFAULT_DEADLINE_MS, DEFAULT_MAX_DEADLINE_MS, Router, type RouterRegistryOptions } from '../router/router';
+import { DEFAULT_INITIAL_HEDGE_DELAY_MS } from '../router/shard-caller';
 import { clusterOption } from './etcd-flags';
 import { createLogger, positiveInt, startProcessTelemetry, stopOnSignals, stopTelemetry } from './serve-process';
 import { addHealthListenFlag, type HealthListenFlags, healthListenFromFlags } from './health-flags';
@@ -31,6 +32,7 @@ interface RouterFlags extends ServerLimitFlags, TlsFlags, EtcdSecurityFlags, Hea
   readonly coalesceMaxBatchQueries?: number;
   readonly maxInFlightBatchesPerReplica?: number;
   readonly hedging: boolean;
+  readonly initialHedgeDelayMs?: number;
   readonly logLevel?: string;
   readonly metricsListen?: string;
 }
@@ -58,6 +60,11 @@ export function registerServeRouterCommand(serve: Command): void {
     .option('--coalesce-max-batch-queries <n>', 'most queries in one coalesced shard call', positiveInt('--coalesce-max-batch-queries'))
     .option('--max-in-flight-batches-per-replica <n>', 'coalesced calls out at once per replica; more queries wait and join the next call', positiveInt('--max-in-flight-batches-per-replica'))
     .option('--no-hedging', 'do not send hedged requests to a second replica')
+    .option(
+      '--initial-hedge-delay-ms <ms>',
+      `hedge delay until a shard's latency p95 is known (default ${DEFAULT_INITIAL_HEDGE_DELAY_MS})`,
+      positiveInt('--initial-hedge-delay-ms'),
+    )
     .option('--log-level <level>', 'pino log level (default: $CANOPY_LOG_LEVEL, else info)')
     .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (one worker only)');
   addServerLimitFlags(command);
@@ -96,6 +103,7 @@ export function registerServeRouterCommand(serve: Command): void {
         coalesceMaxBatchQueries: flags.coalesceMaxBatchQueries,
         maxInFlightBatchesPerReplica: flags.maxInFlightBatchesPerReplica,
         hedging: flags.hedging,
+        initialHedgeDelayMs: flags.initialHedgeDelayMs,
       },
       log,
     );

@@ -2,7 +2,8 @@
 // shard (through that shard's coalescer), the global top k by the index's
 // order, and the rule for partial answers: answer once `min_shards` shards
 // have answered and the rest have failed or the deadline is near; otherwise
-// fail with UNAVAILABLE or DEADLINE_EXCEEDED naming the missing shards.
+// fail naming the missing shards: RESOURCE_EXHAUSTED when a shard refused on
+// every replica, else UNAVAILABLE or DEADLINE_EXCEEDED.
 import * as grpc from '@grpc/grpc-js';
 import type { Context } from '@opentelemetry/api';
 
@@ -95,10 +96,12 @@ export class FanOut {
           const which = `shard${late.length > 1 ? 's' : ''} ${late.join(', ')}`;
           summary += timedOut || late.some((s) => errors.has(s)) ? `; no answer before the deadline from ${which}` : `; still waiting for ${which}`;
         }
-        // Shards that shed load say "back off", not "down": the caller gets the same signal.
-        const shed = late.length === 0 && failed.every((s) => errors.get(s)!.code === grpc.status.RESOURCE_EXHAUSTED);
-        if (timedOut || failed.length === 0) reject(CanopyError.deadlineExceeded(summary));
-        else reject(shed ? new CanopyError(grpc.status.RESOURCE_EXHAUSTED, summary) : CanopyError.unavailable(summary));
+        // A shard whose every replica refused says "back off", not "down": the caller gets that signal,
+        // whatever the other shards did.
+        const shed = failed.some((s) => errors.get(s)!.code === grpc.status.RESOURCE_EXHAUSTED);
+        if (shed) reject(new CanopyError(grpc.status.RESOURCE_EXHAUSTED, summary));
+        else if (timedOut || failed.length === 0) reject(CanopyError.deadlineExceeded(summary));
+        else reject(CanopyError.unavailable(summary));
       };
       const timer = setTimeout(() => decide(true), Math.max(0, deadlineMs - Date.now()));
       const requests = queries.map((q) => q.request);

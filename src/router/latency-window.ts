@@ -3,7 +3,7 @@
 // path costs one array store.
 
 export const DEFAULT_LATENCY_WINDOW_SAMPLES = 256;
-/** Below this many samples the quantile is unknown (no hedging on a cold shard). */
+/** Below this many samples the quantile is unknown (a cold shard hedges after the initial delay). */
 export const DEFAULT_LATENCY_MIN_SAMPLES = 32;
 const RECOMPUTE_EVERY_SAMPLES = 16;
 

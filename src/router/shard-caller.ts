@@ -1,7 +1,6 @@
-// One logical call to a shard: picks a replica, retries once on another one
-// when the first fails in a retryable way, and sends a hedged copy to a second
-// replica when the first is slower than that shard's recent p95. At most two
-// attempts are made; the first answer wins and the other attempt is cancelled.
+// Calls to shards for one router: each logical call is a ShardCall (shard-call.ts: retries on another
+// replica, a hedge, the first answer wins); this file holds what calls share: the options, each
+// shard's recent latencies (the hedge delay), and how one attempt travels to one replica.
 import * as grpc from '@grpc/grpc-js';
 
 import { CanopyError } from '../wire/canopy-error';
@@ -26,12 +25,20 @@ import {
 import { canopyInstruments, isMetricsEnabled } from '../telemetry/instruments';
 import { isTracingEnabled } from '../telemetry/spans';
 import type { BackendPool, Replica } from './backend-pool';
+import { awaitConnected, isConnected } from './connect-wait';
 import { LatencyWindow } from './latency-window';
 import { chooseReplica } from './replica-choice';
+import { type Attempt, ShardCall } from './shard-call';
 
 export const DEFAULT_HEDGE_QUANTILE = 0.95;
 /** Never hedge sooner than this, however fast the shard has been. */
 export const DEFAULT_HEDGE_MIN_DELAY_MS = 2;
+/**
+ * The hedge delay while a shard has too few latency samples for a quantile (a router just started, or a
+ * shard just routed): a hung replica then costs a query at most this, not its deadline. Well above a
+ * search on a busy shard (milliseconds), well below the 2 s default deadline.
+ */
+export const DEFAULT_INITIAL_HEDGE_DELAY_MS = 50;
 /** About one capped reconnect backoff (backend-pool's channel options) plus a dial. */
 export const DEFAULT_CONNECT_WAIT_MS = 1_500;
 
@@ -40,6 +47,8 @@ export interface ShardCallerOptions {
   readonly hedging?: boolean;
   readonly hedgeQuantile?: number;
   readonly hedgeMinDelayMs?: number;
+  /** The hedge delay before the shard's latency quantile is known. */
+  readonly initialHedgeDelayMs?: number;
   /** When no replica of a shard is connected, how long a call waits for one to connect (at most half its time left). */
   readonly connectWaitMs?: number;
 }
@@ -71,17 +80,12 @@ type UnaryMethod<Req, Res> = (
   callback: (err: grpc.ServiceError | null, response?: Res) => void,
 ) => grpc.ClientUnaryCall;
 
-interface Attempt<Res> {
-  readonly replica: Replica;
-  readonly promise: Promise<Res>;
-  cancel(): void;
-}
-
 export class ShardCaller {
   readonly stats: ShardCallStats = { attempts: 0, retries: 0, hedges: 0 };
   private readonly hedging: boolean;
   private readonly hedgeQuantile: number;
   private readonly hedgeMinDelayMs: number;
+  private readonly initialHedgeDelayMs: number;
   private readonly connectWaitMs: number;
   private readonly latency = new Map<number, LatencyWindow>();
   private readonly noReplicaErrors = new Map<number, CanopyError>();
@@ -93,6 +97,7 @@ export class ShardCaller {
     this.hedging = options.hedging ?? true;
     this.hedgeQuantile = options.hedgeQuantile ?? DEFAULT_HEDGE_QUANTILE;
     this.hedgeMinDelayMs = options.hedgeMinDelayMs ?? DEFAULT_HEDGE_MIN_DELAY_MS;
+    this.initialHedgeDelayMs = options.initialHedgeDelayMs ?? DEFAULT_INITIAL_HEDGE_DELAY_MS;
     this.connectWaitMs = options.connectWaitMs ?? DEFAULT_CONNECT_WAIT_MS;
   }
 
@@ -132,77 +137,27 @@ export class ShardCaller {
     transport: Transport,
     parent: CallParent | undefined,
   ): Promise<ShardMethods[M]['response']> {
-    type Res = ShardMethods[M]['response'];
     const replicas = this.pool.replicasOf(shard);
     const first = chooseReplica(replicas);
     if (first === undefined) return Promise.reject(this.noReplicaError(shard));
-    return new Promise<Res>((resolve, reject) => {
-      const attempts: Attempt<Res>[] = [];
-      let settled = false;
-      let failures = 0;
-      let lastError: CanopyError | undefined;
-      let hedgeTimer: NodeJS.Timeout | undefined;
-
-      const finish = (): void => {
-        settled = true;
-        if (hedgeTimer !== undefined) clearTimeout(hedgeTimer);
-      };
-      // An overloaded replica (RESOURCE_EXHAUSTED) is not asked again: another one may have room, it has none.
-      let secondLaunched = false;
-      const launchSecond = (why: 'retry' | 'hedge', overloaded = false): boolean => {
-        if (settled || secondLaunched || attempts.length >= 2) return false;
-        const second = chooseReplica(replicas, new Set([first])) ?? (why === 'retry' && !overloaded ? first : undefined);
-        if (second === undefined || second.closed) return false;
-        this.stats[why === 'retry' ? 'retries' : 'hedges']++;
-        if (isMetricsEnabled()) {
-          const instruments = canopyInstruments();
-          (why === 'retry' ? instruments.retries : instruments.hedges).add(1, { [ATTR_INDEX]: request.index, [ATTR_SHARD]: shard });
-        }
-        secondLaunched = true;
-        if (why === 'retry' && !isConnected(second)) {
-          // The retry's replica is not connected (say every replica this router used just died and this one
-          // started meanwhile): let it dial, within the connect wait and half the time left, rather than
-          // fail at once on a channel in backoff.
-          void awaitConnected([second], this.connectWaitUntil(deadlineMs)).then(() => {
-            if (!settled) start(second, why);
-          });
-          return true;
-        }
-        start(second, why);
-        return true;
-      };
-      const start = (replica: Replica, kind: AttemptKind): void => {
-        const attempt = this.attempt<M>(replica, method, request, deadlineMs, transport, kind, parent);
-        attempts.push(attempt);
-        const startedMs = performance.now();
-        attempt.promise.then(
-          (response) => {
-            if (settled) return;
-            finish();
-            this.windowOf(shard).record(performance.now() - startedMs);
-            for (const other of attempts) if (other !== attempt) other.cancel();
-            resolve(response);
-          },
-          (err: CanopyError) => {
-            if (settled) return;
-            failures++;
-            lastError = err;
-            if (err.retryable && launchSecond('retry', err.code === grpc.status.RESOURCE_EXHAUSTED)) return;
-            if (failures >= attempts.length) {
-              finish();
-              reject(lastError);
-            }
-          },
-        );
-      };
-
-      start(first, 'first');
-      const hedgeDelayMs = this.hedgeDelayMs(shard, replicas.length);
-      if (hedgeDelayMs !== undefined && Date.now() + hedgeDelayMs < deadlineMs) {
-        hedgeTimer = setTimeout(() => launchSecond('hedge'), hedgeDelayMs);
-        hedgeTimer.unref();
-      }
+    const call = new ShardCall<ShardMethods[M]['response']>({
+      shard,
+      replicas,
+      deadlineMs,
+      hedgeDelayMs: this.hedgeDelayMs(shard, replicas.length),
+      send: (replica, kind) => this.attempt<M>(replica, method, request, deadlineMs, transport, kind, parent),
+      connect: (replica) => awaitConnected([replica], this.connectWaitUntil(deadlineMs)),
+      onSecond: (kind) => this.countSecond(request.index, shard, kind),
+      onAnswer: (latencyMs) => this.windowOf(shard).record(latencyMs),
     });
+    return call.run(first);
+  }
+
+  private countSecond(index: string, shard: number, kind: 'retry' | 'hedge'): void {
+    this.stats[kind === 'retry' ? 'retries' : 'hedges']++;
+    if (!isMetricsEnabled()) return;
+    const instruments = canopyInstruments();
+    (kind === 'retry' ? instruments.retries : instruments.hedges).add(1, { [ATTR_INDEX]: index, [ATTR_SHARD]: shard });
   }
 
   /** One call to one given replica, no retry (DescribeIndex asks every replica). */
@@ -213,7 +168,9 @@ export class ShardCaller {
     deadlineMs: number,
     parent?: CallParent,
   ): Promise<ShardMethods[M]['response']> {
-    return this.attempt<M>(replica, method, request, deadlineMs, 'unary', 'first', parent).promise;
+    return this.attempt<M>(replica, method, request, deadlineMs, 'unary', 'first', parent).promise.catch((err: CanopyError) => {
+      throw new CanopyError(err.code, `shard ${replica.shard} (${replica.address}): ${err.message}`, { cause: err, retryable: err.retryable });
+    });
   }
 
   /**
@@ -232,7 +189,7 @@ export class ShardCaller {
   private hedgeDelayMs(shard: number, replicaCount: number): number | undefined {
     if (!this.hedging || replicaCount < 2) return undefined;
     const p = this.windowOf(shard).valueMs();
-    return p === undefined ? undefined : Math.max(p, this.hedgeMinDelayMs);
+    return p === undefined ? this.initialHedgeDelayMs : Math.max(p, this.hedgeMinDelayMs);
   }
 
   private windowOf(shard: number): LatencyWindow {
@@ -255,7 +212,7 @@ export class ShardCaller {
   ): Attempt<ShardMethods[M]['response']> {
     type Res = ShardMethods[M]['response'];
     this.stats.attempts++;
-    replica.outstanding++;
+    const ticket = replica.sent();
     let cancelled = false;
     const viaStream = transport === 'stream' && method === 'BatchSearch';
     const span = isTracingEnabled()
@@ -265,39 +222,37 @@ export class ShardCaller {
           parent,
         )
       : undefined;
-    const startedMs = isMetricsEnabled() ? performance.now() : undefined;
+    const startedMs = performance.now();
     const sent = viaStream
       ? replica.stream.send(request as BatchSearchRequest, deadlineMs, span === undefined ? undefined : injectTraceCarrier(span))
       : this.unary<Res>(replica, method, request, deadlineMs, span);
     const promise = sent.promise.then(
       (response) => {
-        replica.outstanding--;
-        replica.markAnswered();
+        replica.answered(ticket);
         endClientCallSpan(span, {});
-        if (startedMs !== undefined) recordAttempt(request.index, replica.shard, kind, startedMs, 'ok');
+        if (isMetricsEnabled()) recordAttempt(request.index, replica.shard, kind, startedMs, 'ok');
         return response as Res;
       },
       (err: unknown) => {
-        replica.outstanding--;
         const error = CanopyError.from(err);
         endClientCallSpan(span, cancelled ? { cancelled } : { error });
-        if (startedMs !== undefined) recordAttempt(request.index, replica.shard, kind, startedMs, (grpc.status[error.code] ?? 'unknown').toLowerCase());
-        // A replica shedding load is healthy: ejecting it would pile its share onto the others.
-        if (error.retryable && error.code !== grpc.status.RESOURCE_EXHAUSTED && !cancelled) replica.markFailed(error.message);
-        throw new CanopyError(error.code, `shard ${replica.shard} (${replica.address}): ${error.message}`, {
-          cause: err,
-          retryable: error.retryable,
-        });
+        if (isMetricsEnabled()) recordAttempt(request.index, replica.shard, kind, startedMs, (grpc.status[error.code] ?? 'unknown').toLowerCase());
+        // Given up, the call stays counted (abandoned, below). A replica shedding load is healthy: ejecting
+        // it would pile its share onto the others.
+        if (!cancelled) replica.failed(ticket, error.retryable && error.code !== grpc.status.RESOURCE_EXHAUSTED ? error.message : undefined);
+        throw error;
       },
     );
     // A cancelled attempt's rejection is expected and nobody waits for it.
     promise.catch(() => undefined);
     return {
       replica,
+      startedMs,
       promise,
       cancel: () => {
         if (cancelled) return;
         cancelled = true;
+        replica.abandoned(ticket, deadlineMs);
         sent.cancel();
       },
     };
@@ -328,35 +283,4 @@ export class ShardCaller {
 function recordAttempt(index: string, shard: number, kind: AttemptKind, startedMs: number, outcome: string): void {
   const attributes = { [ATTR_INDEX]: index, [ATTR_SHARD]: shard, [ATTR_OUTCOME]: outcome, [ATTR_ATTEMPT]: kind };
   canopyInstruments().shardCallDuration.record((performance.now() - startedMs) / 1000, attributes);
-}
-
-function isConnected(replica: Replica): boolean {
-  return !replica.closed && replica.client.getChannel().getConnectivityState(false) === grpc.connectivityState.READY;
-}
-
-/**
- * Asks every replica's channel to connect (an idle one dials; one in backoff
- * dials when its backoff ends) and resolves once one is READY or at `untilMs`.
- */
-function awaitConnected(replicas: readonly Replica[], untilMs: number): Promise<void> {
-  return new Promise<void>((resolve) => {
-    let done = false;
-    const finish = (): void => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      resolve();
-    };
-    const timer = setTimeout(finish, Math.max(0, untilMs - Date.now()));
-    const watch = (channel: ReturnType<grpc.Client["getChannel"]>): void => {
-      if (done) return;
-      const state = channel.getConnectivityState(true);
-      if (state === grpc.connectivityState.READY) return finish();
-      if (state === grpc.connectivityState.SHUTDOWN) return;
-      channel.watchConnectivityState(state, untilMs, (err) => {
-        if (err === undefined) watch(channel);
-      });
-    };
-    for (const r of replicas) if (!r.closed) watch(r.client.getChannel());
-  });
 }

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { readManifest } from '../../src/format/manifest';
 import { CanopyClient } from '../../src/client/canopy-client';
-import { readCluster, type ClusterSnapshot } from '../../src/registry/cluster-view';
+import type { ClusterSnapshot } from '../../src/registry/cluster-view';
 import { ClusterKeys } from '../../src/registry/keys';
 import { publishVersion } from '../../src/registry/versions';
 import { bruteForceTopK } from '../support/brute-force';
@@ -23,6 +23,7 @@ import { row } from '../support/matrix';
 import { buildFixture, type Fixture, idOfRow } from '../support/serving/fixture';
 import { ProcessGroup, type ServingProcess, waitServing } from '../support/serving/processes';
 import { QueryLoad, type LoadReport } from '../support/serving/query-load';
+import { publishFixture, untilCluster } from '../support/serving/registry-steps';
 import { gaussianVectors } from '../support/vectors';
 
 const CLUSTER = 'itest';
@@ -68,22 +69,9 @@ describe('a cluster driven by etcd', () => {
     return proc;
   }
 
-  async function publish(fixture: Fixture): Promise<void> {
-    const result = await runCanopy(['publish', ...etcdFlags(), '--manifest', fixture.dir]);
-    expect(result.stderr).toBe('');
-    expect(result.code).toBe(0);
-  }
-
-  /** Polls the cluster in etcd until `test` holds (bounded). */
-  async function until(what: string, test: (s: ClusterSnapshot) => boolean, timeoutMs = 20_000): Promise<ClusterSnapshot> {
-    const endMs = Date.now() + timeoutMs;
-    for (;;) {
-      const snapshot = await readCluster(etcdClient, keys);
-      if (test(snapshot)) return snapshot;
-      if (Date.now() > endMs) throw new Error(`timed out waiting for: ${what}\n${JSON.stringify([...snapshot.nodes])}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
+  const publish = (fixture: Fixture): Promise<void> => publishFixture(etcdFlags(), fixture);
+  const until = (what: string, test: (s: ClusterSnapshot) => boolean, timeoutMs?: number): Promise<ClusterSnapshot> =>
+    untilCluster(etcdClient, keys, what, test, timeoutMs);
 
   function truth(fixture: Fixture): string[][] {
     return queries.map((q) => Array.from(bruteForceTopK(fixture.base, q, K, fixture.metric).ids, idOfRow));

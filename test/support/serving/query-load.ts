@@ -9,6 +9,8 @@ import type { SearchResponse } from '../../../src/wire/contract';
 export interface Answer {
   readonly query: number;
   readonly response: SearchResponse;
+  /** From sending the query to its answer. */
+  readonly latencyMs: number;
 }
 
 export interface LoadReport {
@@ -39,8 +41,10 @@ export class QueryLoad {
     const worker = async (): Promise<void> => {
       while (!this.stopped && sent < maxQueries && Date.now() < endMs) {
         const query = sent++ % o.queries.length;
+        const startedMs = performance.now();
         try {
-          this.answers.push({ query, response: await o.client.search(o.index, o.queries[query]!, o.options) });
+          const response = await o.client.search(o.index, o.queries[query]!, o.options);
+          this.answers.push({ query, response, latencyMs: performance.now() - startedMs });
         } catch (err) {
           this.failures.push(err as CanopyError);
         }

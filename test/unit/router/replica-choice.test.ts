@@ -1,13 +1,13 @@
 import { describe, expect, it } from 'vitest';
 
-import { chooseReplica } from '../../../src/router/replica-choice';
+import { chooseReplica, type ReplicaHealth } from '../../../src/router/replica-choice';
 
 interface R {
   name: string;
   outstanding: number;
-  healthy: boolean;
+  health: ReplicaHealth;
 }
-const r = (name: string, outstanding: number, healthy = true): R => ({ name, outstanding, healthy });
+const r = (name: string, outstanding: number, health: ReplicaHealth = 'healthy'): R => ({ name, outstanding, health });
 
 /** A fixed sequence of "random" numbers, to pick given pairs. */
 function sequence(...values: number[]): () => number {
@@ -36,10 +36,11 @@ describe('chooseReplica', () => {
     expect(counts.get('c')).toBeGreaterThan(100);
   });
 
-  it('prefers healthy replicas, and falls back to unhealthy ones when none is healthy', () => {
-    const replicas = [r('a', 0, false), r('b', 50)];
+  it('prefers healthy replicas, then ejected ones, and a dead one only when every one is dead', () => {
+    const replicas = [r('a', 0, 'ejected'), r('b', 50), r('c', 0, 'dead')];
     for (let i = 0; i < 20; i++) expect(chooseReplica(replicas)?.name).toBe('b');
-    expect(chooseReplica([r('x', 0, false)])?.name).toBe('x');
+    for (let i = 0; i < 20; i++) expect(chooseReplica([r('a', 9, 'ejected'), r('c', 0, 'dead')])?.name).toBe('a');
+    expect(chooseReplica([r('x', 0, 'dead')])?.name).toBe('x');
   });
 
   it('avoids the given replicas and returns undefined when nothing is left', () => {

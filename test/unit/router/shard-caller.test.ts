@@ -1,71 +1,23 @@
 // ShardCaller against real gRPC servers on loopback whose answers the test
-// controls: retries, hedging and replica ejection, without the engine.
+// controls: retries (refusals included), hedging from the first call, replica
+// ejection and in-flight counts, without the engine.
 import * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 
-import { CanopyError } from '../../../src/wire/canopy-error';
-import type { BatchSearchRequest, BatchSearchResponse, SearchServiceHandlers } from '../../../src/wire/contract';
-import { batchStreamHandler, SearchServer, StreamDrain } from '../../../src/wire/search-server';
-import { BackendPool } from '../../../src/router/backend-pool';
+import type { CanopyError } from '../../../src/wire/canopy-error';
+import type { BatchSearchRequest } from '../../../src/wire/contract';
+import { BackendPool, type BackendPoolOptions } from '../../../src/router/backend-pool';
 import { ShardCaller, type Transport } from '../../../src/router/shard-caller';
-
-type Behaviour = 'answer' | 'unavailable' | 'invalid' | 'hang';
-
-/** A Search server whose BatchSearch answers with its own name, fails, or never answers. */
-class ScriptedReplica {
-  behaviour: Behaviour = 'answer';
-  calls = 0;
-  readonly server: SearchServer;
-  port = 0;
-  readonly drain = new StreamDrain();
-
-  constructor(readonly name: string) {
-    const refuse = (_: unknown, cb: grpc.sendUnaryData<never>) => cb({ code: grpc.status.UNIMPLEMENTED });
-    const handlers: SearchServiceHandlers = {
-      search: refuse,
-      searchByItem: refuse,
-      getItem: refuse,
-      describeIndex: refuse,
-      batchSearch: (call: grpc.ServerUnaryCall<BatchSearchRequest, BatchSearchResponse>, cb) => {
-        this.answer(call.request).then(
-          (response) => cb(null, response),
-          (err: CanopyError) => cb({ code: err.code, details: err.message }),
-        );
-      },
-      batchSearchStream: batchStreamHandler((batch) => this.answer(batch), () => undefined, this.drain),
-    };
-    this.server = new SearchServer(handlers, { listen: '127.0.0.1:0', shutdownGraceMs: 0 });
-  }
-
-  /** The scripted outcome of one BatchSearch, whichever transport carried it. */
-  private answer(batch: BatchSearchRequest): Promise<BatchSearchResponse> {
-    this.calls++;
-    switch (this.behaviour) {
-      case 'hang':
-        return new Promise(() => undefined);
-      case 'unavailable':
-        return Promise.reject(new CanopyError(grpc.status.UNAVAILABLE, `${this.name} is down`));
-      case 'invalid':
-        return Promise.reject(CanopyError.invalidArgument('bad query'));
-      case 'answer':
-        return Promise.resolve({
-          results: batch.queries.map(() => ({ neighbors: [{ id: this.name, distance: 0 }], indexVersion: 'v', shardsTotal: 1, shardsAnswered: 1, shardsMissing: [] })),
-          indexVersion: 'v',
-          shardsTotal: 1,
-          shardsAnswered: 1,
-          shardsMissing: [],
-        });
-    }
-  }
-
-  async start(): Promise<string> {
-    this.port = await this.server.start();
-    return `127.0.0.1:${this.port}`;
-  }
-}
+import { ScriptedReplica } from '../../support/scripted-replica';
 
 const silent = pino({ level: 'silent' });
+
+/** Polls `done` every 5 ms, at most 5 s (bounded: the test fails rather than hangs). */
+async function until(done: () => boolean): Promise<void> {
+  for (let i = 0; i < 1_000 && !done(); i++) await new Promise((r) => setTimeout(r, 5));
+  expect(done()).toBe(true);
+}
 const batch: BatchSearchRequest = {
   index: 'i',
   version: 'v',
@@ -79,7 +31,7 @@ describe.each<Transport>(['unary', 'stream'])('ShardCaller over %s calls', (tran
     while (cleanups.length > 0) await cleanups.pop()!();
   });
 
-  async function setUp(options: ConstructorParameters<typeof ShardCaller>[1] = {}) {
+  async function setUp(options: ConstructorParameters<typeof ShardCaller>[1] = {}, poolOptions: BackendPoolOptions = {}) {
     const a = new ScriptedReplica('a');
     const b = new ScriptedReplica('b');
     const addresses = [await a.start(), await b.start()];
@@ -89,7 +41,7 @@ describe.each<Transport>(['unary', 'stream'])('ShardCaller over %s calls', (tran
       () => a.drain.endAll(),
       () => b.drain.endAll(),
     );
-    const pool = new BackendPool({}, silent);
+    const pool = new BackendPool(poolOptions, silent);
     pool.setReplicas(0, addresses);
     cleanups.push(() => pool.close());
     return { a, b, pool, caller: new ShardCaller(pool, options) };
@@ -107,13 +59,34 @@ describe.each<Transport>(['unary', 'stream'])('ShardCaller over %s calls', (tran
     expect(b.calls).toBe(10);
   });
 
-  it('fails with the last error, naming the replica, when both replicas fail', async () => {
+  it('fails naming what happened on each replica when both fail', async () => {
     const { a, b, caller } = await setUp({ hedging: false });
     a.behaviour = 'unavailable';
-    b.behaviour = 'unavailable';
+    b.behaviour = 'refuse';
     const err = (await caller.call(0, 'BatchSearch', batch, Date.now() + 2_000, transport).catch((e) => e)) as CanopyError;
     expect(err.code).toBe(grpc.status.UNAVAILABLE);
-    expect(err.message).toMatch(/^shard 0 \(127\.0\.0\.1:\d+\): [ab] is down$/);
+    expect(err.message).toMatch(/^shard 0 \(127\.0\.0\.1:\d+\): [ab] is (down|full); shard 0 \(127\.0\.0\.1:\d+\): [ab] is (down|full)$/);
+    expect(err.message).toContain('a is down');
+    expect(err.message).toContain('b is full');
+  });
+
+  it('sends a refused call to the other replica, never the same one again', async () => {
+    const { a, b, caller } = await setUp({ hedging: false });
+    a.behaviour = 'refuse';
+    for (let i = 0; i < 10; i++) expect(await answerer(caller)).toBe('b');
+    expect(b.calls).toBe(10);
+    expect(caller.stats.attempts).toBe(10 + a.calls); // each refusal cost one more attempt, on b
+  });
+
+  it('answers RESOURCE_EXHAUSTED only when every replica refused, naming each', async () => {
+    const { a, b, caller } = await setUp({ hedging: false });
+    a.behaviour = 'refuse';
+    b.behaviour = 'refuse';
+    const err = (await caller.call(0, 'BatchSearch', batch, Date.now() + 2_000, transport).catch((e) => e)) as CanopyError;
+    expect(err.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+    expect(err.message).toContain('a is full');
+    expect(err.message).toContain('b is full');
+    expect([a.calls, b.calls]).toEqual([1, 1]);
   });
 
   it('does not retry a request the replica refused as invalid', async () => {
@@ -130,6 +103,51 @@ describe.each<Transport>(['unary', 'stream'])('ShardCaller over %s calls', (tran
     a.behaviour = 'hang';
     for (let i = 0; i < 10; i++) expect(await answerer(caller, 3_000)).toBe('b');
     expect(caller.stats.hedges).toBeGreaterThan(0);
+  });
+
+  it('hedges from the first call, before any latency is known, after the initial hedge delay', async () => {
+    const { a, b, caller } = await setUp({ initialHedgeDelayMs: 20 });
+    a.behaviour = 'hang';
+    b.behaviour = 'hang';
+    const pending = caller.call(0, 'BatchSearch', batch, Date.now() + 3_000, transport);
+    await until(() => a.calls + b.calls === 2); // the hedge left; the first attempt did not answer
+    expect(caller.stats.hedges).toBe(1);
+    a.behaviour = 'answer';
+    b.behaviour = 'answer';
+    // Neither hung attempt will ever answer: the call ends at its deadline; cut it short here.
+    void pending.catch(() => undefined);
+  });
+
+  it('a hung replica costs a cold router one hedge delay per call, then is ejected from first choice', async () => {
+    // An ejection long enough to outlast the test, so what is seen is the ejection, not its probe.
+    const { a, pool, caller } = await setUp({ initialHedgeDelayMs: 20 }, { ejectBaseMs: 60_000 });
+    const hung = pool.replicasOf(0).find((r) => r.address.endsWith(`:${a.port}`))!;
+    a.behaviour = 'hang';
+    // Rounds of concurrent calls, so that b is busy too and a keeps being picked first until ejected.
+    const round = async () => expect(await Promise.all(Array.from({ length: 8 }, () => answerer(caller, 3_000)))).toEqual(Array(8).fill('b'));
+    for (let i = 0; i < 30 && hung.health === 'healthy'; i++) await round();
+    // Hedges won against it three times in a row: ejected; from then on it gets no attempt.
+    expect(hung.health).toBe('ejected');
+    await until(() => a.calls === hung.outstanding); // a cancelled hedge may still be on its way to a
+    const callsWhenEjected = a.calls;
+    expect(callsWhenEjected).toBeGreaterThanOrEqual(3);
+    for (let i = 0; i < 5; i++) await round();
+    expect(a.calls).toBe(callsWhenEjected);
+    // Its given-up calls still count as in flight: cancelling did not reset its load as if it had answered.
+    expect(hung.outstanding).toBe(a.calls);
+  });
+
+  it('never sends a call to a replica known dead while another is alive', async () => {
+    const { a, b, pool, caller } = await setUp();
+    await a.server.close();
+    const dead = pool.replicasOf(0).find((r) => r.address.endsWith(`:${a.port}`))!;
+    // The first call to the closed replica fails over; after that its channel reports the failure.
+    await answerer(caller);
+    await until(() => dead.health === 'dead');
+    const callsBefore = caller.stats.attempts;
+    for (let i = 0; i < 10; i++) expect(await answerer(caller)).toBe('b');
+    expect(caller.stats.attempts - callsBefore).toBe(10);
+    expect(b.calls).toBeGreaterThanOrEqual(10);
   });
 
   it('without hedging, a hung replica makes the calls sent to it miss their deadline', async () => {
