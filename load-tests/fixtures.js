@@ -6,7 +6,7 @@ const { writeFileSync } = require('node:fs');
 const path = require('node:path');
 
 const ROOT = path.resolve(__dirname, '..');
-const { buildVersion } = require(path.join(ROOT, 'dist', 'build', 'builder.js'));
+const { buildVersion } = require(path.join(ROOT, 'dist', 'indexer', 'builder.js'));
 const { Index } = require(path.join(ROOT, 'dist', 'engine', 'engine-index.js'));
 const { freeLoopbackPort } = require(path.join(ROOT, 'dist', 'cluster', 'loopback-port.js'));
 
