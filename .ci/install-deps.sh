@@ -28,7 +28,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 python3 -c 'import annoy, numpy' 2>/dev/null || pip install --quiet --disable-pip-version-check annoy==1.17.3 numpy
 python3 -c 'import moto.server, flask, pyarrow, pandas, grpc, grpc_tools, pytest' 2>/dev/null ||
-  pip install --quiet --disable-pip-version-check 'moto[server]==5.2.1' pyarrow==26.0.1 pandas grpcio==1.85.3 grpcio-tools==1.85.1 pytest
+  pip install --quiet --disable-pip-version-check 'moto[server]==5.2.1' pyarrow==26.0.1 pandas==3.1.1 grpcio==1.85.3 grpcio-tools==1.85.1 pytest==9.2.0
 bash helm/check-tools.sh
 
 # Prometheus publishes its Go module as v0.3xx.y for release v3.xx.y: v0.316.0 is promtool 3.16.
