@@ -5,7 +5,7 @@
 // corrupted is refused by the node that downloads it (publish --wait names the
 // node and the reason) while the active version goes on answering, and a
 // download cut midway leaves nothing in the cache.
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
@@ -49,6 +49,8 @@ afterAll(async () => {
   process.env = savedEnv;
   rmSync(scratch, { recursive: true, force: true });
 });
+
+const folderBytes = (dir: string): number => readdirSync(dir).reduce((sum, name) => sum + statSync(path.join(dir, name)).size, 0);
 
 const etcdFlags = (): string[] => ['--etcd', etcd.url, '--cluster', 's3'];
 const s3Flags = (): string[] => ['--s3-endpoint', moto.endpoint];
@@ -144,6 +146,27 @@ describe('the shard download cache', () => {
     } finally {
       store.close();
       await proxy.stop();
+    }
+  });
+
+  it('stays within its bound: versions not in use are evicted, versions in use never are', async () => {
+    const [a, b] = [await buildToS3('e1'), await buildToS3('e2')];
+    const store = ObjectStore.create({ endpoint: moto.endpoint });
+    const dir = path.join(scratch, 'small-cache');
+    const evicted: string[] = [];
+    const probe = new VersionCache({ store: () => store, dir: path.join(scratch, 'probe'), maxBytes: 64 * 1024 * 1024, shard: 0 });
+    const oneVersionBytes = folderBytes(await probe.fetch(a, new Set()));
+    // Room for one version of this shard, not two.
+    const cache = new VersionCache({ store: () => store, dir, maxBytes: Math.ceil(oneVersionBytes * 1.5), shard: 0, onEvict: (entry) => evicted.push(entry) });
+    try {
+      await cache.fetch(a, new Set());
+      await cache.fetch(b, new Set());
+      expect(evicted).toEqual(['tracks@e1']);
+      expect(readdirSync(path.join(dir, 'shard-0000'))).toEqual(['tracks@e2']);
+      await expect(cache.fetch(a, new Set(['tracks@e2']))).rejects.toThrow(/entries in use; \d+ more exceed its \d+ bytes \(raise the cache size\)/);
+      expect(readdirSync(path.join(dir, 'shard-0000'))).toEqual(['tracks@e2']);
+    } finally {
+      store.close();
     }
   });
 });
