@@ -11,6 +11,9 @@
         "native/binding/errors.cc",
         "native/binding/index_wrap.cc",
         "native/binding/search_pool_binding.cc",
+        "native/src/code_kernels.cc",
+        "native/src/codes.cc",
+        "native/src/codes_builder.cc",
         "native/src/forest.cc",
         "native/src/graph.cc",
         "native/src/graph_build.cc",
@@ -21,6 +24,7 @@
         "native/src/mapped_file.cc",
         "native/src/mapping_guard.cc",
         "native/src/node_buffer.cc",
+        "native/src/rotation.cc",
         "native/src/search_pool.cc",
         "native/src/sidecar.cc",
         "native/src/simd.cc"

@@ -106,4 +106,15 @@ Napi::Object make_result(Napi::Env env, Napi::ArrayBuffer ids, Napi::ArrayBuffer
 
 size_t k_arg(const Napi::Value& v) { return static_cast<size_t>(integer_arg(v, "k", 1, INT32_MAX)); }
 
+bool exact_arg(const Napi::Value& v) {
+  if (v.IsUndefined() || v.IsNull()) return false;
+  if (!v.IsBoolean()) throw_engine(v.Env(), ErrorCode::InvalidArgument, "exact must be a boolean");
+  return v.As<Napi::Boolean>().Value();
+}
+
+int64_t rerank_arg(const Napi::Value& v) {
+  if (v.IsUndefined() || v.IsNull()) return -1;
+  return integer_arg(v, "rerank", 1, INT32_MAX);
+}
+
 }  // namespace canopy::binding

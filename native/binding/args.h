@@ -20,6 +20,10 @@ int64_t search_k_arg(const Napi::Value& v);
 size_t k_arg(const Napi::Value& v);
 // ef: undefined, null or 0 means no graph search (Annoy's forest search).
 int ef_arg(const Napi::Value& v);
+// exact: undefined or null means false.
+bool exact_arg(const Napi::Value& v);
+// rerank: undefined or null means the default (-1).
+int64_t rerank_arg(const Napi::Value& v);
 void check_finite(Napi::Env env, const float* p, size_t n, const char* what);
 
 // A vector argument: a Float32Array read in place, or a number[] copied. `copy` forces a private

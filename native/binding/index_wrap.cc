@@ -34,6 +34,9 @@ class IndexWrap : public Napi::ObjectWrap<IndexWrap> {
                            InstanceMethod<&IndexWrap::save_graph>("saveGraph"),
                            InstanceMethod<&IndexWrap::load_graph>("loadGraph"),
                            InstanceMethod<&IndexWrap::save>("save"),
+                           InstanceMethod<&IndexWrap::save_codes>("saveCodes"),
+                           InstanceMethod<&IndexWrap::load_codes>("loadCodes"),
+                           InstanceMethod<&IndexWrap::has_codes>("hasCodes"),
                            InstanceMethod<&IndexWrap::search_sync>("searchSync"),
                            InstanceMethod<&IndexWrap::search_async>("search"),
                            InstanceMethod<&IndexWrap::search_item_sync>("searchByItemSync"),
@@ -259,17 +262,39 @@ class IndexWrap : public Napi::ObjectWrap<IndexWrap> {
     });
   }
 
-  // (k, searchK?, ef?) from info[1..3].
-  static SearchSpec spec_args(const Napi::CallbackInfo& info) { return {k_arg(info[1]), search_k_arg(info[2]), ef_arg(info[3])}; }
+  // saveCodes(path, seed?): writes the sidecar of codes, then searches through it.
+  Napi::Value save_codes(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      const std::string path = string_arg(info[0], "path");
+      const uint64_t seed = info[1].IsUndefined() ? kDefaultCodeSeed : static_cast<uint64_t>(integer_arg(info[1], "seed", 0, int64_t{1} << 53));
+      index_->save_codes(path, seed);
+      return info.Env().Undefined();
+    });
+  }
 
-  // searchSync(vector, k, searchK?, ef?)
+  // loadCodes(path, prefault): maps a sidecar of codes beside the forest; refused ones throw BAD_FILE.
+  Napi::Value load_codes(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      index_->load_codes(string_arg(info[0], "path"), info[1].ToBoolean().Value());
+      return info.Env().Undefined();
+    });
+  }
+
+  Napi::Value has_codes(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), index_->codes() != nullptr); }
+
+  // (k, searchK?, ef?, exact?, rerank?) from info[1..5].
+  static SearchSpec spec_args(const Napi::CallbackInfo& info) {
+    return {k_arg(info[1]), search_k_arg(info[2]), ef_arg(info[3]), exact_arg(info[4]), rerank_arg(info[5])};
+  }
+
+  // searchSync(vector, k, searchK?, ef?, exact?, rerank?)
   Napi::Value search_sync(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     return guarded(env, [&]() -> Napi::Value {
-      const Searchable target(*index_);
+      const SearchSpec spec = spec_args(info);
+      const Searchable target(*index_, spec);
       VectorArg v;
       read_vector(info[0], static_cast<size_t>(target.forest->layout().dim), "query vector", false, &v);
-      const SearchSpec spec = spec_args(info);
       return sync_result(env, *target.forest, spec.k, [&](int32_t* ids, float* d) { return target.run(spec, v.data, -1, ids, d); });
     });
   }
@@ -277,9 +302,9 @@ class IndexWrap : public Napi::ObjectWrap<IndexWrap> {
   Napi::Value search_item_sync(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     return guarded(env, [&]() -> Napi::Value {
-      const Searchable target(*index_);
-      const int32_t item = item_arg(info[0], "item");
       const SearchSpec spec = spec_args(info);
+      const Searchable target(*index_, spec);
+      const int32_t item = item_arg(info[0], "item");
       return sync_result(env, *target.forest, spec.k, [&](int32_t* ids, float* d) { return target.run(spec, nullptr, item, ids, d); });
     });
   }
@@ -300,10 +325,11 @@ class IndexWrap : public Napi::ObjectWrap<IndexWrap> {
   Napi::Value start_search(const Napi::CallbackInfo& info, bool by_item) {
     Napi::Env env = info.Env();
     return guarded(env, [&]() -> Napi::Value {
-      Searchable target(*index_);
+      const SearchSpec spec = spec_args(info);
+      Searchable target(*index_, spec);
       const std::shared_ptr<const Forest> forest = target.forest;
       auto* addon = env.GetInstanceData<AddonData>();
-      auto job = std::make_unique<SearchJob>(env, addon, std::move(target), spec_args(info));
+      auto job = std::make_unique<SearchJob>(env, addon, std::move(target), spec);
       if (by_item) {
         job->item = item_arg(info[0], "item");
         if (job->item >= forest->n_items()) {
@@ -320,13 +346,13 @@ class IndexWrap : public Napi::ObjectWrap<IndexWrap> {
     });
   }
 
-  // searchBatch(Float32Array n*dim | Vector[], k, searchK?, ef?)
+  // searchBatch(Float32Array n*dim | Vector[], k, searchK?, ef?, exact?, rerank?)
   Napi::Value search_batch(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     return guarded(env, [&]() -> Napi::Value {
-      Searchable target(*index_);
-      const size_t dim = static_cast<size_t>(target.forest->layout().dim);
       const SearchSpec spec = spec_args(info);
+      Searchable target(*index_, spec);
+      const size_t dim = static_cast<size_t>(target.forest->layout().dim);
       auto* addon = env.GetInstanceData<AddonData>();
       size_t n = 0;
       if (info[0].IsTypedArray() && info[0].As<Napi::TypedArray>().TypedArrayType() == napi_float32_array) {

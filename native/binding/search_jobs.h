@@ -14,6 +14,7 @@
 #include "args.h"
 #include "completions.h"
 #include "errors.h"
+#include "codes.h"
 #include "forest.h"
 #include "graph_search.h"
 #include "index.h"
@@ -22,20 +23,25 @@
 namespace canopy::binding {
 
 // What one search asks for. With ef > 0 and a graph, the graph is searched from the entry points a
-// search_k forest search gives; otherwise the forest alone answers (a shard without a graph still
-// serves, with Annoy's search).
+// search_k forest search gives; else, unless `exact`, the forest's codes when it has some
+// (native/src/codes.h: candidates scored on codes, the best `rerank` re-ranked exactly); otherwise
+// the forest alone answers, with Annoy's search (a shard without a graph or codes still serves).
 struct SearchSpec {
   size_t k;
   int64_t search_k;
   int ef;
+  bool exact;
+  int64_t rerank;  // <= 0: the codes' default
 };
 
-// The snapshot a search holds: the forest and, if attached, its graph.
+// The snapshot a search holds: the forest and, if attached and wanted, its graph and codes.
 struct Searchable {
   std::shared_ptr<const Forest> forest;
   std::shared_ptr<const Graph> graph;
+  std::shared_ptr<const CodedForest> codes;
 
-  explicit Searchable(const Index& index) : forest(index.forest()), graph(index.graph()) {}
+  Searchable(const Index& index, const SearchSpec& spec)
+      : forest(index.forest()), graph(index.graph()), codes(spec.exact ? nullptr : index.codes()) {}
 
   // item >= 0: search by item, else by `query`.
   size_t run(const SearchSpec& s, const float* query, int32_t item, int32_t* ids, float* distances) const {
@@ -46,12 +52,17 @@ struct Searchable {
       graph->check_intact();
       return n;
     }
+    if (codes) {
+      return item >= 0 ? codes->search_item(item, s.k, s.search_k, s.rerank, ids, distances)
+                       : codes->search_vector(query, s.k, s.search_k, s.rerank, ids, distances);
+    }
     return item >= 0 ? forest->search_item(item, s.k, s.search_k, ids, distances)
                      : forest->search_vector(query, s.k, s.search_k, ids, distances);
   }
   void reset() {
     forest.reset();
     graph.reset();
+    codes.reset();
   }
 };
 

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <limits>
 
+#include "acyclic_walk.h"
 #include "search.h"
 
 namespace canopy {
@@ -138,44 +139,30 @@ template <class M>
 void validate_reachable(const uint8_t* data, const NodeLayout& layout, int32_t n_items, int32_t n_nodes,
                         const std::vector<int32_t>& roots, const std::string& path) {
   using Node = typename M::Node;
-  enum : uint8_t { kUnseen = 0, kOpen = 1, kDone = 2 };
-  std::vector<uint8_t> state(static_cast<size_t>(n_nodes), kUnseen);
-  std::vector<std::pair<int32_t, bool>> stack;  // (node, leaving)
   auto fail = [&](int32_t node, const std::string& what) {
     throw Error(ErrorCode::BadFile, "index file " + describe(path, layout) + " is corrupt: node " + std::to_string(node) + " " + what);
   };
   auto in_range = [&](int32_t id) { return id >= 0 && id < n_nodes; };
-  for (int32_t r : roots) stack.emplace_back(r, false);
-  while (!stack.empty()) {
-    const auto [i, leaving] = stack.back();
-    stack.pop_back();
-    if (leaving) {
-      state[i] = kDone;
-      continue;
-    }
-    if (state[i] == kDone) continue;
-    if (state[i] == kOpen) fail(i, "is its own descendant (cycle)");
+  auto expand = [&](int32_t i, auto push) {
     const Node* nd = reinterpret_cast<const Node*>(data + layout.node_size * static_cast<size_t>(i));
     const int32_t n = nd->n_descendants;
     const int32_t* c = reinterpret_cast<const int32_t*>(reinterpret_cast<const uint8_t*>(nd) + M::kChildrenOffset);
-    if (n == 1 && i < n_items) continue;  // an item: a leaf
+    if (n == 1 && i < n_items) return;  // an item: a leaf
     if (n < 0) fail(i, "has a negative descendant count " + std::to_string(n));
     if (n <= layout.max_bucket) {
       for (int32_t j = 0; j < n; ++j) {
         if (!in_range(c[j])) fail(i, "holds item id " + std::to_string(c[j]) + " outside 0.." + std::to_string(n_nodes - 1));
       }
-      state[i] = kDone;
-      continue;
+      return;
     }
     for (int side = 0; side < 2; ++side) {
       if (!in_range(c[side])) fail(i, "has child " + std::to_string(c[side]) + " outside 0.." + std::to_string(n_nodes - 1));
     }
     if (!M::split_is_valid(nd, layout.value_count)) fail(i, "has an invalid split");
-    state[i] = kOpen;
-    stack.emplace_back(i, true);
-    stack.emplace_back(c[0], false);
-    stack.emplace_back(c[1], false);
-  }
+    push(c[0]);
+    push(c[1]);
+  };
+  walk_acyclic(static_cast<size_t>(n_nodes), roots, expand, [&](int32_t i) { fail(i, "is its own descendant (cycle)"); });
 }
 
 }  // namespace

@@ -110,6 +110,7 @@ void Index::save(const std::string& path) {
   const NodeBuffer& built = forest_->storage().buffer;
   if (built.is_on_disk() && built.path() == path) return;  // the build already wrote it
   forest_->write_to(path);
+  codes_.reset();  // they describe the built bytes' snapshot; load them again over the file
   // Serve from the file, as Annoy does after save. Our reference to the built bytes goes first, so
   // they are freed before the file is mapped (searches in flight keep their own reference).
   forest_.reset();
@@ -123,6 +124,7 @@ void Index::save(const std::string& path) {
 
 void Index::unload() {
   check_not_busy("unload");
+  codes_.reset();
   forest_.reset();
   graph_.reset();
   buffer_ = NodeBuffer();
@@ -142,6 +144,16 @@ std::shared_ptr<const Forest> Index::forest() const {
   check_not_busy("search");
   if (state_.load() != State::Ready) throw Error(ErrorCode::BadState, "cannot search: the index has not been built");
   return forest_;
+}
+
+void Index::save_codes(const std::string& path, uint64_t seed) {
+  const std::shared_ptr<const Forest> f = forest();
+  write_codes(*f, path, seed);
+  codes_ = CodedForest::load(f, path, false);
+}
+
+void Index::load_codes(const std::string& path, bool prefault) {
+  codes_ = CodedForest::load(forest(), path, prefault);
 }
 
 void Index::get_item(int32_t item, float* out) const {

@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 
+#include "codes.h"
 #include "forest.h"
 #include "graph.h"
 #include "kiss_random.h"
@@ -45,6 +46,14 @@ class Index {
 
   // The searchable snapshot; throws BadState before build or after unload.
   std::shared_ptr<const Forest> forest() const;
+  // Writes a sidecar of codes for the forest to `path` (codes.h), then searches through it.
+  void save_codes(const std::string& path, uint64_t seed);
+  // Maps `path` as this forest's sidecar and searches through it from now on. Throws Error BadFile
+  // naming the file when it is refused (stale, foreign, truncated, corrupt); the index then keeps
+  // searching as before.
+  void load_codes(const std::string& path, bool prefault);
+  // The codes searches go through unless they ask for exact, or null; a snapshot like forest().
+  std::shared_ptr<const CodedForest> codes() const { return codes_; }
 
   // The neighbour graph searches with an ef use, or null; a snapshot like forest(), dropped by
   // unload(). set_graph() attaches one built over forest() (build_graph() may run on any thread:
@@ -75,6 +84,7 @@ class Index {
   int pending_n_threads_ = 1;
   std::shared_ptr<const Forest> forest_;  // once ready
   std::shared_ptr<const Graph> graph_;    // set iff a graph was attached since ready
+  std::shared_ptr<const CodedForest> codes_;  // over forest_, set iff codes were attached since ready
 };
 
 }  // namespace canopy

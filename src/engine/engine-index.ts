@@ -2,7 +2,7 @@
 import { availableParallelism } from 'node:os';
 
 import type { Metric } from '../format/metric';
-import { addon, type NativeIndex, type SearchResult, type Vector } from './native-addon';
+import { addon, type NativeIndex, type NativeSearchOptions, type SearchResult, type Vector } from './native-addon';
 
 export interface IndexOptions {
   dim: number;
@@ -32,6 +32,18 @@ export interface SearchOptions {
   /** Beam width of a search over the neighbour graph (raised to k if below); 0 or undefined: the
    * forest alone, Annoy's search. Ignored when the index has no graph. */
   ef?: number;
+  /** Search the forest only, as Annoy does (same answers as Annoy), even when codes are loaded. Default false. */
+  exact?: boolean;
+  /**
+   * With codes: how many of the best candidates by code estimate are re-ranked with exact distances;
+   * default 2 * k, at least 10. Ignored by exact searches.
+   */
+  rerank?: number;
+}
+
+export interface CodesOptions {
+  /** Seed of the codes' random rotation; default a fixed one, so the same forest gives the same sidecar. */
+  seed?: number;
 }
 
 export interface GraphBuildOptions {
@@ -133,25 +145,49 @@ export class Index {
     this.native.save(path);
   }
 
+  /**
+   * Writes a sidecar of compact codes for this forest (docs/sidecar-format.md; by convention beside the
+   * forest, `x.ann` -> `x.codes`), then searches through it: candidates are scored on the codes and
+   * the best `rerank` re-ranked exactly, so returned distances stay exact. Hamming has no codes (its
+   * sidecar is empty and searches stay exact). Call after save(): saving drops codes made before.
+   */
+  saveCodes(path: string, opts: CodesOptions = {}): void {
+    this.native.saveCodes(path, opts.seed);
+  }
+
+  /**
+   * Maps a sidecar of codes written for this forest and searches through it from now on. Throws
+   * EngineError BAD_FILE naming the file when it is stale (the forest changed), foreign, truncated or
+   * corrupt; the index keeps searching as before.
+   */
+  loadCodes(path: string, opts: { prefault?: boolean } = {}): void {
+    this.native.loadCodes(path, opts.prefault ?? false);
+  }
+
+  /** True while searches go through codes (unless a search asks for `exact`). */
+  get hasCodes(): boolean {
+    return this.native.hasCodes();
+  }
+
   search(vector: Vector, k: number, opts: SearchOptions = {}): Promise<SearchResult> {
-    return rejectingAsync(() => this.native.search(vector, k, opts.searchK, opts.ef));
+    return rejectingAsync(() => this.native.search(vector, k, ...nativeOptions(opts)));
   }
 
   searchSync(vector: Vector, k: number, opts: SearchOptions = {}): SearchResult {
-    return this.native.searchSync(vector, k, opts.searchK, opts.ef);
+    return this.native.searchSync(vector, k, ...nativeOptions(opts));
   }
 
   searchByItem(item: number, k: number, opts: SearchOptions = {}): Promise<SearchResult> {
-    return rejectingAsync(() => this.native.searchByItem(item, k, opts.searchK, opts.ef));
+    return rejectingAsync(() => this.native.searchByItem(item, k, ...nativeOptions(opts)));
   }
 
   searchByItemSync(item: number, k: number, opts: SearchOptions = {}): SearchResult {
-    return this.native.searchByItemSync(item, k, opts.searchK, opts.ef);
+    return this.native.searchByItemSync(item, k, ...nativeOptions(opts));
   }
 
   /** Many queries in one crossing, spread over the search pool; results in query order. */
   searchBatch(vectors: Float32Array | readonly Vector[], k: number, opts: SearchOptions = {}): Promise<SearchResult[]> {
-    return rejectingAsync(() => this.native.searchBatch(vectors, k, opts.searchK, opts.ef));
+    return rejectingAsync(() => this.native.searchBatch(vectors, k, ...nativeOptions(opts)));
   }
 
   getItemVector(i: number): Float32Array {
@@ -178,6 +214,10 @@ export class Index {
 }
 
 /** Bad arguments and QUEUE_FULL surface as a rejected promise (settled at once), never as a throw. */
+function nativeOptions(opts: SearchOptions): NativeSearchOptions {
+  return [opts.searchK, opts.ef, opts.exact, opts.rerank];
+}
+
 function rejectingAsync<T>(start: () => Promise<T>): Promise<T> {
   try {
     return start();

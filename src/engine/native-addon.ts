@@ -13,6 +13,14 @@ export interface SearchResult {
   distances: Float32Array;
 }
 
+/** A search's options, positional after (query, k). */
+export type NativeSearchOptions = [
+  searchK: number | undefined,
+  ef: number | undefined,
+  exact: boolean | undefined,
+  rerank: number | undefined,
+];
+
 export interface NativeIndex {
   onDiskBuild(path: string): void;
   addItem(item: number, vector: Vector): void;
@@ -25,16 +33,14 @@ export interface NativeIndex {
   hasGraph(): boolean;
   saveGraph(path: string): void;
   loadGraph(path: string, prefault: boolean): void;
-  searchSync(vector: Vector, k: number, searchK: number | undefined, ef: number | undefined): SearchResult;
-  search(vector: Vector, k: number, searchK: number | undefined, ef: number | undefined): Promise<SearchResult>;
-  searchByItemSync(item: number, k: number, searchK: number | undefined, ef: number | undefined): SearchResult;
-  searchByItem(item: number, k: number, searchK: number | undefined, ef: number | undefined): Promise<SearchResult>;
-  searchBatch(
-    vectors: Float32Array | readonly Vector[],
-    k: number,
-    searchK: number | undefined,
-    ef: number | undefined,
-  ): Promise<SearchResult[]>;
+  saveCodes(path: string, seed: number | undefined): void;
+  loadCodes(path: string, prefault: boolean): void;
+  hasCodes(): boolean;
+  searchSync(vector: Vector, k: number, ...opts: NativeSearchOptions): SearchResult;
+  search(vector: Vector, k: number, ...opts: NativeSearchOptions): Promise<SearchResult>;
+  searchByItemSync(item: number, k: number, ...opts: NativeSearchOptions): SearchResult;
+  searchByItem(item: number, k: number, ...opts: NativeSearchOptions): Promise<SearchResult>;
+  searchBatch(vectors: Float32Array | readonly Vector[], k: number, ...opts: NativeSearchOptions): Promise<SearchResult[]>;
   getItemVector(item: number): Float32Array;
   getDistance(i: number, j: number): number;
   nItems(): number;

@@ -1,0 +1,210 @@
+#include "code_kernels.h"
+
+#include <cstdlib>
+
+#if defined(__x86_64__) || defined(__i386__)
+// GCC 12 headers trip -Wmaybe-uninitialized / -Wuninitialized inside _mm512_reduce_add_*.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#include <immintrin.h>
+#define CANOPY_X86 1
+#endif
+
+namespace canopy::code_kernels {
+namespace {
+
+// ---- scalar ----
+
+int32_t dot_u8_s8_scalar(const uint8_t* x, const int8_t* y, int n) {
+  int32_t r = 0;
+  for (int i = 0; i < n; ++i) r += static_cast<int32_t>(x[i]) * y[i];
+  return r;
+}
+
+uint32_t sad_u8_scalar(const uint8_t* x, const uint8_t* y, int n) {
+  uint32_t r = 0;
+  for (int i = 0; i < n; ++i) r += static_cast<uint32_t>(std::abs(static_cast<int>(x[i]) - static_cast<int>(y[i])));
+  return r;
+}
+
+float dot_s8_f32_scalar(const int8_t* x, const float* q, int n) {
+  float r = 0;
+  for (int i = 0; i < n; ++i) r += static_cast<float>(x[i]) * q[i];
+  return r;
+}
+
+// Inlined into each caller, so __builtin_popcountll becomes the popcnt instruction where the caller's
+// target has it.
+__attribute__((always_inline)) inline MaskedSum masked_sum4_body(const uint64_t* bits, const uint64_t* planes, int words) {
+  MaskedSum sum{0, 0};
+  for (int w = 0; w < words; ++w) sum.ones += static_cast<uint32_t>(__builtin_popcountll(bits[w]));
+  for (int p = 0; p < 4; ++p) {
+    uint32_t count = 0;
+    for (int w = 0; w < words; ++w) count += static_cast<uint32_t>(__builtin_popcountll(bits[w] & planes[p * words + w]));
+    sum.weighted += count << p;
+  }
+  return sum;
+}
+
+MaskedSum masked_sum4_scalar(const uint64_t* bits, const uint64_t* planes, int words) {
+  return masked_sum4_body(bits, planes, words);
+}
+
+#ifdef CANOPY_X86
+
+__attribute__((target("popcnt"))) MaskedSum masked_sum4_popcnt(const uint64_t* bits, const uint64_t* planes, int words) {
+  return masked_sum4_body(bits, planes, words);
+}
+
+// ---- AVX2: widen to 16 bits, multiply-add pairs into 32-bit lanes (_mm256_madd_epi16) ----
+
+__attribute__((target("avx2"))) int32_t hsum_epi32_256(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+  return _mm_cvtsi128_si32(s);
+}
+
+__attribute__((target("avx2"))) int32_t dot_u8_s8_avx2(const uint8_t* x, const int8_t* y, int n) {
+  __m256i acc = _mm256_setzero_si256();
+  int i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256i a = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i)));
+    const __m256i b = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(y + i)));
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(a, b));
+  }
+  return hsum_epi32_256(acc) + dot_u8_s8_scalar(x + i, y + i, n - i);
+}
+
+__attribute__((target("avx2"))) uint32_t sad_u8_avx2(const uint8_t* x, const uint8_t* y, int n) {
+  __m256i acc = _mm256_setzero_si256();
+  int i = 0;
+  for (; i + 32 <= n; i += 32) {
+    const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i));
+    const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y + i));
+    acc = _mm256_add_epi64(acc, _mm256_sad_epu8(a, b));
+  }
+  alignas(32) uint64_t lanes[4];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), acc);
+  return static_cast<uint32_t>(lanes[0] + lanes[1] + lanes[2] + lanes[3]) + sad_u8_scalar(x + i, y + i, n - i);
+}
+
+__attribute__((target("avx2,fma"))) float dot_s8_f32_avx2(const int8_t* x, const float* q, int n) {
+  __m256 acc = _mm256_setzero_ps();
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256i w = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(x + i)));
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(w), _mm256_loadu_ps(q + i), acc);
+  }
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s) + dot_s8_f32_scalar(x + i, q + i, n - i);
+}
+
+// ---- AVX-512 with VNNI: 64 byte products per instruction (vpdpbusd), masked tails ----
+
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) int32_t dot_u8_s8_vnni(const uint8_t* x, const int8_t* y, int n) {
+  __m512i acc = _mm512_setzero_si512();
+  int i = 0;
+  for (; i + 64 <= n; i += 64) {
+    acc = _mm512_dpbusd_epi32(acc, _mm512_loadu_si512(x + i), _mm512_loadu_si512(y + i));
+  }
+  if (i < n) {
+    const __mmask64 m = ~uint64_t{0} >> (64 - (n - i));  // n - i in 1..63
+    acc = _mm512_dpbusd_epi32(acc, _mm512_maskz_loadu_epi8(m, x + i), _mm512_maskz_loadu_epi8(m, y + i));
+  }
+  return _mm512_reduce_add_epi32(acc);
+}
+
+__attribute__((target("avx512f,avx512bw"))) uint32_t sad_u8_avx512(const uint8_t* x, const uint8_t* y, int n) {
+  __m512i acc = _mm512_setzero_si512();
+  int i = 0;
+  for (; i + 64 <= n; i += 64) acc = _mm512_add_epi64(acc, _mm512_sad_epu8(_mm512_loadu_si512(x + i), _mm512_loadu_si512(y + i)));
+  if (i < n) {
+    const __mmask64 m = ~uint64_t{0} >> (64 - (n - i));  // n - i in 1..63
+    acc = _mm512_add_epi64(acc, _mm512_sad_epu8(_mm512_maskz_loadu_epi8(m, x + i), _mm512_maskz_loadu_epi8(m, y + i)));
+  }
+  return static_cast<uint32_t>(_mm512_reduce_add_epi64(acc));
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl"))) float dot_s8_f32_avx512(const int8_t* x, const float* q, int n) {
+  __m512 acc = _mm512_setzero_ps();
+  int i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512i w = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i)));
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(w), _mm512_loadu_ps(q + i), acc);
+  }
+  if (i < n) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1);
+    const __m512i w = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, x + i));
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(w), _mm512_maskz_loadu_ps(m, q + i), acc);
+  }
+  return _mm512_reduce_add_ps(acc);
+}
+
+__attribute__((target("avx512f,avx512vpopcntdq"))) MaskedSum masked_sum4_vpopcnt(const uint64_t* bits, const uint64_t* planes,
+                                                                                int words) {
+  if (words % 8 != 0) return masked_sum4_popcnt(bits, planes, words);
+  __m512i weighted = _mm512_setzero_si512();
+  __m512i ones = _mm512_setzero_si512();
+  for (int w = 0; w < words; w += 8) {
+    const __m512i b = _mm512_loadu_si512(bits + w);
+    ones = _mm512_add_epi64(ones, _mm512_popcnt_epi64(b));
+    for (int p = 0; p < 4; ++p) {
+      const __m512i c = _mm512_popcnt_epi64(_mm512_and_si512(b, _mm512_loadu_si512(planes + p * words + w)));
+      weighted = _mm512_add_epi64(weighted, _mm512_slli_epi64(c, static_cast<unsigned>(p)));
+    }
+  }
+  return {static_cast<uint32_t>(_mm512_reduce_add_epi64(weighted)), static_cast<uint32_t>(_mm512_reduce_add_epi64(ones))};
+}
+
+#endif  // CANOPY_X86
+
+Level detect_level() {
+#ifdef CANOPY_X86
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+      __builtin_cpu_supports("avx512vnni")) {
+    return Level::Avx512Vnni;
+  }
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Level::Avx2;
+#endif
+  return Level::Scalar;
+}
+
+}  // namespace
+
+Kernels kernels_for(Level level) {
+#ifdef CANOPY_X86
+  __builtin_cpu_init();
+  const bool popcnt = __builtin_cpu_supports("popcnt");
+  auto sum4 = popcnt ? masked_sum4_popcnt : masked_sum4_scalar;
+  switch (level) {
+    case Level::Avx512Vnni:
+      if (__builtin_cpu_supports("avx512vpopcntdq")) sum4 = masked_sum4_vpopcnt;
+      return {level, dot_u8_s8_vnni, sad_u8_avx512, dot_s8_f32_avx512, sum4};
+    case Level::Avx2:
+      return {level, dot_u8_s8_avx2, sad_u8_avx2, dot_s8_f32_avx2, sum4};
+    case Level::Scalar:
+      break;
+  }
+  return {Level::Scalar, dot_u8_s8_scalar, sad_u8_scalar, dot_s8_f32_scalar, sum4};
+#else
+  (void)level;
+  return {Level::Scalar, dot_u8_s8_scalar, sad_u8_scalar, dot_s8_f32_scalar, masked_sum4_scalar};
+#endif
+}
+
+const Kernels kKernels = kernels_for(detect_level());
+
+const char* level_name(Level level) {
+  switch (level) {
+    case Level::Avx512Vnni: return "avx512-vnni";
+    case Level::Avx2: return "avx2";
+    case Level::Scalar: return "scalar";
+  }
+  return "unknown";
+}
+
+}  // namespace canopy::code_kernels

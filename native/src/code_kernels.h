@@ -1,0 +1,41 @@
+// Integer kernels for scoring compact codes, chosen once at start-up from the CPU's features
+// (AVX-512 VNNI, AVX2, scalar), as simd.h chooses the float kernels. All levels return identical
+// results (integer sums; the float one is within rounding).
+#pragma once
+
+#include <cstdint>
+
+namespace canopy::code_kernels {
+
+enum class Level { Scalar, Avx2, Avx512Vnni };
+
+struct MaskedSum {
+  uint32_t weighted;
+  uint32_t ones;
+};
+
+struct Kernels {
+  Level level;
+  // sum x[i] * y[i], x unsigned, y signed; n <= 65536 keeps it inside int32.
+  int32_t (*dot_u8_s8)(const uint8_t* x, const int8_t* y, int n);
+  // sum |x[i] - y[i]|.
+  uint32_t (*sad_u8)(const uint8_t* x, const uint8_t* y, int n);
+  // sum x[i] * q[i] in float, x signed bytes: a compact split's margin.
+  float (*dot_s8_f32)(const int8_t* x, const float* q, int n);
+  // Over the set bits j of `bits`: the sum of Q[j], where Q[j] (0..15) is spread over 4 bit planes
+  // (plane p, `words` 64-bit words from planes + p * words, holds bit p of every Q[j]), and their count.
+  MaskedSum (*masked_sum4)(const uint64_t* bits, const uint64_t* planes, int words);
+};
+
+extern const Kernels kKernels;
+Kernels kernels_for(Level level);
+const char* level_name(Level level);
+
+inline int32_t dot_u8_s8(const uint8_t* x, const int8_t* y, int n) { return kKernels.dot_u8_s8(x, y, n); }
+inline uint32_t sad_u8(const uint8_t* x, const uint8_t* y, int n) { return kKernels.sad_u8(x, y, n); }
+inline float dot_s8_f32(const int8_t* x, const float* q, int n) { return kKernels.dot_s8_f32(x, q, n); }
+inline MaskedSum masked_sum4(const uint64_t* bits, const uint64_t* planes, int words) {
+  return kKernels.masked_sum4(bits, planes, words);
+}
+
+}  // namespace canopy::code_kernels

@@ -1,0 +1,306 @@
+// The search through codes (see codes.h): walk compact splits, estimate on 1-bit codes, rescore the
+// best on 8-bit codes, re-rank the best `rerank` exactly. Allocation-free once a thread's scratch has
+// grown to the largest forest it searched.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <utility>
+#include <vector>
+
+#include "code_kernels.h"
+#include "code_sections.h"
+#include "forest.h"
+#include "search.h"
+
+namespace canopy {
+
+struct BinaryEstimate {
+  float estimate;
+  float lower;  // a lower bound on the distance, with high probability
+  int32_t id;
+  bool operator<(const BinaryEstimate& o) const { return estimate < o.estimate; }
+};
+
+template <class M>
+struct CodedScratch {
+  using Entry = std::pair<float, int32_t>;
+  std::vector<Entry> frontier;      // max-heap of (priority, split or leaf reference)
+  std::vector<int32_t> candidates;  // unique candidate items in discovery order
+  std::vector<uint64_t> seen;       // bit per forest node, all clear between searches
+  std::vector<BinaryEstimate> estimates;  // 1-bit estimates of every candidate
+  std::vector<Entry> scored;              // (8-bit estimate, then exact distance, item)
+  std::vector<float> prepared;      // the query as the codes see it (angular: unit length)
+  std::vector<float> rotated;       // its rotation, then the vector the binary codes are scored with
+  std::vector<uint64_t> planes;     // 4 bit planes of that vector quantized to 4 bits
+  std::vector<int8_t> scaled;       // 8-bit query for dot products with scalar codes
+  std::vector<uint8_t> levels;      // 8-bit query on the codes' grid (manhattan)
+  std::vector<float> item_query;    // search_item's vector
+
+  // Not inlined, for the reason SearchScratch::local() gives.
+  __attribute__((noinline)) static CodedScratch& local() {
+    static thread_local CodedScratch scratch;
+    return scratch;
+  }
+};
+
+template <class M>
+class CodedSearch {
+ public:
+  using Entry = std::pair<float, int32_t>;
+  // The 1-bit step first rescores this many of its best on 8-bit codes, then every other candidate
+  // whose distance may still be below the rerank-th best 8-bit estimate so far.
+  static constexpr size_t kFirstRescoreMin = 64;
+  static constexpr size_t kFirstRescorePerRerank = 4;
+
+  CodedSearch(const Forest& forest, const CodeViews& views) : forest_(forest), views_(views), layout_(forest.layout()) {}
+
+  size_t run(const float* query, size_t k, int64_t search_k, size_t rerank, int32_t* ids, float* distances) {
+    if (k == 0) return 0;
+    CodedScratch<M>& s = CodedScratch<M>::local();
+    if (search_k <= 0) search_k = static_cast<int64_t>(k) * views_.n_roots;
+    walk(s, query, static_cast<uint64_t>(search_k));
+    prepare(s, query);
+    s.scored.clear();
+    if (views_.centroid != nullptr && s.candidates.size() > rerank) {
+      score_binary(s);
+      rescore_likely(s, rerank);
+    } else {
+      for (int32_t id : s.candidates) s.scored.emplace_back(0.0f, id);
+      score_scalar(s, 0);
+    }
+    keep_best(s.scored, rerank);
+    return rank_exact(s, query, k, ids, distances);
+  }
+
+  bool saw_bad_reference() const { return bad_reference_; }
+
+ private:
+  // ---- the walk: Annoy's traversal over compact split records ----
+
+  void walk(CodedScratch<M>& s, const float* query, uint64_t search_k) {
+    const size_t seen_words = (static_cast<size_t>(forest_.n_nodes()) + 63) / 64;
+    if (s.seen.size() < seen_words) s.seen.resize(seen_words, 0);
+    s.candidates.clear();
+    s.frontier.clear();
+    for (int32_t i = 0; i < views_.n_roots; ++i) push(s, M::pq_initial(), views_.roots[i]);
+    const int dim = layout_.dim;
+    uint64_t collected = 0;  // with duplicates, as the exact search counts
+    while (collected < search_k && !s.frontier.empty()) {
+      std::pop_heap(s.frontier.begin(), s.frontier.end());
+      const Entry top = s.frontier.back();
+      s.frontier.pop_back();
+      if (top.second >= 0) {
+        const SplitRecord* split = views_.split(top.second);
+        const float margin = split->offset + split->scale * code_kernels::dot_s8_f32(record_payload<SplitRecord, int8_t>(split), query, dim);
+        prefetch_reference(split->children[0]);
+        prefetch_reference(split->children[1]);
+        push(s, M::pq_distance(top.first, margin, 1), split->children[1]);
+        push(s, M::pq_distance(top.first, margin, 0), split->children[0]);
+        continue;
+      }
+      const int32_t node = leaf_node(top.second);
+      const int32_t* header = forest_node(node);
+      const int32_t n = header[0];
+      if (n == 1 && node < forest_.n_items()) {
+        add_candidate(s, node);
+        ++collected;
+      } else if (n >= 0 && n <= layout_.max_bucket) {
+        const int32_t* ids = reinterpret_cast<const int32_t*>(reinterpret_cast<const uint8_t*>(header) + M::kChildrenOffset);
+        for (int32_t j = 0; j < n; ++j) add_candidate(s, ids[j]);
+        collected += static_cast<uint64_t>(n);
+      } else {
+        bad_reference_ = true;  // load checked it: the forest was rewritten in place since
+      }
+    }
+  }
+
+  void push(CodedScratch<M>& s, float priority, int32_t reference) const {
+    s.frontier.emplace_back(priority, reference);
+    std::push_heap(s.frontier.begin(), s.frontier.end());
+  }
+
+  const int32_t* forest_node(int32_t node) const {
+    return reinterpret_cast<const int32_t*>(forest_.data() + layout_.node_size * static_cast<size_t>(node));
+  }
+
+  void prefetch_reference(int32_t reference) const {
+    if (reference >= 0) {
+      const char* p = reinterpret_cast<const char*>(views_.split(reference));
+      for (size_t off = 0; off < views_.split_record_size; off += 64) __builtin_prefetch(p + off);
+    } else {
+      __builtin_prefetch(forest_node(leaf_node(reference)));
+    }
+  }
+
+  // Only items have codes; anything else a bucket names is skipped, as the exact search skips it.
+  void add_candidate(CodedScratch<M>& s, int32_t id) {
+    if (static_cast<uint32_t>(id) >= static_cast<uint32_t>(forest_.n_items())) {
+      if (static_cast<uint32_t>(id) >= static_cast<uint32_t>(forest_.n_nodes())) bad_reference_ = true;
+      return;
+    }
+    uint64_t& word = s.seen[static_cast<uint32_t>(id) >> 6];
+    const uint64_t bit = uint64_t{1} << (id & 63);
+    if ((word & bit) == 0) {
+      word |= bit;
+      s.candidates.push_back(id);
+    }
+  }
+
+  // ---- estimates ----
+
+  void prepare(CodedScratch<M>& s, const float* query) const {
+    const int dim = layout_.dim;
+    s.prepared.assign(query, query + dim);
+    if constexpr (M::kKind == MetricKind::Angular) scale_to_unit_length(s.prepared.data(), dim);
+    for (int32_t id : s.candidates) s.seen[static_cast<uint32_t>(id) >> 6] = 0;  // clear for the next search
+  }
+
+  static float finite_or_max(float e) { return e == e ? e : std::numeric_limits<float>::infinity(); }
+
+  // 1-bit estimates for every candidate (code_sections.h: BinaryRecord). The query vector v is
+  // quantized to 4 bits per coordinate, so each item's sum over its set bits is 4 masked popcounts.
+  void score_binary(CodedScratch<M>& s) const {
+    const Rotation& rotation = *views_.rotation;
+    const int padded = rotation.padded();
+    const int words = views_.words;
+    s.rotated.resize(static_cast<size_t>(padded));
+    rotation.apply(s.prepared.data(), s.rotated.data());
+    float query_constant = 0;
+    float* v = s.rotated.data();
+    if constexpr (M::kKind == MetricKind::Dot) {
+      for (int j = 0; j < padded; ++j) query_constant -= views_.centroid[j] * v[j];
+    } else {
+      for (int j = 0; j < padded; ++j) {
+        v[j] -= views_.centroid[j];
+        query_constant += v[j] * v[j];
+      }
+    }
+    const auto [low, high] = std::minmax_element(v, v + padded);
+    const float base = *low;
+    const float step = *high > *low ? (*high - *low) / 15.0f : 1.0f;
+    s.planes.assign(4 * static_cast<size_t>(words), 0);
+    uint32_t level_sum = 0;
+    for (int j = 0; j < padded; ++j) {
+      const uint32_t level = static_cast<uint32_t>(std::min(15.0f, std::max(0.0f, std::nearbyint((v[j] - base) / step))));
+      level_sum += level;
+      for (int p = 0; p < 4; ++p) s.planes[p * words + j / 64] |= static_cast<uint64_t>((level >> p) & 1) << (j % 64);
+    }
+    const float total = step * static_cast<float>(level_sum) + base * static_cast<float>(padded);
+    float v_norm = 0;
+    for (int j = 0; j < padded; ++j) v_norm += v[j] * v[j];
+    const float error_scale = kBinaryConfidence * std::sqrt(v_norm);
+    s.estimates.clear();
+    constexpr size_t kAhead = 8;  // records fetched ahead: covers DRAM latency
+    const size_t n = s.candidates.size();
+    for (size_t c = 0; c < n && c < kAhead; ++c) __builtin_prefetch(views_.binary(s.candidates[c]));
+    for (size_t c = 0; c < n; ++c) {
+      if (c + kAhead < n) __builtin_prefetch(views_.binary(s.candidates[c + kAhead]));
+      const int32_t id = s.candidates[c];
+      const BinaryRecord* r = views_.binary(id);
+      const code_kernels::MaskedSum m = code_kernels::masked_sum4(record_payload<BinaryRecord, uint64_t>(r), s.planes.data(), words);
+      const float set = step * static_cast<float>(m.weighted) + base * static_cast<float>(m.ones);
+      const float estimate = finite_or_max(query_constant + r->add + r->scale * (2.0f * set - total));
+      s.estimates.push_back({estimate, estimate - error_scale * r->error, id});
+    }
+  }
+
+  // The best 1-bit estimates on 8-bit codes first; their rerank-th best is the bar every other
+  // candidate's lower bound must pass to be rescored too.
+  void rescore_likely(CodedScratch<M>& s, size_t rerank) const {
+    const size_t first = std::min(s.estimates.size(), std::max(kFirstRescoreMin, kFirstRescorePerRerank * rerank));
+    std::nth_element(s.estimates.begin(), s.estimates.begin() + static_cast<std::ptrdiff_t>(first), s.estimates.end());
+    for (size_t i = 0; i < first; ++i) s.scored.emplace_back(0.0f, s.estimates[i].id);
+    score_scalar(s, 0);
+    if (s.scored.size() <= rerank) return;
+    keep_best(s.scored, rerank);
+    float bar = s.scored.front().first;
+    for (const Entry& e : s.scored) bar = std::max(bar, e.first);
+    const size_t before = s.scored.size();
+    for (size_t i = first; i < s.estimates.size(); ++i) {
+      if (s.estimates[i].lower < bar) s.scored.emplace_back(0.0f, s.estimates[i].id);
+    }
+    score_scalar(s, before);
+  }
+
+  // 8-bit estimates (code_sections.h: ScalarRecord) for s.scored[from..].
+  void score_scalar(CodedScratch<M>& s, size_t from) const {
+    const int dim = layout_.dim;
+    const size_t n = s.scored.size();
+    constexpr size_t kAhead = 4;
+    auto prefetch = [&](size_t c) {
+      const char* p = reinterpret_cast<const char*>(views_.scalar(s.scored[c].second));
+      for (size_t off = 0; off < views_.scalar_record_size; off += 64) __builtin_prefetch(p + off);
+    };
+    for (size_t c = from; c < n && c < from + kAhead; ++c) prefetch(c);
+    if constexpr (M::kKind == MetricKind::Manhattan) {
+      const float step = views_.scalar_scale[0];
+      s.levels.resize(static_cast<size_t>(dim));
+      for (int j = 0; j < dim; ++j) {
+        const float level = std::nearbyint((s.prepared[j] - views_.scalar_offset[j]) / step);
+        s.levels[j] = static_cast<uint8_t>(std::min(255.0f, std::max(0.0f, level)));
+      }
+      for (size_t c = from; c < n; ++c) {
+        if (c + kAhead < n) prefetch(c + kAhead);
+        const ScalarRecord* r = views_.scalar(s.scored[c].second);
+        const uint32_t sad = code_kernels::sad_u8(record_payload<ScalarRecord, uint8_t>(r), s.levels.data(), dim);
+        s.scored[c].first = finite_or_max(r->factor + step * static_cast<float>(sad));
+      }
+    } else {
+      // x~ . q = offset . q + sum code_j * (scale_j q_j), the second sum on an 8-bit copy of scale * q.
+      float largest = 0, offset_dot = 0, query_sq = 0;
+      for (int j = 0; j < dim; ++j) {
+        largest = std::max(largest, std::fabs(views_.scalar_scale[j] * s.prepared[j]));
+        offset_dot += views_.scalar_offset[j] * s.prepared[j];
+        query_sq += s.prepared[j] * s.prepared[j];
+      }
+      const float unit = largest > 0 ? largest / 127.0f : 1.0f;
+      s.scaled.resize(static_cast<size_t>(dim));
+      for (int j = 0; j < dim; ++j) s.scaled[j] = static_cast<int8_t>(std::nearbyint(views_.scalar_scale[j] * s.prepared[j] / unit));
+      for (size_t c = from; c < n; ++c) {
+        if (c + kAhead < n) prefetch(c + kAhead);
+        const ScalarRecord* r = views_.scalar(s.scored[c].second);
+        const int32_t dot = code_kernels::dot_u8_s8(record_payload<ScalarRecord, uint8_t>(r), s.scaled.data(), dim);
+        const float inner = offset_dot + unit * static_cast<float>(dot);
+        const float estimate = M::kKind == MetricKind::Dot ? r->factor - inner : r->factor + query_sq - 2.0f * inner;
+        s.scored[c].first = finite_or_max(estimate);
+      }
+    }
+  }
+
+  static void keep_best(std::vector<Entry>& scored, size_t keep) {
+    if (scored.size() <= keep) return;
+    std::nth_element(scored.begin(), scored.begin() + static_cast<std::ptrdiff_t>(keep), scored.end());
+    scored.resize(keep);
+  }
+
+  // ---- exact distances for the last few, from the forest's float rows ----
+
+  size_t rank_exact(CodedScratch<M>& s, const float* query, size_t k, int32_t* ids, float* distances) const {
+    using Node = typename M::Node;
+    ForestSearch<M> exact(forest_.data(), layout_, forest_.n_items(), forest_.n_nodes(), forest_.roots());
+    const Node* q = exact.query_from_input(SearchScratch<M>::local(), query);
+    size_t kept = 0;
+    for (const Entry& e : s.scored) {
+      const Node* item = exact.node(e.second);
+      if (item->n_descendants != 1) continue;  // a hole
+      s.scored[kept++] = Entry(M::distance(q, item, layout_.value_count), e.second);
+    }
+    s.scored.resize(kept);
+    const size_t found = std::min(k, kept);
+    std::partial_sort(s.scored.begin(), s.scored.begin() + static_cast<std::ptrdiff_t>(found), s.scored.end());
+    for (size_t i = 0; i < found; ++i) {
+      ids[i] = s.scored[i].second;
+      distances[i] = M::normalized_distance(s.scored[i].first);
+    }
+    return found;
+  }
+
+  const Forest& forest_;
+  const CodeViews& views_;
+  const NodeLayout& layout_;
+  bool bad_reference_ = false;
+};
+
+}  // namespace canopy

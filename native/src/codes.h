@@ -1,0 +1,68 @@
+// Compact codes of a forest's items and splits, kept in its sidecar (sidecar.h), and the search that
+// uses them (issue #13; bytes in docs/sidecar-format.md).
+//
+// The search walks the same trees as the exact one (one priority queue over all roots, search_k
+// candidates), but over compact split records (int8 normals) instead of the forest's full nodes. The
+// unique candidates are then scored on 1-bit codes taken after a random rotation (RaBitQ-style
+// estimates), the best few hundred rescored on 8-bit codes, and the best `rerank` re-ranked with
+// exact float distances read from the forest: returned distances are exact, only which candidates
+// reach the last step is approximate. Angular, euclidean and dot use all three steps; manhattan skips
+// the 1-bit step (its distance is not kept by a rotation); hamming has no codes and searches exactly.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "forest.h"
+#include "sidecar.h"
+
+namespace canopy {
+
+// Sections of a sidecar for `forest` (none for hamming). Reads every item and split once; `seed`
+// draws the rotation. Throws Error InvalidArgument for dimensions above kMaxCodedDim.
+std::vector<SectionData> build_code_sections(const Forest& forest, uint64_t seed);
+
+// build_code_sections, written to `path` (see write_sidecar).
+void write_codes(const Forest& forest, const std::string& path, uint64_t seed);
+
+constexpr int kMaxCodedDim = 65536;  // keeps 8-bit dot products inside int32
+constexpr uint64_t kDefaultCodeSeed = 0x5eed'c0de'5eed'c0deULL;
+
+// A forest with its checked codes. Immutable and thread-safe; holds the forest and the sidecar's
+// mapping alive for as long as it is held.
+class CodedForest {
+ public:
+  virtual ~CodedForest() = default;
+
+  // Loads `path` as the sidecar of `forest` (Sidecar::load), then checks its code sections: the
+  // parameters each kind needs, sizes, finite factors, split references in range and acyclic.
+  // Throws Error BadFile naming the file (IoError when it cannot be read).
+  static std::shared_ptr<const CodedForest> load(std::shared_ptr<const Forest> forest, const std::string& path, bool prefault);
+
+  // As Forest::search_vector, through the codes. rerank: candidates re-ranked exactly (<= 0: the
+  // default, kDefaultRerankPerK * k, at least kMinRerank; never fewer than k). Throws Error BadFile if
+  // the forest or the sidecar changed on disk meanwhile.
+  virtual size_t search_vector(const float* query, size_t k, int64_t search_k, int64_t rerank, int32_t* ids,
+                               float* distances) const = 0;
+  virtual size_t search_item(int32_t item, size_t k, int64_t search_k, int64_t rerank, int32_t* ids,
+                             float* distances) const = 0;
+
+  const std::shared_ptr<const Forest>& forest() const { return forest_; }
+  const Sidecar& sidecar() const { return *sidecar_; }
+
+  static constexpr size_t kDefaultRerankPerK = 2;
+  static constexpr size_t kMinRerank = 10;
+
+ protected:
+  CodedForest(std::shared_ptr<const Forest> forest, std::shared_ptr<const Sidecar> sidecar)
+      : forest_(std::move(forest)), sidecar_(std::move(sidecar)) {}
+
+  void check_intact(bool saw_bad_reference) const;
+
+  std::shared_ptr<const Forest> forest_;
+  std::shared_ptr<const Sidecar> sidecar_;
+};
+
+}  // namespace canopy

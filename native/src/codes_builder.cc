@@ -1,0 +1,270 @@
+// Writes the code sections of a sidecar from a built forest (layouts in code_sections.h).
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "code_sections.h"
+#include "codes.h"
+
+namespace canopy {
+namespace {
+
+constexpr float kHole = std::numeric_limits<float>::infinity();
+
+int32_t descendants(const Forest& forest, int32_t node) {
+  return *reinterpret_cast<const int32_t*>(forest.data() + forest.layout().node_size * static_cast<size_t>(node));
+}
+
+bool is_item(const Forest& forest, int32_t node) { return node < forest.n_items() && descendants(forest, node) == 1; }
+
+template <class T>
+void append(std::vector<uint8_t>& out, const T* values, size_t count) {
+  const auto* p = reinterpret_cast<const uint8_t*>(values);
+  out.insert(out.end(), p, p + sizeof(T) * count);
+}
+
+void pad_to(std::vector<uint8_t>& out, size_t size) { out.resize(size, 0); }
+
+// Each item's vector as the codes see it: angular items scaled to unit length (its distance ignores
+// length), the others as stored. Holes give false.
+class ItemReader {
+ public:
+  explicit ItemReader(const Forest& forest) : forest_(forest), dim_(forest.layout().dim) {}
+  bool read(int32_t item, float* out) const {
+    if (!is_item(forest_, item)) return false;
+    forest_.get_item(item, out);
+    if (forest_.layout().metric == MetricKind::Angular) scale_to_unit_length(out, dim_);
+    return true;
+  }
+
+ private:
+  const Forest& forest_;
+  int dim_;
+};
+
+SectionData rotation_section(const Rotation& rotation, uint64_t seed) {
+  SectionData s{static_cast<uint32_t>(SectionKind::Rotation), kSectionRequired, {}, rotation.negate()};
+  s.params[rotation_params::kPadded] = static_cast<uint32_t>(rotation.padded());
+  s.params[rotation_params::kRounds] = Rotation::kRounds;
+  s.params[rotation_params::kSeedLow] = static_cast<uint32_t>(seed);
+  s.params[rotation_params::kSeedHigh] = static_cast<uint32_t>(seed >> 32);
+  return s;
+}
+
+// 1-bit codes after the rotation, centred on the items' mean: r = R x~ - R c, bit j = r[j] > 0. For a
+// query vector v, <r, v> ~ (|r|^2 / sum_j |r_j|) * (2 * sum_{bit j set} v_j - sum_j v_j) (the RaBitQ
+// estimate with the code's unit vector signs/sqrt(D); derivation in docs/sidecar-format.md), so each
+// item keeps that ratio, times the metric's factor, as its scale.
+SectionData binary_section(const Forest& forest, const ItemReader& items, const Rotation& rotation) {
+  const int dim = forest.layout().dim;
+  const int padded = rotation.padded();
+  const int words = padded / 64;
+  const int32_t n = forest.n_items();
+  std::vector<float> x(static_cast<size_t>(dim)), r(static_cast<size_t>(padded)), centroid(static_cast<size_t>(padded));
+  std::vector<double> sum(static_cast<size_t>(dim), 0.0);
+  size_t count = 0;
+  for (int32_t i = 0; i < n; ++i) {
+    if (!items.read(i, x.data())) continue;
+    for (int j = 0; j < dim; ++j) sum[j] += x[j];
+    ++count;
+  }
+  for (int j = 0; j < dim; ++j) x[j] = count > 0 ? static_cast<float>(sum[j] / static_cast<double>(count)) : 0.0f;
+  rotation.apply(x.data(), centroid.data());
+
+  const bool dot = forest.layout().metric == MetricKind::Dot;
+  const size_t record_size = binary_record_bytes(words);
+  std::vector<uint8_t> bytes;
+  bytes.reserve(sizeof(float) * padded + record_size * static_cast<size_t>(n));
+  append(bytes, centroid.data(), centroid.size());
+  std::vector<uint64_t> bits(static_cast<size_t>(words));
+  for (int32_t i = 0; i < n; ++i) {
+    BinaryRecord record{kHole, 0.0f, 0.0f, 0.0f};
+    std::fill(bits.begin(), bits.end(), 0);
+    if (items.read(i, x.data())) {
+      rotation.apply(x.data(), r.data());
+      double norm_sq = 0, l1 = 0;
+      for (int j = 0; j < padded; ++j) {
+        const float d = r[j] - centroid[j];
+        norm_sq += static_cast<double>(d) * d;
+        l1 += std::fabs(d);
+        if (d > 0) bits[j / 64] |= uint64_t{1} << (j % 64);
+      }
+      const double ratio = l1 > 0 ? norm_sq / l1 : 0.0;  // |r| / <u, r/|r|>, over sqrt(D)
+      const double factor = dot ? 1.0 : 2.0;            // how <r, v> enters the distance
+      record.add = dot ? 0.0f : static_cast<float>(norm_sq);
+      record.scale = static_cast<float>(-factor * ratio);
+      // RaBitQ's bound on the estimate of <r/|r|, v/|v|>: sqrt(1 - a^2) / a / sqrt(D - 1), a = <u, r/|r|>.
+      const double a = l1 > 0 ? l1 / (std::sqrt(static_cast<double>(padded)) * std::sqrt(norm_sq)) : 1.0;
+      const double spread = std::sqrt(std::max(0.0, 1.0 - a * a)) / a / std::sqrt(static_cast<double>(padded - 1));
+      record.error = static_cast<float>(factor * std::sqrt(norm_sq) * spread);
+    }
+    append(bytes, &record, 1);
+    append(bytes, bits.data(), bits.size());
+  }
+  SectionData s{static_cast<uint32_t>(SectionKind::BinaryCodes), kSectionRequired, {}, std::move(bytes)};
+  s.params[binary_params::kPadded] = static_cast<uint32_t>(padded);
+  s.params[binary_params::kWords] = static_cast<uint32_t>(words);
+  s.params[binary_params::kRecordBytes] = static_cast<uint32_t>(record_size);
+  return s;
+}
+
+// 8-bit codes, per dimension: value ~ offset + scale * code over the items' range. Manhattan uses one
+// scale for every dimension, so its distance is one sum of absolute byte differences.
+SectionData scalar_section(const Forest& forest, const ItemReader& items) {
+  const int dim = forest.layout().dim;
+  const MetricKind metric = forest.layout().metric;
+  const int32_t n = forest.n_items();
+  std::vector<float> x(static_cast<size_t>(dim));
+  std::vector<float> low(static_cast<size_t>(dim), std::numeric_limits<float>::infinity());
+  std::vector<float> high(static_cast<size_t>(dim), -std::numeric_limits<float>::infinity());
+  for (int32_t i = 0; i < n; ++i) {
+    if (!items.read(i, x.data())) continue;
+    for (int j = 0; j < dim; ++j) {
+      low[j] = std::min(low[j], x[j]);
+      high[j] = std::max(high[j], x[j]);
+    }
+  }
+  std::vector<float> offset(static_cast<size_t>(dim)), scale(static_cast<size_t>(dim));
+  float widest = 0;
+  for (int j = 0; j < dim; ++j) {
+    if (!(low[j] <= high[j])) low[j] = high[j] = 0;  // no items at all
+    offset[j] = low[j];
+    widest = std::max(widest, high[j] - low[j]);
+  }
+  const bool uniform = metric == MetricKind::Manhattan;
+  for (int j = 0; j < dim; ++j) {
+    const float range = uniform ? widest : high[j] - low[j];
+    scale[j] = range > 0 ? range / 255.0f : 1.0f;
+  }
+  const size_t record_size = scalar_record_bytes(dim);
+  const size_t table = pad64(sizeof(float) * dim);
+  std::vector<uint8_t> bytes;
+  bytes.reserve(2 * table + record_size * static_cast<size_t>(n));
+  append(bytes, offset.data(), offset.size());
+  pad_to(bytes, table);
+  append(bytes, scale.data(), scale.size());
+  pad_to(bytes, 2 * table);
+  const bool has_norm = metric == MetricKind::Angular || metric == MetricKind::Euclidean;
+  std::vector<uint8_t> code(pad4(static_cast<size_t>(dim)), 0);
+  for (int32_t i = 0; i < n; ++i) {
+    ScalarRecord record{kHole};
+    std::fill(code.begin(), code.end(), 0);
+    if (items.read(i, x.data())) {
+      double norm_sq = 0;
+      for (int j = 0; j < dim; ++j) {
+        const float c = std::nearbyint((x[j] - offset[j]) / scale[j]);
+        code[j] = static_cast<uint8_t>(std::min(255.0f, std::max(0.0f, c)));
+        const double value = offset[j] + static_cast<double>(scale[j]) * code[j];
+        norm_sq += value * value;
+      }
+      record.factor = has_norm ? static_cast<float>(norm_sq) : 0.0f;
+    }
+    append(bytes, &record, 1);
+    append(bytes, code.data(), code.size());
+  }
+  SectionData s{static_cast<uint32_t>(SectionKind::ScalarCodes), kSectionRequired, {}, std::move(bytes)};
+  s.params[scalar_params::kDim] = static_cast<uint32_t>(dim);
+  s.params[scalar_params::kRecordBytes] = static_cast<uint32_t>(record_size);
+  s.params[scalar_params::kUniformScale] = uniform ? 1 : 0;
+  return s;
+}
+
+// The split's constant term: margin = offset + normal . q, as the metric computes it.
+template <class M>
+float split_offset(const typename M::Node* node) {
+  if constexpr (M::kKind == MetricKind::Euclidean || M::kKind == MetricKind::Manhattan) return node->a;
+  if constexpr (M::kKind == MetricKind::Dot) return node->dot_factor * node->dot_factor;
+  return 0.0f;
+}
+
+// Compact copies of every split reachable from the roots, numbered depth-first from each root (a
+// parent before its children, so a walk tends to move forward in memory).
+template <class M>
+SectionData split_section(const Forest& forest) {
+  using Node = typename M::Node;
+  const NodeLayout& layout = forest.layout();
+  const int dim = layout.dim;
+  auto node = [&](int32_t i) { return reinterpret_cast<const Node*>(forest.data() + layout.node_size * static_cast<size_t>(i)); };
+  auto is_split = [&](int32_t i) { return !is_item(forest, i) && descendants(forest, i) > layout.max_bucket; };
+  auto children = [&](int32_t i) {
+    return reinterpret_cast<const int32_t*>(reinterpret_cast<const uint8_t*>(node(i)) + M::kChildrenOffset);
+  };
+
+  std::vector<int32_t> index_of(static_cast<size_t>(forest.n_nodes()), -1);
+  std::vector<int32_t> order;  // split nodes in record order
+  std::vector<int32_t> stack;
+  for (int32_t root : forest.roots()) {
+    if (is_split(root) && index_of[root] < 0) stack.push_back(root);
+    while (!stack.empty()) {
+      const int32_t i = stack.back();
+      stack.pop_back();
+      if (index_of[i] >= 0) continue;
+      index_of[i] = static_cast<int32_t>(order.size());
+      order.push_back(i);
+      for (int side = 1; side >= 0; --side) {
+        const int32_t c = children(i)[side];
+        if (is_split(c) && index_of[c] < 0) stack.push_back(c);
+      }
+    }
+  }
+  auto reference = [&](int32_t i) { return is_split(i) ? index_of[i] : leaf_reference(i); };
+
+  const size_t record_size = split_record_bytes(dim);
+  const size_t n_roots = forest.roots().size();
+  std::vector<uint8_t> bytes;
+  bytes.reserve(pad64(sizeof(int32_t) * n_roots) + record_size * order.size());
+  for (int32_t root : forest.roots()) {
+    const int32_t r = reference(root);
+    append(bytes, &r, 1);
+  }
+  pad_to(bytes, pad64(sizeof(int32_t) * n_roots));
+  std::vector<int8_t> normal(pad4(static_cast<size_t>(dim)), 0);
+  for (int32_t i : order) {
+    const float* v = M::v(node(i));
+    float largest = 0;
+    for (int j = 0; j < dim; ++j) largest = std::max(largest, std::fabs(v[j]));
+    const float scale = largest > 0 ? largest / 127.0f : 1.0f;
+    for (int j = 0; j < dim; ++j) normal[j] = static_cast<int8_t>(std::nearbyint(v[j] / scale));
+    const SplitRecord record{{reference(children(i)[0]), reference(children(i)[1])}, split_offset<M>(node(i)), scale};
+    append(bytes, &record, 1);
+    append(bytes, normal.data(), normal.size());
+  }
+  SectionData s{static_cast<uint32_t>(SectionKind::Splits), kSectionRequired, {}, std::move(bytes)};
+  s.params[split_params::kDim] = static_cast<uint32_t>(dim);
+  s.params[split_params::kRecordBytes] = static_cast<uint32_t>(record_size);
+  s.params[split_params::kSplits] = static_cast<uint32_t>(order.size());
+  s.params[split_params::kRoots] = static_cast<uint32_t>(n_roots);
+  return s;
+}
+
+}  // namespace
+
+std::vector<SectionData> build_code_sections(const Forest& forest, uint64_t seed) {
+  const NodeLayout& layout = forest.layout();
+  if (layout.metric == MetricKind::Hamming) return {};
+  if (layout.dim > kMaxCodedDim) {
+    throw Error(ErrorCode::InvalidArgument, "codes support dim up to " + std::to_string(kMaxCodedDim) + ", this forest has " +
+                                                std::to_string(layout.dim));
+  }
+  const ItemReader items(forest);
+  std::vector<SectionData> sections;
+  if (layout.metric != MetricKind::Manhattan) {
+    const Rotation rotation = Rotation::random(layout.dim, seed);
+    sections.push_back(rotation_section(rotation, seed));
+    sections.push_back(binary_section(forest, items, rotation));
+  }
+  sections.push_back(scalar_section(forest, items));
+  with_metric(layout.metric, [&](auto tag) {
+    using M = typename decltype(tag)::type;
+    if constexpr (M::kKind != MetricKind::Hamming) sections.push_back(split_section<M>(forest));
+  });
+  forest.check_intact();
+  return sections;
+}
+
+void write_codes(const Forest& forest, const std::string& path, uint64_t seed) {
+  write_sidecar(path, ForestIdentity::of(forest), build_code_sections(forest, seed));
+}
+
+}  // namespace canopy

@@ -1,0 +1,190 @@
+// Codes: recall through the codes against exact mode at the same search_k, for every metric;
+// returned distances exact; refused sidecars; kernels equal across CPU levels.
+#include <algorithm>
+#include <cstring>
+#include <random>
+#include <set>
+#include <vector>
+
+#include "code_kernels.h"
+#include "code_sections.h"
+#include "codes.h"
+#include "index.h"
+#include "test_main.h"
+
+using canopy::CodedForest;
+using canopy::MetricKind;
+
+namespace {
+
+// A Gaussian mixture with uneven clusters: what recall on codes must survive.
+std::vector<std::vector<float>> clustered(size_t n, int dim, unsigned seed) {
+  std::mt19937 g(seed);
+  std::normal_distribution<float> normal;
+  const int clusters = 12;
+  std::vector<std::vector<float>> centres(clusters, std::vector<float>(dim));
+  for (auto& c : centres) {
+    for (auto& x : c) x = 3.0f * normal(g);
+  }
+  std::vector<std::vector<float>> out(n, std::vector<float>(dim));
+  for (size_t i = 0; i < n; ++i) {
+    const auto& c = centres[(i * i) % clusters];  // uneven sizes
+    for (int j = 0; j < dim; ++j) out[i][j] = c[j] + normal(g);
+  }
+  return out;
+}
+
+struct Built {
+  std::unique_ptr<canopy::Index> index;
+  std::shared_ptr<const CodedForest> coded;
+  std::vector<std::vector<float>> items;
+};
+
+Built build(MetricKind metric, size_t n, int dim, const std::string& name) {
+  Built b;
+  b.items = clustered(n, dim, 11);
+  b.index = std::make_unique<canopy::Index>(metric, dim);
+  for (size_t i = 0; i < n; ++i) b.index->add_item(static_cast<int32_t>(i), b.items[i].data());
+  b.index->build(10, 1);
+  const std::string path = canopy_test::temp_dir() + "/" + name + ".codes";
+  canopy::write_codes(*b.index->forest(), path, canopy::kDefaultCodeSeed);
+  b.coded = CodedForest::load(b.index->forest(), path, false);
+  return b;
+}
+
+std::vector<int32_t> true_neighbours(const canopy::Forest& f, const std::vector<float>& q, size_t k) {
+  // exact search over everything: search_k large enough to collect every item from every tree
+  std::vector<int32_t> ids(f.result_capacity(k));
+  std::vector<float> d(ids.size());
+  const size_t n = f.search_vector(q.data(), k, int64_t{1} << 40, ids.data(), d.data());
+  ids.resize(n);
+  return ids;
+}
+
+double overlap(const std::vector<int32_t>& a, const std::vector<int32_t>& truth) {
+  const std::set<int32_t> t(truth.begin(), truth.end());
+  size_t hit = 0;
+  for (int32_t id : a) hit += t.count(id);
+  return truth.empty() ? 1.0 : static_cast<double>(hit) / static_cast<double>(truth.size());
+}
+
+}  // namespace
+
+TEST(codes_recall_matches_exact_mode_at_the_same_search_k) {
+  const size_t k = 10;
+  const int64_t kSearchK = 2000;  // exact-mode recall 0.8-0.97 here
+  for (MetricKind metric : {MetricKind::Angular, MetricKind::Euclidean, MetricKind::Manhattan, MetricKind::Dot}) {
+    Built b = build(metric, 4000, 40, std::string("recall-") + canopy::metric_name(metric));
+    const auto& forest = *b.index->forest();
+    const auto queries = clustered(100, 40, 99);
+    double exact_recall = 0, coded_recall = 0;
+    for (const auto& q : queries) {
+      const std::vector<int32_t> truth = true_neighbours(forest, q, k);
+      std::vector<int32_t> ids(k);
+      std::vector<float> d(k);
+      ids.resize(forest.search_vector(q.data(), k, kSearchK, ids.data(), d.data()));
+      exact_recall += overlap(ids, truth);
+      std::vector<int32_t> cids(k);
+      std::vector<float> cd(k);
+      cids.resize(b.coded->search_vector(q.data(), k, kSearchK, 0, cids.data(), cd.data()));
+      coded_recall += overlap(cids, truth);
+      // distances returned through the codes are the exact ones, best first
+      for (size_t i = 1; i < cids.size(); ++i) CHECK(metric == MetricKind::Dot ? cd[i - 1] >= cd[i] : cd[i - 1] <= cd[i]);
+    }
+    exact_recall /= static_cast<double>(queries.size());
+    coded_recall /= static_cast<double>(queries.size());
+    std::fprintf(stderr, "  %s: recall exact %.3f, codes %.3f\n", canopy::metric_name(metric), exact_recall, coded_recall);
+    CHECK(coded_recall >= exact_recall - 0.01);
+  }
+}
+
+TEST(codes_kernels_agree_across_levels) {
+  using namespace canopy::code_kernels;
+  std::mt19937 g(5);
+  for (int n : {1, 7, 16, 33, 64, 100, 129, 784}) {
+    std::vector<uint8_t> a(n), b(n);
+    std::vector<int8_t> s(n);
+    std::vector<float> q(n);
+    for (int i = 0; i < n; ++i) {
+      a[i] = static_cast<uint8_t>(g());
+      b[i] = static_cast<uint8_t>(g());
+      s[i] = static_cast<int8_t>(g());
+      q[i] = static_cast<float>(static_cast<int>(g() % 200) - 100) / 8.0f;
+    }
+    const Kernels scalar = kernels_for(Level::Scalar);
+    for (Level level : {Level::Avx2, kKernels.level}) {
+      const Kernels k = kernels_for(level);
+      CHECK(k.dot_u8_s8(a.data(), s.data(), n) == scalar.dot_u8_s8(a.data(), s.data(), n));
+      CHECK(k.sad_u8(a.data(), b.data(), n) == scalar.sad_u8(a.data(), b.data(), n));
+      CHECK(k.dot_s8_f32(s.data(), q.data(), n) == scalar.dot_s8_f32(s.data(), q.data(), n));  // exact: multiples of 1/8
+    }
+  }
+  for (int words : {1, 2, 8, 16}) {
+    std::vector<uint64_t> bits(words), planes(4 * words);
+    for (auto& w : bits) w = (uint64_t{g()} << 32) ^ g();
+    for (auto& w : planes) w = (uint64_t{g()} << 32) ^ g();
+    const MaskedSum want = kernels_for(Level::Scalar).masked_sum4(bits.data(), planes.data(), words);
+    const MaskedSum got = kKernels.masked_sum4(bits.data(), planes.data(), words);
+    CHECK(want.weighted == got.weighted && want.ones == got.ones);
+  }
+}
+
+TEST(hamming_codes_search_exactly) {
+  canopy::Index index(MetricKind::Hamming, 70);
+  std::mt19937 g(3);
+  std::vector<float> v(70);
+  for (int32_t i = 0; i < 300; ++i) {
+    for (auto& x : v) x = static_cast<float>(g() & 1);
+    index.add_item(i, v.data());
+  }
+  index.build(5, 1);
+  const std::string path = canopy_test::temp_dir() + "/hamming.codes";
+  canopy::write_codes(*index.forest(), path, 1);
+  const auto coded = CodedForest::load(index.forest(), path, false);
+  std::vector<int32_t> a(10), b(10);
+  std::vector<float> da(10), db(10);
+  const size_t na = index.forest()->search_vector(v.data(), 10, -1, a.data(), da.data());
+  const size_t nb = coded->search_vector(v.data(), 10, -1, 0, b.data(), db.data());
+  CHECK(na == nb && a == b && da == db);
+}
+
+TEST(codes_with_bad_contents_are_refused_even_with_matching_hashes) {
+  canopy::Index index(MetricKind::Euclidean, 8);
+  const auto items = clustered(500, 8, 4);
+  for (size_t i = 0; i < items.size(); ++i) index.add_item(static_cast<int32_t>(i), items[i].data());
+  index.build(4, 1);
+  const auto forest = index.forest();
+  const canopy::ForestIdentity id = canopy::ForestIdentity::of(*forest);
+  const std::string path = canopy_test::temp_dir() + "/bad-contents.codes";
+  auto refused = [&](std::vector<canopy::SectionData> sections, const std::string& why) {
+    canopy::write_sidecar(path, id, sections);
+    try {
+      CodedForest::load(forest, path, false);
+      canopy_test::record_failure(__FILE__, __LINE__, "accepted; expected " + why);
+    } catch (const canopy::Error& e) {
+      CHECK(e.code() == canopy::ErrorCode::BadFile);
+      if (std::string(e.what()).find(why) == std::string::npos) canopy_test::record_failure(__FILE__, __LINE__, e.what());
+    }
+  };
+  const std::vector<canopy::SectionData> good = canopy::build_code_sections(*forest, 9);
+  auto with = [&](canopy::SectionKind kind, auto change) {
+    std::vector<canopy::SectionData> sections = good;
+    for (auto& s : sections) {
+      if (s.kind == static_cast<uint32_t>(kind)) change(s);
+    }
+    return sections;
+  };
+  using K = canopy::SectionKind;
+  const size_t roots_bytes = canopy::pad64(sizeof(int32_t) * forest->roots().size());
+  // split 0's first child made split 0 itself: a cycle
+  refused(with(K::Splits, [&](auto& s) { std::memset(s.bytes.data() + roots_bytes, 0, 4); }), "cycle through split 0");
+  refused(with(K::Splits, [&](auto& s) { s.bytes.data()[roots_bytes + 3] = 0x7f; }), "split reference");
+  refused(with(K::Splits, [&](auto& s) { s.bytes.pop_back(); }), "parameters say");
+  refused(with(K::ScalarCodes, [&](auto& s) { s.params[0] = 9; }), "bad dim");
+  refused(with(K::BinaryCodes, [&](auto& s) { std::memset(s.bytes.data(), 0xff, 4); }), "centroid");
+  refused(with(K::Rotation, [&](auto& s) { s.bytes[5] = 2; }), "sign byte");
+  std::vector<canopy::SectionData> missing = good;
+  missing.pop_back();
+  refused(missing, "has no splits section");
+  CodedForest::load(forest, (canopy::write_sidecar(path, id, good), path), false);  // and the untouched ones load
+}
