@@ -6,7 +6,8 @@
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import type { Context } from '@opentelemetry/api';
-import { HealthImplementation } from 'grpc-health-check';
+import * as protoLoader from '@grpc/proto-loader';
+import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
 
 import { CanopyError } from './canopy-error';
 import type { BatchSearchEnvelope, BatchSearchReply, BatchSearchRequest, BatchSearchResponse, SearchServiceHandlers } from './contract';
@@ -65,7 +66,7 @@ export class SearchServer {
     });
     this.server.addService(searchServiceDefinition(), handlers);
     this.health.addToServer(this.server);
-    new ReflectionService(reflectionPackageDefinition(canopyPackageDefinition())).addToServer(this.server);
+    new ReflectionService(reflectionPackageDefinition(reflectedPackages())).addToServer(this.server);
     if (options.healthListen !== undefined) {
       this.healthOnly = { server: new grpc.Server({ 'grpc.enable_channelz': 0 }), listen: options.healthListen };
       this.health.addToServer(this.healthOnly.server);
@@ -283,4 +284,12 @@ export function batchStreamHandler(
     call.on('error', () => drain.delete(end));
     call.on('cancelled', () => drain.delete(end));
   };
+}
+
+/**
+ * What reflection lists: the Canopy service and grpc.health.v1, so
+ * `grpcurl ... grpc.health.v1.Health/Check` works without a proto file.
+ */
+function reflectedPackages(): protoLoader.PackageDefinition {
+  return { ...canopyPackageDefinition(), ...protoLoader.loadSync(healthProtoPath) };
 }

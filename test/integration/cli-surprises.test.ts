@@ -2,11 +2,14 @@
 // errors exit 2 with the usage and never a gRPC status; a query vector from a
 // file or stdin, a batch from a .npy; get-item and describe; CANOPY_TARGET,
 // CANOPY_ETCD and CANOPY_CLUSTER; the cluster name `canopy up` and `status`
-// share; an out-of-range port named as such.
+// share; an out-of-range port named as such; the health service listed by
+// server reflection, as grpcurl asks for it.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { LOCAL_CLUSTER_NAME } from '../../src/cluster/local-cluster';
@@ -104,6 +107,13 @@ describe('canopy CLI against a static shard and router', () => {
     expect(JSON.parse(described.stdout) as IndexInfo).toMatchObject({ index: 'cli', dim: DIM, activeVersion: 'v1' });
   });
 
+  it('lists grpc.health.v1.Health beside canopy.v1.Search in server reflection, and describes it', async () => {
+    const listed = await reflect(target, { listServices: '' });
+    expect(listed.listServicesResponse?.service.map((s) => s.name).sort()).toEqual(['canopy.v1.Search', 'grpc.health.v1.Health']);
+    const health = await reflect(target, { fileContainingSymbol: 'grpc.health.v1.Health' });
+    expect(health.fileDescriptorResponse?.fileDescriptorProto.length).toBeGreaterThan(0);
+  });
+
   it('takes --target from CANOPY_TARGET, and a flag over the variable', async () => {
     const viaEnv = await runCanopy(['describe'], 60_000, { env: { CANOPY_TARGET: target } });
     expect(viaEnv.code, viaEnv.stderr).toBe(0);
@@ -146,3 +156,29 @@ describe('canopy CLI listen addresses', () => {
     expect(result.stderr).not.toContain('must look like HOST:PORT');
   });
 });
+
+interface ReflectionReply {
+  readonly listServicesResponse?: { readonly service: readonly { readonly name: string }[] };
+  readonly fileDescriptorResponse?: { readonly fileDescriptorProto: readonly Buffer[] };
+}
+
+/** One grpc.reflection.v1 request, over the reflection proto @grpc/reflection ships, as grpcurl would send it. */
+async function reflect(address: string, request: Record<string, string>): Promise<ReflectionReply> {
+  const protoFile = path.join(path.dirname(require.resolve('@grpc/reflection/package.json')), 'build/proto/grpc/reflection/v1/reflection.proto');
+  const loaded = grpc.loadPackageDefinition(protoLoader.loadSync(protoFile, { keepCase: false, oneofs: true }));
+  const Reflection = (loaded.grpc as grpc.GrpcObject & { reflection: { v1: { ServerReflection: grpc.ServiceClientConstructor } } }).reflection.v1.ServerReflection;
+  const client = new Reflection(address, grpc.credentials.createInsecure());
+  try {
+    return await new Promise<ReflectionReply>((resolve, reject) => {
+      const call = (client as unknown as { serverReflectionInfo(): grpc.ClientDuplexStream<unknown, ReflectionReply> }).serverReflectionInfo();
+      call.once('data', (reply: ReflectionReply) => {
+        resolve(reply);
+        call.end();
+      });
+      call.once('error', reject);
+      call.write(request);
+    });
+  } finally {
+    client.close();
+  }
+}
