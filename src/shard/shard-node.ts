@@ -83,19 +83,32 @@ export class ShardNode {
     this.server = new SearchServer(this.service.handlers(), options);
   }
 
-  /** Loads (static) or starts following (registry), and listens; resolves with the bound port. */
+  /**
+   * Listens, then loads (static) or starts following (registry); resolves
+   * with the bound port once a static version is loaded. The ports come
+   * first: a taken port fails in a moment instead of after a long load, and
+   * probes find the process (Search NOT_SERVING) while it loads.
+   */
   async start(): Promise<number> {
+    const port = await this.server.start();
+    this.log.info({ listen: this.options.listen, port }, 'shard node listening');
     if (this.options.manifestDir !== undefined) {
-      const loaded = await this.loadVersion(this.options.manifestDir);
+      let loaded: LoadedVersion;
+      try {
+        loaded = await this.loadVersion(this.options.manifestDir);
+      } catch (err) {
+        await this.server.close();
+        throw err;
+      }
       this.catalog.add(loaded, true);
       this.log.info({ index: loaded.index, version: loaded.version, shard: this.options.shard, items: loaded.nItems }, 'version loaded');
       declareServedIndex(loaded.index);
+      this.server.setServing(true);
     }
-    if (this.options.registry !== undefined) declareServedIndex(this.options.registry.index);
-    const port = await this.server.start();
-    if (this.options.registry === undefined) this.server.setServing(true);
-    else this.registry = this.follow(this.options.registry, port);
-    this.log.info({ listen: this.options.listen, port }, 'shard node listening');
+    if (this.options.registry !== undefined) {
+      declareServedIndex(this.options.registry.index);
+      this.registry = this.follow(this.options.registry, port);
+    }
     return port;
   }
 

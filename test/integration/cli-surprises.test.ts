@@ -5,6 +5,7 @@
 // share; an out-of-range port named as such; the health service listed by
 // server reflection, as grpcurl asks for it.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
@@ -149,6 +150,23 @@ describe('canopy CLI and etcd', () => {
 });
 
 describe('canopy CLI listen addresses', () => {
+  it('binds the port before loading the index: a taken port fails before any load', async () => {
+    const workDir = mkdtempSync(path.join(tmpdir(), 'canopy-cli-port-'));
+    const taken = net.createServer();
+    try {
+      const fixture = await buildFixture(workDir, gaussianVectors(200, DIM, 3), { metric: 'angular', shards: 1, trees: 2, index: 'ports', version: 'v1' });
+      await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+      const address = `127.0.0.1:${(taken.address() as net.AddressInfo).port}`;
+      const result = await runCanopy(['serve', 'shard', '--manifest', fixture.dir, '--shard', '0', '--listen', address]);
+      expect(result.code).not.toBe(0);
+      expect(result.stderr).toContain(`cannot listen on ${address}`);
+      expect(result.stderr).not.toContain('version loaded');
+    } finally {
+      taken.close();
+      rmSync(workDir, { recursive: true, force: true });
+    }
+  });
+
   it('says a port is out of range instead of asking for HOST:PORT', async () => {
     const result = await runCanopy(['serve', 'router', '--listen', '127.0.0.1:0', '--backend', '0=127.0.0.1:1', '--metrics-listen', '127.0.0.1:92100']);
     expect(result.code).not.toBe(0);
