@@ -53,7 +53,8 @@ export function stopOnSignals(stop: () => Promise<void>, log: Logger): void {
     stopping = true;
     log.info({ signal }, 'stopping');
     stop().then(
-      () => process.exit(0),
+      // process.exitCode stays what the process set (1 after a fatal problem), else 0.
+      () => process.exit(),
       (err: unknown) => {
         log.error({ err }, 'stop failed');
         process.exit(1);

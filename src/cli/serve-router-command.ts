@@ -104,6 +104,11 @@ export function registerServeRouterCommand(serve: Command): void {
         maxInFlightBatchesPerReplica: flags.maxInFlightBatchesPerReplica,
         hedging: flags.hedging,
         initialHedgeDelayMs: flags.initialHedgeDelayMs,
+        onBackendsUnfit: (err) => {
+          log.error({ reason: err.message }, 'cannot serve: the --backend shard nodes do not form one index; fix the flags');
+          process.exitCode = 1;
+          process.kill(process.pid, 'SIGTERM');
+        },
       },
       log,
     );
@@ -139,6 +144,10 @@ export function parseBackends(flags: readonly string[]): Map<number, string[]> {
     const list = backends.get(shard) ?? [];
     if (!list.includes(match[2]!)) list.push(match[2]!);
     backends.set(shard, list);
+  }
+  const shards = [...backends.keys()].sort((a, b) => a - b);
+  if (shards.some((shard, i) => shard !== i)) {
+    throw new Error(`--backend names shard(s) ${shards.join(', ')}: shards are numbered 0 to ${shards.length - 1}, none missing`);
   }
   return backends;
 }

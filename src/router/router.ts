@@ -56,6 +56,12 @@ export interface RouterOptions extends SearchServerOptions, QueryLimitsOptions, 
   readonly backendTls?: TlsFiles;
   /** Static mode: pause between attempts to learn the index from the backends. */
   readonly discoveryIntervalMs?: number;
+  /**
+   * Static mode: called once, and discovery stops, when the backends answer
+   * but do not form one index's shard set (mis-numbered, another index, too
+   * few shards): waiting cannot fix a configuration. Unset: logged, retried.
+   */
+  readonly onBackendsUnfit?: (err: Error) => void;
 }
 
 export class Router {
@@ -158,7 +164,12 @@ export class Router {
     const infos = answers.flatMap((a) => (a.status === 'fulfilled' ? [a.value] : []));
     try {
       if (infos.length > 0) {
-        route.view = viewFromBackends(infos);
+        const view = viewFromBackends(infos);
+        const configured = route.pool.shardNumbers();
+        if (configured.length !== view.shardCount) {
+          throw new Error(`index ${view.index} has ${view.shardCount} shards, but --backend names shard(s) ${configured.join(', ')}`);
+        }
+        route.view = view;
         this.routes.set(route.view.index, route);
         declareRouterIndex(route.view.index, route.view.shardCount);
         this.server.setServing(true);
@@ -167,6 +178,10 @@ export class Router {
       }
       this.log.warn({ backends: replicas.length }, 'no backend answered DescribeIndex yet');
     } catch (err) {
+      if (this.options.onBackendsUnfit !== undefined) {
+        this.options.onBackendsUnfit(err as Error);
+        return;
+      }
       this.log.error({ err }, 'cannot serve: backends do not fit together');
     }
     if (this.closed) return;

@@ -33,6 +33,7 @@ describe('canopy CLI against a static shard and router', () => {
   const workDir = mkdtempSync(path.join(tmpdir(), 'canopy-cli-'));
   let fixture: Fixture;
   let target: string;
+  let shardAddress: string;
 
   beforeAll(async () => {
     fixture = await buildFixture(workDir, gaussianVectors(300, DIM, 9), { metric: 'euclidean', shards: 1, trees: 4, index: 'cli', version: 'v1' });
@@ -40,6 +41,7 @@ describe('canopy CLI against a static shard and router', () => {
     const shard = group.start('shard', `127.0.0.1:${shardPort}`, ['serve', 'shard', '--manifest', fixture.dir, '--shard', '0', '--listen', `127.0.0.1:${shardPort}`, '--log-level', 'warn']);
     await waitServing(shard);
     target = `127.0.0.1:${routerPort}`;
+    shardAddress = `127.0.0.1:${shardPort}`;
     await waitServing(group.start('router', target, ['serve', 'router', '--listen', target, '--backend', `0=127.0.0.1:${shardPort}`, '--log-level', 'warn']));
   });
 
@@ -113,6 +115,20 @@ describe('canopy CLI against a static shard and router', () => {
     expect(listed.listServicesResponse?.service.map((s) => s.name).sort()).toEqual(['canopy.v1.Search', 'grpc.health.v1.Health']);
     const health = await reflect(target, { fileContainingSymbol: 'grpc.health.v1.Health' });
     expect(health.fileDescriptorResponse?.fileDescriptorProto.length).toBeGreaterThan(0);
+  });
+
+  it('a static router whose backends do not form a shard set stops at start with one clear message', async () => {
+    const [port] = await distinctPorts(1);
+    const misnumbered = await runCanopy(['serve', 'router', '--listen', `127.0.0.1:${port}`, '--backend', `0=${shardAddress}`, '--backend', `2=${shardAddress}`]);
+    expect(misnumbered.code).toBe(1);
+    expect(misnumbered.stderr).toContain('--backend names shard(s) 0, 2: shards are numbered 0 to 1, none missing');
+    // The shard node serves shard 0 of a one-shard index; calling it shard 1 too cannot work.
+    const unfit = await runCanopy(['serve', 'router', '--listen', `127.0.0.1:${port}`, '--backend', `0=${shardAddress}`, '--backend', `1=${shardAddress}`], 30_000);
+    expect(unfit.code).toBe(1);
+    const lines = unfit.stderr.split('\n').filter((l) => l.includes('cannot serve'));
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain(`${shardAddress} is configured as shard 1 but serves shard(s) 0`);
+    expect(unfit.stderr).not.toMatch(/\n\s+at /);
   });
 
   it('takes --target from CANOPY_TARGET, and a flag over the variable', async () => {
