@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 
 import type { Command } from 'commander';
+import type { Logger } from 'pino';
 
 import { Index } from '../engine/engine-index';
 import { configureSearchPool, searchPoolStats } from '../engine/search-pool';
@@ -139,7 +140,10 @@ export function registerServeShardCommand(serve: Command): void {
     );
     observeSearchQueueDepth(() => searchPoolStats().queued);
     observeIndexVersions(() => node.versionReadings());
-    if (flags.etcd !== undefined) observeEtcdSession(() => node.etcdSessionState ?? 'unregistered');
+    if (flags.etcd !== undefined) {
+      observeEtcdSession(() => node.etcdSessionState ?? 'unregistered');
+      warnWhileUnregistered(() => node.etcdSessionState, flags.etcd, log);
+    }
     stopOnSignals(async () => {
       await node.close();
       await stopTelemetry(telemetry, log);
@@ -159,6 +163,30 @@ function versionCacheFromFlags(flags: ShardFlags, log: ReturnType<typeof createL
     shard: flags.shard,
     onEvict: (entry, bytes) => log.info({ entry, bytes }, 'evicted from the version cache'),
   });
+}
+
+/** How often a node that has no etcd session yet says so (the session itself keeps retrying). */
+export const ETCD_WAIT_WARN_MS = 3_000;
+
+/**
+ * Logs every ETCD_WAIT_WARN_MS while the node is not registered in etcd, and
+ * once when it gets there: a node started with etcd down would otherwise be
+ * silent (its metric canopy_etcd_session_state says unregistered, its Search
+ * health NOT_SERVING).
+ */
+function warnWhileUnregistered(state: () => string | undefined, etcd: string, log: Logger): void {
+  let warned = false;
+  const timer = setInterval(() => {
+    const now = state() ?? 'unregistered';
+    if (now === 'unregistered') {
+      warned = true;
+      log.warn({ etcd }, 'no etcd session yet: etcd unreachable or refusing; still trying');
+    } else {
+      if (warned && now === 'registered') log.info({ etcd }, 'etcd reached; registered');
+      clearInterval(timer);
+    }
+  }, ETCD_WAIT_WARN_MS);
+  timer.unref();
 }
 
 function registryOptions(flags: ShardFlags) {

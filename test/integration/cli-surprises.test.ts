@@ -3,7 +3,8 @@
 // file or stdin, a batch from a .npy; get-item and describe; CANOPY_TARGET,
 // CANOPY_ETCD and CANOPY_CLUSTER; the cluster name `canopy up` and `status`
 // share; an out-of-range port named as such; the health service listed by
-// server reflection, as grpcurl asks for it.
+// server reflection, as grpcurl asks for it; a shard node that cannot reach
+// etcd says so.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -13,6 +14,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
+import { healthStatus, SEARCH_HEALTH_SERVICE } from '../../src/cluster/health-probe';
 import { LOCAL_CLUSTER_NAME } from '../../src/cluster/local-cluster';
 import { DEFAULT_CLUSTER_NAME } from '../../src/registry/keys';
 import type { BatchSearchResponse, IndexInfo, SearchResponse } from '../../src/wire/contract';
@@ -162,6 +164,27 @@ describe('canopy CLI and etcd', () => {
 
   it('canopy up uses the cluster name status defaults to', () => {
     expect(LOCAL_CLUSTER_NAME).toBe(DEFAULT_CLUSTER_NAME);
+  });
+});
+
+describe('a shard node started while etcd is unreachable', () => {
+  const group = new ProcessGroup();
+  afterAll(() => group.killAll());
+
+  it('says so within seconds in its log, its Search health and its metrics, and stays up', async () => {
+    const [port, metricsPort, deadEtcd] = await distinctPorts(3);
+    const address = `127.0.0.1:${port}`;
+    const proc = group.start('shard', address, [
+      'serve', 'shard', '--etcd', `http://127.0.0.1:${deadEtcd}`, '--index', 'x', '--shard', '0', '--listen', address,
+      '--metrics-listen', `127.0.0.1:${metricsPort}`,
+    ]);
+    for (let i = 0; i < 100 && !proc.stderrTail.includes('no etcd session yet'); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(proc.stderrTail).toContain(`"etcd":"http://127.0.0.1:${deadEtcd}","msg":"no etcd session yet: etcd unreachable or refusing; still trying"`);
+    expect(proc.exited).toBe(false);
+    expect(await healthStatus(address, '')).toBe('SERVING');
+    expect(await healthStatus(address, SEARCH_HEALTH_SERVICE)).toBe('NOT_SERVING');
+    const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    expect(metrics).toContain('canopy_etcd_session_state{canopy_state="unregistered"} 1');
   });
 });
 
