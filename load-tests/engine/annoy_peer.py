@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Python annoy side of the engine benchmark (driven by bench.js).
 
-  prepare --dataset mnist|synthetic --queries N --k K --dir DIR
+  prepare --dataset mnist|synthetic|mixture-100k|mixture-1m --queries N --k K --dir DIR
       writes DIR/base.f32, DIR/queries.f32 (raw little-endian float32, row major),
       DIR/truth.i32 (exact top-K ids per query, by numpy brute force) and
       DIR/meta.json {dataset, metric, rows, dim, queries, k}
@@ -70,6 +70,33 @@ def clustered(rows, dim, clusters, spread, seed):
 SYNTHETIC = dict(rows=100_000, dim=100, clusters=1000, spread=1.0)
 
 
+def mixture(rows, dim, clusters, intrinsic, seed):
+    """Embedding-like data: a Gaussian mixture whose cluster sizes follow a power law (a few huge
+    clusters, a long tail of small ones), each cluster spread mostly along its own few (`intrinsic`)
+    random directions, plus a little isotropic noise: low intrinsic dimension, uneven density."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, dim)).astype(np.float32)
+    sizes = 1.0 / np.arange(1, clusters + 1) ** 1.1
+    which = rng.choice(clusters, size=rows, p=sizes / sizes.sum())
+    out = np.empty((rows, dim), dtype=np.float32)
+    for c in range(clusters):
+        members = np.flatnonzero(which == c)
+        if len(members) == 0:
+            continue
+        basis = rng.standard_normal((intrinsic, dim)).astype(np.float32) / np.sqrt(dim)
+        scale = rng.uniform(0.5, 1.5)
+        local = rng.standard_normal((len(members), intrinsic)).astype(np.float32) @ basis
+        noise = 0.05 * rng.standard_normal((len(members), dim)).astype(np.float32)
+        out[members] = centres[c] + scale * local + noise
+    return out
+
+
+MIXTURES = {
+    "mixture-100k": dict(metric="angular", rows=100_000, dim=100, clusters=200, intrinsic=12, seed=20261203),
+    "mixture-1m": dict(metric="euclidean", rows=1_000_000, dim=128, clusters=1000, intrinsic=16, seed=20261204),
+}
+
+
 def dataset(name, n_queries):
     """(metric, base, queries). MNIST holds out every (10000 / N)-th digit as a query."""
     if name == "mnist":
@@ -84,7 +111,12 @@ def dataset(name, n_queries):
         # Queries are fresh draws around the same centres, not base items.
         both = clustered(p["rows"] + n_queries, p["dim"], p["clusters"], p["spread"], seed=20261126)
         return "angular", both[: p["rows"]], both[p["rows"] :]
-    raise ValueError(f"unknown dataset {name!r}; expected mnist or synthetic")
+    if name in MIXTURES:
+        p = MIXTURES[name]
+        # Queries are fresh draws from the same mixture (the last n_queries rows), not base items.
+        both = mixture(p["rows"] + n_queries, p["dim"], p["clusters"], p["intrinsic"], p["seed"])
+        return p["metric"], both[: p["rows"]], both[p["rows"] :]
+    raise ValueError(f"unknown dataset {name!r}; expected mnist, synthetic or {', '.join(MIXTURES)}")
 
 
 def exact_top_k(metric, base, queries, k):
@@ -94,13 +126,16 @@ def exact_top_k(metric, base, queries, k):
         base64 /= np.maximum(np.linalg.norm(base64, axis=1, keepdims=True), 1e-30)
     norms = (base64 * base64).sum(axis=1)
     out = np.empty((len(queries), k), dtype=np.int32)
-    for start in range(0, len(queries), 256):
-        q = queries[start : start + 256].astype(np.float64)
+    for start in range(0, len(queries), 64):
+        q = queries[start : start + 64].astype(np.float64)
         if metric == "angular":
             key = -(q @ base64.T)
         else:  # squared euclidean up to a per-query constant
             key = norms[None, :] - 2.0 * (q @ base64.T)
-        out[start : start + len(q)] = np.argsort(key, axis=1, kind="stable")[:, :k]
+        # the k smallest (argpartition), then ordered, ties to the smaller id
+        part = np.sort(np.argpartition(key, k, axis=1)[:, : k + 1], axis=1)
+        order = np.argsort(np.take_along_axis(key, part, axis=1), axis=1, kind="stable")[:, :k]
+        out[start : start + len(q)] = np.take_along_axis(part, order, axis=1)
     return out
 
 

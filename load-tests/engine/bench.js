@@ -2,12 +2,17 @@
 // Engine benchmark: Canopy against Python annoy (same data, same n_trees, same
 // seed, same file format) and against hnswlib-node, at equal recall@k.
 //
-//   npm run bench:engine -- [--dataset mnist|synthetic|all] [--queries 1000]
-//       [--trees 50] [--engines canopy,annoy,hnswlib] [--build-threads 1] [--repeats 3]
+//   npm run bench:engine -- [--dataset mnist|synthetic|mixture-100k|mixture-1m|all] [--queries 1000]
+//       [--trees 50] [--engines codes,canopy,annoy,hnswlib] [--build-threads 1] [--repeats 3]
 //
-// Engines: canopy (the forest), graph (the forest plus its neighbour graph, searched
-// with ef; its file size counts the sidecar), annoy, hnswlib. Ratio columns compare
-// the first engine listed with each other one.
+// Engines: canopy (the forest), codes (canopy's forest searched through its sidecar of codes,
+// docs/sidecar-format.md; its build and file are the sidecar's alone), graph (the forest plus its
+// neighbour graph, searched with ef; its file size counts the sidecar), annoy, hnswlib. Ratio
+// columns compare the first engine listed with each other one.
+//
+// Data and every built index (with its build figures) are cached in load-tests/.cache/engine,
+// named by dataset, queries, k and the build's parameters, so a re-run skips them (a 1M-item
+// hnswlib build takes many minutes); delete the folder to rebuild. The report names cached builds.
 //
 // For each dataset: annoy_peer.py writes the base and query vectors and the
 // exact top-k (numpy brute force); each engine builds in its own child process
@@ -34,7 +39,8 @@ const REPORTS = path.join(__dirname, '..', 'reports');
 const RECALL_LEVELS = [0.8, 0.9, 0.95, 0.99];
 const WARMUP_QUERIES = 50;
 const BLOCK_QUERIES = 50; // annoy_peer.py times in blocks of the same size
-const CHILD_TIMEOUT_MS = 10 * 60_000;
+const CHILD_TIMEOUT_MS = 90 * 60_000; // a 1M-item hnswlib build on a shared 2-core machine
+const CACHE = path.join(__dirname, '..', '.cache', 'engine');
 
 const DEFAULTS = {
   dataset: 'all',
@@ -44,9 +50,9 @@ const DEFAULTS = {
   trees: 50,
   seed: 1,
   buildThreads: 1,
-  engines: 'canopy,annoy,hnswlib',
+  engines: 'codes,canopy,annoy,hnswlib',
   hnswM: 16,
-  hnswEfConstruction: 100,
+  hnswEfConstruction: 200,
 };
 
 // Sweeps chosen so the recall curve crosses 0.8 .. 0.99 on each dataset at 50 trees.
@@ -54,6 +60,8 @@ const SEARCH_KS = {
   // MNIST leaves hold up to dim + 2 = 786 items, so any search_k below that reads one leaf per tree.
   mnist: [100, 500, 1000, 2000, 3000, 5000, 10000],
   synthetic: [200, 500, 1000, 2000, 5000, 10000, 20000],
+  'mixture-100k': [500, 1000, 2000, 5000, 10000, 20000, 40000],
+  'mixture-1m': [500, 1000, 2000, 5000, 10000, 20000, 40000],
 };
 const HNSW_EFS = [10, 20, 40, 80, 160, 320, 640];
 // The graph engine (forest + neighbour graph): [searchK of the entry search, ef], in rising recall.
@@ -132,6 +140,17 @@ function childCanopyBuild(opts, withGraph = false) {
   return { ...stats, fileBytes: stats.fileBytes + statSync(`${opts.out}.codes`).size };
 }
 
+// The sidecar of codes for canopy's forest (built first): only the sidecar's build is timed.
+function childCodesBuild(opts) {
+  const { Index } = require('../../dist');
+  const meta = readMeta(opts.dir);
+  const index = Index.load(opts.forest, { dim: meta.dim, metric: meta.metric });
+  const dataRssBytes = process.memoryUsage().rss;
+  const started = clock();
+  index.saveCodes(opts.out);
+  return buildStats(started, started, dataRssBytes, opts.out);
+}
+
 function hnswSpace(metric) {
   return { euclidean: 'l2', angular: 'cosine' }[metric];
 }
@@ -153,15 +172,39 @@ function childHnswBuild(opts) {
 const CHILDREN = {
   'canopy-build': childCanopyBuild,
   'graph-build': (opts) => childCanopyBuild(opts, true),
+  'codes-build': childCodesBuild,
   'hnswlib-build': childHnswBuild,
 };
+
+/** Where an engine's index of this data goes: named by everything its build depends on. */
+function indexFile(engine, opts, dir) {
+  const forest = `t${opts.trees}-s${opts.seed}-b${opts.buildThreads}`;
+  return path.join(dir, {
+    canopy: `canopy-${forest}.ann`,
+    codes: `canopy-${forest}.codes`,
+    graph: `graph-${forest}.ann`,
+    annoy: `annoy-${forest}.ann`,
+    hnswlib: `hnswlib-M${opts.hnswM}-ef${opts.hnswEfConstruction}-s${opts.seed}.bin`,
+  }[engine]);
+}
+
+/** The build figures of an index built by an earlier run, or a fresh build (recorded for next time). */
+function cachedBuild(engine, opts, dir) {
+  const out = indexFile(engine, opts, dir);
+  const record = `${out}.build.json`;
+  if (existsSync(out) && existsSync(record)) return { ...JSON.parse(readFileSync(record, 'utf8')), cached: true };
+  if (engine === 'codes') cachedBuild('canopy', opts, dir);  // the forest the codes describe
+  const stats = buildInChild(engine, opts, dir, out);
+  writeFileSync(record, JSON.stringify(stats));
+  return stats;
+}
 
 function buildInChild(engine, opts, dir, out) {
   if (engine === 'annoy') {
     return runJson('python3', [PEER, 'build', '--dir', dir, '--trees', `${opts.trees}`, '--seed', `${opts.seed}`,
       '--jobs', `${opts.buildThreads}`, '--out', out]);
   }
-  const flags = ['--dir', dir, '--out', out, '--trees', `${opts.trees}`, '--seed', `${opts.seed}`,
+  const flags = ['--dir', dir, '--out', out, '--forest', indexFile('canopy', opts, dir), '--trees', `${opts.trees}`, '--seed', `${opts.seed}`,
     '--build-threads', `${opts.buildThreads}`, '--hnsw-m', `${opts.hnswM}`,
     '--hnsw-ef-construction', `${opts.hnswEfConstruction}`];
   return runJson(process.execPath, [__filename, '--child', `${engine}-build`, ...flags]);
@@ -194,10 +237,12 @@ function timeLoop(queryCount, repeats, searchOne) {
 // Each sweep returns { points: [{ param, seconds, found }], callFloorSeconds }: the
 // floor is one call on a one-item index, the fixed cost of crossing the binding.
 
+// canopy: the forest's exact search; codes: the same forest searched through its sidecar.
 function sweepCanopy(opts, meta, dir, file, queries) {
   const { Index } = require('../../dist');
   const views = Array.from({ length: meta.queries }, (_, q) => rowView(queries, meta.dim, q));
-  const index = Index.load(file, { dim: meta.dim, metric: meta.metric });
+  const index = Index.load(indexFile('canopy', opts, dir), { dim: meta.dim, metric: meta.metric });
+  if (file.endsWith('.codes')) index.loadCodes(file);
   const points = SEARCH_KS[meta.dataset].map((searchK) => {
     const run = timeLoop(meta.queries, opts.repeats, (q) => index.searchSync(views[q], meta.k, { searchK }).ids);
     return { param: searchK, ...run };
@@ -251,8 +296,7 @@ function sweepHnsw(opts, meta, dir, file, queries) {
   return { points, callFloorSeconds: floor.seconds / meta.queries };
 }
 
-const SWEEPS = { canopy: sweepCanopy, graph: sweepGraph, annoy: sweepAnnoy, hnswlib: sweepHnsw };
-const FILE_NAMES = { canopy: 'canopy.ann', graph: 'graph.ann', annoy: 'annoy.ann', hnswlib: 'hnswlib.bin' };
+const SWEEPS = { canopy: sweepCanopy, codes: sweepCanopy, graph: sweepGraph, annoy: sweepAnnoy, hnswlib: sweepHnsw };
 
 // ---------- recall and interpolation ----------
 
@@ -324,8 +368,20 @@ function buildTable(engines, builds) {
     line('build + save, wall s', (b) => b.buildWallSeconds),
     line('peak RSS of the build process, MiB', (b) => mb(b.peakRssBytes)),
     line('peak RSS minus RSS with the data read, MiB', (b) => mb(b.peakRssBytes - b.dataRssBytes)),
-    line('index file, MiB', (b) => mb(b.fileBytes)),
+    line('index file, MiB (codes: its sidecar, beside canopy\'s forest)', (b) => mb(b.fileBytes)),
   ]);
+}
+
+/** The codes' own costs against the issue's budget: sidecar build against forest build, bytes per item. */
+function codesLines(meta, builds) {
+  if (!builds.codes || !builds.canopy) return [];
+  const share = builds.codes.buildCpuSeconds / (builds.canopy.addCpuSeconds + builds.canopy.buildCpuSeconds);
+  return [
+    '',
+    `Codes: building the sidecar took ${fmt(100 * share, 1)}% of the forest's build CPU time; it holds ` +
+      `${fmt(builds.codes.fileBytes / meta.rows, 1)} bytes per item (dim ${meta.dim}; budget about dim + dim/8 + 16 = ` +
+      `${fmt(meta.dim + meta.dim / 8 + 16)} plus the compact splits). Serving with codes maps the forest and the sidecar.`,
+  ];
 }
 
 function markdownTable(head, rows) {
@@ -364,9 +420,12 @@ function report(opts, meta, engines, { builds, curves, floors }, dir) {
     '## Build',
     '',
     buildTable(engines, builds),
+    ...codesLines(meta, builds),
+    '',
+    `Cached builds (figures from the run that built them): ${engines.filter((e) => builds[e].cached).join(', ') || 'none'}.`,
   ];
   if (canopyVsAnnoy) {
-    const same = filesIdentical(path.join(dir, FILE_NAMES.canopy), path.join(dir, FILE_NAMES.annoy));
+    const same = filesIdentical(indexFile('canopy', opts, dir), indexFile('annoy', opts, dir));
     const why = opts.buildThreads > 1 ? 'several build threads interleave node ids, in annoy too' : 'same seed, same trees, one thread';
     parts.push('', `Canopy's file is ${same ? '' : 'NOT '}byte-identical to annoy's (${why}).`);
   }
@@ -380,7 +439,7 @@ function report(opts, meta, engines, { builds, curves, floors }, dir) {
 // ---------- one dataset ----------
 
 function prepare(opts, dataset) {
-  const dir = path.join(os.tmpdir(), `canopy-bench-${dataset}-${opts.queries}`);
+  const dir = path.join(CACHE, `${dataset}-q${opts.queries}-k${opts.k}`);
   const metaFile = path.join(dir, 'meta.json');
   // The data depends only on (dataset, queries, k): reuse it across runs.
   if (!existsSync(metaFile) || readMeta(dir).k !== opts.k) {
@@ -399,9 +458,9 @@ function benchDataset(opts, dataset) {
   const queries = readFloat32(path.join(dir, 'queries.f32'));
   const truth = readInt32(path.join(dir, 'truth.i32'));
   for (const engine of engines) {
-    const file = path.join(dir, FILE_NAMES[engine]);
+    const file = indexFile(engine, opts, dir);
     process.stderr.write(`${dataset}: building with ${engine}\n`);
-    builds[engine] = buildInChild(engine, opts, dir, file);
+    builds[engine] = cachedBuild(engine, opts, dir);
     process.stderr.write(`${dataset}: querying ${engine}\n`);
     const sweep = SWEEPS[engine](opts, meta, dir, file, queries);
     floors[engine] = sweep.callFloorSeconds;
@@ -421,7 +480,7 @@ function main() {
   const argv = process.argv.slice(2);
   if (argv[0] === '--child') {
     // A build child: prints its stats as JSON for the parent.
-    const opts = parseFlags(argv.slice(2), { ...DEFAULTS, dir: '', out: '' });
+    const opts = parseFlags(argv.slice(2), { ...DEFAULTS, dir: '', out: '', forest: '' });
     process.stdout.write(JSON.stringify(CHILDREN[argv[1]](opts)));
     return;
   }

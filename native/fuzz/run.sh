@@ -25,7 +25,7 @@ for src in ../src/*.cc; do
   objs+=("$obj")
 done
 
-targets=(load query graph)
+targets=(load query graph codes)
 for t in "${targets[@]}"; do
   "$CXX" "${flags[@]}" -fsanitize=fuzzer "${t}_fuzzer.cc" "${objs[@]}" -pthread -o "$out/${t}_fuzzer"
 done

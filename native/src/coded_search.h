@@ -26,7 +26,7 @@ struct BinaryEstimate {
 template <class M>
 struct CodedScratch {
   using Entry = std::pair<float, int32_t>;
-  std::vector<Entry> frontier;      // max-heap of (priority, split or leaf reference)
+  std::vector<Entry> frontier;      // max-heap of (priority, walk key: see CodedSearch::walk_key)
   std::vector<int32_t> candidates;  // unique candidate items in discovery order
   std::vector<uint64_t> seen;       // bit per forest node, all clear between searches
   std::vector<BinaryEstimate> estimates;  // 1-bit estimates of every candidate
@@ -84,23 +84,23 @@ class CodedSearch {
     if (s.seen.size() < seen_words) s.seen.resize(seen_words, 0);
     s.candidates.clear();
     s.frontier.clear();
-    for (int32_t i = 0; i < views_.n_roots; ++i) push(s, M::pq_initial(), views_.roots[i]);
+    for (int32_t i = 0; i < views_.n_roots; ++i) push(s, M::pq_initial(), walk_key(views_.roots[i]));
     const int dim = layout_.dim;
     uint64_t collected = 0;  // with duplicates, as the exact search counts
     while (collected < search_k && !s.frontier.empty()) {
       std::pop_heap(s.frontier.begin(), s.frontier.end());
       const Entry top = s.frontier.back();
       s.frontier.pop_back();
-      if (top.second >= 0) {
-        const SplitRecord* split = views_.split(top.second);
+      if (top.second < 0) {
+        const SplitRecord* split = views_.split(-top.second - 1);
         const float margin = split->offset + split->scale * code_kernels::dot_s8_f32(record_payload<SplitRecord, int8_t>(split), query, dim);
         prefetch_reference(split->children[0]);
         prefetch_reference(split->children[1]);
-        push(s, M::pq_distance(top.first, margin, 1), split->children[1]);
-        push(s, M::pq_distance(top.first, margin, 0), split->children[0]);
+        push(s, M::pq_distance(top.first, margin, 1), walk_key(split->children[1]));
+        push(s, M::pq_distance(top.first, margin, 0), walk_key(split->children[0]));
         continue;
       }
-      const int32_t node = leaf_node(top.second);
+      const int32_t node = top.second;
       const int32_t* header = forest_node(node);
       const int32_t n = header[0];
       if (n == 1 && node < forest_.n_items()) {
@@ -115,6 +115,12 @@ class CodedSearch {
       }
     }
   }
+
+  // The frontier's key for a reference: a leaf's forest node (>= 0), or -1 - the split's index. Among
+  // equal priorities the larger key pops first, so leaves go before splits: splits with a zero normal
+  // (Annoy's fallback for a split it could not balance) give their children the same priority, and
+  // with splits first the walk would expand every such subtree before collecting anything.
+  static int32_t walk_key(int32_t reference) { return reference >= 0 ? -1 - reference : leaf_node(reference); }
 
   void push(CodedScratch<M>& s, float priority, int32_t reference) const {
     s.frontier.emplace_back(priority, reference);
