@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, List, Sequence
 
+import grpc
 import numpy as np
 import pytest
 
@@ -70,6 +71,31 @@ def wait_listening(port: int, child: subprocess.Popen) -> None:
     raise RuntimeError(f"nothing listens on port {port} after {START_TIMEOUT_S} s")
 
 
+# grpc.health.v1 Check of "canopy.v1.Search", encoded by hand (one string field) so the tests need no
+# health stubs; the reply of a process that can answer queries is `status: SERVING` (field 1, value 1).
+_HEALTH_CHECK = "/grpc.health.v1.Health/Check"
+_SEARCH_HEALTH_REQUEST = b"\x0a\x10canopy.v1.Search"
+_SERVING_REPLY = b"\x08\x01"
+
+
+def wait_serving(target: str, child: subprocess.Popen, credentials: "grpc.ChannelCredentials | None" = None) -> None:
+    """Polls health until the process can answer queries: a shard node binds its port before it has
+    loaded its index, so a listening port is not yet a serving one."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            raise RuntimeError(f"process exited: {child.stderr.read().decode() if child.stderr else ''}")
+        channel = grpc.secure_channel(target, credentials) if credentials else grpc.insecure_channel(target)
+        with channel:
+            try:
+                if channel.unary_unary(_HEALTH_CHECK)(_SEARCH_HEALTH_REQUEST, timeout=1.0) == _SERVING_REPLY:
+                    return
+            except grpc.RpcError:
+                pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{target} is not SERVING after {START_TIMEOUT_S} s")
+
+
 @dataclass
 class Cluster:
     router: str
@@ -103,7 +129,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         backends = []
         for shard in (0, 1):
             port = free_port()
-            wait_listening(port, cluster.start_shard(shard, port))
+            wait_serving(f"127.0.0.1:{port}", cluster.start_shard(shard, port))
             backends += ["--backend", f"{shard}=127.0.0.1:{port}"]
         router_port = free_port()
         wait_listening(router_port, processes.start(["serve", "router", "--listen", f"127.0.0.1:{router_port}", *backends]))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from canopy import CanopyClient, TlsOptions
-from conftest import Cluster, brute_force, free_port, wait_listening
+from conftest import Cluster, brute_force, free_port, wait_serving
 
 
 def test_search_takes_numpy_and_returns_numpy(cluster: Cluster) -> None:
@@ -93,7 +93,7 @@ def test_retries_unavailable_until_a_node_comes_up(cluster: Cluster) -> None:
 def test_retries_resource_exhausted_from_a_busy_node(cluster: Cluster) -> None:
     # A node that takes one query at a time refuses the others with RESOURCE_EXHAUSTED.
     port = free_port()
-    wait_listening(port, cluster.start_shard(0, port, ["--max-inflight-queries", "1"]))
+    wait_serving(f"127.0.0.1:{port}", cluster.start_shard(0, port, ["--max-inflight-queries", "1"]))
     queries = cluster.vectors[:200]
 
     def hammer(attempts: int) -> list:
@@ -146,8 +146,10 @@ def test_mutual_tls(cluster: Cluster, tmp_path: Path) -> None:
     ca = str(tmp_path / "ca.crt")
     port = free_port()
     node = cluster.start_shard(1, port, ["--tls-cert", server_cert, "--tls-key", server_key, "--tls-ca", ca, "--tls-require-client-cert"])
-    wait_listening(port, node)
     target = f"localhost:{port}"
+    with open(ca, "rb") as root, open(client_key, "rb") as key, open(client_cert, "rb") as chain:
+        credentials = grpc.ssl_channel_credentials(root.read(), key.read(), chain.read())
+    wait_serving(target, node, credentials)
     with CanopyClient(target, "tracks", deadline_s=10, tls=TlsOptions(ca_file=ca, cert_file=client_cert, key_file=client_key)) as client:
         assert client.describe().shard_count == 2
     with CanopyClient(target, "tracks", deadline_s=3, attempts=1, tls=TlsOptions(ca_file=ca)) as anonymous:
