@@ -55,6 +55,9 @@ export class CanopyClient {
     const Client = searchClientConstructor();
     this.client = new Client(options.target, channelCredentials(options.tls), {
       'grpc.enable_channelz': 0,
+      // Each client its own connection, as a user expects of `new CanopyClient`: several
+      // clients then spread over the workers of a --workers router.
+      'grpc.use_local_subchannel_pool': 1,
       'grpc.max_receive_message_length': maxMessageBytes,
       'grpc.max_send_message_length': maxMessageBytes,
     });

@@ -23,7 +23,10 @@ function healthClient(address: string): grpc.Client {
     };
     healthClientConstructor = pkg.grpc.health.v1.Health;
   }
-  return new healthClientConstructor(address, grpc.credentials.createInsecure());
+  // A connection of its own per check: with grpc-js's shared subchannel pool every
+  // check would reuse one connection, so one worker of a --workers process would
+  // answer them all and its siblings would go unprobed.
+  return new healthClientConstructor(address, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 });
 }
 
 /** The status of `service` at `address` ('SERVING', 'NOT_SERVING', ...), or the gRPC error code name. */
