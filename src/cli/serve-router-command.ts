@@ -9,9 +9,11 @@ import type { Command } from 'commander';
 import type { Logger } from 'pino';
 
 import { createEtcdClient } from '../registry/etcd-client';
+import { type EtcdWaitMessages, warnWhileEtcdUnreached } from '../registry/etcd-wait-warning';
 import { ClusterKeys } from '../registry/keys';
 import { DEFAULT_DEADLINE_MS, DEFAULT_MAX_DEADLINE_MS, Router, type RouterRegistryOptions } from '../router/router';
 import { DEFAULT_INITIAL_HEDGE_DELAY_MS } from '../router/shard-caller';
+import { observeEtcdWatch } from '../telemetry/instruments';
 import { clusterOption } from './etcd-flags';
 import { createLogger, positiveInt, startProcessTelemetry, stopOnSignals, stopTelemetry } from './serve-process';
 import { addHealthListenFlag, type HealthListenFlags, healthListenFromFlags } from './health-flags';
@@ -112,7 +114,13 @@ export function registerServeRouterCommand(serve: Command): void {
       },
       log,
     );
+    let stopEtcdWarning: (() => void) | undefined;
+    if (flags.etcd !== undefined) {
+      observeEtcdWatch(() => router.etcdWatchState ?? 'disconnected');
+      stopEtcdWarning = warnWhileEtcdUnreached(() => router.etcdWatchState === 'watching', flags.etcd, WATCH_WAIT_MESSAGES, log);
+    }
     stopOnSignals(async () => {
+      stopEtcdWarning?.();
       await router.close();
       await stopTelemetry(telemetry, log);
     }, log);
@@ -120,6 +128,12 @@ export function registerServeRouterCommand(serve: Command): void {
     if (healthListen !== undefined) log.info({ healthListen }, 'serving plaintext health');
   });
 }
+
+/** What a registry-mode router logs while its etcd watch is down and when it is back. */
+const WATCH_WAIT_MESSAGES: EtcdWaitMessages = {
+  waiting: 'no etcd watch: etcd unreachable or refusing; serving the cluster as last seen; still trying',
+  reached: 'etcd reached; watching the cluster',
+};
 
 function registryOptions(etcd: string, flags: RouterFlags): RouterRegistryOptions {
   return {

@@ -4,11 +4,11 @@ import os from 'node:os';
 import path from 'node:path';
 
 import type { Command } from 'commander';
-import type { Logger } from 'pino';
 
 import { Index } from '../engine/engine-index';
 import { configureSearchPool, searchPoolStats } from '../engine/search-pool';
 import { createEtcdClient } from '../registry/etcd-client';
+import { type EtcdWaitMessages, warnWhileEtcdUnreached } from '../registry/etcd-wait-warning';
 import { ClusterKeys } from '../registry/keys';
 import { ShardNode } from '../shard/shard-node';
 import { DEFAULT_CACHE_MAX_MB, VersionCache } from '../shard/version-cache';
@@ -140,11 +140,13 @@ export function registerServeShardCommand(serve: Command): void {
     );
     observeSearchQueueDepth(() => searchPoolStats().queued);
     observeIndexVersions(() => node.versionReadings());
+    let stopEtcdWarning: (() => void) | undefined;
     if (flags.etcd !== undefined) {
       observeEtcdSession(() => node.etcdSessionState ?? 'unregistered');
-      warnWhileUnregistered(() => node.etcdSessionState, flags.etcd, log);
+      stopEtcdWarning = warnWhileEtcdUnreached(() => node.etcdSessionState === 'registered', flags.etcd, SESSION_WAIT_MESSAGES, log);
     }
     stopOnSignals(async () => {
+      stopEtcdWarning?.();
       await node.close();
       await stopTelemetry(telemetry, log);
     }, log);
@@ -152,6 +154,12 @@ export function registerServeShardCommand(serve: Command): void {
     if (healthListen !== undefined) log.info({ healthListen }, 'serving plaintext health');
   });
 }
+
+/** What a shard node logs while it has no etcd session (etcd down or refusing) and when it registers again. */
+const SESSION_WAIT_MESSAGES: EtcdWaitMessages = {
+  waiting: 'no etcd session: etcd unreachable or refusing; still trying',
+  reached: 'etcd reached; registered',
+};
 
 /** The download cache; its object store (the AWS SDK's client) is made only when a version is in object storage. */
 function versionCacheFromFlags(flags: ShardFlags, log: ReturnType<typeof createLogger>): VersionCache {
@@ -163,30 +171,6 @@ function versionCacheFromFlags(flags: ShardFlags, log: ReturnType<typeof createL
     shard: flags.shard,
     onEvict: (entry, bytes) => log.info({ entry, bytes }, 'evicted from the version cache'),
   });
-}
-
-/** How often a node that has no etcd session yet says so (the session itself keeps retrying). */
-export const ETCD_WAIT_WARN_MS = 3_000;
-
-/**
- * Logs every ETCD_WAIT_WARN_MS while the node is not registered in etcd, and
- * once when it gets there: a node started with etcd down would otherwise be
- * silent (its metric canopy_etcd_session_state says unregistered, its Search
- * health NOT_SERVING).
- */
-function warnWhileUnregistered(state: () => string | undefined, etcd: string, log: Logger): void {
-  let warned = false;
-  const timer = setInterval(() => {
-    const now = state() ?? 'unregistered';
-    if (now === 'unregistered') {
-      warned = true;
-      log.warn({ etcd }, 'no etcd session yet: etcd unreachable or refusing; still trying');
-    } else {
-      if (warned && now === 'registered') log.info({ etcd }, 'etcd reached; registered');
-      clearInterval(timer);
-    }
-  }, ETCD_WAIT_WARN_MS);
-  timer.unref();
 }
 
 function registryOptions(flags: ShardFlags) {

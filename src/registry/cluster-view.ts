@@ -3,7 +3,7 @@
 // then watches from the listed revision, so no change between the two is
 // missed. If the watch is cancelled (etcd compacted past it) the view lists
 // again. While etcd is unreachable the view keeps what it last saw: routers
-// go on serving from it.
+// go on serving from it; `watchState` says whether the watch is live.
 import { EventEmitter } from 'node:events';
 
 import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
@@ -27,6 +27,9 @@ export interface ClusterSnapshot {
   readonly indexes: ReadonlyMap<string, IndexVersions>;
 }
 
+/** `watching` while the watch is attached in etcd; `disconnected` before the first list, while etcd is out of reach, and while listing again. */
+export type WatchState = 'watching' | 'disconnected';
+
 export interface ClusterViewEvents {
   change: [snapshot: ClusterSnapshot];
   /** A value under the prefix that could not be read; it is left out of the snapshot. */
@@ -45,6 +48,7 @@ export class ClusterView extends EventEmitter<ClusterViewEvents> {
   private revision = 0;
   private watcher: Watcher | undefined;
   private closed = false;
+  private currentWatchState: WatchState = 'disconnected';
   private current: ClusterSnapshot = { revision: 0, nodes: new Map(), indexes: new Map() };
 
   constructor(private readonly options: ClusterViewOptions) {
@@ -53,6 +57,10 @@ export class ClusterView extends EventEmitter<ClusterViewEvents> {
 
   get snapshot(): ClusterSnapshot {
     return this.current;
+  }
+
+  get watchState(): WatchState {
+    return this.currentWatchState;
   }
 
   /** Lists and starts watching; resolves after the first successful list (retrying until then). */
@@ -69,6 +77,7 @@ export class ClusterView extends EventEmitter<ClusterViewEvents> {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.currentWatchState = 'disconnected';
     const watcher = this.watcher;
     this.watcher = undefined;
     await watcher?.cancel().catch(() => undefined);
@@ -92,6 +101,10 @@ export class ClusterView extends EventEmitter<ClusterViewEvents> {
       return;
     }
     this.watcher = watcher;
+    this.currentWatchState = 'watching';
+    // etcd3 redials a broken watch stream by itself and resumes from the last revision seen.
+    watcher.on('disconnected', () => (this.currentWatchState = 'disconnected'));
+    watcher.on('connected', () => (this.currentWatchState = 'watching'));
     watcher.on('data', (res) => {
       for (const event of res.events) this.apply(event.type, event.kv);
       this.revision = Number(res.header.revision);
@@ -110,6 +123,7 @@ export class ClusterView extends EventEmitter<ClusterViewEvents> {
   private async relist(failed: Watcher): Promise<void> {
     if (this.watcher !== failed) return;
     this.watcher = undefined;
+    this.currentWatchState = 'disconnected';
     await failed.cancel().catch(() => undefined);
     await this.pause();
     await this.start();

@@ -14,7 +14,7 @@ import { LoadGate, type LoadGateOptions } from '../wire/load-gate';
 import type { SearchServerOptions } from '../wire/search-server';
 import { SearchServer } from '../wire/search-server';
 import { channelCredentials, type TlsFiles } from '../wire/tls';
-import { ClusterView } from '../registry/cluster-view';
+import { ClusterView, type WatchState } from '../registry/cluster-view';
 import type { ClusterKeys } from '../registry/keys';
 import { VersionController } from '../registry/version-controller';
 import { declareRouterIndex } from '../telemetry/instruments';
@@ -129,6 +129,11 @@ export class Router {
     this.staticRoute?.close();
     this.routes.clear();
     this.log.info('router closed');
+  }
+
+  /** Registry mode: whether the watch on the cluster in etcd is live (undefined in static mode). */
+  get etcdWatchState(): WatchState | undefined {
+    return this.clusterView?.watchState;
   }
 
   private follow(registry: RouterRegistryOptions): void {

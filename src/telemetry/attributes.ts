@@ -24,7 +24,7 @@ export const ATTR_REPLICA = 'canopy.replica';
 
 export const ATTR_INDEX = 'canopy.index';
 export const ATTR_INDEX_VERSION = 'canopy.index.version';
-/** A lifecycle state (index version: loading|ready|failed; etcd session: its states). */
+/** A lifecycle state (index version: loading|ready|failed; etcd session or watch: their states). */
 export const ATTR_STATE = 'canopy.state';
 
 /**

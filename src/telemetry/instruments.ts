@@ -60,6 +60,8 @@ export const METRIC_INDEX_LOAD_DURATION = 'canopy.index.load.duration_seconds';
 export const METRIC_INDEX_VERSION_STATE = 'canopy.index.version.state';
 /** Observable gauge, {canopy.state}: 1 for the etcd session's state, 0 for the others. */
 export const METRIC_ETCD_SESSION_STATE = 'canopy.etcd.session.state';
+/** Observable gauge, {canopy.state}: 1 for the state of a router's etcd watch, 0 for the other. */
+export const METRIC_ETCD_WATCH_STATE = 'canopy.etcd.watch.state';
 
 /**
  * Bucket bounds, in seconds, for latencies: a shard search takes 0.1-10 ms, a
@@ -94,6 +96,10 @@ export type IndexVersionState = (typeof INDEX_VERSION_STATES)[number];
 export const ETCD_SESSION_STATES = ['unregistered', 'registered', 'closed'] as const;
 export type EtcdSessionState = (typeof ETCD_SESSION_STATES)[number];
 
+/** States of a router's etcd watch, as registry/cluster-view.ts names them. */
+export const ETCD_WATCH_STATES = ['watching', 'disconnected'] as const;
+export type EtcdWatchState = (typeof ETCD_WATCH_STATES)[number];
+
 /** One index version a shard node holds, as read at collection time. */
 export interface IndexVersionReading {
   readonly index: string;
@@ -123,6 +129,7 @@ interface InstrumentSet extends CanopyInstruments {
   readonly indexLoadDuration: ObservableGauge;
   readonly indexVersionState: ObservableGauge;
   readonly etcdSessionState: ObservableGauge;
+  readonly etcdWatchState: ObservableGauge;
   readonly inflightQueries: ObservableUpDownCounter;
 }
 
@@ -221,10 +228,18 @@ export function observeIndexVersions(read: () => Iterable<IndexVersionReading>):
 
 /** Reports the etcd session state `read()` returns, at each collection. */
 export function observeEtcdSession(read: () => EtcdSessionState): Unobserve {
-  const gauge = instrumentSet().etcdSessionState;
+  return observeState(instrumentSet().etcdSessionState, ETCD_SESSION_STATES, read);
+}
+
+/** Reports the etcd watch state `read()` returns, at each collection. */
+export function observeEtcdWatch(read: () => EtcdWatchState): Unobserve {
+  return observeState(instrumentSet().etcdWatchState, ETCD_WATCH_STATES, read);
+}
+
+function observeState(gauge: ObservableGauge, states: readonly string[], read: () => string): Unobserve {
   const callback = (result: ObservableResult): void => {
     const state = read();
-    for (const candidate of ETCD_SESSION_STATES) result.observe(candidate === state ? 1 : 0, { [ATTR_STATE]: candidate });
+    for (const candidate of states) result.observe(candidate === state ? 1 : 0, { [ATTR_STATE]: candidate });
   };
   gauge.addCallback(callback);
   return () => gauge.removeCallback(callback);
@@ -297,6 +312,7 @@ function createInstruments(provider: MeterProvider): InstrumentSet {
     indexLoadDuration: meter.createObservableGauge(METRIC_INDEX_LOAD_DURATION, { unit: 's', description: 'Time loading an index version took' }),
     indexVersionState: meter.createObservableGauge(METRIC_INDEX_VERSION_STATE, { description: 'Index version state on this node (1 = current state)' }),
     etcdSessionState: meter.createObservableGauge(METRIC_ETCD_SESSION_STATE, { description: 'etcd session state of this node (1 = current state)' }),
+    etcdWatchState: meter.createObservableGauge(METRIC_ETCD_WATCH_STATE, { description: "etcd watch state of this router's cluster view (1 = current state)" }),
     inflightQueries,
   };
 }

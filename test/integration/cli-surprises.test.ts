@@ -3,8 +3,8 @@
 // file or stdin, a batch from a .npy; get-item and describe; CANOPY_TARGET,
 // CANOPY_ETCD and CANOPY_CLUSTER; the cluster name `canopy up` and `status`
 // share; an out-of-range port named as such; the health service listed by
-// server reflection, as grpcurl asks for it; a shard node that cannot reach
-// etcd says so.
+// server reflection, as grpcurl asks for it; a shard node or router that
+// cannot reach etcd says so, and says when it can again.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -16,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { healthStatus, SEARCH_HEALTH_SERVICE } from '../../src/cluster/health-probe';
 import { LOCAL_CLUSTER_NAME } from '../../src/cluster/local-cluster';
+import { ETCD_WAIT_WARN_MS } from '../../src/registry/etcd-wait-warning';
 import { DEFAULT_CLUSTER_NAME } from '../../src/registry/keys';
 import type { BatchSearchResponse, IndexInfo, SearchResponse } from '../../src/wire/contract';
 import { runCanopy } from '../support/cli';
@@ -24,7 +25,7 @@ import { distinctPorts } from '../support/free-port';
 import { writeNpy } from '../support/input-files';
 import { row } from '../support/matrix';
 import { buildFixture, type Fixture, idOfRow } from '../support/serving/fixture';
-import { ProcessGroup, waitServing } from '../support/serving/processes';
+import { ProcessGroup, type ServingProcess, waitServing } from '../support/serving/processes';
 import { gaussianVectors } from '../support/vectors';
 
 const DIM = 6;
@@ -167,26 +168,80 @@ describe('canopy CLI and etcd', () => {
   });
 });
 
-describe('a shard node started while etcd is unreachable', () => {
+describe('shard nodes and routers that cannot reach etcd', () => {
   const group = new ProcessGroup();
-  afterAll(() => group.killAll());
-
-  it('says so within seconds in its log, its Search health and its metrics, and stays up', async () => {
-    const [port, metricsPort, deadEtcd] = await distinctPorts(3);
-    const address = `127.0.0.1:${port}`;
-    const proc = group.start('shard', address, [
-      'serve', 'shard', '--etcd', `http://127.0.0.1:${deadEtcd}`, '--index', 'x', '--shard', '0', '--listen', address,
-      '--metrics-listen', `127.0.0.1:${metricsPort}`,
-    ]);
-    for (let i = 0; i < 100 && !proc.stderrTail.includes('no etcd session yet'); i++) await new Promise((r) => setTimeout(r, 100));
-    expect(proc.stderrTail).toContain(`"etcd":"http://127.0.0.1:${deadEtcd}","msg":"no etcd session yet: etcd unreachable or refusing; still trying"`);
-    expect(proc.exited).toBe(false);
-    expect(await healthStatus(address, '')).toBe('SERVING');
-    expect(await healthStatus(address, SEARCH_HEALTH_SERVICE)).toBe('NOT_SERVING');
-    const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
-    expect(metrics).toContain('canopy_etcd_session_state{canopy_state="unregistered"} 1');
+  let etcd: EtcdServer;
+  /** A warning is due every ETCD_WAIT_WARN_MS; the slack covers process start and etcd3 redialling. */
+  const SAY_SO_WITHIN_MS = 3 * ETCD_WAIT_WARN_MS;
+  beforeAll(async () => {
+    etcd = await EtcdServer.start();
   });
+  afterAll(async () => {
+    await group.killAll();
+    await etcd?.stop();
+  });
+
+  function logLine(message: string): string {
+    return `"etcd":"${etcd.url}","msg":"${message}"`;
+  }
+
+  async function stateMetric(metricsPort: number, family: string): Promise<string | undefined> {
+    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    return new RegExp(`^${family}\\{canopy_state="(\\w+)"\\} 1$`, 'm').exec(text)?.[1];
+  }
+
+  it('say so within seconds while etcd is down (log, Search health, metric), keep retrying, and say once when it is back', async () => {
+    const [shardPort, shardMetrics, routerPort, routerMetrics] = await distinctPorts(4);
+    const shardAddress = `127.0.0.1:${shardPort}`;
+    const routerAddress = `127.0.0.1:${routerPort}`;
+    await etcd.pause();
+    const shard = group.start('shard', shardAddress, [
+      'serve', 'shard', '--etcd', etcd.url, '--index', 'x', '--shard', '0', '--listen', shardAddress, '--metrics-listen', `127.0.0.1:${shardMetrics}`,
+    ]);
+    const router = group.start('router', routerAddress, ['serve', 'router', '--etcd', etcd.url, '--listen', routerAddress, '--metrics-listen', `127.0.0.1:${routerMetrics}`]);
+    const shardWaiting = logLine('no etcd session: etcd unreachable or refusing; still trying');
+    const routerWaiting = logLine('no etcd watch: etcd unreachable or refusing; serving the cluster as last seen; still trying');
+    await until('both warn', () => shard.stderrTail.includes(shardWaiting) && router.stderrTail.includes(routerWaiting), SAY_SO_WITHIN_MS);
+    for (const [proc, metricsPort, family, state] of [
+      [shard, shardMetrics, 'canopy_etcd_session_state', 'unregistered'],
+      [router, routerMetrics, 'canopy_etcd_watch_state', 'disconnected'],
+    ] as const) {
+      expect(proc.exited).toBe(false);
+      expect(await healthStatus(proc.address, '')).toBe('SERVING');
+      expect(await healthStatus(proc.address, SEARCH_HEALTH_SERVICE)).toBe('NOT_SERVING');
+      expect(await stateMetric(metricsPort, family)).toBe(state);
+    }
+
+    await etcd.resume();
+    await until('both say etcd is back', () => shard.stderrTail.includes(logLine('etcd reached; registered')) && router.stderrTail.includes(logLine('etcd reached; watching the cluster')), SAY_SO_WITHIN_MS);
+    expect(await stateMetric(shardMetrics, 'canopy_etcd_session_state')).toBe('registered');
+    expect(await stateMetric(routerMetrics, 'canopy_etcd_watch_state')).toBe('watching');
+
+    // etcd goes away under the running router: it says so again, and again once etcd is back.
+    const routerBack = logLine('etcd reached; watching the cluster');
+    await etcd.pause();
+    await until('the router warns again', () => saidLastOf(router, routerWaiting, routerBack), SAY_SO_WITHIN_MS);
+    expect(await stateMetric(routerMetrics, 'canopy_etcd_watch_state')).toBe('disconnected');
+    await etcd.resume();
+    await until('the router says etcd is back again', () => saidLastOf(router, routerBack, routerWaiting), SAY_SO_WITHIN_MS);
+    expect(await stateMetric(routerMetrics, 'canopy_etcd_watch_state')).toBe('watching');
+    expect(router.exited).toBe(false);
+  }, 60_000);
 });
+
+/** Whether `proc` logged `line` since it last logged `other` (and has logged `line` at all). */
+function saidLastOf(proc: ServingProcess, line: string, other: string): boolean {
+  return proc.stderrTail.lastIndexOf(line) > proc.stderrTail.lastIndexOf(other);
+}
+
+/** Polls `test` every 100 ms; throws naming `what` once `timeoutMs` passed without it holding. */
+async function until(what: string, test: () => boolean, timeoutMs: number): Promise<void> {
+  const endMs = Date.now() + timeoutMs;
+  while (!test()) {
+    if (Date.now() > endMs) throw new Error(`not within ${timeoutMs} ms: ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
 
 describe('canopy CLI listen addresses', () => {
   it('binds the port before loading the index: a taken port fails before any load', async () => {

@@ -16,7 +16,7 @@ import {
   ATTR_RPC_METHOD,
   ATTR_SHARD,
 } from '../../../src/telemetry/attributes';
-import { canopyInstruments, inflightQueriesOf, observeEtcdSession, observeIndexVersions, observeSearchQueueDepth } from '../../../src/telemetry/instruments';
+import { canopyInstruments, inflightQueriesOf, observeEtcdSession, observeEtcdWatch, observeIndexVersions, observeSearchQueueDepth } from '../../../src/telemetry/instruments';
 import { startTelemetry, type Telemetry } from '../../../src/telemetry/telemetry';
 import { CHART_DIR, findHelm, renderChart } from '../../support/helm/chart';
 import type { Manifest } from '../../support/helm/manifests';
@@ -83,6 +83,7 @@ describe('Grafana dashboard queries', () => {
     observeSearchQueueDepth(() => 0);
     observeIndexVersions(() => [{ index: 'items', version: 'v1', shard: 0, state: 'ready', items: 10, loadDurationSeconds: 0.005 }]);
     observeEtcdSession(() => 'registered');
+    observeEtcdWatch(() => 'watching');
     samples = await scrape(telemetry.metricsAddress!.port);
   });
   afterAll(() => telemetry.shutdown());
@@ -106,7 +107,7 @@ describe('Grafana dashboard queries', () => {
     const instrument = (name: string): string => name.replace(/_(bucket|count|sum|total)$/, '');
     const instruments = (names: Iterable<string>): string[] => [...new Set([...names].filter((n) => n.startsWith('canopy_')).map(instrument))].sort();
     expect(instruments(named)).toEqual(instruments(exposed));
-    expect(instruments(named)).toHaveLength(12);
+    expect(instruments(named)).toHaveLength(13);
   });
 
   it.each(queries)('groups and filters by labels those metrics carry: %s', (query) => {
