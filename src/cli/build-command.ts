@@ -7,7 +7,7 @@ import path from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 
 import type { Manifest } from '../format/manifest';
-import { type BuildOptions, buildVersion, DEFAULT_SEED, DEFAULT_SHARDS, DEFAULT_TREES } from '../indexer/builder';
+import { type BuildOptions, buildVersion, DEFAULT_SEED, DEFAULT_SHARDS, DEFAULT_TREES, GRAPH_METRICS } from '../indexer/builder';
 import { objectVersionTaken, uploadVersion } from '../indexer/upload-version';
 import { VersionExistsError } from '../indexer/version-folder';
 import type { ObjectStore } from '../storage/object-store';
@@ -36,9 +36,12 @@ interface BuildFlags extends S3Flags {
   readonly idColumn: string;
   readonly vectorColumn: string;
   readonly stagingDir?: string;
+  readonly codes: boolean;
+  readonly graph?: boolean;
 }
 
-function integer(min: number): (text: string) => number {
+/** A commander argument parser: a decimal integer >= min. */
+export function integer(min: number): (text: string) => number {
   return (text) => {
     const value = Number(text);
     if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(value) || value < min) {
@@ -67,6 +70,8 @@ export function registerBuildCommand(program: Command): void {
     .option('--ids-from-row', 'rows without an id (jsonl, parquet) get their row number instead of being refused')
     .option('--id-column <name>', 'parquet: the id column (strings or integers)', DEFAULT_ID_COLUMN)
     .option('--vector-column <name>', 'parquet: the vector column (list or fixed-size list of float/double)', DEFAULT_VECTOR_COLUMN)
+    .option('--no-codes', 'skip the sidecar of compact codes each shard gets by default (searches stay exact)')
+    .option('--graph', `also build each shard's neighbour graph into a .graph sidecar (${GRAPH_METRICS.join(', ')}); searched with --ef`)
     .option('--staging-dir <dir>', 'with --out s3://...: where the version is built before upload (default: the system temp folder)')
     .action(async (flags: BuildFlags) => {
       const startedMs = performance.now();
@@ -100,6 +105,8 @@ function buildOptions(flags: BuildFlags, outDir: string): BuildOptions {
     idsFromRow: flags.idsFromRow,
     idColumn: flags.idColumn,
     vectorColumn: flags.vectorColumn,
+    codes: flags.codes,
+    graph: flags.graph === true,
     progress: createProgressReporter(process.stderr, { tty: process.stderr.isTTY === true }),
   };
 }

@@ -6,18 +6,21 @@ import type { Command } from 'commander';
 import { type ForestCheck, inspectVersion } from '../indexer/inspect';
 import { Index } from '../engine/engine-index';
 
-/** The engine's load checks (sizes, node references, cycles) without touching every page. */
-const engineForestCheck: ForestCheck = (file, opts) => {
-  const index = Index.load(file, { ...opts, prefault: false });
-  const items = index.nItems;
-  index.unload();
-  return items;
+/** The engine's load checks (sizes, node references, cycles; each sidecar's hashes and rules) without touching every page. */
+const engineForestCheck: ForestCheck = (file, { dim, metric, sidecars }) => {
+  const index = Index.load(file, { dim, metric, prefault: false });
+  try {
+    for (const sidecar of sidecars) index.loadSidecar(sidecar.kind, sidecar.file);
+    return index.nItems;
+  } finally {
+    index.unload();
+  }
 };
 
 export function registerInspectCommand(program: Command): void {
   program
     .command('inspect')
-    .description('print a version folder\'s manifest, verify every file\'s size and sha256 and load each forest; exits 1 naming what is wrong')
+    .description('print a version folder\'s manifest, verify every file\'s size and sha256 and load each forest and sidecar; exits 1 naming what is wrong')
     .argument('<dir>', 'the version folder (holding manifest.json)')
     .action(async (dir: string) => {
       const { manifest, problems } = await inspectVersion(dir, engineForestCheck);
@@ -26,6 +29,6 @@ export function registerInspectCommand(program: Command): void {
         throw new Error(`${dir} does not match its manifest:\n  ${problems.join('\n  ')}`);
       }
       const items = manifest.shards.reduce((sum, s) => sum + s.items, 0);
-      process.stdout.write(`ok: ${manifest.index}/${manifest.version}, ${items} items in ${manifest.shardCount} shards, every size and sha256 matches, every forest loads\n`);
+      process.stdout.write(`ok: ${manifest.index}/${manifest.version}, ${items} items in ${manifest.shardCount} shards, every size and sha256 matches, every forest and sidecar loads\n`);
     });
 }

@@ -6,6 +6,7 @@ import { Command, CommanderError } from 'commander';
 
 import { version } from '../../package.json';
 import { registerBuildCommand } from './build-command';
+import { registerCodesCommand } from './codes-command';
 import { ETCD_ENV, CLUSTER_ENV } from './etcd-flags';
 import { registerInspectCommand } from './inspect-command';
 import { registerItemCommands } from './item-commands';
@@ -39,6 +40,7 @@ export function createProgram(): Command {
   // In the order a newcomer meets them: try it, build, publish, serve, ask.
   registerUpCommand(program);
   registerBuildCommand(program);
+  registerCodesCommand(program);
   registerInspectCommand(program);
   registerPublishCommand(program);
   registerStatusCommand(program);

@@ -1,6 +1,7 @@
 // The engine's Index: an Annoy-compatible forest built here or mapped from a file, searched on native threads.
 import { availableParallelism } from 'node:os';
 
+import type { SidecarKind } from '../format/manifest';
 import type { Metric } from '../format/metric';
 import { addon, type NativeIndex, type NativeSearchOptions, type SearchResult, type Vector } from './native-addon';
 
@@ -162,6 +163,12 @@ export class Index {
    */
   loadCodes(path: string, opts: { prefault?: boolean } = {}): void {
     this.native.loadCodes(path, opts.prefault ?? false);
+  }
+
+  /** loadCodes or loadGraph, as `kind` says (the kinds of a manifest's sidecars). */
+  loadSidecar(kind: SidecarKind, path: string, opts: { prefault?: boolean } = {}): void {
+    if (kind === 'codes') this.loadCodes(path, opts);
+    else this.loadGraph(path, opts);
   }
 
   /** True while searches go through codes (unless a search asks for `exact`). */

@@ -27,6 +27,28 @@ export interface ShardEntry {
   readonly idsBytes: number;
   readonly idsSha256: string;
   readonly buildSeconds: number;
+  /**
+   * Files derived from `file` that make its searches cheaper (docs/sidecar-format.md), at most one of
+   * each kind. Absent in manifests written before sidecars existed: such a shard searches exactly.
+   */
+  readonly sidecars?: readonly SidecarEntry[];
+}
+
+/** `codes`: compact codes and splits (`.codes`); `graph`: a neighbour graph over the items (`.graph`). */
+export const SIDECAR_KINDS = ['codes', 'graph'] as const;
+export type SidecarKind = (typeof SIDECAR_KINDS)[number];
+
+export interface SidecarEntry {
+  readonly kind: SidecarKind;
+  /** Relative to the version folder, like `file`. */
+  readonly file: string;
+  readonly bytes: number;
+  readonly sha256: string;
+}
+
+/** A sidecar's file name: the forest's with its extension replaced by the kind (`shard-0003.ann` -> `shard-0003.codes`). */
+export function sidecarFileOf(forestFile: string, kind: SidecarKind): string {
+  return forestFile.replace(/\.ann$/, '') + `.${kind}`;
 }
 
 export interface Manifest {
@@ -49,6 +71,7 @@ export class ManifestError extends Error {
   override readonly name = 'ManifestError';
 }
 
+const SHA256_PATTERN = /^[0-9a-f]{64}$/;
 const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 /** Index and version names end up in file names and etcd keys: keep them plain. */
@@ -107,11 +130,28 @@ export function parseManifest(text: string, source: string): Manifest {
     positiveInt(`${where}.fileBytes`, s.fileBytes);
     nonNegativeInt(`${where}.idsBytes`, s.idsBytes);
     for (const key of ['fileSha256', 'idsSha256'] as const) {
-      if (typeof s[key] !== 'string' || !/^[0-9a-f]{64}$/.test(s[key] as string)) fail(`${where}.${key} must be a hex sha256`);
+      if (typeof s[key] !== 'string' || !SHA256_PATTERN.test(s[key] as string)) fail(`${where}.${key} must be a hex sha256`);
     }
     if (typeof s.buildSeconds !== 'number' || !(s.buildSeconds >= 0)) fail(`${where}.buildSeconds must be a number >= 0`);
+    if (s.sidecars !== undefined) checkSidecars(`${where}.sidecars`, s.sidecars, fail);
   });
   return m as unknown as Manifest;
+}
+
+function checkSidecars(where: string, value: unknown, fail: (msg: string) => never): void {
+  if (!Array.isArray(value)) fail(`${where} must be an array`);
+  const seen = new Set<unknown>();
+  (value as unknown[]).forEach((entry, i) => {
+    const s = entry as Record<string, unknown>;
+    const at = `${where}[${i}]`;
+    if (typeof s !== 'object' || s === null) fail(`${at} must be an object`);
+    if (!SIDECAR_KINDS.includes(s.kind as SidecarKind)) fail(`${at}.kind must be one of ${SIDECAR_KINDS.join(', ')}`);
+    if (seen.has(s.kind)) fail(`${at}.kind ${JSON.stringify(s.kind)} appears twice`);
+    seen.add(s.kind);
+    checkRelativePath(`${at}.file`, s.file, fail);
+    if (!Number.isSafeInteger(s.bytes) || (s.bytes as number) <= 0) fail(`${at}.bytes must be a positive integer`);
+    if (typeof s.sha256 !== 'string' || !SHA256_PATTERN.test(s.sha256)) fail(`${at}.sha256 must be a hex sha256`);
+  });
 }
 
 /** A manifest path must name a plain file inside the version folder: no absolute paths, no `..`. */
@@ -178,18 +218,46 @@ export async function verifyShard(dir: string, manifest: Manifest, shard: number
   if (entry === undefined) {
     throw new ManifestError(`shard ${shard} is not in ${manifest.index}/${manifest.version} (it has ${manifest.shardCount} shards)`);
   }
-  const file = await resolveInside(dir, entry.file);
-  const idsFile = await resolveInside(dir, entry.idsFile);
-  for (const [p, bytes, sha] of [
-    [file, entry.fileBytes, entry.fileSha256],
-    [idsFile, entry.idsBytes, entry.idsSha256],
-  ] as const) {
-    const size = (await stat(p)).size;
-    if (size !== bytes) throw new ManifestError(`${p}: size is ${size} bytes, manifest says ${bytes}`);
-    if (checksums) {
-      const actual = await sha256File(p);
-      if (actual !== sha) throw new ManifestError(`${p}: sha256 is ${actual}, manifest says ${sha}`);
-    }
-  }
+  const file = await verifyFile(dir, { file: entry.file, bytes: entry.fileBytes, sha256: entry.fileSha256 }, checksums);
+  const idsFile = await verifyFile(dir, { file: entry.idsFile, bytes: entry.idsBytes, sha256: entry.idsSha256 }, checksums);
   return { entry, file, idsFile };
+}
+
+/** One file the manifest lists, as it lists it. */
+export interface ListedFile {
+  readonly file: string;
+  readonly bytes: number;
+  readonly sha256: string;
+}
+
+/** Every file of a shard: forest, ids, then its sidecars. */
+export function filesOfShard(entry: ShardEntry): ListedFile[] {
+  return [
+    { file: entry.file, bytes: entry.fileBytes, sha256: entry.fileSha256 },
+    { file: entry.idsFile, bytes: entry.idsBytes, sha256: entry.idsSha256 },
+    ...(entry.sidecars ?? []),
+  ];
+}
+
+/** Whether two shard entries list the same bytes (forest, ids and sidecars, by sha256). */
+export function sameShardFiles(a: ShardEntry | undefined, b: ShardEntry | undefined): boolean {
+  if (a === undefined || b === undefined) return false;
+  const fingerprint = (entry: ShardEntry): string => filesOfShard(entry).map((f) => `${f.file}:${f.sha256}`).join(',');
+  return fingerprint(a) === fingerprint(b);
+}
+
+/**
+ * Checks one listed file: inside the folder, its size, and (unless `checksums`
+ * is false) its sha256. Returns its absolute path; throws ManifestError naming
+ * the file and what differs.
+ */
+export async function verifyFile(dir: string, listed: ListedFile, checksums = true): Promise<string> {
+  const p = await resolveInside(dir, listed.file);
+  const size = (await stat(p)).size;
+  if (size !== listed.bytes) throw new ManifestError(`${p}: size is ${size} bytes, manifest says ${listed.bytes}`);
+  if (checksums) {
+    const actual = await sha256File(p);
+    if (actual !== listed.sha256) throw new ManifestError(`${p}: sha256 is ${actual}, manifest says ${listed.sha256}`);
+  }
+  return p;
 }

@@ -14,7 +14,18 @@ import type { Metric } from '../format/metric';
 import { syncPath, writeNewFile } from './durable-files';
 import { idProblem, writeIdsFile } from '../format/ids-file';
 import { InputError } from './input-error';
-import { checkName, MANIFEST_FILE, MANIFEST_FORMAT_VERSION, parseManifest, sha256File, type Manifest, type ShardEntry } from '../format/manifest';
+import {
+  checkName,
+  MANIFEST_FILE,
+  MANIFEST_FORMAT_VERSION,
+  parseManifest,
+  sha256File,
+  sidecarFileOf,
+  type Manifest,
+  type ShardEntry,
+  type SidecarEntry,
+  type SidecarKind,
+} from '../format/manifest';
 import { PARTITIONER, shardOfId } from '../format/partition';
 import type { ProgressReporter, ProgressSnapshot, ShardProgress } from './progress';
 import { FORMATS_WITH_IDS, openReader, type InputFormat, type ReaderOptions, type Row, type VectorReader } from './readers';
@@ -29,6 +40,11 @@ export interface BuildableForest {
   build(opts: { nTrees: number; threads: number }): Promise<void>;
   /** Trees finished so far, readable while build() runs. */
   readonly treesBuilt: number;
+  /** After build: writes the sidecar of compact codes (docs/sidecar-format.md). */
+  saveCodes(file: string): void;
+  /** After build: builds the neighbour graph, then saveGraph writes it to its own sidecar. */
+  buildGraph(opts: { threads: number }): Promise<void>;
+  saveGraph(file: string): void;
   unload(): void;
 }
 
@@ -37,6 +53,8 @@ export type ForestFactory = (opts: { dim: number; metric: Metric; seed: number }
 export const DEFAULT_TREES = 50;
 export const DEFAULT_SHARDS = 1;
 export const DEFAULT_SEED = 42;
+/** Metrics the engine builds a neighbour graph for (its pruning needs the triangle inequality). */
+export const GRAPH_METRICS: readonly Metric[] = ['angular', 'euclidean', 'manhattan'];
 const PROGRESS_POLL_MS = 200;
 
 export interface BuildOptions {
@@ -69,6 +87,10 @@ export interface BuildOptions {
   readonly idColumn?: string;
   readonly vectorColumn?: string;
   readonly progress?: ProgressReporter;
+  /** Write each shard's sidecar of compact codes; default true. Hamming has no codes: never written for it. */
+  readonly codes?: boolean;
+  /** Build each shard's neighbour graph into a `.graph` sidecar; default false. Angular, euclidean and manhattan only. */
+  readonly graph?: boolean;
 }
 
 interface ResolvedBuild {
@@ -87,6 +109,7 @@ interface ResolvedBuild {
   readonly idsFile: string | undefined;
   readonly readerOptions: Pick<ReaderOptions, 'idsFromRow' | 'idColumn' | 'vectorColumn'>;
   readonly progress: ProgressReporter | undefined;
+  readonly sidecars: readonly SidecarKind[];
   readonly startedAt: Date;
 }
 
@@ -130,8 +153,18 @@ function resolve(options: BuildOptions): ResolvedBuild {
     idsFile: idsFileFor(options),
     readerOptions: { idsFromRow: options.idsFromRow, idColumn: options.idColumn, vectorColumn: options.vectorColumn },
     progress: options.progress,
+    sidecars: sidecarsFor(options),
     startedAt,
   };
+}
+
+/** The sidecar kinds each shard gets, in manifest order. */
+function sidecarsFor(options: BuildOptions): SidecarKind[] {
+  if (options.graph === true && !GRAPH_METRICS.includes(options.metric)) {
+    throw new RangeError(`--graph needs a metric with a true distance (${GRAPH_METRICS.join(', ')}); ${options.metric} has none`);
+  }
+  const codes = (options.codes ?? true) && options.metric !== 'hamming';
+  return [...(codes ? (['codes'] as const) : []), ...(options.graph === true ? (['graph'] as const) : [])];
 }
 
 /** `--ids` gives ids to formats that have none; a format with ids of its own refuses it. */
@@ -170,6 +203,7 @@ const idsFileOf = (shard: number): string => `shard-${String(shard).padStart(4, 
 
 /** One shard while it is being built. */
 interface ShardWork {
+  readonly shard: number;
   readonly forest: BuildableForest;
   /** External id of item n at position n. */
   readonly ids: string[];
@@ -211,12 +245,12 @@ async function readAndBuild(tempDir: string, build: ResolvedBuild, opened: Build
     readingDone: true,
     shards: shards.map((work, shard) => ({ items: itemCounts[shard]!, treesBuilt: work.treesBuilt, treesTotal: build.nTrees, state: work.state })),
   });
-  await buildShards(shards, build, () => build.progress?.update(snapshot()));
+  await buildShards(tempDir, shards, build, () => build.progress?.update(snapshot()));
   build.progress?.finish(snapshot());
 
   const entries: ShardEntry[] = [];
   for (const [shard, work] of shards.entries()) {
-    entries.push(await describeShard(tempDir, shard, itemCounts[shard]!, work.buildSeconds));
+    entries.push(await describeShard(tempDir, shard, itemCounts[shard]!, work.buildSeconds, build.sidecars));
   }
   const manifest: Manifest = {
     formatVersion: MANIFEST_FORMAT_VERSION,
@@ -328,7 +362,7 @@ function openShards(tempDir: string, build: ResolvedBuild, dim: number, opened: 
     const forest = build.createForest({ dim, metric: build.metric, seed: build.seed });
     opened.push(forest);
     forest.onDiskBuild(path.join(tempDir, shardFileOf(shard)));
-    return { forest, ids: [], state: 'waiting', treesBuilt: 0, buildSeconds: 0 };
+    return { shard, forest, ids: [], state: 'waiting', treesBuilt: 0, buildSeconds: 0 };
   });
 }
 
@@ -336,7 +370,7 @@ function openShards(tempDir: string, build: ResolvedBuild, dim: number, opened: 
  * Builds up to `threads` shards at once, splitting the threads evenly among
  * them: one shard gets them all; S >= threads shards get one each.
  */
-async function buildShards(shards: ShardWork[], build: ResolvedBuild, onProgress: () => void): Promise<void> {
+async function buildShards(tempDir: string, shards: ShardWork[], build: ResolvedBuild, onProgress: () => void): Promise<void> {
   const concurrent = Math.min(shards.length, build.threads);
   const threadsPerShard = Math.max(1, Math.floor(build.threads / concurrent));
   const poll = setInterval(() => {
@@ -357,6 +391,7 @@ async function buildShards(shards: ShardWork[], build: ResolvedBuild, onProgress
         failed = true;
         throw err;
       }
+      await writeSidecars(work.forest, path.join(tempDir, shardFileOf(work.shard)), build.sidecars, threadsPerShard);
       work.forest.unload();
       work.buildSeconds = (performance.now() - startedMs) / 1_000;
       work.treesBuilt = build.nTrees;
@@ -374,7 +409,20 @@ async function buildShards(shards: ShardWork[], build: ResolvedBuild, onProgress
   }
 }
 
-async function describeShard(dir: string, shard: number, items: number, buildSeconds: number): Promise<ShardEntry> {
+/** Writes a built forest's sidecars beside its file (`forestFile`): the codes at once, the graph on `threads` native threads. */
+async function writeSidecars(forest: BuildableForest, forestFile: string, kinds: readonly SidecarKind[], threads: number): Promise<void> {
+  for (const kind of kinds) {
+    const file = sidecarFileOf(forestFile, kind);
+    if (kind === 'codes') {
+      forest.saveCodes(file);
+    } else {
+      await forest.buildGraph({ threads });
+      forest.saveGraph(file);
+    }
+  }
+}
+
+async function describeShard(dir: string, shard: number, items: number, buildSeconds: number, kinds: readonly SidecarKind[]): Promise<ShardEntry> {
   const file = shardFileOf(shard);
   const idsFile = idsFileOf(shard);
   // The engine wrote the forest through a mapping: make it durable before the folder is renamed into place.
@@ -385,5 +433,25 @@ async function describeShard(dir: string, shard: number, items: number, buildSec
     stat(path.join(dir, idsFile)).then((s) => s.size),
     sha256File(path.join(dir, idsFile)),
   ]);
-  return { shard, file, idsFile, items, fileBytes, fileSha256, idsBytes, idsSha256, buildSeconds: Math.round(buildSeconds * 1_000) / 1_000 };
+  const sidecars = await Promise.all(kinds.map((kind) => describeSidecar(dir, sidecarFileOf(file, kind), kind)));
+  return {
+    shard,
+    file,
+    idsFile,
+    items,
+    fileBytes,
+    fileSha256,
+    idsBytes,
+    idsSha256,
+    buildSeconds: Math.round(buildSeconds * 1_000) / 1_000,
+    ...(sidecars.length > 0 ? { sidecars } : {}),
+  };
+}
+
+/** A sidecar's manifest entry, once it is durable on disk. */
+async function describeSidecar(dir: string, file: string, kind: SidecarKind): Promise<SidecarEntry> {
+  const full = path.join(dir, file);
+  await syncPath(full);
+  const [bytes, sha256] = await Promise.all([stat(full).then((s) => s.size), sha256File(full)]);
+  return { kind, file, bytes, sha256 };
 }

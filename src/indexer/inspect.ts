@@ -1,11 +1,11 @@
-// `canopy inspect`: everything that can be checked about a version folder
-// without loading it into the engine. Problems are collected, not thrown, so
+// `canopy inspect`: everything that can be checked about a version folder,
+// its sidecars included. Problems are collected, not thrown, so
 // one run names every one of them.
 import path from 'node:path';
 
 import type { Metric } from '../format/metric';
 import { readIdsFile } from '../format/ids-file';
-import { readManifest, verifyShard, type Manifest } from '../format/manifest';
+import { readManifest, verifyFile, verifyShard, type Manifest, type SidecarKind } from '../format/manifest';
 import { PARTITIONER, shardOfId } from '../format/partition';
 
 export interface InspectResult {
@@ -16,10 +16,17 @@ export interface InspectResult {
 
 /**
  * Loads a forest file as a shard node would (the engine checks every node
- * reference) and returns its item count; throws naming what is wrong. Given by
- * the caller so that the build layer stays free of the engine.
+ * reference), then each of its sidecars (the engine refuses a stale, foreign
+ * or damaged one), and returns its item count; throws naming what is wrong.
+ * Given by the caller so that the build layer stays free of the engine.
  */
-export type ForestCheck = (file: string, opts: { dim: number; metric: Metric }) => number;
+export type ForestCheck = (file: string, opts: { dim: number; metric: Metric; sidecars: readonly SidecarFile[] }) => number;
+
+/** A sidecar to load with its forest: kind and absolute path. */
+export interface SidecarFile {
+  readonly kind: SidecarKind;
+  readonly file: string;
+}
 
 /**
  * Throws ManifestError if the manifest itself is unreadable or invalid. With
@@ -45,8 +52,10 @@ export async function inspectVersion(dir: string, checkForest?: ForestCheck): Pr
 async function shardProblem(dir: string, manifest: Manifest, shard: number, checkForest?: ForestCheck): Promise<string | undefined> {
   try {
     const { entry, file, idsFile } = await verifyShard(dir, manifest, shard);
+    const sidecars: SidecarFile[] = [];
+    for (const sidecar of entry.sidecars ?? []) sidecars.push({ kind: sidecar.kind, file: await verifyFile(dir, sidecar) });
     if (checkForest !== undefined) {
-      const items = checkForest(file, { dim: manifest.dim, metric: manifest.metric });
+      const items = checkForest(file, { dim: manifest.dim, metric: manifest.metric, sidecars });
       if (items !== entry.items) return `${file} holds ${items} items, the manifest says ${entry.items}`;
     }
     const ids = await readIdsFile(idsFile);

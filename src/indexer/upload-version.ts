@@ -4,7 +4,7 @@
 // is complete (publish and shard nodes start from the manifest).
 import path from 'node:path';
 
-import { MANIFEST_FILE, type Manifest } from '../format/manifest';
+import { filesOfShard, MANIFEST_FILE, type Manifest } from '../format/manifest';
 import type { ObjectStore } from '../storage/object-store';
 import { joinObjectUrl } from '../storage/object-url';
 
@@ -12,7 +12,7 @@ import { joinObjectUrl } from '../storage/object-url';
 export async function uploadVersion(store: ObjectStore, dir: string, manifest: Manifest, prefix: string): Promise<string> {
   const url = joinObjectUrl(prefix, manifest.version);
   for (const shard of manifest.shards) {
-    for (const file of [shard.file, shard.idsFile]) await store.uploadFile(path.join(dir, file), joinObjectUrl(url, file));
+    for (const { file } of filesOfShard(shard)) await store.uploadFile(path.join(dir, file), joinObjectUrl(url, file));
   }
   await store.uploadFile(path.join(dir, MANIFEST_FILE), joinObjectUrl(url, MANIFEST_FILE));
   return url;

@@ -7,7 +7,17 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { createInterface } from 'node:readline';
 
-import { MANIFEST_FILE, MAX_MANIFEST_BYTES, type Manifest, ManifestError, parseManifest, readManifest, resolveInside, verifyShard } from '../format/manifest';
+import {
+  filesOfShard,
+  MANIFEST_FILE,
+  MAX_MANIFEST_BYTES,
+  type Manifest,
+  ManifestError,
+  parseManifest,
+  readManifest,
+  resolveInside,
+  verifyFile,
+} from '../format/manifest';
 import type { ObjectStore } from '../storage/object-store';
 import { isObjectUrl, joinObjectUrl } from '../storage/object-url';
 
@@ -16,7 +26,7 @@ export interface VersionSource {
   readonly location: string;
   readManifest(): Promise<Manifest>;
   /**
-   * Checks every shard's files against the manifest: a folder's sizes and
+   * Checks every shard's files (sidecars included) against the manifest: a folder's sizes and
    * sha256; an object prefix's sizes (each shard node checks sha256 as it
    * downloads, and refuses a version whose bytes differ).
    */
@@ -35,7 +45,7 @@ function folderSource(dir: string): VersionSource {
     location: dir,
     readManifest: () => readManifest(dir),
     async verify(manifest) {
-      for (let shard = 0; shard < manifest.shardCount; shard++) await verifyShard(dir, manifest, shard);
+      for (const entry of manifest.shards) for (const listed of filesOfShard(entry)) await verifyFile(dir, listed);
     },
     async *lines(relative) {
       yield* linesOf(createReadStream(await resolveInside(dir, relative)));
@@ -52,7 +62,7 @@ function objectSource(prefix: string, store: () => ObjectStore): VersionSource {
     },
     async verify(manifest) {
       for (const entry of manifest.shards) {
-        for (const [file, bytes] of [[entry.file, entry.fileBytes], [entry.idsFile, entry.idsBytes]] as const) {
+        for (const { file, bytes } of filesOfShard(entry)) {
           const url = joinObjectUrl(prefix, file);
           const size = await store().sizeOf(url);
           if (size === undefined) throw new ManifestError(`${url} does not exist`);

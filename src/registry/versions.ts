@@ -4,7 +4,7 @@
 // agree, and none can flip to a version that is no longer the target.
 import type { Etcd3 } from 'etcd3';
 
-import type { Manifest } from '../format/manifest';
+import { sameShardFiles, type Manifest } from '../format/manifest';
 import type { ClusterSnapshot, IndexVersions } from './cluster-view';
 import type { ClusterKeys } from './keys';
 import type { ForcedPublish, NodeRecord, VersionRecord } from './records';
@@ -34,7 +34,7 @@ export async function publishVersion(etcd: Etcd3, keys: ClusterKeys, location: s
 }
 
 function sameFiles(a: Manifest, b: Manifest): boolean {
-  return a.shardCount === b.shardCount && a.shards.every((s, i) => s.fileSha256 === b.shards[i]?.fileSha256 && s.idsSha256 === b.shards[i]?.idsSha256);
+  return a.shardCount === b.shardCount && a.shards.every((s, i) => sameShardFiles(s, b.shards[i]));
 }
 
 /** Sets `target` to an already published version. */

@@ -6,7 +6,7 @@
 // a router pinned to it just before a flip still find it.
 import type { Logger } from 'pino';
 
-import type { Manifest } from '../format/manifest';
+import { sameShardFiles, type Manifest } from '../format/manifest';
 import type { ClusterSnapshot, ClusterView } from '../registry/cluster-view';
 import type { NodeSession } from '../registry/node-session';
 import type { VersionRecord, VersionState } from '../registry/records';
@@ -166,9 +166,7 @@ export class VersionFollower {
 
 /** The folder must hold the files that were published under this version name. */
 function checkSameVersion(onDisk: Manifest, published: Manifest, shard: number, location: string): void {
-  const a = onDisk.shards[shard];
-  const b = published.shards[shard];
-  if (onDisk.version !== published.version || onDisk.index !== published.index || a?.fileSha256 !== b?.fileSha256 || a?.idsSha256 !== b?.idsSha256) {
+  if (onDisk.version !== published.version || onDisk.index !== published.index || !sameShardFiles(onDisk.shards[shard], published.shards[shard])) {
     throw new Error(`${location} holds ${onDisk.index}/${onDisk.version} with other files than the published ${published.index}/${published.version}`);
   }
 }

@@ -24,7 +24,7 @@ test('a sound folder: manifest on stdout, exit 0', async () => {
   expect(result.stderr).toBe('');
   expect(result.code).toBe(0);
   expect(result.stdout).toContain('"version": "good"');
-  expect(result.stdout).toContain('ok: fixture/good, 50 items in 2 shards, every size and sha256 matches, every forest loads');
+  expect(result.stdout).toContain('ok: fixture/good, 50 items in 2 shards, every size and sha256 matches, every forest and sidecar loads');
 });
 
 test('a file of the wrong size: exit 1 naming it', async () => {

@@ -1,0 +1,116 @@
+// Sidecars from the command line, as real processes: `canopy build` writes each
+// shard's codes by default (and its graph with --graph), lists them in the
+// manifest, and `canopy inspect` checks them; `canopy codes` writes them for an
+// Annoy file pip annoy built. The engine loads every one it is given.
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { afterAll, describe, expect, test } from 'vitest';
+
+import { Index } from '../../src';
+import { parseManifest, type Manifest } from '../../src/format/manifest';
+import { runCanopy } from '../support/cli';
+import { writeAnn, writeJsonl } from '../support/input-files';
+import { row } from '../support/matrix';
+import { clusteredVectors } from '../support/vectors';
+
+const dir = mkdtempSync(join(tmpdir(), 'canopy-build-sidecars-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const DIM = 16;
+const data = clusteredVectors({ rows: 1_500, dim: DIM, clusters: 12, spread: 0.3, seed: 8 });
+const input = join(dir, 'points.jsonl');
+writeJsonl(input, data);
+
+async function build(version: string, ...extra: string[]): Promise<{ folder: string; manifest: Manifest }> {
+  const args = ['build', '--input', input, '--format', 'jsonl', '--ids-from-row', '--metric', 'euclidean', '--out', join(dir, 'out'), '--version', version];
+  const result = await runCanopy([...args, '--shards', '2', '--trees', '4', '--threads', '2', ...extra]);
+  expect(result.stderr).toMatch(/canopy build: points\//);
+  expect(result.code).toBe(0);
+  const folder = join(dir, 'out', version);
+  return { folder, manifest: parseManifest(readFileSync(join(folder, 'manifest.json'), 'utf8'), folder) };
+}
+
+describe('canopy build', () => {
+  test('writes and lists a codes sidecar per shard by default; inspect loads them', async () => {
+    const { folder, manifest } = await build('codes');
+    expect(manifest.shards.map((s) => s.sidecars?.map((c) => [c.kind, c.file]))).toEqual([
+      [['codes', 'shard-0000.codes']],
+      [['codes', 'shard-0001.codes']],
+    ]);
+    expect(readdirSync(folder).sort()).toEqual(['manifest.json', 'shard-0000.ann', 'shard-0000.codes', 'shard-0000.ids', 'shard-0001.ann', 'shard-0001.codes', 'shard-0001.ids']);
+    const inspected = await runCanopy(['inspect', folder]);
+    expect(inspected.code).toBe(0);
+    expect(inspected.stdout).toContain('every forest and sidecar loads');
+  });
+
+  test('--graph adds a graph sidecar the engine loads and searches with ef', async () => {
+    const { folder, manifest } = await build('graph', '--graph');
+    expect(manifest.shards[0]!.sidecars?.map((c) => c.kind)).toEqual(['codes', 'graph']);
+    expect((await runCanopy(['inspect', folder])).code).toBe(0);
+    const index = Index.load(join(folder, 'shard-0000.ann'), { dim: DIM, metric: 'euclidean' });
+    index.loadGraph(join(folder, 'shard-0000.graph'));
+    expect(index.hasGraph).toBe(true);
+    expect(index.searchSync(row(data, 0), 5, { ef: 20 }).ids).toHaveLength(5);
+    index.unload();
+  });
+
+  test('--no-codes writes none and the manifest lists none', async () => {
+    const { folder, manifest } = await build('plain', '--no-codes');
+    expect(manifest.shards.every((s) => s.sidecars === undefined)).toBe(true);
+    expect(readdirSync(folder).filter((f) => f.endsWith('.codes'))).toEqual([]);
+  });
+
+  test('--graph with a metric that has no graph is refused before any work', async () => {
+    const result = await runCanopy(['build', '--input', input, '--format', 'jsonl', '--metric', 'dot', '--out', join(dir, 'out'), '--graph']);
+    expect(result.code).not.toBe(0);
+    expect(result.stderr).toMatch(/--graph needs a metric with a true distance \(angular, euclidean, manhattan\); dot has none/);
+  });
+
+  test('inspect names a damaged sidecar and what the engine says of a stale one', async () => {
+    const { folder } = await build('damaged', '--graph');
+    const codes = join(folder, 'shard-0001.codes');
+    const bytes = readFileSync(codes);
+    bytes[bytes.length - 8] ^= 0x10;
+    writeFileSync(codes, bytes);
+    const damaged = await runCanopy(['inspect', folder]);
+    expect(damaged.code).toBe(1);
+    expect(damaged.stderr).toMatch(/shard 1: .*shard-0001\.codes: sha256 is [0-9a-f]{64}, manifest says/);
+
+    // A sidecar of another forest, listed with its own size and sha256: only the engine can tell.
+    const manifestFile = join(folder, 'manifest.json');
+    const manifest = JSON.parse(readFileSync(manifestFile, 'utf8'));
+    manifest.shards[1].sidecars[0] = { ...manifest.shards[0].sidecars[0] };
+    writeFileSync(manifestFile, JSON.stringify(manifest));
+    const foreign = await runCanopy(['inspect', folder]);
+    expect(foreign.code).toBe(1);
+    expect(foreign.stderr).toMatch(/shard 1: .*shard-0000\.codes.*(stale|another forest)/);
+  });
+});
+
+describe('canopy codes FILE.ann', () => {
+  test('writes FILE.codes and, with --graph, FILE.graph for a pip annoy file; both load and search', async () => {
+    const ann = join(dir, 'annoy.ann');
+    writeAnn(ann, data, 'angular', Array.from({ length: data.rows }, (_, i) => i), 5);
+    const result = await runCanopy(['codes', ann, '--dim', String(DIM), '--metric', 'angular', '--graph', '--threads', '2']);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect(result.stdout).toBe(`${join(dir, 'annoy.codes')}\n${join(dir, 'annoy.graph')}\n`);
+    const index = Index.load(ann, { dim: DIM, metric: 'angular' });
+    index.loadCodes(join(dir, 'annoy.codes'));
+    index.loadGraph(join(dir, 'annoy.graph'));
+    const exact = index.searchSync(row(data, 3), 10, { exact: true });
+    expect(exact.ids[0]).toBe(3);
+    expect(index.searchSync(row(data, 3), 10, { ef: 30 }).ids[0]).toBe(3);
+    index.unload();
+  });
+
+  test('a file that is not an Annoy forest of that shape is refused, naming it', async () => {
+    const bogus = join(dir, 'bogus.ann');
+    writeFileSync(bogus, Buffer.alloc(100, 7));
+    const result = await runCanopy(['codes', bogus, '--dim', String(DIM), '--metric', 'euclidean']);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(bogus);
+  });
+});
