@@ -9,6 +9,7 @@ import type { Command } from 'commander';
 import { openNpy } from '../indexer/readers/npy-reader';
 import { positiveInt } from './serve-process';
 import { addTargetFlags, printJson, type TargetFlags, withClient } from './target-flags';
+import { checkArguments } from './usage-error';
 
 interface QueryFlags extends TargetFlags {
   readonly index: string;
@@ -40,12 +41,7 @@ export function registerQueryCommand(program: Command): void {
     .option('--min-shards <n>', 'shards that must answer (default all)', positiveInt('--min-shards'));
   addTargetFlags(command);
   command.action(async (flags: QueryFlags, self: Command) => {
-    let query: Query;
-    try {
-      query = await readQuery(flags);
-    } catch (err) {
-      self.error(`error: ${(err as Error).message}`);
-    }
+    const query = await checkArguments(self, () => readQuery(flags));
     const options = { k: flags.k, searchK: flags.searchK, excludeIds: flags.exclude, minShards: flags.minShards, deadlineMs: flags.deadlineMs };
     const answer = await withClient(flags, (client): Promise<unknown> => {
       if (query.kind === 'item') return client.searchByItem(flags.index, query.id, options);

@@ -1,6 +1,7 @@
 // `canopy up` (`npm start`): a whole cluster on this machine, from the MNIST
 // demo digits or a file of yours, until Ctrl-C. The work is in
 // src/cluster/local-cluster.ts; this file parses flags and talks to the user.
+import { statSync } from 'node:fs';
 import path from 'node:path';
 
 import { InvalidArgumentError, Option, type Command } from 'commander';
@@ -17,6 +18,7 @@ import {
 } from '../cluster/local-cluster';
 import { METRICS, type Metric } from '../format/metric';
 import { nonNegativeInt, positiveInt } from './serve-process';
+import { checkArguments } from './usage-error';
 
 interface UpFlags {
   readonly shards: number;
@@ -64,8 +66,8 @@ export function registerUpCommand(program: Command): void {
         '  canopy up --data vectors.npy --format npy --metric angular --work-dir ./local',
       ].join('\n'),
     )
-    .action(async (flags: UpFlags) => {
-      const data = dataSource(flags);
+    .action(async (flags: UpFlags, self: Command) => {
+      const data = await checkArguments(self, () => dataSource(flags));
       const cluster = new LocalCluster({
         shards: flags.shards,
         replicas: flags.replicas,
@@ -99,7 +101,11 @@ function dataSource(flags: UpFlags) {
     return undefined;
   }
   if (flags.format === undefined || flags.metric === undefined) throw new Error('--data needs --format and --metric');
-  return { file: path.resolve(flags.data), format: flags.format, metric: flags.metric, index: flags.index };
+  const file = path.resolve(flags.data);
+  const stat = statSync(file, { throwIfNoEntry: false });
+  if (stat === undefined) throw new Error(`--data ${flags.data}: no such file`);
+  if (!stat.isFile()) throw new Error(`--data ${flags.data}: not a file`);
+  return { file, format: flags.format, metric: flags.metric, index: flags.index };
 }
 
 /** Starts the cluster, prints how to use it, and stops it on SIGINT/SIGTERM or when one of its processes dies. */

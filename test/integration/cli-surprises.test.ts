@@ -1,10 +1,10 @@
 // The `canopy` command as an operator meets it, against real processes: usage
-// errors exit 2 with the usage and never a gRPC status; a query vector from a
-// file or stdin, a batch from a .npy; get-item and describe; CANOPY_TARGET,
-// CANOPY_ETCD and CANOPY_CLUSTER; the cluster name `canopy up` and `status`
-// share; an out-of-range port named as such; the health service listed by
-// server reflection, as grpcurl asks for it; a shard node or router that
-// cannot reach etcd says so, and says when it can again.
+// errors (canopy up's own checks too) exit 2 with the usage and never a gRPC
+// status; a query vector from a file or stdin, a batch from a .npy; get-item
+// and describe; CANOPY_TARGET, CANOPY_ETCD and CANOPY_CLUSTER; the cluster
+// name `canopy up` and `status` share; an out-of-range port named as such; the
+// health service listed by server reflection, as grpcurl asks for it; a shard
+// node or router that cannot reach etcd says so, and says when it can again.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -242,6 +242,30 @@ async function until(what: string, test: () => boolean, timeoutMs: number): Prom
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+describe('canopy up', () => {
+  it('exits 2 with its usage when its own checks of the arguments fail, before starting anything', async () => {
+    const workDir = mkdtempSync(path.join(tmpdir(), 'canopy-cli-up-'));
+    try {
+      for (const [args, message] of [
+        [['--format', 'npy'], '--format applies to --data; without --data the MNIST demo is served'],
+        [['--data', path.join(workDir, 'v.npy')], '--data needs --format and --metric'],
+        [['--data', path.join(workDir, 'absent.npy'), '--format', 'npy', '--metric', 'angular'], `--data ${path.join(workDir, 'absent.npy')}: no such file`],
+        [['--data', workDir, '--format', 'npy', '--metric', 'angular'], `--data ${workDir}: not a file`],
+        [['--port', '70000'], '--port must be a port (0..65535), got 70000'],
+      ] as const) {
+        const result = await runCanopy(['up', '--port', '0', ...args]);
+        expect(result.code, args.join(' ')).toBe(USAGE_EXIT);
+        expect(result.stderr.split('\n')[0]).toMatch(/^error: /);
+        expect(result.stderr.split('\n')[0]).toContain(message);
+        expect(result.stderr).toContain('Usage: canopy up [options]');
+        expect(result.stdout).toBe('');
+      }
+    } finally {
+      rmSync(workDir, { recursive: true, force: true });
+    }
+  });
+});
 
 describe('canopy CLI listen addresses', () => {
   it('binds the port before loading the index: a taken port fails before any load', async () => {
