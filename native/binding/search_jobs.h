@@ -22,10 +22,11 @@
 
 namespace canopy::binding {
 
-// What one search asks for. With ef > 0 and a graph, the graph is searched from the entry points a
-// search_k forest search gives; else, unless `exact`, the forest's codes when it has some
-// (native/src/codes.h: candidates scored on codes, the best `rerank` re-ranked exactly); otherwise
-// the forest alone answers, with Annoy's search (a shard without a graph or codes still serves).
+// What one search asks for. `exact` asks for Annoy's search over the forest alone, whatever is
+// attached. Otherwise, with ef > 0 and a graph, the graph is searched from the entry points a
+// search_k forest search gives (scored on the codes when there are some, the best `rerank`
+// re-ranked exactly); else the forest's codes when it has some (native/src/codes.h); otherwise the
+// forest alone answers (a shard without a graph or codes still serves).
 struct SearchSpec {
   size_t k;
   int64_t search_k;
@@ -45,10 +46,16 @@ struct Searchable {
 
   // item >= 0: search by item, else by `query`.
   size_t run(const SearchSpec& s, const float* query, int32_t item, int32_t* ids, float* distances) const {
-    if (s.ef > 0 && graph) {
-      const GraphQuery q{s.k, s.ef, s.search_k};
-      const size_t n = item >= 0 ? graph_search_item(*forest, graph->view(), item, q, ids, distances)
-                                 : graph_search_vector(*forest, graph->view(), query, q, ids, distances);
+    if (s.ef > 0 && graph && !s.exact) {
+      const GraphQuery q{s.k, s.ef, s.search_k, s.rerank};
+      size_t n;
+      if (codes) {
+        n = item >= 0 ? graph_search_item(*codes, graph->view(), item, q, ids, distances)
+                      : graph_search_vector(*codes, graph->view(), query, q, ids, distances);
+      } else {
+        n = item >= 0 ? graph_search_item(*forest, graph->view(), item, q, ids, distances)
+                      : graph_search_vector(*forest, graph->view(), query, q, ids, distances);
+      }
       graph->check_intact();
       return n;
     }

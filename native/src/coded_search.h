@@ -12,6 +12,7 @@
 #include "code_kernels.h"
 #include "code_sections.h"
 #include "forest.h"
+#include "scalar_query.h"
 #include "search.h"
 
 namespace canopy {
@@ -34,8 +35,7 @@ struct CodedScratch {
   std::vector<float> prepared;      // the query as the codes see it (angular: unit length)
   std::vector<float> rotated;       // its rotation, then the vector the binary codes are scored with
   std::vector<uint64_t> planes;     // 4 bit planes of that vector quantized to 4 bits
-  std::vector<int8_t> scaled;       // 8-bit query for dot products with scalar codes
-  std::vector<uint8_t> levels;      // 8-bit query on the codes' grid (manhattan)
+  ScalarQuery<M> scalar;            // the query on the 8-bit codes
   std::vector<float> item_query;    // search_item's vector
 
   // Not inlined, for the reason SearchScratch::local() gives.
@@ -160,6 +160,7 @@ class CodedSearch {
     const int dim = layout_.dim;
     s.prepared.assign(query, query + dim);
     if constexpr (M::kKind == MetricKind::Angular) scale_to_unit_length(s.prepared.data(), dim);
+    s.scalar.prepare(views_, s.prepared.data(), dim);
     for (int32_t id : s.candidates) s.seen[static_cast<uint32_t>(id) >> 6] = 0;  // clear for the next search
   }
 
@@ -230,48 +231,14 @@ class CodedSearch {
     score_scalar(s, before);
   }
 
-  // 8-bit estimates (code_sections.h: ScalarRecord) for s.scored[from..].
+  // 8-bit estimates (scalar_query.h) for s.scored[from..].
   void score_scalar(CodedScratch<M>& s, size_t from) const {
-    const int dim = layout_.dim;
     const size_t n = s.scored.size();
     constexpr size_t kAhead = 4;
-    auto prefetch = [&](size_t c) {
-      const char* p = reinterpret_cast<const char*>(views_.scalar(s.scored[c].second));
-      for (size_t off = 0; off < views_.scalar_record_size; off += 64) __builtin_prefetch(p + off);
-    };
-    for (size_t c = from; c < n && c < from + kAhead; ++c) prefetch(c);
-    if constexpr (M::kKind == MetricKind::Manhattan) {
-      const float step = views_.scalar_scale[0];
-      s.levels.resize(static_cast<size_t>(dim));
-      for (int j = 0; j < dim; ++j) {
-        const float level = std::nearbyint((s.prepared[j] - views_.scalar_offset[j]) / step);
-        s.levels[j] = static_cast<uint8_t>(std::min(255.0f, std::max(0.0f, level)));
-      }
-      for (size_t c = from; c < n; ++c) {
-        if (c + kAhead < n) prefetch(c + kAhead);
-        const ScalarRecord* r = views_.scalar(s.scored[c].second);
-        const uint32_t sad = code_kernels::sad_u8(record_payload<ScalarRecord, uint8_t>(r), s.levels.data(), dim);
-        s.scored[c].first = finite_or_max(r->factor + step * static_cast<float>(sad));
-      }
-    } else {
-      // x~ . q = offset . q + sum code_j * (scale_j q_j), the second sum on an 8-bit copy of scale * q.
-      float largest = 0, offset_dot = 0, query_sq = 0;
-      for (int j = 0; j < dim; ++j) {
-        largest = std::max(largest, std::fabs(views_.scalar_scale[j] * s.prepared[j]));
-        offset_dot += views_.scalar_offset[j] * s.prepared[j];
-        query_sq += s.prepared[j] * s.prepared[j];
-      }
-      const float unit = largest > 0 ? largest / 127.0f : 1.0f;
-      s.scaled.resize(static_cast<size_t>(dim));
-      for (int j = 0; j < dim; ++j) s.scaled[j] = static_cast<int8_t>(std::nearbyint(views_.scalar_scale[j] * s.prepared[j] / unit));
-      for (size_t c = from; c < n; ++c) {
-        if (c + kAhead < n) prefetch(c + kAhead);
-        const ScalarRecord* r = views_.scalar(s.scored[c].second);
-        const int32_t dot = code_kernels::dot_u8_s8(record_payload<ScalarRecord, uint8_t>(r), s.scaled.data(), dim);
-        const float inner = offset_dot + unit * static_cast<float>(dot);
-        const float estimate = M::kKind == MetricKind::Dot ? r->factor - inner : r->factor + query_sq - 2.0f * inner;
-        s.scored[c].first = finite_or_max(estimate);
-      }
+    for (size_t c = from; c < n && c < from + kAhead; ++c) s.scalar.prefetch(s.scored[c].second);
+    for (size_t c = from; c < n; ++c) {
+      if (c + kAhead < n) s.scalar.prefetch(s.scored[c + kAhead].second);
+      s.scored[c].first = s.scalar.estimate(s.scored[c].second);
     }
   }
 

@@ -178,6 +178,8 @@ class CodedForestImpl final : public CodedForest {
     }
   }
 
+  const CodeViews& views() const override { return views_; }
+
   size_t search_item(int32_t item, size_t k, int64_t search_k, int64_t rerank, int32_t* ids, float* distances) const override {
     if constexpr (M::kKind == MetricKind::Hamming) {
       return forest_->search_item(item, k, search_k, ids, distances);

@@ -20,6 +20,8 @@
 
 namespace canopy {
 
+struct CodeViews;
+
 // Sections of a sidecar for `forest` (none for hamming). Reads every item and split once; `seed`
 // draws the rotation. Throws Error InvalidArgument for dimensions above kMaxCodedDim.
 std::vector<SectionData> build_code_sections(const Forest& forest, uint64_t seed);
@@ -49,6 +51,8 @@ class CodedForest {
   virtual size_t search_item(int32_t item, size_t k, int64_t search_k, int64_t rerank, int32_t* ids,
                              float* distances) const = 0;
 
+  // The checked sections, into the sidecar's mapping (for the graph search: graph_search.h).
+  virtual const CodeViews& views() const = 0;
   const std::shared_ptr<const Forest>& forest() const { return forest_; }
   const Sidecar& sidecar() const { return *sidecar_; }
 

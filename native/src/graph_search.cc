@@ -2,25 +2,35 @@
 
 #include <algorithm>
 #include <functional>
+#include <limits>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
+#include "code_sections.h"
+#include "scalar_query.h"
 #include "search.h"
 
 namespace canopy {
 namespace {
 
-template <class M>
+using Entry = std::pair<float, int32_t>;
+constexpr float kUnreachable = std::numeric_limits<float>::infinity();
+
+inline void prefetch(const void* p, size_t bytes) {
+  const char* c = static_cast<const char*>(p);
+  for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off);
+  __builtin_prefetch(c + bytes - 1);  // a record that straddles one more line than its size says
+}
+
 struct GraphScratch {
-  using Entry = std::pair<float, int32_t>;
-  std::vector<uint32_t> visited;   // visited[i] == epoch iff item i was met in this search
+  std::vector<uint32_t> visited;  // visited[i] == epoch iff item i was met in this search
   uint32_t epoch = 0;
   std::vector<Entry> frontier;     // min-heap of met, unexpanded items
   std::vector<Entry> best;         // max-heap of the ef closest met items
   std::vector<int32_t> unvisited;  // one row's ids not met before
-  std::vector<int32_t> entry_ids;
-  std::vector<float> entry_distances;
+  std::vector<float> item_values;  // search_item's vector, for the codes
+  std::vector<float> prepared;     // the query as the codes see it
 
   // Starts a search over n items: every stamp differs from the new epoch.
   void begin(int32_t n) {
@@ -42,33 +52,164 @@ struct GraphScratch {
   }
 };
 
-inline void prefetch(const void* p, size_t bytes) {
-  const char* c = static_cast<const char*>(p);
-  for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off);
-}
+// Exact internal distances from the forest's rows; holes score kUnreachable.
+template <class M>
+class ExactScorer {
+ public:
+  using Node = typename M::Node;
+  ExactScorer(const ForestSearch<M>& walk, const Node* query, const NodeLayout& layout)
+      : walk_(walk), query_(query), layout_(layout) {}
+
+  // `bound`: the beam's worst when full, else kUnreachable. Above it, any larger value will do.
+  float operator()(int32_t id, float bound) const {
+    const Node* item = walk_.node(id);
+    if (item->n_descendants != 1) return kUnreachable;  // a hole: only a corrupt graph names one
+    if constexpr (M::kHasBoundedDistance) {
+      if (bound != kUnreachable) return M::distance_bounded(query_, item, layout_.value_count, bound);
+    }
+    return M::distance(query_, item, layout_.value_count);
+  }
+  void prefetch_item(int32_t id) const { prefetch(walk_.node(id), layout_.node_size); }
+
+ private:
+  const ForestSearch<M>& walk_;
+  const Node* query_;
+  const NodeLayout& layout_;
+};
+
+// Estimates on the 8-bit codes; holes score kUnreachable (their factor is +inf).
+template <class M>
+class CodeScorer {
+ public:
+  explicit CodeScorer(const ScalarQuery<M>& query) : query_(query) {}
+  float operator()(int32_t id, float) const { return query_.estimate(id); }
+  void prefetch_item(int32_t id) const { query_.prefetch(id); }
+
+ private:
+  const ScalarQuery<M>& query_;
+};
+
+// The beam search proper, over whichever scores `score` gives; returns how many it computed.
+template <class Scorer>
+class Beam {
+ public:
+  Beam(GraphScratch& g, const GraphView& graph, const Scorer& score, size_t ef) : g_(g), graph_(graph), score_(score), ef_(ef) {}
+
+  // Scores the forest's candidates: the ef best seed the beam. Every candidate counts as met: those
+  // left out were beaten by ef others already, so they could never enter the beam.
+  size_t enter(const std::vector<int32_t>& candidates) {
+    g_.begin(graph_.n_items);
+    g_.best.clear();
+    g_.frontier.clear();
+    g_.unvisited.clear();
+    for (int32_t c : candidates) {
+      if (c < graph_.n_items && g_.visit(c)) g_.unvisited.push_back(c);
+    }
+    return score_unvisited();
+  }
+
+  // Best-first expansion; returns how many items it scored.
+  size_t expand() {
+    const size_t row_bytes = sizeof(int32_t) * static_cast<size_t>(graph_.width);
+    size_t scored = 0;
+    while (!g_.frontier.empty()) {
+      std::pop_heap(g_.frontier.begin(), g_.frontier.end(), std::greater<Entry>());
+      const Entry current = g_.frontier.back();
+      g_.frontier.pop_back();
+      if (g_.best.size() >= ef_ && g_.best.front() < current) break;  // nothing left can improve the beam
+      if (!g_.frontier.empty()) prefetch(graph_.row(g_.frontier.front().second), row_bytes);
+      const int32_t* row = graph_.row(current.second);
+      g_.unvisited.clear();
+      for (int c = 0; c < graph_.width && row[c] != kNoNeighbour; ++c) {
+        if (g_.visit(row[c])) g_.unvisited.push_back(row[c]);
+      }
+      scored += score_unvisited();
+    }
+    return scored;
+  }
+
+ private:
+  // Scores g.unvisited (prefetching a few ahead) and keeps those that enter the beam.
+  size_t score_unvisited() {
+    constexpr size_t kAhead = 4;  // enough in flight to cover DRAM latency
+    const std::vector<int32_t>& ids = g_.unvisited;
+    const size_t n = ids.size();
+    for (size_t c = 0; c < n && c < kAhead; ++c) score_.prefetch_item(ids[c]);
+    for (size_t c = 0; c < n; ++c) {
+      if (c + kAhead < n) score_.prefetch_item(ids[c + kAhead]);
+      const bool full = g_.best.size() >= ef_;
+      const Entry e(score_(ids[c], full ? g_.best.front().first : kUnreachable), ids[c]);
+      if (!(e.first < kUnreachable)) continue;
+      if (!full) {
+        g_.best.push_back(e);
+        std::push_heap(g_.best.begin(), g_.best.end());
+      } else if (e < g_.best.front()) {
+        std::pop_heap(g_.best.begin(), g_.best.end());
+        g_.best.back() = e;
+        std::push_heap(g_.best.begin(), g_.best.end());
+      } else {
+        continue;
+      }
+      g_.frontier.push_back(e);
+      std::push_heap(g_.frontier.begin(), g_.frontier.end(), std::greater<Entry>());
+    }
+    return n;
+  }
+
+  GraphScratch& g_;
+  const GraphView& graph_;
+  const Scorer& score_;
+  const size_t ef_;
+};
 
 template <class M>
 class GraphSearch {
  public:
   using Node = typename M::Node;
-  using Entry = std::pair<float, int32_t>;
 
-  GraphSearch(const Forest& forest, const GraphView& graph)
-      : forest_(forest), graph_(graph), layout_(forest.layout()),
-        walk_(forest.data(), forest.layout(), forest.n_items(), forest.n_nodes(), forest.roots()) {}
+  GraphSearch(const Forest& forest, const GraphView& graph, const CodeViews* codes)
+      : forest_(forest), graph_(graph), codes_(codes), layout_(forest.layout()),
+        walk_(forest.data(), forest.layout(), forest.n_items(), forest.n_nodes(), entry_roots(forest)) {}
 
+  // The first kGraphEntryTrees roots: per-thread, so a warm thread does not allocate.
+  static const std::vector<int32_t>& entry_roots(const Forest& forest) {
+    static thread_local std::vector<int32_t> roots;
+    const size_t n = std::min(static_cast<size_t>(kGraphEntryTrees), forest.roots().size());
+    roots.assign(forest.roots().begin(), forest.roots().begin() + static_cast<std::ptrdiff_t>(n));
+    return roots;
+  }
+
+  // item >= 0: search by item, else by `input`.
   size_t run(const float* input, int32_t item, const GraphQuery& q, int32_t* ids, float* distances, GraphSearchStats* stats) {
     if (q.k == 0) return 0;
     SearchScratch<M>& s = SearchScratch<M>::local();
-    GraphScratch<M>& g = GraphScratch<M>::local();
+    GraphScratch& g = GraphScratch::local();
     const Node* query = item >= 0 ? walk_.query_from_values(s, M::v(walk_.node(item))) : walk_.query_from_input(s, input);
     const size_t ef = std::max(q.k, static_cast<size_t>(q.ef > 0 ? q.ef : 1));
-    enter(s, g, query, ef, q.entry_search_k);
-    size_t computed = s.candidates.size();
-    computed += expand(g, query, ef);
+    walk_.collect_candidates(s, query, q.entry_search_k > 0 ? q.entry_search_k : layout_.max_bucket);
+    const ExactScorer<M> exact(walk_, query, layout_);
+    GraphSearchStats counted;
+    if (codes_ == nullptr) {
+      Beam<ExactScorer<M>> beam(g, graph_, exact, ef);
+      counted.distances = beam.enter(s.candidates) + beam.expand();
+      std::sort_heap(g.best.begin(), g.best.end());
+    } else {
+      if (item >= 0) {
+        g.item_values.resize(static_cast<size_t>(layout_.dim));
+        forest_.get_item(item, g.item_values.data());
+        input = g.item_values.data();
+      }
+      g.prepared.assign(input, input + layout_.dim);
+      if constexpr (M::kKind == MetricKind::Angular) scale_to_unit_length(g.prepared.data(), layout_.dim);
+      ScalarQuery<M>& estimate = scalar_query();
+      estimate.prepare(*codes_, g.prepared.data(), layout_.dim);
+      const CodeScorer<M> coded(estimate);
+      Beam<CodeScorer<M>> beam(g, graph_, coded, ef);
+      counted.estimates = beam.enter(s.candidates) + beam.expand();
+      counted.distances = rerank(g, exact, rerank_count(q));
+    }
     forest_.check_intact(walk_.saw_bad_reference());
-    if (stats != nullptr) stats->distances = computed;
-    std::sort_heap(g.best.begin(), g.best.end());
+    if (stats != nullptr) *stats = counted;
     const size_t n = std::min(q.k, g.best.size());
     for (size_t i = 0; i < n; ++i) {
       ids[i] = g.best[i].second;
@@ -78,109 +219,86 @@ class GraphSearch {
   }
 
  private:
-  const Node* node(int32_t i) const { return walk_.node(i); }
-
-  // The forest's answer for ef seeds the beam. Every candidate it scored counts as met: those left
-  // out were beaten by ef others already, so they could never enter the beam.
-  void enter(SearchScratch<M>& s, GraphScratch<M>& g, const Node* query, size_t ef, int64_t entry_search_k) {
-    const size_t cap = forest_.result_capacity(ef);
-    g.entry_ids.resize(cap);
-    g.entry_distances.resize(cap);
-    if (entry_search_k <= 0) entry_search_k = layout_.max_bucket;
-    walk_.run(s, query, ef, entry_search_k, g.entry_ids.data(), g.entry_distances.data());
-    g.begin(forest_.n_items());
-    for (int32_t c : s.candidates) {
-      if (c < forest_.n_items()) g.visit(c);
-    }
-    // run() leaves its k best in s.best, sorted by (distance, id), before normalising them.
-    g.best.assign(s.best.begin(), s.best.end());
-    std::make_heap(g.best.begin(), g.best.end());
-    g.frontier.assign(s.best.begin(), s.best.end());
-    std::make_heap(g.frontier.begin(), g.frontier.end(), std::greater<Entry>());
+  static size_t rerank_count(const GraphQuery& q) {
+    const size_t wanted = q.rerank > 0 ? static_cast<size_t>(q.rerank)
+                                       : std::max(CodedForest::kDefaultRerankPerK * q.k, CodedForest::kMinRerank);
+    return std::max(wanted, q.k);
   }
 
-  // Best-first expansion; returns how many distances it computed.
-  size_t expand(GraphScratch<M>& g, const Node* query, size_t ef) {
-    const int f = layout_.value_count;
-    const size_t row_bytes = sizeof(int32_t) * static_cast<size_t>(graph_.width);
-    size_t computed = 0;
-    while (!g.frontier.empty()) {
-      std::pop_heap(g.frontier.begin(), g.frontier.end(), std::greater<Entry>());
-      const Entry current = g.frontier.back();
-      g.frontier.pop_back();
-      if (g.best.size() >= ef && g.best.front() < current) break;  // nothing left can improve the beam
-      if (!g.frontier.empty()) prefetch(graph_.row(g.frontier.front().second), row_bytes);
-      const int32_t* row = graph_.row(current.second);
-      g.unvisited.clear();
-      for (int c = 0; c < graph_.width && row[c] != kNoNeighbour; ++c) {
-        if (g.visit(row[c])) {
-          g.unvisited.push_back(row[c]);
-          prefetch(node(row[c]), layout_.node_size);
-        }
-      }
-      for (int32_t j : g.unvisited) {
-        const Node* item = node(j);
-        if (item->n_descendants != 1) continue;  // a hole: only a corrupt graph names one
-        ++computed;
-        const Entry e(distance(query, item, f, g, ef), j);
-        if (g.best.size() < ef) {
-          g.best.push_back(e);
-          std::push_heap(g.best.begin(), g.best.end());
-        } else if (e < g.best.front()) {
-          std::pop_heap(g.best.begin(), g.best.end());
-          g.best.back() = e;
-          std::push_heap(g.best.begin(), g.best.end());
-        } else {
-          continue;
-        }
-        g.frontier.push_back(e);
-        std::push_heap(g.frontier.begin(), g.frontier.end(), std::greater<Entry>());
-      }
+  // The `count` best of the beam by estimate, with exact distances, sorted by (distance, id); returns
+  // how many distances it computed.
+  static size_t rerank(GraphScratch& g, const ExactScorer<M>& exact, size_t count) {
+    std::vector<Entry>& best = g.best;
+    if (best.size() > count) {
+      std::nth_element(best.begin(), best.begin() + static_cast<std::ptrdiff_t>(count), best.end());
+      best.resize(count);
     }
+    for (const Entry& e : best) exact.prefetch_item(e.second);
+    const size_t computed = best.size();
+    for (Entry& e : best) e.first = exact(e.second, kUnreachable);
+    std::sort(best.begin(), best.end());
     return computed;
   }
 
-  // Once the beam is full, an item only matters if it beats the beam's worst: stop summing early.
-  float distance(const Node* query, const Node* item, int f, const GraphScratch<M>& g, size_t ef) const {
-    if constexpr (M::kHasBoundedDistance) {
-      if (g.best.size() == ef) return M::distance_bounded(query, item, f, g.best.front().first);
-    }
-    return M::distance(query, item, f);
+  __attribute__((noinline)) static ScalarQuery<M>& scalar_query() {  // noinline: see SearchScratch::local
+    static thread_local ScalarQuery<M> query;
+    return query;
   }
 
   const Forest& forest_;
   const GraphView& graph_;
+  const CodeViews* codes_;
   const NodeLayout& layout_;
   ForestSearch<M> walk_;
 };
 
-size_t dispatch(const Forest& forest, const GraphView& graph, const float* input, int32_t item, const GraphQuery& q,
-                int32_t* ids, float* distances, GraphSearchStats* stats) {
+size_t dispatch(const Forest& forest, const GraphView& graph, const CodeViews* codes, const float* input, int32_t item,
+                const GraphQuery& q, int32_t* ids, float* distances, GraphSearchStats* stats) {
   if (graph.n_items != forest.n_items()) {
     throw Error(ErrorCode::BadState, "neighbour graph has " + std::to_string(graph.n_items) + " rows, the forest " +
                                          std::to_string(forest.n_items()) + " items");
   }
   return with_metric(forest.layout().metric, [&](auto tag) -> size_t {
     using M = typename decltype(tag)::type;
-    if constexpr (std::is_same_v<typename M::Distance, float>) {
-      return GraphSearch<M>(forest, graph).run(input, item, q, ids, distances, stats);
+    if constexpr (std::is_same_v<typename M::Distance, float> && M::kKind != MetricKind::Dot) {
+      return GraphSearch<M>(forest, graph, codes).run(input, item, q, ids, distances, stats);
     } else {
-      throw Error(ErrorCode::InvalidArgument, "hamming indexes have no neighbour graph");
+      throw Error(ErrorCode::InvalidArgument, std::string(metric_name(M::kKind)) + " indexes have no neighbour graph");
     }
   });
+}
+
+size_t coded_dispatch(const CodedForest& coded, const GraphView& graph, const float* input, int32_t item, const GraphQuery& q,
+                      int32_t* ids, float* distances, GraphSearchStats* stats) {
+  const CodeViews& views = coded.views();
+  const size_t n = dispatch(*coded.forest(), graph, views.scalar_records != nullptr ? &views : nullptr, input, item, q, ids,
+                            distances, stats);
+  if (coded.sidecar().damaged()) throw bad_sidecar(coded.sidecar().path(), "changed on disk while mapped (truncated?); reload the version");
+  return n;
 }
 
 }  // namespace
 
 size_t graph_search_vector(const Forest& forest, const GraphView& graph, const float* query, const GraphQuery& q,
                            int32_t* ids, float* distances, GraphSearchStats* stats) {
-  return dispatch(forest, graph, query, -1, q, ids, distances, stats);
+  return dispatch(forest, graph, nullptr, query, -1, q, ids, distances, stats);
 }
 
 size_t graph_search_item(const Forest& forest, const GraphView& graph, int32_t item, const GraphQuery& q,
                          int32_t* ids, float* distances, GraphSearchStats* stats) {
   forest.check_item(item, "item");
-  return dispatch(forest, graph, nullptr, item, q, ids, distances, stats);
+  return dispatch(forest, graph, nullptr, nullptr, item, q, ids, distances, stats);
+}
+
+size_t graph_search_vector(const CodedForest& coded, const GraphView& graph, const float* query, const GraphQuery& q,
+                           int32_t* ids, float* distances, GraphSearchStats* stats) {
+  return coded_dispatch(coded, graph, query, -1, q, ids, distances, stats);
+}
+
+size_t graph_search_item(const CodedForest& coded, const GraphView& graph, int32_t item, const GraphQuery& q,
+                         int32_t* ids, float* distances, GraphSearchStats* stats) {
+  coded.forest()->check_item(item, "item");
+  return coded_dispatch(coded, graph, nullptr, item, q, ids, distances, stats);
 }
 
 }  // namespace canopy

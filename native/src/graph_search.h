@@ -1,28 +1,41 @@
 // Search over a forest and its neighbour graph (graph.h).
 //
-// A short forest search (entry_search_k candidates, usually one leaf of the best tree) gives the
-// entry points; a best-first beam search over the graph then keeps the `ef` closest items met and
-// expands the closest unexpanded one until none is closer than the ef-th. Distances are the forest's
-// exact ones, so returned distances equal Annoy's for the same ids; the answer is approximate in
-// which ids it finds, not in their distances. Results are ordered by (distance, id), as Annoy's.
+// A short forest search over the first kGraphEntryTrees trees (entry_search_k candidates, usually
+// one leaf of the best of them) gives the entry points; a best-first beam search over the graph then keeps the `ef` closest items met and
+// expands the closest unexpanded one until none is closer than the ef-th. Results are ordered by
+// (distance, id), as Annoy's, and their distances are the forest's exact ones, equal to Annoy's for
+// the same ids: the answer is approximate in which ids it finds, not in their distances.
+//
+// Two ways to score the items met: exact float distances read from the forest's rows, or (through a
+// CodedForest) estimates on the 8-bit codes of its sidecar (scalar_query.h), a quarter of the bytes
+// per item, with the best `rerank` of the beam re-ranked exactly at the end.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 
+#include "codes.h"
 #include "forest.h"
 #include "graph.h"
 
 namespace canopy {
 
+// Trees the entry search walks. Each tree walked costs a root-to-leaf chain of dependent reads; one
+// tree alone often enters in another cluster than the query's, which a graph of near neighbours
+// cannot leave (recall@10 stalled at 0.978 on a 100,000-item mixture of 200 clusters, whatever ef),
+// while 10 entered well (0.99 at ef 32). More trees only help the forest's own search.
+constexpr int kGraphEntryTrees = 10;
+
 struct GraphQuery {
   size_t k = 10;
   int ef = 0;                  // beam width, >= 1 (raised to k when below it)
   int64_t entry_search_k = 0;  // forest candidates for the entry points; <= 0: the forest's bucket size
+  int64_t rerank = 0;          // through codes: beam entries re-ranked exactly; <= 0: the codes' default
 };
 
 struct GraphSearchStats {
   size_t distances = 0;  // exact distances computed (entry candidates included)
+  size_t estimates = 0;  // code estimates computed (entry candidates included)
 };
 
 // Write at most forest.result_capacity(k) results, best first, and return how many. Thread-safe;
@@ -33,6 +46,13 @@ size_t graph_search_vector(const Forest& forest, const GraphView& graph, const f
                            int32_t* ids, float* distances, GraphSearchStats* stats = nullptr);
 // Throws Error OutOfRange unless 0 <= item < n_items.
 size_t graph_search_item(const Forest& forest, const GraphView& graph, int32_t item, const GraphQuery& q,
+                         int32_t* ids, float* distances, GraphSearchStats* stats = nullptr);
+
+// The same, scored on the codes of `coded` (the graph must be its forest's); also throws BadFile
+// when the sidecar changed on disk.
+size_t graph_search_vector(const CodedForest& coded, const GraphView& graph, const float* query, const GraphQuery& q,
+                           int32_t* ids, float* distances, GraphSearchStats* stats = nullptr);
+size_t graph_search_item(const CodedForest& coded, const GraphView& graph, int32_t item, const GraphQuery& q,
                          int32_t* ids, float* distances, GraphSearchStats* stats = nullptr);
 
 }  // namespace canopy

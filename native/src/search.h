@@ -76,6 +76,13 @@ class ForestSearch {
     return rank(s, query, k, ids, distances);
   }
 
+  // The walk alone, for a caller that scores candidates its own way: leaves the unique candidates
+  // (the ids buckets name, not checked to be items) in s.candidates, and the bitset clear.
+  void collect_candidates(SearchScratch<M>& s, const Node* query, int64_t search_k) {
+    collect(s, M::v(query), static_cast<uint64_t>(search_k));
+    for (int32_t id : s.candidates) s.seen[static_cast<uint32_t>(id) >> 6] = 0;
+  }
+
   // True if the last run met a reference Forest::load would have refused: the mapped file was
   // rewritten in place after loading (see mapping_guard.h). Such references were skipped, not followed.
   bool saw_bad_reference() const { return bad_reference_; }

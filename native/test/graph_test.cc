@@ -6,6 +6,7 @@
 #include <set>
 #include <vector>
 
+#include "codes.h"
 #include "graph.h"
 #include "graph_build.h"
 #include "graph_search.h"
@@ -199,6 +200,59 @@ TEST(graph_search_beats_the_forest_at_equal_cost) {
   }
   CHECK(with_graph >= forest_only);
   CHECK(with_graph / static_cast<double>(qs.size()) >= 0.9);
+}
+
+TEST(graph_search_through_codes_keeps_recall_and_exact_distances) {
+  for (MetricKind metric : {MetricKind::Angular, MetricKind::Euclidean, MetricKind::Manhattan}) {
+    Fixture fx(metric, 4000, 24);
+    const Graph g = canopy::build_graph(*fx.forest, GraphBuildOptions{});
+    const std::string path = canopy_test::temp_dir() + "/coded-graph.codes";
+    canopy::write_codes(*fx.forest, path, canopy::kDefaultCodeSeed);
+    const auto coded = canopy::CodedForest::load(fx.forest, path, false);
+    double recall = 0, exact_recall = 0;
+    size_t estimates = 0, distances = 0;
+    const auto qs = queries(fx, 100);
+    for (const auto& q : qs) {
+      GraphQuery gq;
+      gq.ef = 64;
+      std::vector<int32_t> ids(10);
+      std::vector<float> d(10);
+      canopy::GraphSearchStats stats;
+      const size_t n = canopy::graph_search_vector(*coded, g.view(), q.data(), gq, ids.data(), d.data(), &stats);
+      CHECK(n == 10);
+      estimates += stats.estimates;
+      distances += stats.distances;
+      const auto truth = brute_force(*fx.forest, q, 10);
+      recall += overlap(ids, truth);
+      exact_recall += overlap(graph_ids(*fx.forest, g, q, gq), truth);
+      // Exact: the exhaustive forest search gives each id the same distance bits.
+      const size_t all = static_cast<size_t>(fx.forest->n_items());
+      std::vector<int32_t> fid(all);
+      std::vector<float> fd(all);
+      const size_t fn = fx.forest->search_vector(q.data(), all, int64_t{1} << 30, fid.data(), fd.data());
+      for (size_t i = 0; i < n; ++i) {
+        const auto at = std::find(fid.begin(), fid.begin() + static_cast<std::ptrdiff_t>(fn), ids[i]) - fid.begin();
+        CHECK(static_cast<size_t>(at) < fn && fd[static_cast<size_t>(at)] == d[i]);
+        if (i > 0) CHECK(d[i - 1] < d[i] || (d[i - 1] == d[i] && ids[i - 1] < ids[i]));
+      }
+    }
+    CHECK(distances == qs.size() * 20);  // only the default re-rank reads float rows
+    CHECK(estimates > distances * 5);
+    // 8-bit estimates steer the beam about as well as exact distances.
+    CHECK(recall >= exact_recall - 0.02 * static_cast<double>(qs.size()));
+    CHECK(recall / static_cast<double>(qs.size()) >= 0.95);
+    std::vector<int32_t> ids(5);
+    std::vector<float> d(5);
+    GraphQuery by_item;
+    by_item.ef = 20;
+    by_item.k = 5;
+    size_t first = 0;
+    for (int32_t i = 0; i < 100; ++i) {
+      CHECK(canopy::graph_search_item(*coded, g.view(), i, by_item, ids.data(), d.data()) == 5);
+      first += ids[0] == i;
+    }
+    CHECK(first >= 98);
+  }
 }
 
 TEST(graph_search_by_item_finds_the_item_first) {

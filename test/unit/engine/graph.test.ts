@@ -1,6 +1,6 @@
-// The neighbour graph through the binding: ef searches the graph once one is built, answers carry
-// the forest's exact distances, searches without ef (or without a graph) are Annoy's, and bad
-// arguments or metrics are refused.
+// The neighbour graph through the binding: ef searches the graph once one is built (on the codes
+// when there are some), answers carry the forest's exact distances, searches without ef, without a
+// graph or with `exact` are Annoy's, and bad arguments or metrics are refused.
 import { readFileSync, writeFileSync } from 'node:fs';
 
 import { describe, expect, test } from 'vitest';
@@ -64,6 +64,28 @@ describe('a euclidean index of 5,000 items with a graph', () => {
     expect(() => index.searchSync(queries[0]!, 10, { ef: -1 })).toThrow(EngineError);
     expect(() => index.searchSync(queries[0]!, 10, { ef: 1.5 })).toThrow(/ef must be an integer/);
     await expect(index.buildGraph({ width: 20 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+  });
+
+  test('with codes, ef searches score on them, return exact distances, and exact: true is Annoy', () => {
+    const { file, cleanup } = scratchDir();
+    try {
+      index.saveCodes(file('f.codes'));
+      const fresh = builtIndex('euclidean', items, 10, 1);
+      let recall = 0;
+      for (const q of queries) {
+        const truth = index.searchSync(q, 10, exhaustive);
+        const found = index.searchSync(q, 10, { ef: 64 });
+        recall += overlap(found.ids, truth.ids);
+        found.ids.forEach((id, i) => {
+          const at = truth.ids.indexOf(id);
+          if (at >= 0) expect(found.distances[i]).toBe(truth.distances[at]);
+        });
+        expect(index.searchSync(q, 10, { ef: 64, exact: true })).toEqual(fresh.searchSync(q, 10));
+      }
+      expect(recall / queries.length).toBeGreaterThanOrEqual(0.95);
+    } finally {
+      cleanup();
+    }
   });
 });
 

@@ -1,0 +1,83 @@
+// The query side of 8-bit scalar codes (code_sections.h: ScalarRecord): the query prepared once,
+// then an estimate per item record, in the metric's internal units (squared euclidean; angular: the
+// squared distance of unit vectors, 2 - 2 cos, as Annoy's internal angular distance; manhattan: the
+// sum of absolute differences). Estimates of one query compare with each other and, closely, with
+// exact internal distances.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "code_kernels.h"
+#include "code_sections.h"
+#include "metric.h"
+
+namespace canopy {
+
+template <class M>
+class ScalarQuery {
+ public:
+  // `prepared` is the query as the codes see it (angular: unit length), dim floats, read only here.
+  // `views` must outlive the estimates.
+  void prepare(const CodeViews& views, const float* prepared, int dim) {
+    views_ = &views;
+    dim_ = dim;
+    if constexpr (M::kKind == MetricKind::Manhattan) {
+      step_ = views.scalar_scale[0];
+      levels_.resize(static_cast<size_t>(dim));
+      for (int j = 0; j < dim; ++j) {
+        const float level = std::nearbyint((prepared[j] - views.scalar_offset[j]) / step_);
+        levels_[j] = static_cast<uint8_t>(std::min(255.0f, std::max(0.0f, level)));
+      }
+    } else {
+      // x~ . q = offset . q + sum code_j * (scale_j q_j), the second sum on an 8-bit copy of scale * q.
+      float largest = 0;
+      offset_dot_ = 0;
+      query_sq_ = 0;
+      for (int j = 0; j < dim; ++j) {
+        largest = std::max(largest, std::fabs(views.scalar_scale[j] * prepared[j]));
+        offset_dot_ += views.scalar_offset[j] * prepared[j];
+        query_sq_ += prepared[j] * prepared[j];
+      }
+      unit_ = largest > 0 ? largest / 127.0f : 1.0f;
+      scaled_.resize(static_cast<size_t>(dim));
+      for (int j = 0; j < dim; ++j) scaled_[j] = static_cast<int8_t>(std::nearbyint(views.scalar_scale[j] * prepared[j] / unit_));
+    }
+  }
+
+  // +inf for a hole (its factor) or a NaN.
+  float estimate(const ScalarRecord* r) const {
+    float e;
+    if constexpr (M::kKind == MetricKind::Manhattan) {
+      const uint32_t sad = code_kernels::sad_u8(record_payload<ScalarRecord, uint8_t>(r), levels_.data(), dim_);
+      e = r->factor + step_ * static_cast<float>(sad);
+    } else {
+      const int32_t dot = code_kernels::dot_u8_s8(record_payload<ScalarRecord, uint8_t>(r), scaled_.data(), dim_);
+      const float inner = offset_dot_ + unit_ * static_cast<float>(dot);
+      e = M::kKind == MetricKind::Dot ? r->factor - inner : r->factor + query_sq_ - 2.0f * inner;
+    }
+    return e == e ? e : std::numeric_limits<float>::infinity();
+  }
+
+  float estimate(int32_t item) const { return estimate(views_->scalar(item)); }
+
+  void prefetch(int32_t item) const {
+    const char* p = reinterpret_cast<const char*>(views_->scalar(item));
+    for (size_t off = 0; off < views_->scalar_record_size; off += 64) __builtin_prefetch(p + off);
+  }
+
+ private:
+  const CodeViews* views_ = nullptr;
+  int dim_ = 0;
+  float step_ = 0;        // manhattan
+  std::vector<uint8_t> levels_;
+  float offset_dot_ = 0;  // the others
+  float query_sq_ = 0;
+  float unit_ = 1;
+  std::vector<int8_t> scaled_;
+};
+
+}  // namespace canopy
