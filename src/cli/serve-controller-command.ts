@@ -10,6 +10,7 @@ import { VersionController } from '../registry/version-controller';
 import { addEtcdFlags, type EtcdFlags } from './etcd-flags';
 import { createLogger, positiveInt, stopOnSignals } from './serve-process';
 import { etcdSecurityFromFlags } from './tls-flags';
+import { checkArguments } from './usage-error';
 
 interface ControllerFlags extends EtcdFlags {
   readonly minReady?: number;
@@ -23,9 +24,9 @@ export function registerServeControllerCommand(serve: Command): void {
       .description('flip each index\'s active version to its target once every shard has enough ready replicas')
       .option('--min-ready <n>', 'ready replicas every shard needs before a new version becomes active (default 1)', positiveInt('--min-ready'))
       .option('--log-level <level>', 'pino log level (default: $CANOPY_LOG_LEVEL, else info)'),
-  ).action(async (flags: ControllerFlags) => {
-    const log = createLogger('controller', flags.logLevel);
-    const etcd = createEtcdClient({ endpoints: flags.etcd, ...etcdSecurityFromFlags(flags) });
+  ).action(async (flags: ControllerFlags, self: Command) => {
+    const { log, security } = await checkArguments(self, () => ({ log: createLogger('controller', flags.logLevel), security: etcdSecurityFromFlags(flags) }));
+    const etcd = createEtcdClient({ endpoints: flags.etcd, ...security });
     const keys = new ClusterKeys(flags.cluster);
     const view = new ClusterView({ etcd, keys });
     const controller = new VersionController({

@@ -19,6 +19,7 @@ import { createLogger, positiveInt, startProcessTelemetry, stopOnSignals, stopTe
 import { addHealthListenFlag, type HealthListenFlags, healthListenFromFlags } from './health-flags';
 import { addServerLimitFlags, type ServerLimitFlags, serverLimitsFromFlags } from './limit-flags';
 import { addEtcdSecurityFlags, addServerTlsFlags, type EtcdSecurityFlags, etcdSecurityFromFlags, serverTlsFromFlags, type TlsFlags } from './tls-flags';
+import { checkArguments } from './usage-error';
 
 interface RouterFlags extends ServerLimitFlags, TlsFlags, EtcdSecurityFlags, HealthListenFlags {
   readonly listen: string;
@@ -73,18 +74,8 @@ export function registerServeRouterCommand(serve: Command): void {
   addHealthListenFlag(command);
   addServerTlsFlags(command, true);
   addEtcdSecurityFlags(command);
-  command.action(async (flags: RouterFlags) => {
-    if ((flags.backend.length > 0) === (flags.etcd !== undefined)) {
-      throw new Error('give either --backend (static shard nodes) or --etcd (the cluster in etcd)');
-    }
-    // Workers would share the port and each scrape would see one worker's counters only.
-    if (flags.metricsListen !== undefined && flags.workers > 1) {
-      throw new Error('--metrics-listen serves one process\'s metrics: use it with --workers 1 (run more router replicas instead)');
-    }
-    const backends = flags.etcd === undefined ? parseBackends(flags.backend) : undefined;
-    const tls = serverTlsFromFlags(flags);
-    const healthListen = healthListenFromFlags(flags);
-    const log = createLogger('router', flags.logLevel);
+  command.action(async (flags: RouterFlags, self: Command) => {
+    const { backends, etcdSecurity, tls, healthListen, log } = await checkArguments(self, () => checkedFlags(flags));
     if (flags.workers > 1 && cluster.isPrimary) {
       superviseWorkers(flags.workers, log);
       return;
@@ -94,7 +85,7 @@ export function registerServeRouterCommand(serve: Command): void {
       {
         listen: flags.listen,
         backends,
-        registry: flags.etcd === undefined ? undefined : registryOptions(flags.etcd, flags),
+        registry: flags.etcd === undefined ? undefined : registryOptions(flags.etcd, flags, etcdSecurity),
         defaultDeadlineMs: flags.defaultDeadlineMs,
         maxDeadlineMs: flags.maxDeadlineMs,
         ...serverLimitsFromFlags(flags),
@@ -129,15 +120,33 @@ export function registerServeRouterCommand(serve: Command): void {
   });
 }
 
+/** What the flags say, once checked together (each problem is a usage error). */
+function checkedFlags(flags: RouterFlags) {
+  if ((flags.backend.length > 0) === (flags.etcd !== undefined)) {
+    throw new Error('give either --backend (static shard nodes) or --etcd (the cluster in etcd)');
+  }
+  // Workers would share the port and each scrape would see one worker's counters only.
+  if (flags.metricsListen !== undefined && flags.workers > 1) {
+    throw new Error('--metrics-listen serves one process\'s metrics: use it with --workers 1 (run more router replicas instead)');
+  }
+  return {
+    backends: flags.etcd === undefined ? parseBackends(flags.backend) : undefined,
+    etcdSecurity: flags.etcd === undefined ? undefined : etcdSecurityFromFlags(flags),
+    tls: serverTlsFromFlags(flags),
+    healthListen: healthListenFromFlags(flags),
+    log: createLogger('router', flags.logLevel),
+  };
+}
+
 /** What a registry-mode router logs while its etcd watch is down and when it is back. */
 const WATCH_WAIT_MESSAGES: EtcdWaitMessages = {
   waiting: 'no etcd watch: etcd unreachable or refusing; serving the cluster as last seen; still trying',
   reached: 'etcd reached; watching the cluster',
 };
 
-function registryOptions(etcd: string, flags: RouterFlags): RouterRegistryOptions {
+function registryOptions(etcd: string, flags: RouterFlags, security: ReturnType<typeof etcdSecurityFromFlags> | undefined): RouterRegistryOptions {
   return {
-    etcd: createEtcdClient({ endpoints: etcd, ...etcdSecurityFromFlags(flags) }),
+    etcd: createEtcdClient({ endpoints: etcd, ...security }),
     keys: new ClusterKeys(flags.cluster),
     controller: flags.controller,
     minReadyReplicas: flags.minReady,

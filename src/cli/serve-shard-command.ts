@@ -27,6 +27,7 @@ import { advertisedAddress, isWildcardAddress } from './advertise-address';
 import { addHealthListenFlag, type HealthListenFlags, healthListenFromFlags } from './health-flags';
 import { addServerLimitFlags, type ServerLimitFlags, serverLimitsFromFlags } from './limit-flags';
 import { addEtcdSecurityFlags, addServerTlsFlags, type EtcdSecurityFlags, etcdSecurityFromFlags, serverTlsFromFlags, type TlsFlags } from './tls-flags';
+import { checkArguments } from './usage-error';
 
 interface ShardFlags extends ServerLimitFlags, TlsFlags, EtcdSecurityFlags, HealthListenFlags, S3Flags {
   readonly cacheDir?: string;
@@ -111,9 +112,13 @@ export function registerServeShardCommand(serve: Command): void {
   addHealthListenFlag(command);
   addServerTlsFlags(command);
   addEtcdSecurityFlags(command);
-  command.action(async (flags: ShardFlags) => {
-    const log = createLogger('shard', flags.logLevel);
-    const healthListen = healthListenFromFlags(flags);
+  command.action(async (flags: ShardFlags, self: Command) => {
+    const { log, healthListen, tls, registry } = await checkArguments(self, () => ({
+      log: createLogger('shard', flags.logLevel),
+      healthListen: healthListenFromFlags(flags),
+      tls: serverTlsFromFlags(flags),
+      registry: flags.etcd === undefined ? undefined : registryOptions(flags),
+    }));
     const threads = flags.searchThreads ?? os.availableParallelism();
     configureSearchPool({
       threads,
@@ -124,11 +129,11 @@ export function registerServeShardCommand(serve: Command): void {
     const node = new ShardNode(
       {
         manifestDir: flags.manifest,
-        registry: flags.etcd === undefined ? undefined : registryOptions(flags),
+        registry,
         shard: flags.shard,
         listen: flags.listen,
         ...serverLimitsFromFlags(flags),
-        tls: serverTlsFromFlags(flags),
+        tls,
         healthListen,
         verifyChecksums: flags.verify,
         prefault: flags.prefault,

@@ -1,10 +1,11 @@
 // The `canopy` command as an operator meets it, against real processes: usage
-// errors (canopy up's own checks too) exit 2 with the usage and never a gRPC
-// status; a query vector from a file or stdin, a batch from a .npy; get-item
-// and describe; CANOPY_TARGET, CANOPY_ETCD and CANOPY_CLUSTER; the cluster
-// name `canopy up` and `status` share; an out-of-range port named as such; the
-// health service listed by server reflection, as grpcurl asks for it; a shard
-// node or router that cannot reach etcd says so, and says when it can again.
+// errors (canopy up's and canopy serve's own checks too) exit 2 with the usage
+// and never a gRPC status; a query vector from a file or stdin, a batch from a
+// .npy; get-item and describe; CANOPY_TARGET, CANOPY_ETCD and CANOPY_CLUSTER;
+// the cluster name `canopy up` and `status` share; an out-of-range port named
+// as such; the health service listed by server reflection, as grpcurl asks for
+// it; a shard node or router that cannot reach etcd says so, and says when it
+// can again.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -123,8 +124,10 @@ describe('canopy CLI against a static shard and router', () => {
   it('a static router whose backends do not form a shard set stops at start with one clear message', async () => {
     const [port] = await distinctPorts(1);
     const misnumbered = await runCanopy(['serve', 'router', '--listen', `127.0.0.1:${port}`, '--backend', `0=${shardAddress}`, '--backend', `2=${shardAddress}`]);
-    expect(misnumbered.code).toBe(1);
+    // Seen in the flags alone: a usage error.
+    expect(misnumbered.code).toBe(USAGE_EXIT);
     expect(misnumbered.stderr).toContain('--backend names shard(s) 0, 2: shards are numbered 0 to 1, none missing');
+    // Seen only by asking the shard nodes: the router fails at start.
     // The shard node serves shard 0 of a one-shard index; calling it shard 1 too cannot work.
     const unfit = await runCanopy(['serve', 'router', '--listen', `127.0.0.1:${port}`, '--backend', `0=${shardAddress}`, '--backend', `1=${shardAddress}`], 30_000);
     expect(unfit.code).toBe(1);
@@ -243,8 +246,19 @@ async function until(what: string, test: () => boolean, timeoutMs: number): Prom
   }
 }
 
-describe('canopy up', () => {
-  it('exits 2 with its usage when its own checks of the arguments fail, before starting anything', async () => {
+describe('canopy up and canopy serve, checking their own arguments', () => {
+  /** Runs `args`, which must fail its own checks: exit 2, `error: <message>` first, then the sub-command's usage, nothing on stdout. */
+  async function expectUsageError(args: readonly string[], message: string, usage: string): Promise<void> {
+    const result = await runCanopy(args, 60_000, { env: { ETCD_PASSWORD: '' } });
+    expect(result.code, args.join(' ')).toBe(USAGE_EXIT);
+    const [first] = result.stderr.split('\n');
+    expect(first).toMatch(/^error: /);
+    expect(first).toContain(message);
+    expect(result.stderr).toContain(`Usage: ${usage} [options]`);
+    expect(result.stdout).toBe('');
+  }
+
+  it('canopy up exits 2 with its usage, before starting anything', async () => {
     const workDir = mkdtempSync(path.join(tmpdir(), 'canopy-cli-up-'));
     try {
       for (const [args, message] of [
@@ -254,16 +268,29 @@ describe('canopy up', () => {
         [['--data', workDir, '--format', 'npy', '--metric', 'angular'], `--data ${workDir}: not a file`],
         [['--port', '70000'], '--port must be a port (0..65535), got 70000'],
       ] as const) {
-        const result = await runCanopy(['up', '--port', '0', ...args]);
-        expect(result.code, args.join(' ')).toBe(USAGE_EXIT);
-        expect(result.stderr.split('\n')[0]).toMatch(/^error: /);
-        expect(result.stderr.split('\n')[0]).toContain(message);
-        expect(result.stderr).toContain('Usage: canopy up [options]');
-        expect(result.stdout).toBe('');
+        await expectUsageError(['up', '--port', '0', ...args], message, 'canopy up');
       }
     } finally {
       rmSync(workDir, { recursive: true, force: true });
     }
+  });
+
+  it('canopy serve router, shard and controller exit 2 with their usage, before serving anything', async () => {
+    const listen = ['--listen', '127.0.0.1:0'];
+    const router = ['serve', 'router', ...listen];
+    const deadEtcd = ['--etcd', 'http://127.0.0.1:9'];
+    for (const [args, message] of [
+      [router, 'give either --backend (static shard nodes) or --etcd (the cluster in etcd)'],
+      [[...router, '--backend', '0=127.0.0.1:1', '--workers', '2', '--metrics-listen', '127.0.0.1:0'], '--metrics-listen serves one process\'s metrics'],
+      [[...router, '--backend', '0=127.0.0.1:1', '--tls-cert', 'cert.pem'], '--tls-cert and --tls-key go together'],
+      [['serve', 'router', '--listen', '127.0.0.1:7000', '--health-listen', '127.0.0.1:7000', '--backend', '0=127.0.0.1:1'], '--health-listen 127.0.0.1:7000 must differ from --listen'],
+      [[...router, ...deadEtcd, '--etcd-user', 'bob'], '--etcd-user bob needs the password in $ETCD_PASSWORD'],
+    ] as const) {
+      await expectUsageError(args, message, 'canopy serve router');
+    }
+    await expectUsageError(['serve', 'shard', ...deadEtcd, '--shard', '0', ...listen], '--index is required with --etcd', 'canopy serve shard');
+    await expectUsageError(['serve', 'shard', '--manifest', 'x', '--shard', '0', ...listen, '--log-level', 'loud'], '--log-level (or CANOPY_LOG_LEVEL) must be one of', 'canopy serve shard');
+    await expectUsageError(['serve', 'controller', ...deadEtcd, '--etcd-user', 'bob'], '--etcd-user bob needs the password in $ETCD_PASSWORD', 'canopy serve controller');
   });
 });
 
