@@ -580,20 +580,24 @@ describe('helm chart: monitoring and scheduling values', () => {
     expect(lint.code).toBe(0);
   });
 
-  it('podLabels, priorityClassName and topologySpreadConstraints per component', () => {
+  it('podLabels, podAnnotations, priorityClassName and topologySpreadConstraints per component', () => {
     const spread = (component: string) => [
       `${component}.topologySpreadConstraints[0].maxSkew=1`,
       `${component}.topologySpreadConstraints[0].topologyKey=topology.kubernetes.io/zone`,
       `${component}.topologySpreadConstraints[0].whenUnsatisfiable=ScheduleAnyway`,
     ];
     const { manifests, problems } = renderChart(helm, {
-      set: ['router.podLabels.team=search', 'shard.podLabels.tier=data', 'router.priorityClassName=canopy-router', 'shard.priorityClassName=canopy-shard', ...spread('router'), ...spread('shard')],
+      set: [
+        'router.podLabels.team=search', 'shard.podLabels.tier=data', 'router.podAnnotations.owner=search', 'shard.podAnnotations.backup=skip',
+        'router.priorityClassName=canopy-router', 'shard.priorityClassName=canopy-shard', ...spread('router'), ...spread('shard'),
+      ],
     });
     expect(problems).toEqual([]);
     const router = named(manifests, 'Deployment', 'rel-canopy-router');
     const shards = ofKind(manifests, 'StatefulSet', 'shard');
     expect(router.spec.template.metadata.labels).toMatchObject({ team: 'search' });
     expect(router.spec.template.metadata.labels['tier']).toBeUndefined();
+    expect(router.spec.template.metadata.annotations).toEqual({ owner: 'search' });
     expect(router.spec.template.spec.priorityClassName).toBe('canopy-router');
     for (const workload of [router, ...shards]) {
       const [constraint, ...others] = workload.spec.template.spec.topologySpreadConstraints ?? [];
@@ -604,6 +608,7 @@ describe('helm chart: monitoring and scheduling values', () => {
     }
     for (const shard of shards) {
       expect(shard.spec.template.metadata.labels).toMatchObject({ tier: 'data' });
+      expect(shard.spec.template.metadata.annotations).toEqual({ backup: 'skip' });
       expect(shard.spec.template.spec.priorityClassName).toBe('canopy-shard');
     }
   });
