@@ -7,6 +7,7 @@ import { type Etcd3, GRPCGenericError } from 'etcd3';
 import { createEtcdClient } from '../registry/etcd-client';
 import { ClusterKeys, DEFAULT_CLUSTER_NAME } from '../registry/keys';
 import { addEtcdSecurityFlags, type EtcdSecurityFlags, etcdSecurityFromFlags } from './tls-flags';
+import { checkArguments } from './usage-error';
 
 export interface EtcdFlags extends EtcdSecurityFlags {
   readonly etcd: string;
@@ -17,9 +18,13 @@ export const ETCD_ENV = 'CANOPY_ETCD';
 export const CLUSTER_ENV = 'CANOPY_CLUSTER';
 
 export function addEtcdFlags(command: Command): Command {
-  return addEtcdSecurityFlags(command)
-    .addOption(new Option('--etcd <urls>', 'etcd client URLs, comma-separated (e.g. http://127.0.0.1:2379)').env(ETCD_ENV).makeOptionMandatory())
-    .addOption(clusterOption('cluster name: the prefix /canopy/<name>/ in etcd'));
+  return (
+    addEtcdSecurityFlags(command)
+      .addOption(new Option('--etcd <urls>', 'etcd client URLs, comma-separated (e.g. http://127.0.0.1:2379)').env(ETCD_ENV).makeOptionMandatory())
+      .addOption(clusterOption('cluster name: the prefix /canopy/<name>/ in etcd'))
+      // --etcd-user without its password is a usage error, found before etcd is dialled.
+      .hook('preAction', async (self) => void (await checkArguments(self, () => etcdSecurityFromFlags(self.opts<EtcdSecurityFlags>()))))
+  );
 }
 
 /** --cluster, from $CANOPY_CLUSTER when not given, else the name `canopy up` uses too. */

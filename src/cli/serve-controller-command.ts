@@ -25,8 +25,8 @@ export function registerServeControllerCommand(serve: Command): void {
       .option('--min-ready <n>', 'ready replicas every shard needs before a new version becomes active (default 1)', positiveInt('--min-ready'))
       .option('--log-level <level>', 'pino log level (default: $CANOPY_LOG_LEVEL, else info)'),
   ).action(async (flags: ControllerFlags, self: Command) => {
-    const { log, security } = await checkArguments(self, () => ({ log: createLogger('controller', flags.logLevel), security: etcdSecurityFromFlags(flags) }));
-    const etcd = createEtcdClient({ endpoints: flags.etcd, ...security });
+    const log = await checkArguments(self, () => createLogger('controller', flags.logLevel));
+    const etcd = createEtcdClient({ endpoints: flags.etcd, ...etcdSecurityFromFlags(flags) });
     const keys = new ClusterKeys(flags.cluster);
     const view = new ClusterView({ etcd, keys });
     const controller = new VersionController({

@@ -275,7 +275,7 @@ describe('canopy up and canopy serve, checking their own arguments', () => {
     }
   });
 
-  it('canopy serve router, shard and controller exit 2 with their usage, before serving anything', async () => {
+  it('canopy serve router, shard and controller, status, rollback and publish exit 2 with their usage, before serving or dialling anything', async () => {
     const listen = ['--listen', '127.0.0.1:0'];
     const router = ['serve', 'router', ...listen];
     const deadEtcd = ['--etcd', 'http://127.0.0.1:9'];
@@ -290,7 +290,15 @@ describe('canopy up and canopy serve, checking their own arguments', () => {
     }
     await expectUsageError(['serve', 'shard', ...deadEtcd, '--shard', '0', ...listen], '--index is required with --etcd', 'canopy serve shard');
     await expectUsageError(['serve', 'shard', '--manifest', 'x', '--shard', '0', ...listen, '--log-level', 'loud'], '--log-level (or CANOPY_LOG_LEVEL) must be one of', 'canopy serve shard');
-    await expectUsageError(['serve', 'controller', ...deadEtcd, '--etcd-user', 'bob'], '--etcd-user bob needs the password in $ETCD_PASSWORD', 'canopy serve controller');
+    await expectUsageError(['serve', 'controller', ...deadEtcd, '--log-level', 'loud'], '--log-level (or CANOPY_LOG_LEVEL) must be one of', 'canopy serve controller');
+    for (const [command, usage] of [
+      [['serve', 'controller'], 'canopy serve controller'],
+      [['status'], 'canopy status'],
+      [['rollback', '--index', 'x'], 'canopy rollback'],
+      [['publish', '--manifest', 'x'], 'canopy publish'],
+    ] as const) {
+      await expectUsageError([...command, ...deadEtcd, '--etcd-user', 'bob'], '--etcd-user bob needs the password in $ETCD_PASSWORD', usage);
+    }
   });
 });
 
