@@ -1,6 +1,7 @@
 // `canopy up` (what `npm start` runs) as a real process: it builds the MNIST
 // demo, starts etcd + 2 shards x 2 replicas + a router, and prints a query
-// example; the test runs that example exactly as printed, then sends SIGINT
+// example; the test runs that example exactly as printed, and `canopy status`
+// without --cluster (the cluster name both default to), then sends SIGINT
 // and checks that every process it started is gone and its folders removed;
 // and that a SIGKILLed `up` leaves nothing running.
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -10,7 +11,7 @@ import path from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { CANOPY_BIN } from '../support/cli';
+import { CANOPY_BIN, runCanopy } from '../support/cli';
 
 const REPO_ROOT = path.resolve(__dirname, '../..');
 const UP_TIMEOUT_MS = 90_000;
@@ -147,6 +148,12 @@ describe('canopy up', () => {
     // Real data: the nearest images of a 7 are mostly 7s.
     expect(answer.neighbors.filter((n) => n.id.startsWith('digit-7-')).length).toBeGreaterThanOrEqual(4);
     expect(answer.shardsAnswered).toBe(2);
+
+    // `canopy status` without --cluster reads the cluster `up` runs.
+    const etcdUrl = up.line(/membership in etcd (http:\/\/127\.0\.0\.1:\d+)/)[1]!;
+    const status = await runCanopy(['status', '--etcd', etcdUrl, '--json']);
+    expect(status.code, status.stderr).toBe(0);
+    expect(JSON.parse(status.stdout)).toMatchObject({ indexes: { mnist: { active: expect.any(String) } } });
 
     // etcd + 4 shard nodes + 1 router, and nothing else running under `up`.
     const pids = up.printedPids;
