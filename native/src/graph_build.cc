@@ -85,14 +85,20 @@ class GraphBuilder {
   Graph build() {
     seed_from_leaves();
     seed_lonely_items();
-    const size_t stop_below = static_cast<size_t>(0.001 * static_cast<double>(n_) * L_);
+    const size_t stop_below = static_cast<size_t>(kStopFraction * static_cast<double>(n_) * L_);
     for (int round = 0; round < o_.iterations; ++round) {
-      if (descend() <= stop_below) break;
+      if (descend() < stop_below) break;
     }
     return prune();
   }
 
  private:
+  // Rounds stop once one adds fewer than this share of all list entries. Each round costs about the
+  // same (every list joins its 8 closest unjoined entries), while what it adds shrinks fast: on
+  // 100,000 x 100 angular items rounds added 83%, 17%, 6%, 2%, 0.8% of the entries, and graphs
+  // stopped after round 3 searched as well as after 6 (recall@10 within 0.002 at equal ef) for
+  // half the build time. After round 2 they were ~0.01 worse.
+  static constexpr double kStopFraction = 0.08;
   static constexpr size_t kLockStripes = 4096;
   static constexpr int kMinSeeded = 8;
 

@@ -4,7 +4,7 @@
 //    item keeps its `candidates` best (a bounded list, ordered by (distance, id)).
 // 2. Refine by NN-descent: a neighbour's neighbour is likely a neighbour. Each round joins, for every
 //    item, its recently added list entries with each other and with its older ones (forward and
-//    reverse), until a round changes fewer than 0.1% of the entries or `iterations` rounds ran.
+//    reverse), until a round changes fewer than 8% of the entries or `iterations` rounds ran.
 // 3. Prune each list to `width` for diversity (the relative-neighbourhood rule of HNSW, NSG and
 //    Vamana): a candidate is dropped when a kept neighbour is closer to it than the item is. Then add
 //    every kept edge's reverse and prune again, so that hubs are reachable from their neighbourhoods.
