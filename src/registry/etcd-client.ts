@@ -15,6 +15,14 @@ export const ETCD_HOST_PROBE_AFTER_MS = 500;
 /** Watch streams redial after a delay doubling from the first to the last (etcd3's default caps at 30 s). */
 export const ETCD_WATCH_BACKOFF_FIRST_MS = 100;
 export const ETCD_WATCH_BACKOFF_MAX_MS = 1_000;
+/**
+ * While a call or watch is open, ping etcd this often and give up on the connection when a ping is
+ * not answered within the timeout: an etcd that hangs, or a network that drops packets, sends no
+ * reset, and a watch would wait on it forever. etcd refuses pings more often than every 5 s
+ * (--grpc-keepalive-min-time).
+ */
+export const ETCD_KEEPALIVE_TIME_MS = 10_000;
+export const ETCD_KEEPALIVE_TIMEOUT_MS = 5_000;
 /** Each call is tried this many times (on the next host when there are several) before it fails. */
 const ETCD_CALL_ATTEMPTS = 3;
 
@@ -36,6 +44,7 @@ export function createEtcdClient(options: EtcdClientOptions): Etcd3 {
   return new Etcd3({
     hosts,
     dialTimeout: options.dialTimeoutMs ?? DEFAULT_ETCD_DIAL_TIMEOUT_MS,
+    grpcOptions: { 'grpc.keepalive_time_ms': ETCD_KEEPALIVE_TIME_MS, 'grpc.keepalive_timeout_ms': ETCD_KEEPALIVE_TIMEOUT_MS },
     faultHandling: boundedFaultHandling(),
     ...(options.tls === undefined ? {} : { credentials: etcdCredentials(options.tls) }),
     ...(options.auth === undefined ? {} : { auth: { username: options.auth.user, password: options.auth.password } }),

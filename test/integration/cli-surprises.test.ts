@@ -17,6 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { healthStatus, SEARCH_HEALTH_SERVICE } from '../../src/cluster/health-probe';
 import { LOCAL_CLUSTER_NAME } from '../../src/cluster/local-cluster';
+import { ETCD_KEEPALIVE_TIME_MS, ETCD_KEEPALIVE_TIMEOUT_MS } from '../../src/registry/etcd-client';
 import { ETCD_WAIT_WARN_MS } from '../../src/registry/etcd-wait-warning';
 import { DEFAULT_CLUSTER_NAME } from '../../src/registry/keys';
 import type { BatchSearchResponse, IndexInfo, SearchResponse } from '../../src/wire/contract';
@@ -176,6 +177,8 @@ describe('shard nodes and routers that cannot reach etcd', () => {
   let etcd: EtcdServer;
   /** A warning is due every ETCD_WAIT_WARN_MS; the slack covers process start and etcd3 redialling. */
   const SAY_SO_WITHIN_MS = 3 * ETCD_WAIT_WARN_MS;
+  /** A hung etcd shows when a keepalive ping goes unanswered; then the warning is due. */
+  const HUNG_ETCD_NOTICED_MS = ETCD_KEEPALIVE_TIME_MS + ETCD_KEEPALIVE_TIMEOUT_MS + SAY_SO_WITHIN_MS;
   beforeAll(async () => {
     etcd = await EtcdServer.start();
   });
@@ -230,6 +233,23 @@ describe('shard nodes and routers that cannot reach etcd', () => {
     expect(await stateMetric(routerMetrics, 'canopy_etcd_watch_state')).toBe('watching');
     expect(router.exited).toBe(false);
   }, 60_000);
+  it('a router notices an etcd that hangs (stopped, its connections open and silent), and when it runs again', async () => {
+    const [port, metricsPort] = await distinctPorts(2);
+    const address = `127.0.0.1:${port}`;
+    const router = group.start('router', address, ['serve', 'router', '--etcd', etcd.url, '--listen', address, '--metrics-listen', `127.0.0.1:${metricsPort}`]);
+    await until('the router listens', () => router.stderrTail.includes('"msg":"router listening"'), SAY_SO_WITHIN_MS);
+    await until('the router watches', async () => (await stateMetric(metricsPort, 'canopy_etcd_watch_state')) === 'watching', SAY_SO_WITHIN_MS);
+    const waiting = logLine('no etcd watch: etcd unreachable or refusing; serving the cluster as last seen; still trying');
+    const back = logLine('etcd reached; watching the cluster');
+    etcd.freeze();
+    try {
+      await until('the router warns', () => router.stderrTail.includes(waiting), HUNG_ETCD_NOTICED_MS);
+      expect(await stateMetric(metricsPort, 'canopy_etcd_watch_state')).toBe('disconnected');
+    } finally {
+      etcd.thaw();
+    }
+    await until('the router says etcd is back', () => saidLastOf(router, back, waiting), SAY_SO_WITHIN_MS);
+  }, 60_000);
 });
 
 /** Whether `proc` logged `line` since it last logged `other` (and has logged `line` at all). */
@@ -238,9 +258,9 @@ function saidLastOf(proc: ServingProcess, line: string, other: string): boolean 
 }
 
 /** Polls `test` every 100 ms; throws naming `what` once `timeoutMs` passed without it holding. */
-async function until(what: string, test: () => boolean, timeoutMs: number): Promise<void> {
+async function until(what: string, test: () => boolean | Promise<boolean>, timeoutMs: number): Promise<void> {
   const endMs = Date.now() + timeoutMs;
-  while (!test()) {
+  while (!(await test())) {
     if (Date.now() > endMs) throw new Error(`not within ${timeoutMs} ms: ${what}`);
     await new Promise((r) => setTimeout(r, 100));
   }

@@ -112,6 +112,16 @@ export class EtcdServer {
     await exited;
   }
 
+  /** Stops the process in place (SIGSTOP): its sockets stay open and silent, like a hung etcd or a partition. */
+  freeze(): void {
+    this.process?.kill('SIGSTOP');
+  }
+
+  /** Lets a frozen etcd run again (SIGCONT). */
+  thaw(): void {
+    this.process?.kill('SIGCONT');
+  }
+
   async stop(): Promise<void> {
     await this.pause();
     rmSync(this.dataDir, { recursive: true, force: true });
