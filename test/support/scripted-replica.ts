@@ -12,6 +12,8 @@ export type Behaviour = 'answer' | 'unavailable' | 'refuse' | 'invalid' | 'hang'
 /** A Search server whose BatchSearch answers with its own name, fails, or never answers. */
 export class ScriptedReplica {
   behaviour: Behaviour = 'answer';
+  /** How long each call waits before its scripted outcome. */
+  delayMs = 0;
   calls = 0;
   readonly server: SearchServer;
   port = 0;
@@ -35,9 +37,14 @@ export class ScriptedReplica {
     this.server = new SearchServer(handlers, { listen: '127.0.0.1:0', shutdownGraceMs: 0 });
   }
 
-  /** The scripted outcome of one BatchSearch, whichever transport carried it. */
-  private answer(batch: BatchSearchRequest): Promise<BatchSearchResponse> {
+  /** The scripted outcome of one BatchSearch, whichever transport carried it, after `delayMs`. */
+  private async answer(batch: BatchSearchRequest): Promise<BatchSearchResponse> {
     this.calls++;
+    if (this.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, this.delayMs));
+    return this.outcome(batch);
+  }
+
+  private outcome(batch: BatchSearchRequest): Promise<BatchSearchResponse> {
     switch (this.behaviour) {
       case 'hang':
         return new Promise(() => undefined);

@@ -1,6 +1,8 @@
 // FanOut's status when a shard cannot answer, against scripted replicas on
 // loopback: a shard whose every replica refused makes the query RESOURCE_EXHAUSTED
-// whether the other shard answered or is still pending.
+// whatever the other shard does (answers, is still pending, or fails UNAVAILABLE
+// after the refusal), with or without partial answers allowed; a shard down on
+// every replica, with no refusal anywhere, makes it UNAVAILABLE.
 import * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -18,6 +20,12 @@ const query = {
   k: 1,
   excluded: new Set<string>(),
 };
+/** Long enough that shard 0's two refusals (first attempt and retry) are in before shard 1 fails. */
+const LATE_MS = 300;
+const BOTH_REFUSALS = /shard 0 \(127\.0\.0\.1:\d+\): s0[ab] is full; shard 0 \(127\.0\.0\.1:\d+\): s0[ab] is full/;
+
+/** What one replica does: a behaviour, after an optional delay. */
+type Script = readonly [Behaviour, number?];
 
 describe('FanOut status when a shard cannot answer', () => {
   const cleanups: (() => Promise<void> | void)[] = [];
@@ -25,25 +33,48 @@ describe('FanOut status when a shard cannot answer', () => {
     while (cleanups.length > 0) await cleanups.pop()!();
   });
 
-  /** Shard 0: two replicas that refuse; shard 1: two replicas behaving as `other`. */
-  async function searchWith(other: Behaviour): Promise<CanopyError> {
+  /** Shards 0 and 1, two replicas each, scripted; the query's failure (minShards 0: all shards required). */
+  async function searchWith(scripts: readonly [readonly Script[], readonly Script[]], minShards = 0): Promise<CanopyError> {
     const pool = new BackendPool({}, pino({ level: 'silent' }));
     cleanups.push(() => pool.close());
-    for (const [shard, behaviour] of [[0, 'refuse'], [1, other]] as const) {
-      const replicas = [new ScriptedReplica(`s${shard}a`), new ScriptedReplica(`s${shard}b`)];
-      for (const r of replicas) {
+    for (const [shard, replicaScripts] of scripts.entries()) {
+      const replicas = replicaScripts.map(([behaviour, delayMs = 0], i) => {
+        const r = new ScriptedReplica(`s${shard}${'ab'[i]}`);
         r.behaviour = behaviour;
+        r.delayMs = delayMs;
         cleanups.push(() => r.server.close(), () => r.drain.endAll());
-      }
+        return r;
+      });
       pool.setReplicas(shard, await Promise.all(replicas.map((r) => r.start())));
     }
     const fanOut = new FanOut(pool, new ShardCaller(pool, { hedging: false }));
-    return (await fanOut.search(view, [query], Date.now() + 1_000, 0).catch((e: unknown) => e)) as CanopyError;
+    const outcome = await fanOut.search(view, [query], Date.now() + 2_000, minShards).then(() => undefined, (e: unknown) => e as CanopyError);
+    expect(outcome, 'the search was answered').toBeDefined();
+    return outcome!;
   }
 
-  it.each<Behaviour>(['answer', 'hang'])('shard 1 does %s: RESOURCE_EXHAUSTED naming both refusals of shard 0', async (other) => {
-    const err = await searchWith(other);
-    expect(grpc.status[err.code]).toBe('RESOURCE_EXHAUSTED');
-    expect(err.message).toMatch(/shard 0 \(127\.0\.0\.1:\d+\): s0[ab] is full; shard 0 \(127\.0\.0\.1:\d+\): s0[ab] is full/);
+  const refusing: Script[] = [['refuse'], ['refuse']];
+
+  it.each<[string, Script[]]>([
+    ['answers', [['answer'], ['answer']]],
+    ['is still pending', [['hang'], ['hang']]],
+    ['fails UNAVAILABLE on both replicas after the refusal', [['unavailable', LATE_MS], ['unavailable', LATE_MS]]],
+    ['refuses on one replica and is down on the other, after the refusal', [['refuse', LATE_MS], ['unavailable', LATE_MS]]],
+  ])('shard 1 %s: RESOURCE_EXHAUSTED naming both refusals of shard 0', async (_, other) => {
+    const err = await searchWith([refusing, other]);
+    expect(grpc.status[err.code], err.message).toBe('RESOURCE_EXHAUSTED');
+    expect(err.message).toMatch(BOTH_REFUSALS);
+  });
+
+  it('with partial answers allowed (min_shards 1), shard 1 failing UNAVAILABLE after shard 0 refused: RESOURCE_EXHAUSTED', async () => {
+    const err = await searchWith([refusing, [['unavailable', LATE_MS], ['unavailable', LATE_MS]]], 1);
+    expect(grpc.status[err.code], err.message).toBe('RESOURCE_EXHAUSTED');
+    expect(err.message).toMatch(BOTH_REFUSALS);
+    expect(err.message).toMatch(/s1a is down/);
+  });
+
+  it('one replica of shard 0 refusing and the other down, shard 1 answering: UNAVAILABLE (not every replica refused)', async () => {
+    const err = await searchWith([[['refuse'], ['unavailable']], [['answer'], ['answer']]]);
+    expect(grpc.status[err.code], err.message).toBe('UNAVAILABLE');
   });
 });
