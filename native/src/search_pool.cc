@@ -1,34 +1,10 @@
 #include "search_pool.h"
 
 #include <algorithm>
-#include <cerrno>
-
-#ifdef __linux__
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-#endif
 
 namespace canopy {
 
 namespace {
-
-// On Linux a nice value belongs to a thread, so a worker can lower its own priority alone. Searches
-// are the long-running work; the thread that admits calls and sends answers (Node's event loop)
-// then takes a busy core from them at once instead of waiting its turn behind them. An idle core
-// still runs a search at full speed. Best effort: elsewhere, or if refused, workers keep the
-// process's priority.
-void lower_own_priority(int nice_increment) {
-#ifdef __linux__
-  if (nice_increment <= 0) return;
-  const auto tid = static_cast<id_t>(syscall(SYS_gettid));
-  errno = 0;
-  const int current = getpriority(PRIO_PROCESS, tid);
-  if (errno == 0) setpriority(PRIO_PROCESS, tid, current + nice_increment);
-#else
-  (void)nice_increment;
-#endif
-}
 
 // The mean search and task times follow recent runs: each run moves them 1/16 of the way to its own.
 constexpr double kMeanWeight = 1.0 / 16;
@@ -109,7 +85,6 @@ SearchPoolStats SearchPool::stats() const {
 }
 
 void SearchPool::work() {
-  lower_own_priority(kWorkerNiceIncrement);
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     ready_.wait(lock, [this] { return stopping_ || !queue_.empty(); });

@@ -51,8 +51,6 @@ class SearchPool {
   // A standing queue's interval: this many recent task run times, and never less than the minimum.
   static constexpr size_t kStandingIntervalTasks = 8;
   static constexpr std::chrono::milliseconds kMinStandingInterval{20};
-  // How much lower than the process's priority the workers run (see lower_own_priority).
-  static constexpr int kWorkerNiceIncrement = 10;
 
   // threads == 0: one per core.
   SearchPool(size_t threads, SearchPoolLimits limits);

@@ -195,7 +195,9 @@ TEST(search_pool_refuses_once_its_queue_stands_over_the_target) {
   }
 }
 
-TEST(search_pool_workers_run_below_the_process_priority) {
+// Searches compete with the host's other work at the process's own priority: workers at a lower one
+// were starved by any busy process on the host (see docs/design.md, "Overload").
+TEST(search_pool_workers_run_at_the_process_priority) {
   errno = 0;
   const int process_nice = getpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)));
   CHECK(errno == 0);
@@ -215,6 +217,5 @@ TEST(search_pool_workers_run_below_the_process_priority) {
     canopy::SearchPool pool(1, {4, std::chrono::nanoseconds(0)});
     CHECK(pool.try_submit({new NiceProbe(&worker_nice)}));
   }
-  const int expected = std::min(19, process_nice + canopy::SearchPool::kWorkerNiceIncrement);
-  CHECK(worker_nice.load() == expected);
+  CHECK(worker_nice.load() == process_nice);
 }
