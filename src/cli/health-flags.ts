@@ -3,7 +3,7 @@
 // kubelet's native gRPC probe) when the serving port requires it.
 import type { Command } from 'commander';
 
-import { isWildcardHost, splitHostPort } from './host-port';
+import { isWildcardHost, listenAddress, splitHostPort } from './host-port';
 
 export interface HealthListenFlags {
   readonly listen: string;
@@ -14,6 +14,7 @@ export function addHealthListenFlag(command: Command): Command {
   return command.option(
     '--health-listen <host:port>',
     'also serve grpc.health.v1, and nothing else, in plaintext on this address (for probes that cannot speak TLS)',
+    listenAddress('--health-listen'),
   );
 }
 

@@ -16,6 +16,7 @@ import { DEFAULT_INITIAL_HEDGE_DELAY_MS } from '../router/shard-caller';
 import { observeEtcdWatch } from '../telemetry/instruments';
 import { clusterOption } from './etcd-flags';
 import { createLogger, positiveInt, startProcessTelemetry, stopOnSignals, stopTelemetry } from './serve-process';
+import { listenAddress } from './host-port';
 import { addHealthListenFlag, type HealthListenFlags, healthListenFromFlags } from './health-flags';
 import { addServerLimitFlags, type ServerLimitFlags, serverLimitsFromFlags } from './limit-flags';
 import { addEtcdSecurityFlags, addServerTlsFlags, type EtcdSecurityFlags, etcdSecurityFromFlags, serverTlsFromFlags, type TlsFlags } from './tls-flags';
@@ -50,7 +51,7 @@ export function registerServeRouterCommand(serve: Command): void {
   const command = serve
     .command('router')
     .description('serve a router that fans queries out to shard nodes and merges their answers')
-    .requiredOption('--listen <host:port>', 'address to listen on')
+    .requiredOption('--listen <host:port>', 'address to listen on', listenAddress('--listen'))
     .option('--backend <shard=host:port...>', 'static mode: a shard node; name a shard several times for replicas', collect, [])
     .option('--etcd <urls>', 'registry mode: etcd client URLs, comma-separated; serves every index active there')
     .addOption(clusterOption('registry mode: cluster name (/canopy/<name>/ in etcd)'))
@@ -69,7 +70,7 @@ export function registerServeRouterCommand(serve: Command): void {
       positiveInt('--initial-hedge-delay-ms'),
     )
     .option('--log-level <level>', 'pino log level (default: $CANOPY_LOG_LEVEL, else info)')
-    .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (one worker only)');
+    .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (one worker only)', listenAddress('--metrics-listen'));
   addServerLimitFlags(command);
   addHealthListenFlag(command);
   addServerTlsFlags(command, true);

@@ -24,6 +24,7 @@ import {
   stopTelemetry,
 } from './serve-process';
 import { advertisedAddress, isWildcardAddress } from './advertise-address';
+import { listenAddress } from './host-port';
 import { addHealthListenFlag, type HealthListenFlags, healthListenFromFlags } from './health-flags';
 import { addServerLimitFlags, type ServerLimitFlags, serverLimitsFromFlags } from './limit-flags';
 import { addEtcdSecurityFlags, addServerTlsFlags, type EtcdSecurityFlags, etcdSecurityFromFlags, serverTlsFromFlags, type TlsFlags } from './tls-flags';
@@ -85,7 +86,7 @@ export function registerServeShardCommand(serve: Command): void {
     .option('--node-id <id>', 'registry mode: this node\'s key under nodes/ (default: <hostname>-<pid>)')
     .option('--advertise <host:port>', 'registry mode: the address routers call (default: --listen, unless it is 0.0.0.0)')
     .requiredOption('--shard <n>', 'shard number (0-based)', nonNegativeInt('--shard'))
-    .requiredOption('--listen <host:port>', 'address to listen on')
+    .requiredOption('--listen <host:port>', 'address to listen on', listenAddress('--listen'))
     .option('--search-threads <n>', 'engine search threads (default: the number of cores)', positiveInt('--search-threads'))
     .option(
       '--max-queued-searches <n>',
@@ -103,7 +104,7 @@ export function registerServeShardCommand(serve: Command): void {
     .option('--unload-grace-ms <ms>', 'how long a version that is neither active nor target stays loaded', nonNegativeInt('--unload-grace-ms'))
     .option('--lease-ttl-seconds <s>', 'how long etcd keeps this node\'s key after it stops renewing', positiveInt('--lease-ttl-seconds'))
     .option('--log-level <level>', 'pino log level (default: $CANOPY_LOG_LEVEL, else info)')
-    .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics');
+    .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics', listenAddress('--metrics-listen'));
   addServerLimitFlags(command);
   command
     .option('--cache-dir <dir>', 'versions published at s3:// locations are downloaded here (default: <temp>/canopy-cache)')

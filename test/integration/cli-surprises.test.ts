@@ -340,11 +340,24 @@ describe('canopy CLI listen addresses', () => {
     }
   });
 
-  it('says a port is out of range instead of asking for HOST:PORT', async () => {
-    const result = await runCanopy(['serve', 'router', '--listen', '127.0.0.1:0', '--backend', '0=127.0.0.1:1', '--metrics-listen', '127.0.0.1:92100']);
-    expect(result.code).not.toBe(0);
-    expect(result.stderr).toContain('--metrics-listen "127.0.0.1:92100": port 92100 is out of range (0-65535)');
-    expect(result.stderr).not.toContain('must look like HOST:PORT');
+  it('says a port is out of range instead of asking for HOST:PORT, as a usage error', async () => {
+    const router = ['serve', 'router', '--backend', '0=127.0.0.1:1'];
+    for (const [args, flag, value] of [
+      [[...router, '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:92100'], '--metrics-listen', '127.0.0.1:92100'],
+      [[...router, '--listen', '127.0.0.1:99999'], '--listen', '127.0.0.1:99999'],
+      [[...router, '--listen', '127.0.0.1:0', '--health-listen', '[::1]:70000'], '--health-listen', '[::1]:70000'],
+      [['serve', 'shard', '--manifest', 'x', '--shard', '0', '--listen', 'fd00::7:65536'], '--listen', 'fd00::7:65536'],
+    ] as const) {
+      const result = await runCanopy(args);
+      expect(result.code, args.join(' ')).toBe(USAGE_EXIT);
+      const port = value.slice(value.lastIndexOf(':') + 1);
+      expect(result.stderr).toContain(`${flag} "${value}": port ${port} is out of range (0-65535)`);
+      expect(result.stderr).not.toContain('must look like HOST:PORT');
+      expect(result.stderr).toContain(`Usage: canopy serve ${args[1]} [options]`);
+    }
+    const noPort = await runCanopy([...router, '--listen', '127.0.0.1']);
+    expect(noPort.code).toBe(USAGE_EXIT);
+    expect(noPort.stderr).toContain('--listen "127.0.0.1" must look like HOST:PORT');
   });
 });
 
