@@ -116,7 +116,8 @@ function report({ opts, info, rows, roll, steadyRps }) {
   const lines = [
     '# Load test: a local cluster under ghz',
     '',
-    machineLine(__filename),
+    // Other work on the host moves every figure here: say how busy it was.
+    `${machineLine(__filename)} · 1-minute load average after: ${os.loadavg()[0].toFixed(2)}`,
     '',
     `Cluster: etcd + ${info.shards} shards x ${info.replicas} replicas + 1 router on this machine (\`LocalCluster\`, as \`canopy up\`).`,
     `Index: ${info.index}, ${int(info.items)} items (the MNIST digits), ${info.metric}. Queries: ${QUERY_COUNT} images sent round-robin as vector_f32 (SearchByItem: their ids), k = ${K}.`,
