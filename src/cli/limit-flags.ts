@@ -3,7 +3,7 @@
 import type { Command } from 'commander';
 
 import { DEFAULT_MAX_EVENT_LOOP_LAG_MS, DEFAULT_MAX_INFLIGHT_QUERIES } from '../wire/load-gate';
-import { DEFAULT_MAX_BATCH_QUERIES, DEFAULT_MAX_K, DEFAULT_MAX_SEARCH_K } from '../wire/query';
+import { DEFAULT_MAX_BATCH_QUERIES, DEFAULT_MAX_EF, DEFAULT_MAX_K, DEFAULT_MAX_RERANK, DEFAULT_MAX_SEARCH_K } from '../wire/query';
 import { DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_RECEIVE_MESSAGE_BYTES } from '../wire/search-server';
 import { nonNegativeInt, positiveInt } from './serve-process';
 
@@ -11,6 +11,8 @@ export interface ServerLimitFlags {
   readonly maxK?: number;
   readonly maxBatchQueries?: number;
   readonly maxSearchK?: number;
+  readonly maxRerank?: number;
+  readonly maxEf?: number;
   readonly maxMessageBytes?: number;
   readonly maxConcurrentStreams?: number;
   readonly maxEventLoopLagMs?: number;
@@ -22,6 +24,8 @@ export function addServerLimitFlags(command: Command): Command {
     .option('--max-k <n>', `largest k accepted (default ${DEFAULT_MAX_K})`, positiveInt('--max-k'))
     .option('--max-batch-queries <n>', `most queries in one BatchSearch (default ${DEFAULT_MAX_BATCH_QUERIES})`, positiveInt('--max-batch-queries'))
     .option('--max-search-k <n>', `largest search_k accepted (default ${DEFAULT_MAX_SEARCH_K})`, positiveInt('--max-search-k'))
+    .option('--max-rerank <n>', `largest rerank accepted (default ${DEFAULT_MAX_RERANK})`, positiveInt('--max-rerank'))
+    .option('--max-ef <n>', `largest ef accepted (default ${DEFAULT_MAX_EF})`, positiveInt('--max-ef'))
     .option('--max-message-bytes <n>', `largest request message accepted (default ${DEFAULT_MAX_RECEIVE_MESSAGE_BYTES})`, positiveInt('--max-message-bytes'))
     .option('--max-concurrent-streams <n>', `calls one connection may have open at once (default ${DEFAULT_MAX_CONCURRENT_STREAMS})`, positiveInt('--max-concurrent-streams'))
     .option(
@@ -42,6 +46,8 @@ export function serverLimitsFromFlags(flags: ServerLimitFlags) {
     maxK: flags.maxK,
     maxBatchQueries: flags.maxBatchQueries,
     maxSearchK: flags.maxSearchK,
+    maxRerank: flags.maxRerank,
+    maxEf: flags.maxEf,
     maxReceiveMessageBytes: flags.maxMessageBytes,
     maxConcurrentStreams: flags.maxConcurrentStreams,
     maxEventLoopLagMs: flags.maxEventLoopLagMs,

@@ -20,6 +20,9 @@ interface QueryFlags extends TargetFlags {
   readonly searchK?: number;
   readonly exclude: string[];
   readonly minShards?: number;
+  readonly exact?: boolean;
+  readonly rerank?: number;
+  readonly ef?: number;
 }
 
 const DEFAULT_QUERY_K = 10;
@@ -38,11 +41,23 @@ export function registerQueryCommand(program: Command): void {
     .option('--k <n>', 'neighbours to return', positiveInt('--k'), DEFAULT_QUERY_K)
     .option('--search-k <n>', 'nodes to inspect per shard (default n_trees * k)', positiveInt('--search-k'))
     .option('--exclude <id...>', 'ids to leave out of the answer', [])
-    .option('--min-shards <n>', 'shards that must answer (default all)', positiveInt('--min-shards'));
+    .option('--min-shards <n>', 'shards that must answer (default all)', positiveInt('--min-shards'))
+    .option('--exact', "search each shard's forest alone, as Annoy, even where it has codes")
+    .option('--rerank <n>', 'with codes: candidates re-ranked with exact distances (default 2k, at least 10)', positiveInt('--rerank'))
+    .option('--ef <n>', "beam width of a search over each shard's neighbour graph (default: the forest alone)", positiveInt('--ef'));
   addTargetFlags(command);
   command.action(async (flags: QueryFlags, self: Command) => {
     const query = await checkArguments(self, () => readQuery(flags));
-    const options = { k: flags.k, searchK: flags.searchK, excludeIds: flags.exclude, minShards: flags.minShards, deadlineMs: flags.deadlineMs };
+    const options = {
+      k: flags.k,
+      searchK: flags.searchK,
+      excludeIds: flags.exclude,
+      minShards: flags.minShards,
+      deadlineMs: flags.deadlineMs,
+      exact: flags.exact,
+      rerank: flags.rerank,
+      ef: flags.ef,
+    };
     const answer = await withClient(flags, (client): Promise<unknown> => {
       if (query.kind === 'item') return client.searchByItem(flags.index, query.id, options);
       if (query.kind === 'batch') return client.batchSearch(flags.index, query.vectors, options);

@@ -176,6 +176,7 @@ function versionCacheFromFlags(flags: ShardFlags, log: ReturnType<typeof createL
     maxBytes: flags.cacheMaxMb * 1024 * 1024,
     shard: flags.shard,
     onEvict: (entry, bytes) => log.info({ entry, bytes }, 'evicted from the version cache'),
+    onSidecarSkipped: (url, err) => log.warn({ url, err }, 'sidecar not downloaded: the shard serves without it'),
   });
 }
 

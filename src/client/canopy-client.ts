@@ -38,6 +38,12 @@ export interface QueryOptions {
   /** Version to pin; omitted: the active one. */
   readonly version?: string;
   readonly deadlineMs?: number;
+  /** Search each shard's forest alone, as Annoy (the same answers), even where it has codes. Default false. */
+  readonly exact?: boolean;
+  /** With codes: candidates re-ranked with exact distances; omitted: 2k, at least 10. */
+  readonly rerank?: number;
+  /** Beam width of a graph search, where a shard has a graph; omitted: the forest alone. */
+  readonly ef?: number;
 }
 
 export const DEFAULT_K = 10;
@@ -87,9 +93,7 @@ export class CanopyClient {
       {
         index,
         id,
-        k: options.k ?? DEFAULT_K,
-        searchK: options.searchK ?? 0,
-        excludeIds: [...(options.excludeIds ?? [])],
+        ...shapeOf(options),
         minShards: options.minShards ?? 0,
         version: options.version ?? '',
       },
@@ -127,10 +131,20 @@ function toRequest(index: string, vector: Float32Array | readonly number[], opti
     index,
     vector: [],
     vectorF32: encodeVector(floats),
+    ...shapeOf(options),
+    minShards: options.minShards ?? 0,
+    version: options.version ?? '',
+  };
+}
+
+/** The per-query fields of a request, each 0 / empty / false when the option is omitted. */
+function shapeOf(options: QueryOptions) {
+  return {
     k: options.k ?? DEFAULT_K,
     searchK: options.searchK ?? 0,
     excludeIds: [...(options.excludeIds ?? [])],
-    minShards: options.minShards ?? 0,
-    version: options.version ?? '',
+    exact: options.exact ?? false,
+    rerank: options.rerank ?? 0,
+    ef: options.ef ?? 0,
   };
 }

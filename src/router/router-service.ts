@@ -21,7 +21,7 @@ import type {
 } from '../wire/contract';
 import type { LoadGate } from '../wire/load-gate';
 import type { QueryLimits, QueryShape } from '../wire/query';
-import { decodeVector, encodeVector, parseBatch, parseQuery, parseShape } from '../wire/query';
+import { decodeVector, encodeVector, parseBatch, parseQuery, parseShape, shapeFields } from '../wire/query';
 import { batchQueries, batchStreamHandler, type CallErrorLogger, oneQuery, type QueryCounter, StreamDrain, unaryHandler } from '../wire/search-server';
 import { ATTR_INDEX, ATTR_RPC_METHOD } from '../telemetry/attributes';
 import { callParentOf } from '../telemetry/grpc-context';
@@ -125,10 +125,12 @@ export class RouterService {
       Array.from({ length: view.shardCount }, async (_, shard): Promise<ShardInfo> => {
         const replicas = route.pool.replicasOf(shard);
         const answers = await Promise.allSettled(
-          replicas.map((r) => route.caller.callReplica(r, 'DescribeIndex', { index: view.index }, deadlineMs, callParent)),
+          replicas.map(async (r) => ({ replica: r.address, info: await route.caller.callReplica(r, 'DescribeIndex', { index: view.index }, deadlineMs, callParent) })),
         );
         const infos = answers.flatMap((a) => (a.status === 'fulfilled' ? [a.value] : []));
-        return { shard, items: infos[0]?.items ?? 0, replicasTotal: replicas.length, replicasAnswered: infos.length };
+        // Each replica's sidecars, named by replica: one replica may have refused a sidecar its peers use.
+        const sidecars = infos.flatMap(({ replica, info }) => (info.shards[0]?.sidecars ?? []).map((s) => ({ ...s, replica })));
+        return { shard, items: infos[0]?.info.items ?? 0, replicasTotal: replicas.length, replicasAnswered: infos.length, sidecars };
       }),
     );
     return {
@@ -205,16 +207,8 @@ export class RouterService {
 
 function toShardQuery(vector: Float32Array, shape: QueryShape): ShardQuery {
   return {
-    request: {
-      index: '',
-      vector: [],
-      vectorF32: encodeVector(vector),
-      k: shape.k,
-      searchK: shape.searchK ?? 0,
-      excludeIds: [...shape.excludeIds],
-      minShards: 0,
-      version: '',
-    },
+    // Every option of the query goes on unchanged: each shard applies them to its own search.
+    request: { index: '', vector: [], vectorF32: encodeVector(vector), ...shapeFields(shape), minShards: 0, version: '' },
     k: shape.k,
     excluded: new Set(shape.excludeIds),
   };

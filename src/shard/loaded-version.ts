@@ -1,5 +1,5 @@
-// One version of one shard, loaded: the forest, the external ids of its items
-// and the reverse map. Immutable once loaded, so any number of requests may
+// One version of one shard, loaded: the forest (with the sidecars that passed
+// their checks), the external ids of its items and the reverse map. Immutable once loaded, so any number of requests may
 // use it at once; `release()` unloads it once no request holds it.
 import type { Context } from '@opentelemetry/api';
 
@@ -22,7 +22,8 @@ import {
   ATTR_SHARD,
 } from '../telemetry/attributes';
 import { endSpan, mayRecordUnder, startChildSpan } from '../telemetry/spans';
-import type { ForestLoader, SearchResult, ShardForest } from './shard-forest';
+import type { EngineSearchOptions, ForestLoader, SearchResult, ShardForest } from './shard-forest';
+import { loadSidecars, type SidecarStatus } from './shard-sidecars';
 
 /** Name of the span around one engine search (or batch of searches). */
 export const ENGINE_SPAN_NAME = 'engine.search';
@@ -53,6 +54,8 @@ export class LoadedVersion {
     readonly shard: number,
     private readonly forest: ShardForest,
     private readonly ids: readonly string[],
+    /** One per sidecar kind: whether searches use it, and why not. */
+    readonly sidecars: readonly SidecarStatus[],
     /** How long `load` took, checks and prefault included. */
     readonly loadDurationMs: number,
     private readonly onFileChanged: LoadVersionOptions['onFileChanged'],
@@ -75,7 +78,8 @@ export class LoadedVersion {
       forest.unload();
       throw new ManifestError(`${files.file}: holds ${forest.nItems} items, manifest says ${files.entry.items}`);
     }
-    return new LoadedVersion(manifest, shard, forest, ids, performance.now() - startedMs, options.onFileChanged);
+    const sidecars = await loadSidecars(dir, files.entry, forest, options);
+    return new LoadedVersion(manifest, shard, forest, ids, sidecars, performance.now() - startedMs, options.onFileChanged);
   }
 
   get index(): string {
@@ -112,15 +116,15 @@ export class LoadedVersion {
   }
 
   /**
-   * Answers queries in order. Queries sharing (k, search_k, exclusions count)
-   * go to the engine in one batch. Each answer is closest first, ties by id,
+   * Answers queries in order. Queries sharing (k + exclusions count, search_k,
+   * exact, rerank, ef) go to the engine in one batch. Each answer is closest first, ties by id,
    * without excluded ids, at most k long. Each engine call gets an
    * `engine.search` span under `parent` (when traced).
    */
   async search(queries: readonly ParsedQuery[], parent?: Context): Promise<Neighbor[][]> {
     const groups = new Map<string, number[]>();
     queries.forEach((q, i) => {
-      const key = `${fetchCount(q)}/${q.searchK ?? 0}`;
+      const key = `${fetchCount(q)}/${q.searchK ?? 0}/${q.exact}/${q.rerank ?? 0}/${q.ef ?? 0}`;
       const group = groups.get(key);
       if (group === undefined) groups.set(key, [i]);
       else group.push(i);
@@ -129,7 +133,7 @@ export class LoadedVersion {
     await Promise.all(
       [...groups.values()].map(async (members) => {
         const first = queries[members[0]!]!;
-        const opts = first.searchK === undefined ? {} : { searchK: first.searchK };
+        const opts = engineOptions(first);
         const span = mayRecordUnder(parent) ? startChildSpan(ENGINE_SPAN_NAME, this.spanAttributes(first, members.length), parent) : undefined;
         let results: SearchResult[];
         try {
@@ -212,6 +216,16 @@ export class LoadedVersion {
     if (out.length > query.k) out.length = query.k;
     return out;
   }
+}
+
+/** The engine options of a query: only those it sets, so the engine's defaults apply to the rest. */
+function engineOptions(q: ParsedQuery): EngineSearchOptions {
+  return {
+    ...(q.searchK === undefined ? {} : { searchK: q.searchK }),
+    ...(q.exact ? { exact: true } : {}),
+    ...(q.rerank === undefined ? {} : { rerank: q.rerank }),
+    ...(q.ef === undefined ? {} : { ef: q.ef }),
+  };
 }
 
 /** Asking the engine for k + |exclusions| keeps k answers after filtering. */

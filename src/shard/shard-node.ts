@@ -133,7 +133,15 @@ export class ShardNode {
   *versionReadings(): IterableIterator<IndexVersionReading> {
     const shard = this.options.shard;
     for (const loaded of this.catalog.loaded()) {
-      yield { index: loaded.index, version: loaded.version, shard, state: 'ready', items: loaded.nItems, loadDurationSeconds: loaded.loadDurationMs / 1000 };
+      yield {
+        index: loaded.index,
+        version: loaded.version,
+        shard,
+        state: 'ready',
+        items: loaded.nItems,
+        loadDurationSeconds: loaded.loadDurationMs / 1000,
+        sidecars: loaded.sidecars,
+      };
     }
     const follower = this.registry?.follower;
     const index = this.options.registry?.index;
@@ -187,12 +195,18 @@ export class ShardNode {
     }
   }
 
-  private loadFolder(dir: string): Promise<LoadedVersion> {
-    return LoadedVersion.load(dir, this.options.shard, this.loadForest, {
+  private async loadFolder(dir: string): Promise<LoadedVersion> {
+    const loaded = await LoadedVersion.load(dir, this.options.shard, this.loadForest, {
       verifyChecksums: this.options.verifyChecksums ?? DEFAULT_VERIFY_CHECKSUMS,
       prefault: this.options.prefault ?? DEFAULT_PREFAULT,
       onFileChanged: (loaded, err) => this.log.error({ index: loaded.index, version: loaded.version, shard: loaded.shard, err }, 'index file changed on disk while served'),
     });
+    for (const { kind, state, reason } of loaded.sidecars) {
+      if (state !== 'missing' && state !== 'refused') continue;
+      const without = kind === 'codes' ? 'searching the forest alone (exact)' : 'ignoring ef (no graph)';
+      this.log.warn({ index: loaded.index, version: loaded.version, shard: loaded.shard, sidecar: kind, state, reason }, `sidecar ${state}: ${without}`);
+    }
+    return loaded;
   }
 
   private logError(err: CanopyError, method: string, trace: LogTraceFields): void {

@@ -105,7 +105,15 @@ export class ShardService {
       nTrees: loaded.nTrees,
       shardCount: m.shardCount,
       activeVersion: loaded.version,
-      shards: [{ shard: loaded.shard, items: loaded.nItems, replicasTotal: 1, replicasAnswered: 1 }],
+      shards: [
+        {
+          shard: loaded.shard,
+          items: loaded.nItems,
+          replicasTotal: 1,
+          replicasAnswered: 1,
+          sidecars: loaded.sidecars.map(({ kind, state, reason }) => ({ kind, state, reason: reason ?? '', replica: '' })),
+        },
+      ],
       versions: this.catalog.versionsOf(m.index),
       partitioner: m.partitioner,
     };

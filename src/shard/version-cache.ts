@@ -1,5 +1,5 @@
 // Shard nodes whose versions live in object storage download their own shard
-// of each version (manifest.json, the .ann and the .ids file) into a local
+// of each version (manifest.json, the .ann, the .ids file and the sidecars) into a local
 // cache folder, then load it from there like any version folder (mmap). Each
 // file is checked for size and sha256 against the manifest as it arrives; a
 // version appears in the cache whole or not at all (src/storage/folder-cache.ts),
@@ -9,9 +9,9 @@
 import { writeFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 
-import { MANIFEST_FILE, MAX_MANIFEST_BYTES, parseManifest } from '../format/manifest';
+import { filesOfShard, type ListedFile, MANIFEST_FILE, MAX_MANIFEST_BYTES, parseManifest } from '../format/manifest';
 import { FolderCache } from '../storage/folder-cache';
-import type { ObjectStore } from '../storage/object-store';
+import { ObjectIntegrityError, type ObjectStore } from '../storage/object-store';
 import { joinObjectUrl } from '../storage/object-url';
 
 export const DEFAULT_CACHE_MAX_MB = 20 * 1024;
@@ -24,6 +24,8 @@ export interface VersionCacheOptions {
   readonly maxBytes: number;
   readonly shard: number;
   readonly onEvict?: (entry: string, bytes: number) => void;
+  /** A sidecar that could not be downloaded whole and intact; the version is cached, and served, without it. */
+  readonly onSidecarSkipped?: (url: string, error: Error) => void;
 }
 
 export class VersionCache {
@@ -46,15 +48,21 @@ export class VersionCache {
     const manifest = parseManifest(text, manifestUrl);
     const entry = manifest.shards[shard];
     if (entry === undefined) throw new Error(`${url} has ${manifest.shardCount} shards; this node serves shard ${shard}`);
-    const bytes = Buffer.byteLength(text) + entry.fileBytes + entry.idsBytes;
+    const files = filesOfShard(entry);
+    const bytes = Buffer.byteLength(text) + files.reduce((sum, f) => sum + f.bytes, 0);
+    const sidecars = new Set<ListedFile>(entry.sidecars);
     return this.cache.get(entryName(manifest.index, manifest.version), bytes, inUse, async (tempDir) => {
-      for (const [file, expected] of [
-        [entry.file, { bytes: entry.fileBytes, sha256: entry.fileSha256 }],
-        [entry.idsFile, { bytes: entry.idsBytes, sha256: entry.idsSha256 }],
-      ] as const) {
-        const local = path.join(tempDir, file);
+      for (const listed of files) {
+        const local = path.join(tempDir, listed.file);
         await mkdir(path.dirname(local), { recursive: true });
-        await store.downloadFile(joinObjectUrl(url, file), local, expected);
+        try {
+          await store.downloadFile(joinObjectUrl(url, listed.file), local, listed);
+        } catch (err) {
+          // A sidecar that is gone or whose bytes differ is left out: the shard serves without it (loading
+          // finds it missing) and never fails for one. Other errors (the network) fail the download, to be tried again.
+          if (!sidecars.has(listed) || !(err instanceof ObjectIntegrityError)) throw err;
+          this.options.onSidecarSkipped?.(joinObjectUrl(url, listed.file), err as Error);
+        }
       }
       await writeFile(path.join(tempDir, MANIFEST_FILE), text);
     });

@@ -24,7 +24,9 @@ export const ATTR_REPLICA = 'canopy.replica';
 
 export const ATTR_INDEX = 'canopy.index';
 export const ATTR_INDEX_VERSION = 'canopy.index.version';
-/** A lifecycle state (index version: loading|ready|failed; etcd session or watch: their states). */
+/** A sidecar's kind (`codes`, `graph`) on the sidecar state metric. */
+export const ATTR_SIDECAR = 'canopy.sidecar';
+/** A lifecycle state (index version: loading|ready|failed; sidecar: loaded|absent|missing|refused; etcd session or watch: their states). */
 export const ATTR_STATE = 'canopy.state';
 
 /**

@@ -32,6 +32,7 @@ import {
   ATTR_RPC_GRPC_STATUS_CODE,
   ATTR_RPC_METHOD,
   ATTR_SHARD,
+  ATTR_SIDECAR,
   ATTR_STATE,
 } from './attributes';
 import { declareZeroHistogram, type HistogramShape } from './zero-series';
@@ -58,6 +59,12 @@ export const METRIC_INDEX_ITEMS = 'canopy.index.items';
 export const METRIC_INDEX_LOAD_DURATION = 'canopy.index.load.duration_seconds';
 /** Observable gauge, {canopy.index, canopy.index.version, canopy.shard, canopy.state}: 1 for the version's state, 0 for the others. */
 export const METRIC_INDEX_VERSION_STATE = 'canopy.index.version.state';
+/**
+ * Observable gauge, {canopy.index, canopy.index.version, canopy.shard, canopy.sidecar, canopy.state}: 1 for
+ * the state of each of the version's sidecars on this node, 0 for the others (anything but `loaded`: the
+ * shard searches without it).
+ */
+export const METRIC_INDEX_SIDECAR_STATE = 'canopy.index.sidecar.state';
 /** Observable gauge, {canopy.state}: 1 for the etcd session's state, 0 for the others. */
 export const METRIC_ETCD_SESSION_STATE = 'canopy.etcd.session.state';
 /** Observable gauge, {canopy.state}: 1 for the state of a router's etcd watch, 0 for the other. */
@@ -92,6 +99,13 @@ export const QUERY_METHODS = ['Search', 'BatchSearch', 'SearchByItem', 'BatchSea
 export const INDEX_VERSION_STATES = ['loading', 'ready', 'failed'] as const;
 export type IndexVersionState = (typeof INDEX_VERSION_STATES)[number];
 
+/**
+ * States of a shard's sidecar: `loaded` (searches use it), `absent` (the version has none of that
+ * kind), `missing` (listed, not on disk), `refused` (failed a check: size, sha256, or the engine's).
+ */
+export const SIDECAR_STATES = ['loaded', 'absent', 'missing', 'refused'] as const;
+export type SidecarState = (typeof SIDECAR_STATES)[number];
+
 /** States of a node's etcd session, as registry/node-session.ts names them. */
 export const ETCD_SESSION_STATES = ['unregistered', 'registered', 'closed'] as const;
 export type EtcdSessionState = (typeof ETCD_SESSION_STATES)[number];
@@ -111,6 +125,8 @@ export interface IndexVersionReading {
   readonly items?: number;
   /** Time the load took, in seconds; omit until it finished. */
   readonly loadDurationSeconds?: number;
+  /** The state of each sidecar kind, once loaded. */
+  readonly sidecars?: readonly { readonly kind: string; readonly state: SidecarState }[];
 }
 
 /** Synchronous instruments; record on them directly. */
@@ -128,6 +144,7 @@ interface InstrumentSet extends CanopyInstruments {
   readonly indexItems: ObservableGauge;
   readonly indexLoadDuration: ObservableGauge;
   readonly indexVersionState: ObservableGauge;
+  readonly indexSidecarState: ObservableGauge;
   readonly etcdSessionState: ObservableGauge;
   readonly etcdWatchState: ObservableGauge;
   readonly inflightQueries: ObservableUpDownCounter;
@@ -194,7 +211,7 @@ export function observeSearchQueueDepth(read: () => number): Unobserve {
 }
 
 /**
- * Reports items, load time and state of each version `read()` lists, at each
+ * Reports items, load time, state and sidecar states of each version `read()` lists, at each
  * collection. The SDK keeps exporting an attribute set's last value after it
  * stops being observed (opentelemetry-js#4096), so a version that was listed
  * once and is gone (unloaded) is reported with 0 items and 0 in every state,
@@ -202,8 +219,10 @@ export function observeSearchQueueDepth(read: () => number): Unobserve {
  */
 export function observeIndexVersions(read: () => Iterable<IndexVersionReading>): Unobserve {
   const set = instrumentSet();
-  const observables = [set.indexItems, set.indexLoadDuration, set.indexVersionState];
+  const observables = [set.indexItems, set.indexLoadDuration, set.indexVersionState, set.indexSidecarState];
   const seen = new Map<string, Attributes>();
+  /** Sidecar kinds observed per version key, to zero them with it. */
+  const seenSidecars = new Map<string, Set<string>>();
   const callback = (batch: BatchObservableResult): void => {
     const listed = new Set<string>();
     for (const reading of read()) {
@@ -214,11 +233,16 @@ export function observeIndexVersions(read: () => Iterable<IndexVersionReading>):
       if (reading.items !== undefined) batch.observe(set.indexItems, reading.items, attributes);
       if (reading.loadDurationSeconds !== undefined) batch.observe(set.indexLoadDuration, reading.loadDurationSeconds, attributes);
       observeStateSet(batch, set.indexVersionState, INDEX_VERSION_STATES, reading.state, attributes);
+      for (const { kind, state } of reading.sidecars ?? []) {
+        seenSidecars.set(key, (seenSidecars.get(key) ?? new Set()).add(kind));
+        observeStateSet(batch, set.indexSidecarState, SIDECAR_STATES, state, { ...attributes, [ATTR_SIDECAR]: kind });
+      }
     }
     for (const [key, attributes] of seen) {
       if (listed.has(key)) continue;
       batch.observe(set.indexItems, 0, attributes);
       observeStateSet(batch, set.indexVersionState, INDEX_VERSION_STATES, undefined, attributes);
+      for (const kind of seenSidecars.get(key) ?? []) observeStateSet(batch, set.indexSidecarState, SIDECAR_STATES, undefined, { ...attributes, [ATTR_SIDECAR]: kind });
     }
   };
   const meter = set.provider.getMeter(METER_NAME);
@@ -311,6 +335,9 @@ function createInstruments(provider: MeterProvider): InstrumentSet {
     indexItems: meter.createObservableGauge(METRIC_INDEX_ITEMS, { unit: '{item}', description: "Items in this node's shard of an index version" }),
     indexLoadDuration: meter.createObservableGauge(METRIC_INDEX_LOAD_DURATION, { unit: 's', description: 'Time loading an index version took' }),
     indexVersionState: meter.createObservableGauge(METRIC_INDEX_VERSION_STATE, { description: 'Index version state on this node (1 = current state)' }),
+    indexSidecarState: meter.createObservableGauge(METRIC_INDEX_SIDECAR_STATE, {
+      description: "State of a shard's sidecar on this node (1 = current state; not loaded: searched without it)",
+    }),
     etcdSessionState: meter.createObservableGauge(METRIC_ETCD_SESSION_STATE, { description: 'etcd session state of this node (1 = current state)' }),
     etcdWatchState: meter.createObservableGauge(METRIC_ETCD_WATCH_STATE, { description: "etcd watch state of this router's cluster view (1 = current state)" }),
     inflightQueries,

@@ -9,6 +9,10 @@ export const DEFAULT_MAX_BATCH_QUERIES = 1024;
 export const DEFAULT_MAX_EXCLUDE_IDS = 10_000;
 /** Largest `search_k` accepted: bounds the work one query may ask of each shard. */
 export const DEFAULT_MAX_SEARCH_K = 1_000_000;
+/** Largest `rerank` accepted: each re-ranked candidate reads a full row from the forest. */
+export const DEFAULT_MAX_RERANK = 100_000;
+/** Largest `ef` accepted: the graph search keeps and scores `ef` items per query. */
+export const DEFAULT_MAX_EF = 100_000;
 
 export interface QueryLimitsOptions {
   /** Largest `k` accepted. */
@@ -19,6 +23,10 @@ export interface QueryLimitsOptions {
   readonly maxExcludeIds?: number;
   /** Largest `search_k` accepted. */
   readonly maxSearchK?: number;
+  /** Largest `rerank` accepted. */
+  readonly maxRerank?: number;
+  /** Largest `ef` accepted. */
+  readonly maxEf?: number;
 }
 
 export interface QueryLimits {
@@ -26,6 +34,8 @@ export interface QueryLimits {
   readonly maxBatchQueries: number;
   readonly maxExcludeIds: number;
   readonly maxSearchK: number;
+  readonly maxRerank: number;
+  readonly maxEf: number;
 }
 
 export function resolveQueryLimits(options: QueryLimitsOptions = {}): QueryLimits {
@@ -34,30 +44,41 @@ export function resolveQueryLimits(options: QueryLimitsOptions = {}): QueryLimit
     maxBatchQueries: options.maxBatchQueries ?? DEFAULT_MAX_BATCH_QUERIES,
     maxExcludeIds: options.maxExcludeIds ?? DEFAULT_MAX_EXCLUDE_IDS,
     maxSearchK: options.maxSearchK ?? DEFAULT_MAX_SEARCH_K,
+    maxRerank: options.maxRerank ?? DEFAULT_MAX_RERANK,
+    maxEf: options.maxEf ?? DEFAULT_MAX_EF,
   };
-}
-
-/** A checked query. `vector` may view the request's bytes: it lives as long as the request. */
-export interface ParsedQuery {
-  readonly vector: Float32Array;
-  readonly k: number;
-  /** Undefined: the engine's default (n_trees * k). */
-  readonly searchK: number | undefined;
-  readonly excludeIds: readonly string[];
 }
 
 /** The query parts that do not depend on the vector (SearchByItem has no vector). */
 export interface QueryShape {
   readonly k: number;
+  /** Undefined: the engine's default (n_trees * k). */
   readonly searchK: number | undefined;
   readonly excludeIds: readonly string[];
+  /** Search the forest alone, as Annoy, even with codes. */
+  readonly exact: boolean;
+  /** Undefined: the engine's default (2k, at least 10). */
+  readonly rerank: number | undefined;
+  /** Undefined: no graph search. */
+  readonly ef: number | undefined;
 }
 
-export function parseShape(
-  req: { k: number; searchK: number; excludeIds: string[] },
-  limits: QueryLimits,
-  where = 'query',
-): QueryShape {
+/** A checked query. `vector` may view the request's bytes: it lives as long as the request. */
+export interface ParsedQuery extends QueryShape {
+  readonly vector: Float32Array;
+}
+
+/** What a request says of a query's shape, as the proto's fields decode. */
+export interface ShapeFields {
+  k: number;
+  searchK: number;
+  excludeIds: string[];
+  exact: boolean;
+  rerank: number;
+  ef: number;
+}
+
+export function parseShape(req: ShapeFields, limits: QueryLimits, where = 'query'): QueryShape {
   if (!Number.isInteger(req.k) || req.k < 1 || req.k > limits.maxK) {
     throw CanopyError.invalidArgument(`${where}: k must be between 1 and ${limits.maxK} (max k), got ${req.k}`);
   }
@@ -72,7 +93,28 @@ export function parseShape(
       `${where}: at most ${limits.maxExcludeIds} exclude_ids are accepted, got ${req.excludeIds.length}`,
     );
   }
-  return { k: req.k, searchK: req.searchK > 0 ? req.searchK : undefined, excludeIds: req.excludeIds };
+  const rerank = optionalCount(where, 'rerank', req.rerank, limits.maxRerank, 'max rerank');
+  const ef = optionalCount(where, 'ef', req.ef, limits.maxEf, 'max ef');
+  return { k: req.k, searchK: req.searchK > 0 ? req.searchK : undefined, excludeIds: req.excludeIds, exact: req.exact, rerank, ef };
+}
+
+/** `rerank` or `ef`: 0 (default, undefined) or a positive integer up to `max`. */
+function optionalCount(where: string, field: string, value: number, max: number, limit: string): number | undefined {
+  if (!Number.isInteger(value) || value < 0) throw CanopyError.invalidArgument(`${where}: ${field} must be 0 (default) or positive, got ${value}`);
+  if (value > max) throw CanopyError.invalidArgument(`${where}: ${field} must be at most ${max} (${limit}), got ${value}`);
+  return value > 0 ? value : undefined;
+}
+
+/** The fields that carry a checked shape on to a shard (the inverse of parseShape). */
+export function shapeFields(shape: QueryShape): ShapeFields {
+  return {
+    k: shape.k,
+    searchK: shape.searchK ?? 0,
+    excludeIds: [...shape.excludeIds],
+    exact: shape.exact,
+    rerank: shape.rerank ?? 0,
+    ef: shape.ef ?? 0,
+  };
 }
 
 export function parseQuery(req: SearchRequest, dim: number, limits: QueryLimits, where = 'query'): ParsedQuery {

@@ -37,7 +37,7 @@ const PROCESS_FAMILIES = [
   'canopy_rpc_server_duration_seconds',
   'canopy_inflight_queries',
 ];
-const SHARD_FAMILIES = [...PROCESS_FAMILIES, 'canopy_engine_search_queue_depth', 'canopy_index_items', 'canopy_index_load_duration_seconds', 'canopy_index_version_state'];
+const SHARD_FAMILIES = [...PROCESS_FAMILIES, 'canopy_engine_search_queue_depth', 'canopy_index_items', 'canopy_index_load_duration_seconds', 'canopy_index_version_state', 'canopy_index_sidecar_state'];
 const ROUTER_FAMILIES = [...PROCESS_FAMILIES, 'canopy_router_shard_call_duration_seconds', 'canopy_router_retries_total', 'canopy_router_hedges_total', 'canopy_router_partial_answers_total'];
 
 function families(exposition: string): string[] {

@@ -104,8 +104,10 @@ describe('an index version in object storage', () => {
     expect(answer.shardsAnswered).toBe(2);
     for (const shard of [0, 1]) {
       const entry = path.join(cacheOf(shard), `shard-000${shard}`, 'tracks@v1');
-      expect(readdirSync(entry).sort()).toEqual(['manifest.json', `shard-000${shard}.ann`, `shard-000${shard}.ids`]);
+      expect(readdirSync(entry).sort()).toEqual(['manifest.json', `shard-000${shard}.ann`, `shard-000${shard}.codes`, `shard-000${shard}.ids`]);
     }
+    const info = await client.describeIndex('tracks');
+    expect(info.shards.map((s) => s.sidecars.find((c) => c.kind === 'codes')?.state)).toEqual(['loaded', 'loaded']);
   });
 
   it('a corrupted object is refused by the node that downloads it; the active version keeps answering', async () => {
@@ -125,6 +127,24 @@ describe('an index version in object storage', () => {
     expect(answer.neighbors[0]!.id).toBe('track:7');
     expect(readdirSync(path.join(cacheOf(0), 'shard-0000'))).toEqual(['tracks@v1']);
   });
+
+  it('a corrupted sidecar object is left out of the download; the version serves without it, and says so', async () => {
+    const url = await buildToS3('v1s');
+    const store = ObjectStore.create({ endpoint: moto.endpoint });
+    const size = (await store.sizeOf(`${url}/shard-0001.codes`))!;
+    store.close();
+    await moto.putObject(BUCKET, 'tracks/v1s/shard-0001.codes', Buffer.alloc(size, 7));
+
+    const published = await runCanopy(['publish', ...etcdFlags(), ...s3Flags(), '--manifest', url, '--wait', '--timeout', '60']);
+    expect(published.stderr).toBe('');
+    expect(published.code).toBe(0);
+    const answer = await client.searchByItem('tracks', 'track:9', { k: 3 });
+    expect(answer.indexVersion).toBe('v1s');
+    expect(answer.neighbors[0]).toEqual({ id: 'track:9', distance: 0 });
+    const codes = (await client.describeIndex('tracks')).shards.map((s) => s.sidecars.find((c) => c.kind === 'codes')!);
+    expect(codes.map((c) => c.state)).toEqual(['loaded', 'missing']);
+    expect(codes[1]!.reason).toMatch(/shard-0001\.codes is not there/);
+  });
 });
 
 describe('the shard download cache', () => {
@@ -142,7 +162,7 @@ describe('the shard download cache', () => {
       proxy.cutAfterBytes = undefined;
       const folder = await cache.fetch(url, new Set());
       expect(folder).toBe(path.join(dir, 'shard-0001', 'tracks@v3'));
-      expect(readdirSync(folder).sort()).toEqual(['manifest.json', 'shard-0001.ann', 'shard-0001.ids']);
+      expect(readdirSync(folder).sort()).toEqual(['manifest.json', 'shard-0001.ann', 'shard-0001.codes', 'shard-0001.ids']);
     } finally {
       store.close();
       await proxy.stop();

@@ -61,6 +61,7 @@ function slowable(forest: ShardForest, delay: { ms: number }): ShardForest {
       return forest.searchBatch(vectors, k, opts);
     },
     getItemVector: (item) => forest.getItemVector(item),
+    loadSidecar: (kind, file, opts) => forest.loadSidecar(kind, file, opts),
     unload: () => forest.unload(),
   };
 }

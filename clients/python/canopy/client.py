@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence, Tuple, TypeVar, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, TypeVar, Union
 
 import grpc
 import numpy as np
@@ -56,6 +56,20 @@ class BatchResult:
 
 
 @dataclass(frozen=True)
+class SidecarStatus:
+    """Whether a shard searches with one of its sidecars (`kind`: codes or graph). `state` is loaded,
+    absent (the version has none), missing or refused (`reason` says why; the shard then searches
+    without it: the forest alone, exact, for codes; no graph search for `ef`). `replica` names the
+    replica when a router answers."""
+
+    shard: int
+    kind: str
+    state: str
+    reason: str
+    replica: str
+
+
+@dataclass(frozen=True)
 class IndexInfo:
     index: str
     metric: str
@@ -64,6 +78,7 @@ class IndexInfo:
     n_trees: int
     shard_count: int
     active_version: str
+    sidecars: Tuple[SidecarStatus, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -133,9 +148,16 @@ class CanopyClient:
         exclude_ids: Sequence[str] = (),
         index: Optional[str] = None,
         deadline_s: Optional[float] = None,
+        exact: bool = False,
+        rerank: int = 0,
+        ef: int = 0,
     ) -> SearchResult:
-        """The k nearest items to one vector (1-D, any float dtype)."""
-        request = self._search_request(_as_row(vector), k, search_k, exclude_ids, index)
+        """The k nearest items to one vector (1-D, any float dtype).
+
+        `exact` searches each shard's forest alone, as Annoy (the same answers), even where it has codes;
+        `rerank` (with codes) is how many candidates get exact distances, 0 for the default (2k, at least
+        10); `ef` is the beam width of a search over each shard's neighbour graph, 0 for none."""
+        request = self._search_request(_as_row(vector), k, search_k, exclude_ids, index, _options(exact, rerank, ef))
         return _result(self._call(self._stub.Search, request, deadline_s))
 
     def batch_search(
@@ -146,13 +168,17 @@ class CanopyClient:
         search_k: int = -1,
         index: Optional[str] = None,
         deadline_s: Optional[float] = None,
+        exact: bool = False,
+        rerank: int = 0,
+        ef: int = 0,
     ) -> BatchResult:
-        """The k nearest items to each row of a 2-D array, in one call."""
+        """The k nearest items to each row of a 2-D array, in one call (options as `search`)."""
         matrix = np.ascontiguousarray(vectors, dtype="<f4")
         if matrix.ndim != 2:
             raise ValueError(f"batch_search takes a 2-D array (queries x dim), got shape {matrix.shape}")
         name = self.index if index is None else index
-        queries = [self._search_request(row, k, search_k, (), "") for row in matrix]
+        options = _options(exact, rerank, ef)
+        queries = [self._search_request(row, k, search_k, (), "", options) for row in matrix]
         reply = self._call(self._stub.BatchSearch, canopy_pb2.BatchSearchRequest(index=name, queries=queries), deadline_s)
         ids = np.full((len(queries), k), None, dtype=object)
         distances = np.full((len(queries), k), np.nan, dtype=np.float32)
@@ -173,10 +199,14 @@ class CanopyClient:
         exclude_ids: Sequence[str] = (),
         index: Optional[str] = None,
         deadline_s: Optional[float] = None,
+        exact: bool = False,
+        rerank: int = 0,
+        ef: int = 0,
     ) -> SearchResult:
-        """The k nearest items to a stored item, itself included (at distance 0) unless excluded."""
+        """The k nearest items to a stored item, itself included (at distance 0) unless excluded (options as `search`)."""
         request = canopy_pb2.SearchByItemRequest(
-            index=self.index if index is None else index, id=item_id, k=k, search_k=search_k, exclude_ids=list(exclude_ids)
+            index=self.index if index is None else index, id=item_id, k=k, search_k=search_k, exclude_ids=list(exclude_ids),
+            **_options(exact, rerank, ef),
         )
         return _result(self._call(self._stub.SearchByItem, request, deadline_s))
 
@@ -188,9 +218,14 @@ class CanopyClient:
 
     def describe(self, index: Optional[str] = None, *, deadline_s: Optional[float] = None) -> IndexInfo:
         reply = self._call(self._stub.DescribeIndex, canopy_pb2.DescribeIndexRequest(index=self.index if index is None else index), deadline_s)
+        sidecars = tuple(
+            SidecarStatus(shard=shard.shard, kind=s.kind, state=s.state, reason=s.reason, replica=s.replica)
+            for shard in reply.shards
+            for s in shard.sidecars
+        )
         return IndexInfo(
             index=reply.index, metric=reply.metric, dim=reply.dim, items=reply.items, n_trees=reply.n_trees,
-            shard_count=reply.shard_count, active_version=reply.active_version,
+            shard_count=reply.shard_count, active_version=reply.active_version, sidecars=sidecars,
         )
 
     # --- Annoy's names ------------------------------------------------------------------------
@@ -210,9 +245,11 @@ class CanopyClient:
 
     # --- plumbing -----------------------------------------------------------------------------
 
-    def _search_request(self, row: npt.NDArray[np.float32], k: int, search_k: int, exclude_ids: Sequence[str], index: Optional[str]) -> canopy_pb2.SearchRequest:
+    def _search_request(
+        self, row: npt.NDArray[np.float32], k: int, search_k: int, exclude_ids: Sequence[str], index: Optional[str], options: Dict[str, Union[bool, int]]
+    ) -> canopy_pb2.SearchRequest:
         return canopy_pb2.SearchRequest(
-            index=self.index if index is None else index, vector_f32=row.tobytes(), k=k, search_k=search_k, exclude_ids=list(exclude_ids)
+            index=self.index if index is None else index, vector_f32=row.tobytes(), k=k, search_k=search_k, exclude_ids=list(exclude_ids), **options
         )
 
     def _call(self, method: Callable[..., Reply], request: object, deadline_s: Optional[float]) -> Reply:
@@ -231,6 +268,11 @@ class CanopyClient:
                 time.sleep(pause)
                 backoff = min(backoff * 2, self.max_backoff_s)
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _options(exact: bool, rerank: int, ef: int) -> Dict[str, Union[bool, int]]:
+    """The sidecar search options of a request; the servers check their bounds (INVALID_ARGUMENT)."""
+    return {"exact": exact, "rerank": rerank, "ef": ef}
 
 
 def _credentials(tls: TlsOptions) -> grpc.ChannelCredentials:

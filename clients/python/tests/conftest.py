@@ -121,7 +121,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     out = canopy([
         "build", "--input", str(work / "items.npy"), "--format", "npy", "--ids", str(work / "ids.npy"),
         "--metric", "euclidean", "--trees", "10", "--shards", "2", "--index", "tracks", "--version", "v1",
-        "--out", str(work / "versions"),
+        "--out", str(work / "versions"), "--graph",
     ])
     processes = Processes()
     try:

@@ -18,13 +18,30 @@ from conftest import Cluster, brute_force, free_port, wait_serving
 def test_search_takes_numpy_and_returns_numpy(cluster: Cluster) -> None:
     with CanopyClient(cluster.router, "tracks") as client:
         query = cluster.vectors[5].astype(np.float64)  # any float dtype goes out as float32
-        result = client.search(query, k=10, search_k=20_000)
+        result = client.search(query, k=10, search_k=20_000, exact=True)
         assert result.ids.dtype == object and result.distances.dtype == np.float32
         assert result.ids[0] == "track:5" and result.distances[0] == 0
         assert result.version == "v1" and result.shards_answered == result.shards_total == 2
         exact = [cluster.ids[i] for i in brute_force(cluster.vectors, cluster.vectors[5], 10)]
-        assert list(result.ids) == exact  # a search_k this large inspects everything
+        assert list(result.ids) == exact  # a search_k this large inspects everything, and exact scores it all exactly
         assert np.all(np.diff(result.distances) >= 0)
+
+
+def test_sidecar_options_and_status(cluster: Cluster) -> None:
+    with CanopyClient(cluster.router, "tracks") as client:
+        info = client.describe()
+        assert sorted((s.shard, s.kind, s.state) for s in info.sidecars) == [(0, "codes", "loaded"), (0, "graph", "loaded"), (1, "codes", "loaded"), (1, "graph", "loaded")]
+        assert all(s.reason == "" and s.replica.startswith("127.0.0.1:") for s in info.sidecars)
+        query = cluster.vectors[11]
+        truth = [cluster.ids[i] for i in brute_force(cluster.vectors, query, 10)]
+        batch = client.batch_search(cluster.vectors[10:12], k=10, search_k=20_000, exact=True)
+        assert list(batch.ids[1]) == truth
+        for result in (client.search(query, k=10, ef=40), client.search(query, k=10, rerank=50), client.search_by_item("track:11", k=10, ef=40)):
+            assert result.ids[0] == "track:11" and result.distances[0] == 0 and len(result.ids) == 10
+        with pytest.raises(grpc.RpcError) as raised:
+            client.search(query, ef=-1)
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "ef must be 0 (default) or positive, got -1" in raised.value.details()
 
 
 def test_batch_search_of_a_2d_array(cluster: Cluster) -> None:

@@ -22,7 +22,7 @@ export const idOfRow = (r: number): string => `item-${r}`;
 export async function buildFixture(
   workDir: string,
   base: Matrix,
-  opts: { metric: Metric; shards: number; trees: number; index: string; version: string },
+  opts: { metric: Metric; shards: number; trees: number; index: string; version: string; codes?: boolean; graph?: boolean },
 ): Promise<Fixture> {
   const input = path.join(workDir, `${opts.index}.jsonl`);
   const lines: string[] = [];
@@ -40,6 +40,9 @@ export async function buildFixture(
     version: opts.version,
     seed: 1,
     threads: 1,
+    // Off unless asked: most tests check answers against brute force, which the exact path gives.
+    codes: opts.codes ?? false,
+    graph: opts.graph ?? false,
   });
   return { dir: built.dir, index: opts.index, version: opts.version, base, metric: opts.metric };
 }

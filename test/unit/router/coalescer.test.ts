@@ -5,7 +5,7 @@ import type { BatchSearchRequest, BatchSearchResponse, SearchRequest, SearchResp
 import { Coalescer } from '../../../src/router/coalescer';
 
 function query(k: number): SearchRequest {
-  return { index: '', vector: [], vectorF32: Buffer.alloc(0), k, searchK: 0, excludeIds: [], minShards: 0, version: '' };
+  return { index: '', vector: [], vectorF32: Buffer.alloc(0), k, searchK: 0, excludeIds: [], minShards: 0, version: '', exact: false, rerank: 0, ef: 0 };
 }
 
 /** A shard stand-in that answers each query with one neighbour named after its k, when released. */

@@ -16,7 +16,7 @@ import { type Behaviour, ScriptedReplica } from '../../support/scripted-replica'
 
 const view: IndexView = { index: 'i', version: 'v', metric: 'euclidean', dim: 1, shardCount: 2, nTrees: 1 } as IndexView;
 const query = {
-  request: { index: 'i', vector: [], vectorF32: Buffer.alloc(0), k: 1, searchK: 0, excludeIds: [], minShards: 0, version: '' },
+  request: { index: 'i', vector: [], vectorF32: Buffer.alloc(0), k: 1, searchK: 0, excludeIds: [], minShards: 0, version: '', exact: false, rerank: 0, ef: 0 },
   k: 1,
   excluded: new Set<string>(),
 };

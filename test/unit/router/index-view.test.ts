@@ -10,7 +10,7 @@ import type { IndexInfo } from '../../../src/wire/contract';
 function info(shard: number, overrides: Partial<IndexInfo> = {}): IndexInfo {
   return {
     index: 'tracks', metric: 'angular', dim: 8, items: 100, nTrees: 10, shardCount: 2, activeVersion: 'v1',
-    shards: [{ shard, items: 50, replicasTotal: 1, replicasAnswered: 1 }], versions: ['v1'], partitioner: PARTITIONER,
+    shards: [{ shard, items: 50, replicasTotal: 1, replicasAnswered: 1, sidecars: [] }], versions: ['v1'], partitioner: PARTITIONER,
     ...overrides,
   };
 }

@@ -22,7 +22,7 @@ const batch: BatchSearchRequest = {
   index: 'i',
   version: 'v',
   minShards: 0,
-  queries: [{ index: '', vector: [], vectorF32: Buffer.alloc(0), k: 1, searchK: 0, excludeIds: [], minShards: 0, version: '' }],
+  queries: [{ index: '', vector: [], vectorF32: Buffer.alloc(0), k: 1, searchK: 0, excludeIds: [], minShards: 0, version: '', exact: false, rerank: 0, ef: 0 }],
 };
 
 describe.each<Transport>(['unary', 'stream'])('ShardCaller over %s calls', (transport) => {

@@ -20,6 +20,8 @@ import { gaussianVectors } from '../../support/vectors';
 const SHARDS = 2;
 const DIM = 6;
 const EXHAUSTIVE = 1_000_000;
+/** A query's sidecar options left at their defaults. */
+const DEFAULT_OPTIONS = { exact: false, rerank: undefined, ef: undefined } as const;
 const load = (dir: string, shard: number) =>
   LoadedVersion.load(dir, shard, (file, opts) => Index.load(file, opts), { verifyChecksums: true, prefault: false });
 
@@ -65,8 +67,8 @@ describe('LoadedVersion', () => {
       const v = row(queries, q);
       const want = shardTruth(v, 8);
       const [plain, excluding] = await loaded.search([
-        { vector: v, k: 5, searchK: EXHAUSTIVE, excludeIds: [] },
-        { vector: v, k: 5, searchK: EXHAUSTIVE, excludeIds: [want[1]!, want[3]!] },
+        { vector: v, k: 5, searchK: EXHAUSTIVE, excludeIds: [], ...DEFAULT_OPTIONS },
+        { vector: v, k: 5, searchK: EXHAUSTIVE, excludeIds: [want[1]!, want[3]!], ...DEFAULT_OPTIONS },
       ]);
       expect(plain!.map((n) => n.id)).toEqual(want.slice(0, 5));
       expect(excluding!.map((n) => n.id)).toEqual(want.filter((_, i) => i !== 1 && i !== 3).slice(0, 5));
@@ -77,7 +79,7 @@ describe('LoadedVersion', () => {
 
   it('answers a mixed batch (different k and search_k) like the same queries one by one', async () => {
     const queries = gaussianVectors(6, DIM, 23);
-    const batch = Array.from({ length: 6 }, (_, i) => ({ vector: row(queries, i), k: 1 + (i % 3), searchK: i < 3 ? EXHAUSTIVE : undefined, excludeIds: [] }));
+    const batch = Array.from({ length: 6 }, (_, i) => ({ vector: row(queries, i), k: 1 + (i % 3), searchK: i < 3 ? EXHAUSTIVE : undefined, excludeIds: [], ...DEFAULT_OPTIONS }));
     const together = await loaded.search(batch);
     const alone = await Promise.all(batch.map(async (q) => (await loaded.search([q]))[0]!));
     expect(together).toEqual(alone);
@@ -96,6 +98,43 @@ describe('LoadedVersion', () => {
     writeFileSync(ann, bytes);
     await expect(load(copy, 0)).rejects.toThrow(/shard-0000\.ann: sha256 is [0-9a-f]+, manifest says/);
     await expect(load(copy, 5)).rejects.toThrow(/shard 5 is not in idx\/v1 \(it has 2 shards\)/);
+  });
+});
+
+describe('LoadedVersion with sidecars', () => {
+  const workDir = mkdtempSync(path.join(tmpdir(), 'canopy-shard-sidecars-'));
+  let fixture: Fixture;
+  let loaded: LoadedVersion;
+
+  beforeAll(async () => {
+    const base = gaussianVectors(1_500, DIM, 31);
+    fixture = await buildFixture(workDir, base, { metric: 'euclidean', shards: 1, trees: 4, index: 'idx', version: 'v1', codes: true, graph: true });
+    loaded = await load(fixture.dir, 0);
+  });
+
+  afterAll(() => {
+    loaded?.release();
+    rmSync(workDir, { recursive: true, force: true });
+  });
+
+  it('loads the codes and the graph the manifest lists', () => {
+    expect(loaded.sidecars).toEqual([
+      { kind: 'codes', state: 'loaded' },
+      { kind: 'graph', state: 'loaded' },
+    ]);
+  });
+
+  it('answers a batch mixing exact, rerank, ef and default queries like the same queries one by one; exact ones are brute force', async () => {
+    const queries = gaussianVectors(8, DIM, 32);
+    const options = [DEFAULT_OPTIONS, { ...DEFAULT_OPTIONS, exact: true }, { ...DEFAULT_OPTIONS, rerank: 40 }, { ...DEFAULT_OPTIONS, ef: 30 }];
+    const batch = Array.from({ length: 8 }, (_, i) => ({ vector: row(queries, i), k: 5, searchK: EXHAUSTIVE, excludeIds: [], ...options[i % 4]! }));
+    const together = await loaded.search(batch);
+    const alone = await Promise.all(batch.map(async (q) => (await loaded.search([q]))[0]!));
+    expect(together).toEqual(alone);
+    for (const i of [1, 5]) {
+      const want = Array.from(bruteForceTopK(fixture.base, row(queries, i), 5, 'euclidean').ids, idOfRow);
+      expect(together[i]!.map((n) => n.id)).toEqual(want);
+    }
   });
 });
 

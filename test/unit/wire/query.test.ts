@@ -8,7 +8,7 @@ import { decodeVector, encodeVector, parseQuery, resolveQueryLimits, viewFloat32
 const limits = resolveQueryLimits();
 
 function request(fields: Partial<SearchRequest>): SearchRequest {
-  return { index: 'i', vector: [], vectorF32: Buffer.alloc(0), k: 10, searchK: 0, excludeIds: [], minShards: 0, version: '', ...fields };
+  return { index: 'i', vector: [], vectorF32: Buffer.alloc(0), k: 10, searchK: 0, excludeIds: [], minShards: 0, version: '', exact: false, rerank: 0, ef: 0, ...fields };
 }
 
 function refusal(fn: () => unknown): CanopyError {
@@ -68,6 +68,26 @@ describe('query checks', () => {
       expect(err.code).toBe(grpc.status.INVALID_ARGUMENT);
       expect(err.message).toMatch(message);
     }
+  });
+
+  it('refuses a negative or too large rerank or ef, naming the field and the bound', () => {
+    const small = resolveQueryLimits({ maxRerank: 50, maxEf: 60 });
+    const cases: [Partial<SearchRequest>, RegExp][] = [
+      [{ rerank: -1 }, /^query: rerank must be 0 \(default\) or positive, got -1$/],
+      [{ rerank: 51 }, /^query: rerank must be at most 50 \(max rerank\), got 51$/],
+      [{ ef: -3 }, /^query: ef must be 0 \(default\) or positive, got -3$/],
+      [{ ef: 2_000_000_000 }, /^query: ef must be at most 60 \(max ef\), got 2000000000$/],
+    ];
+    for (const [fields, message] of cases) {
+      const err = refusal(() => parseQuery(request({ vector: [0, 0, 0], ...fields }), 3, small));
+      expect(err.code).toBe(grpc.status.INVALID_ARGUMENT);
+      expect(err.message).toMatch(message);
+    }
+  });
+
+  it('maps rerank and ef 0 to the engine default and keeps exact', () => {
+    expect(parseQuery(request({ vector: [0] }), 1, limits)).toMatchObject({ exact: false, rerank: undefined, ef: undefined });
+    expect(parseQuery(request({ vector: [0], exact: true, rerank: 30, ef: 40 }), 1, limits)).toMatchObject({ exact: true, rerank: 30, ef: 40 });
   });
 
   it('maps search_k 0 and -1 to the engine default', () => {
