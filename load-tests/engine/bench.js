@@ -6,9 +6,10 @@
 //       [--trees 50] [--engines codes,canopy,annoy,hnswlib] [--build-threads 1] [--repeats 3]
 //
 // Engines: canopy (the forest), codes (canopy's forest searched through its sidecar of codes,
-// docs/sidecar-format.md; its build and file are the sidecar's alone), graph (the forest plus its
-// neighbour graph, searched with ef; its file size counts the sidecar), annoy, hnswlib. Ratio
-// columns compare the first engine listed with each other one.
+// docs/sidecar-format.md; its build and file are the sidecar's alone), graph (canopy's forest and
+// codes plus a neighbour graph sidecar, searched with ef; its build and file are the graph's alone;
+// a run led by it writes engine-<dataset>-graph.md), annoy, hnswlib. Ratio columns compare the
+// first engine listed with each other one.
 //
 // Data and every built index (with its build figures) are cached in load-tests/.cache/engine,
 // named by dataset, queries, k and the build's parameters, so a re-run skips them (a 1M-item
@@ -29,7 +30,7 @@
 // hnswlib-node: searchKnn, which only takes a plain Array (pre-built; the
 // binding still converts it per call).
 const { spawnSync } = require('node:child_process');
-const { mkdirSync, readFileSync, statSync, writeFileSync, existsSync } = require('node:fs');
+const { mkdirSync, readFileSync, realpathSync, statSync, writeFileSync, existsSync } = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { parseFlags } = require('../flags');
@@ -64,8 +65,9 @@ const SEARCH_KS = {
   'mixture-1m': [500, 1000, 2000, 5000, 10000, 20000, 40000],
 };
 const HNSW_EFS = [10, 20, 40, 80, 160, 320, 640];
-// The graph engine (forest + neighbour graph): [searchK of the entry search, ef], in rising recall.
-const GRAPH_SWEEP = [[100, 10], [100, 20], [300, 20], [500, 20], [500, 40], [500, 80], [500, 160]];
+// The graph engine (canopy's forest, its codes and a neighbour graph): [searchK of the entry search,
+// ef], in rising recall.
+const GRAPH_SWEEP = [[100, 10], [100, 12], [100, 16], [100, 20], [100, 24], [100, 32], [100, 48], [100, 64], [100, 96], [100, 128]];
 
 // ---------- shared file helpers ----------
 
@@ -122,7 +124,7 @@ function buildStats(started, added, dataRssBytes, out) {
   };
 }
 
-function childCanopyBuild(opts, withGraph = false) {
+function childCanopyBuild(opts) {
   const { Index } = require('../../dist');
   const meta = readMeta(opts.dir);
   const base = readFloat32(path.join(opts.dir, 'base.f32'));
@@ -132,12 +134,21 @@ function childCanopyBuild(opts, withGraph = false) {
   for (let i = 0; i < meta.rows; i++) index.addItem(i, rowView(base, meta.dim, i));
   const added = clock();
   index.buildSync({ nTrees: opts.trees, threads: opts.buildThreads });
-  if (withGraph) index.buildGraphSync({ threads: opts.buildThreads });
   index.save(opts.out);
-  if (!withGraph) return buildStats(started, added, dataRssBytes, opts.out);
-  index.saveGraph(`${opts.out}.codes`);
-  const stats = buildStats(started, added, dataRssBytes, opts.out);
-  return { ...stats, fileBytes: stats.fileBytes + statSync(`${opts.out}.codes`).size };
+  return buildStats(started, added, dataRssBytes, opts.out);
+}
+
+// The neighbour graph of canopy's forest (built first), in a sidecar of its own: only the graph's
+// build is timed.
+function childGraphBuild(opts) {
+  const { Index } = require('../../dist');
+  const meta = readMeta(opts.dir);
+  const index = Index.load(opts.forest, { dim: meta.dim, metric: meta.metric });
+  const dataRssBytes = process.memoryUsage().rss;
+  const started = clock();
+  index.buildGraphSync({ threads: opts.buildThreads });
+  index.saveGraph(opts.out);
+  return buildStats(started, started, dataRssBytes, opts.out);
 }
 
 // The sidecar of codes for canopy's forest (built first): only the sidecar's build is timed.
@@ -171,7 +182,7 @@ function childHnswBuild(opts) {
 
 const CHILDREN = {
   'canopy-build': childCanopyBuild,
-  'graph-build': (opts) => childCanopyBuild(opts, true),
+  'graph-build': childGraphBuild,
   'codes-build': childCodesBuild,
   'hnswlib-build': childHnswBuild,
 };
@@ -182,7 +193,7 @@ function indexFile(engine, opts, dir) {
   return path.join(dir, {
     canopy: `canopy-${forest}.ann`,
     codes: `canopy-${forest}.codes`,
-    graph: `graph-${forest}.ann`,
+    graph: `canopy-${forest}.graph`,
     annoy: `annoy-${forest}.ann`,
     hnswlib: `hnswlib-M${opts.hnswM}-ef${opts.hnswEfConstruction}-s${opts.seed}.bin`,
   }[engine]);
@@ -193,7 +204,8 @@ function cachedBuild(engine, opts, dir) {
   const out = indexFile(engine, opts, dir);
   const record = `${out}.build.json`;
   if (existsSync(out) && existsSync(record)) return { ...JSON.parse(readFileSync(record, 'utf8')), cached: true };
-  if (engine === 'codes') cachedBuild('canopy', opts, dir);  // the forest the codes describe
+  if (engine === 'codes' || engine === 'graph') cachedBuild('canopy', opts, dir);  // the forest they describe
+  if (engine === 'graph') cachedBuild('codes', opts, dir);  // the graph search scores on the codes
   const stats = buildInChild(engine, opts, dir, out);
   writeFileSync(record, JSON.stringify(stats));
   return stats;
@@ -255,18 +267,34 @@ function sweepCanopy(opts, meta, dir, file, queries) {
   return { points, callFloorSeconds: floor.seconds / meta.queries };
 }
 
-// The forest with its graph (file + file.codes); the param is ef.
+/** Resident bytes of this process's mappings of each file (the pages a workload touched), from smaps. */
+function residentOfFiles(files) {
+  const resident = Object.fromEntries(files.map((f) => [realpathSync(f), 0])); // smaps names the real path
+  let current = null;
+  for (const line of readFileSync('/proc/self/smaps', 'utf8').split('\n')) {
+    const mapping = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s+(.*)$/.exec(line);
+    if (mapping) current = mapping[1] in resident ? mapping[1] : null;
+    const rss = /^Rss:\s+(\d+) kB/.exec(line);
+    if (rss && current) resident[current] += Number(rss[1]) * 1024;
+  }
+  return resident;
+}
+
+// Canopy's forest with its codes and its graph (file); the param is ef.
 function sweepGraph(opts, meta, dir, file, queries) {
   const { Index } = require('../../dist');
   const views = Array.from({ length: meta.queries }, (_, q) => rowView(queries, meta.dim, q));
-  const index = Index.load(file, { dim: meta.dim, metric: meta.metric });
-  index.loadGraph(`${file}.codes`);
+  const files = [indexFile('canopy', opts, dir), indexFile('codes', opts, dir), file];
+  const index = Index.load(files[0], { dim: meta.dim, metric: meta.metric });
+  index.loadCodes(files[1]);
+  index.loadGraph(file);
   const points = GRAPH_SWEEP.map(([searchK, ef]) => {
     const run = timeLoop(meta.queries, opts.repeats, (q) => index.searchSync(views[q], meta.k, { searchK, ef }).ids);
     return { param: ef, searchK, ...run };
   });
+  const resident = residentOfFiles(files);
   index.unload();
-  return { points, callFloorSeconds: null };
+  return { points, callFloorSeconds: null, residentBytes: Object.values(resident).reduce((a, b) => a + b, 0), residentParts: resident };
 }
 
 function sweepAnnoy(opts, meta, dir, file) {
@@ -283,7 +311,9 @@ function sweepAnnoy(opts, meta, dir, file) {
 function sweepHnsw(opts, meta, dir, file, queries) {
   const { HierarchicalNSW } = require('hnswlib-node');
   const index = new HierarchicalNSW(hnswSpace(meta.metric), meta.dim);
+  const rssBefore = process.memoryUsage().rss;
   index.readIndexSync(file);
+  const residentBytes = process.memoryUsage().rss - rssBefore; // its index lives on the heap, all resident
   const arrays = Array.from({ length: meta.queries }, (_, q) => Array.from(rowView(queries, meta.dim, q)));
   const points = HNSW_EFS.filter((ef) => ef >= meta.k).map((ef) => {
     index.setEf(ef);
@@ -293,7 +323,7 @@ function sweepHnsw(opts, meta, dir, file, queries) {
   tiny.initIndex(1);
   tiny.addPoint(arrays[0], 0);
   const floor = timeLoop(meta.queries, opts.repeats, (q) => tiny.searchKnn(arrays[q], 1).neighbors);
-  return { points, callFloorSeconds: floor.seconds / meta.queries };
+  return { points, callFloorSeconds: floor.seconds / meta.queries, residentBytes };
 }
 
 const SWEEPS = { canopy: sweepCanopy, codes: sweepCanopy, graph: sweepGraph, annoy: sweepAnnoy, hnswlib: sweepHnsw };
@@ -372,6 +402,27 @@ function buildTable(engines, builds) {
   ]);
 }
 
+/** The graph's costs against the issue's targets: build against the forest's and hnswlib's, resident memory. */
+function graphLines(opts, builds, residents) {
+  if (!builds.graph || !builds.canopy) return [];
+  const forest = builds.canopy.addCpuSeconds + builds.canopy.buildCpuSeconds;
+  const total = forest + (builds.codes?.buildCpuSeconds ?? 0) + builds.graph.buildCpuSeconds;
+  const lines = [
+    '',
+    `Graph: building it took ${fmt(builds.graph.buildCpuSeconds, 1)} CPU s over canopy's ${opts.trees}-tree forest ` +
+      `(${fmt(forest, 1)} CPU s); forest + codes + graph = ${fmt(total / forest, 2)}x the forest alone` +
+      (builds.hnswlib ? `, ${fmt(total / builds.hnswlib.buildCpuSeconds, 2)}x hnswlib's build` : '') + '. ' +
+      'The graph search walks only the first 10 trees for its entry points; the rest serve the forest\'s own search.',
+  ];
+  if (residents.graph != null) {
+    const parts = Object.entries(residents.graphParts).map(([f, b]) => `${path.basename(f)} ${fmt(mb(b), 1)}`).join(', ');
+    lines.push('', `Resident after the sweeps: graph engine ${fmt(mb(residents.graph), 1)} MiB of mapped pages (${parts})` +
+      (residents.hnswlib != null ? `; hnswlib's index ${fmt(mb(residents.hnswlib), 1)} MiB (RSS growth on loading it): ` +
+        `${fmt(residents.graph / residents.hnswlib, 2)}x.` : '.'));
+  }
+  return lines;
+}
+
 /** The codes' own costs against the issue's budget: sidecar build against forest build, bytes per item. */
 function codesLines(meta, builds) {
   if (!builds.codes || !builds.canopy) return [];
@@ -396,7 +447,7 @@ function filesIdentical(a, b) {
   return readFileSync(a).equals(readFileSync(b));
 }
 
-function report(opts, meta, engines, { builds, curves, floors }, dir) {
+function report(opts, meta, engines, { builds, curves, floors, residents }, dir) {
   const canopyVsAnnoy = engines.includes('canopy') && engines.includes('annoy');
   const parts = [
     `# Engine benchmark: ${meta.dataset}`,
@@ -421,6 +472,7 @@ function report(opts, meta, engines, { builds, curves, floors }, dir) {
     '',
     buildTable(engines, builds),
     ...codesLines(meta, builds),
+    ...graphLines(opts, builds, residents),
     '',
     `Cached builds (figures from the run that built them): ${engines.filter((e) => builds[e].cached).join(', ') || 'none'}.`,
   ];
@@ -455,6 +507,7 @@ function benchDataset(opts, dataset) {
   const builds = {};
   const curves = {};
   const floors = {};
+  const residents = {};
   const queries = readFloat32(path.join(dir, 'queries.f32'));
   const truth = readInt32(path.join(dir, 'truth.i32'));
   for (const engine of engines) {
@@ -464,15 +517,19 @@ function benchDataset(opts, dataset) {
     process.stderr.write(`${dataset}: querying ${engine}\n`);
     const sweep = SWEEPS[engine](opts, meta, dir, file, queries);
     floors[engine] = sweep.callFloorSeconds;
+    residents[engine] = sweep.residentBytes;
+    if (sweep.residentParts) residents[`${engine}Parts`] = sweep.residentParts;
     curves[engine] = sweep.points.map((p) => ({
       ...p,
       qps: meta.queries / p.seconds,
       recall: recallAtK(p.found, truth, meta.k),
     }));
   }
-  const text = report(opts, meta, engines, { builds, curves, floors }, dir);
+  const text = report(opts, meta, engines, { builds, curves, floors, residents }, dir);
   mkdirSync(REPORTS, { recursive: true });
-  writeFileSync(path.join(REPORTS, `engine-${dataset}.md`), text);
+  // A run led by the graph engine has a report of its own beside the codes' one.
+  const name = engines[0] === 'graph' ? `${dataset}-graph` : dataset;
+  writeFileSync(path.join(REPORTS, `engine-${name}.md`), text);
   process.stdout.write(`${text}\n`);
 }
 
