@@ -397,6 +397,27 @@ TEST(corrupt_graph_sections_are_refused) {
   s = canopy::graph_section(built);
   s.params[1] = 299;  // another forest's item count
   refused(s);
+  s = canopy::graph_section(built);
+  s.params[0] = 0;  // no width
+  refused(s);
+  s = canopy::graph_section(built);
+  s.params[0] = canopy::kGraphMaxWidth + 16;  // wider than any graph is built
+  s.bytes.resize(4 * 300 * static_cast<size_t>(s.params[0]), 0xff);
+  refused(s);
+  s = canopy::graph_section(built);
+  {
+    // Row 0 padded early, then naming an item after its padding.
+    int32_t* row0 = id_at(s, 0);
+    int c = 0;
+    while (c < built.width && row0[c] != canopy::kNoNeighbour) ++c;
+    if (c < built.width - 1) {
+      row0[c + 1] = row0[0];
+      row0[0] = canopy::kNoNeighbour;
+    } else {
+      row0[1] = canopy::kNoNeighbour;
+    }
+  }
+  refused(s);
   // A dot forest cannot have a graph, whatever the section holds.
   Index dot(MetricKind::Dot, 8);
   const auto items = clustered(300, 8, 4);
