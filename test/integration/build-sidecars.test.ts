@@ -1,6 +1,6 @@
 // Sidecars from the command line, as real processes: `canopy build` writes each
 // shard's codes by default (and its graph with --graph), lists them in the
-// manifest, and `canopy inspect` checks them; `canopy codes` writes them for an
+// manifest, and `canopy inspect` and `canopy publish` check them; `canopy codes` writes them for an
 // Annoy file pip annoy built. The engine loads every one it is given.
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -77,6 +77,10 @@ describe('canopy build', () => {
     const damaged = await runCanopy(['inspect', folder]);
     expect(damaged.code).toBe(1);
     expect(damaged.stderr).toMatch(/shard 1: .*shard-0001\.codes: sha256 is [0-9a-f]{64}, manifest says/);
+    // publish checks every file the manifest lists before it calls etcd (here, none listens).
+    const published = await runCanopy(['publish', '--etcd', 'http://127.0.0.1:1', '--manifest', folder]);
+    expect(published.code).toBe(1);
+    expect(published.stderr).toMatch(/shard-0001\.codes: sha256 is [0-9a-f]{64}, manifest says/);
 
     // A sidecar of another forest, listed with its own size and sha256: only the engine can tell.
     const manifestFile = join(folder, 'manifest.json');

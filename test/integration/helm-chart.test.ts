@@ -566,17 +566,17 @@ describe('helm chart: monitoring and scheduling values', () => {
     }
   });
 
-  it('metrics.prometheusRule: four alerts whose rules pass promtool check rules', () => {
+  it('metrics.prometheusRule: five alerts whose rules pass promtool check rules', () => {
     const { manifests, problems } = renderChart(helm, {
       set: [...METRICS_ON, 'metrics.podMonitor.enabled=true', 'metrics.prometheusRule.enabled=true', 'metrics.prometheusRule.p99Seconds=1'],
     });
     expect(problems).toEqual([]);
     const rule = named(manifests, 'PrometheusRule', 'rel-canopy');
     const rules = rule.spec.groups.flatMap((g) => g.rules);
-    expect(rules.map((r) => r.alert)).toEqual(['CanopyShardNodeNotReady', 'CanopyVersionStuckLoading', 'CanopyQueriesRefused', 'CanopyQueryLatencyHigh']);
+    expect(rules.map((r) => r.alert)).toEqual(['CanopyShardNodeNotReady', 'CanopyVersionStuckLoading', 'CanopySidecarNotLoaded', 'CanopyQueriesRefused', 'CanopyQueryLatencyHigh']);
     expect(rules.find((r) => r.alert === 'CanopyQueryLatencyHigh')?.expr).toMatch(/> 1\s*$/);
     const lint = checkRules(findPromtool(), JSON.stringify({ groups: rule.spec.groups }));
-    expect(lint.output).toMatch(/SUCCESS: 4 rules found/);
+    expect(lint.output).toMatch(/SUCCESS: 5 rules found/);
     expect(lint.code).toBe(0);
   });
 
