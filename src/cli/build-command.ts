@@ -7,12 +7,13 @@ import path from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 
 import type { Manifest } from '../format/manifest';
-import { type BuildOptions, buildVersion, DEFAULT_SEED, DEFAULT_SHARDS, DEFAULT_TREES, GRAPH_METRICS } from '../indexer/builder';
+import { type BuildOptions, buildVersion, checkBuildOptions, DEFAULT_SEED, DEFAULT_SHARDS, DEFAULT_TREES, GRAPH_METRICS } from '../indexer/builder';
 import { objectVersionTaken, uploadVersion } from '../indexer/upload-version';
 import { VersionExistsError } from '../indexer/version-folder';
 import type { ObjectStore } from '../storage/object-store';
 import { isObjectUrl, joinObjectUrl, parseObjectUrl } from '../storage/object-url';
 import { addS3Flags, lazyObjectStore, type S3Flags } from './s3-flags';
+import { checkArguments } from './usage-error';
 import { createProgressReporter } from '../indexer/progress';
 import { INPUT_FORMATS, type InputFormat } from '../indexer/readers';
 import { DEFAULT_ID_COLUMN, DEFAULT_VECTOR_COLUMN } from '../indexer/readers/parquet-reader';
@@ -73,7 +74,8 @@ export function registerBuildCommand(program: Command): void {
     .option('--no-codes', 'skip the sidecar of compact codes each shard gets by default (searches stay exact)')
     .option('--graph', `also build each shard's neighbour graph into a .graph sidecar (${GRAPH_METRICS.join(', ')}); searched with --ef`)
     .option('--staging-dir <dir>', 'with --out s3://...: where the version is built before upload (default: the system temp folder)')
-    .action(async (flags: BuildFlags) => {
+    .action(async (flags: BuildFlags, self: Command) => {
+      await checkArguments(self, () => checkBuildOptions(buildOptions(flags, path.resolve(flags.out))));
       const startedMs = performance.now();
       const store = lazyObjectStore(flags);
       try {

@@ -7,6 +7,7 @@
 // (mmap'd files in the temporary version folder, so the page cache, not the
 // heap, holds them); JS keeps only the ids.
 import { availableParallelism } from 'node:os';
+import { statSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 
@@ -127,6 +128,24 @@ export async function buildVersion(options: BuildOptions): Promise<BuildResult> 
     manifest = await buildInto(tempDir, build);
   });
   return { dir, manifest: manifest! };
+}
+
+/**
+ * What a build can tell is wrong before reading a row: bad numbers or names,
+ * flags that do not go together, input files that are not there. Throws
+ * naming the option; `canopy build` reports it as a usage error.
+ */
+export function checkBuildOptions(options: BuildOptions): void {
+  resolve(options);
+  if (options.format === 'ann' && options.dim === undefined) throw new RangeError('--format ann needs --dim: an Annoy file has no header');
+  requireFile('--input', options.input);
+  if (options.idsFile !== undefined) requireFile('--ids', options.idsFile);
+}
+
+function requireFile(flag: string, file: string): void {
+  const kind = statSync(file, { throwIfNoEntry: false });
+  if (kind === undefined) throw new RangeError(`${flag} ${file}: no such file`);
+  if (!kind.isFile()) throw new RangeError(`${flag} ${file}: not a file`);
 }
 
 function resolve(options: BuildOptions): ResolvedBuild {

@@ -1,6 +1,7 @@
 // Every bad input the build refuses, through the real `canopy build` process:
 // exit 1, one stderr line naming the file, the row and the problem, and
 // nothing left in the output folder (no version, no temporary folder).
+// Flags that cannot work are usage errors instead: exit 2 before any reading.
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,6 +25,15 @@ async function expectRefused(input: string, format: string, message: string | Re
   if (typeof message === 'string') expect(result.stderr).toBe(`canopy: ${message}\n`);
   else expect(result.stderr).toMatch(message);
   expect(existsSync(out) ? readdirSync(out) : []).toEqual([]);
+}
+
+async function expectUsageError(input: string, format: string, message: string, extra: readonly string[] = []): Promise<void> {
+  const out = join(dir, `out-${n++}`);
+  const result = await runCanopy(['build', '--input', input, '--format', format, '--metric', 'euclidean', '--out', out, ...extra]);
+  expect(result.code, result.stderr).toBe(2);
+  expect(result.stderr).toContain(`error: ${message}\n`);
+  expect(result.stderr).toContain('Usage: canopy build');
+  expect(existsSync(out)).toBe(false);
 }
 
 function file(name: string, content: string | Buffer): string {
@@ -80,7 +90,7 @@ test('an empty input', async () => {
   await expectRefused(fvecs, 'fvecs', `${fvecs}: the input holds no rows`);
 });
 
-test('ids a shard file cannot hold, a truncated file, a missing file, an .ann without --dim', async () => {
+test('ids a shard file cannot hold, a truncated file', async () => {
   const path = file('newline.jsonl', jsonl([fine(0), { id: 'two\nlines', vector: [1, 2, 3] }]));
   await expectRefused(path, 'jsonl', `${path}: row 1 (line 2): id "two\\nlines" contains a line break`);
   const emptyId = file('emptyid.jsonl', jsonl([{ id: '', vector: [1, 2, 3] }]));
@@ -89,8 +99,6 @@ test('ids a shard file cannot hold, a truncated file, a missing file, an .ann wi
   writeVecs(fvecs, gaussianVectors(5, 4, 1), 'fvecs');
   truncateSync(fvecs, 5 * 20 - 3);
   await expectRefused(fvecs, 'fvecs', /cut\.fvecs: row 4: truncated/);
-  await expectRefused(join(dir, 'absent.npy'), 'npy', `${join(dir, 'absent.npy')}: cannot read: ENOENT`);
-  await expectRefused(file('x.ann', Buffer.alloc(64)), 'ann', /x\.ann: an Annoy \.ann file has no header: give --dim/);
 });
 
 test('ids: a JSON Lines row without one, an --ids list of the wrong length or with an empty line, --ids where rows carry ids', async () => {
@@ -102,8 +110,18 @@ test('ids: a JSON Lines row without one, an --ids list of the wrong length or wi
   await expectRefused(npy, 'npy', `${four}: holds 4 ids, but ${npy} has 5 rows`, ['--ids', four]);
   const gap = file('gap.txt', 'a\nb\n\nd\ne\n');
   await expectRefused(npy, 'npy', `${npy}: row 2: id is empty`, ['--ids', gap]);
-  await expectRefused(npy, 'npy', `${join(dir, 'none.txt')}: cannot read the --ids file: ENOENT`, ['--ids', join(dir, 'none.txt')]);
-  await expectRefused(noId, 'jsonl', '--ids is for inputs without ids of their own; jsonl rows carry their ids', ['--ids', four]);
+});
+
+test('flags that cannot work exit 2 with the usage, before reading anything', async () => {
+  const npy = join(dir, 'usage.npy');
+  writeNpy(npy, gaussianVectors(5, 4, 1));
+  const rows = file('usage.jsonl', jsonl([fine(0), fine(1)]));
+  const absent = join(dir, 'absent.npy');
+  await expectUsageError(absent, 'npy', `--input ${absent}: no such file`);
+  await expectUsageError(dir, 'npy', `--input ${dir}: not a file`);
+  await expectUsageError(npy, 'npy', `--ids ${join(dir, 'none.txt')}: no such file`, ['--ids', join(dir, 'none.txt')]);
+  await expectUsageError(rows, 'jsonl', '--ids is for inputs without ids of their own; jsonl rows carry their ids', ['--ids', npy]);
+  await expectUsageError(file('x.ann', Buffer.alloc(64)), 'ann', '--format ann needs --dim: an Annoy file has no header');
 });
 
 test('an existing version is never overwritten', async () => {
