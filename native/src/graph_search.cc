@@ -131,7 +131,10 @@ class Beam {
  private:
   // Scores g.unvisited (prefetching a few ahead) and keeps those that enter the beam.
   size_t score_unvisited() {
-    constexpr size_t kAhead = 4;  // enough in flight to cover DRAM latency
+    // Items fetched ahead. A row names up to `width` items at random addresses: the more misses in
+    // flight, the better, up to what the core tracks. Interleaved A/B at ef 32 on 1,000,000 x 128
+    // (codes 132 B per item): 99.6 µs/query with 4 ahead, 94.0 with 8, 92.5 with 16 and with 32.
+    constexpr size_t kAhead = 16;
     const std::vector<int32_t>& ids = g_.unvisited;
     const size_t n = ids.size();
     for (size_t c = 0; c < n && c < kAhead; ++c) score_.prefetch_item(ids[c]);
