@@ -110,6 +110,21 @@ describe('canopy codes FILE.ann', () => {
     index.unload();
   });
 
+  test('a build from --format ann (re-sharding an Annoy file) gets its sidecars like any build', async () => {
+    const ann = join(dir, 'reshard.ann');
+    writeAnn(ann, data, 'angular', Array.from({ length: data.rows }, (_, i) => i), 3);
+    const out = join(dir, 'from-ann');
+    const args = ['build', '--input', ann, '--format', 'ann', '--dim', String(DIM), '--metric', 'angular', '--out', out, '--version', 'a1'];
+    const result = await runCanopy([...args, '--shards', '2', '--trees', '4', '--threads', '2', '--graph']);
+    expect(result.code).toBe(0);
+    const manifest = parseManifest(readFileSync(join(out, 'a1', 'manifest.json'), 'utf8'), out);
+    expect(manifest.shards.map((s) => s.sidecars?.map((c) => c.file))).toEqual([
+      ['shard-0000.codes', 'shard-0000.graph'],
+      ['shard-0001.codes', 'shard-0001.graph'],
+    ]);
+    expect((await runCanopy(['inspect', join(out, 'a1')])).code).toBe(0);
+  });
+
   test('a file that is not an Annoy forest of that shape is refused, naming it', async () => {
     const bogus = join(dir, 'bogus.ann');
     writeFileSync(bogus, Buffer.alloc(100, 7));
