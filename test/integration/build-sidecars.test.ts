@@ -64,7 +64,7 @@ describe('canopy build', () => {
 
   test('--graph with a metric that has no graph is refused before any work', async () => {
     const result = await runCanopy(['build', '--input', input, '--format', 'jsonl', '--metric', 'dot', '--out', join(dir, 'out'), '--graph']);
-    expect(result.code).not.toBe(0);
+    expect(result.code).toBe(2);
     expect(result.stderr).toMatch(/--graph needs a metric with a true distance \(angular, euclidean, manhattan\); dot has none/);
   });
 
@@ -123,6 +123,16 @@ describe('canopy codes FILE.ann', () => {
       ['shard-0001.codes', 'shard-0001.graph'],
     ]);
     expect((await runCanopy(['inspect', join(out, 'a1')])).code).toBe(0);
+  });
+
+  test('--graph with a metric that has none, or nothing to write, is a usage error (exit 2)', async () => {
+    const ann = join(dir, 'annoy.ann');
+    const dot = await runCanopy(['codes', ann, '--dim', String(DIM), '--metric', 'dot', '--graph']);
+    expect(dot.code).toBe(2);
+    expect(dot.stderr).toMatch(/--graph needs a metric with a true distance \(angular, euclidean, manhattan\); dot has none/);
+    const nothing = await runCanopy(['codes', ann, '--dim', String(DIM), '--metric', 'angular', '--no-codes']);
+    expect(nothing.code).toBe(2);
+    expect(nothing.stderr).toMatch(/--no-codes without --graph writes nothing/);
   });
 
   test('a file that is not an Annoy forest of that shape is refused, naming it', async () => {
