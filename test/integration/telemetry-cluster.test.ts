@@ -136,11 +136,16 @@ describe('traces of routed queries (router and 3 shard nodes in this process, re
   const children = (spans: readonly ReadableSpan[], parent: ReadableSpan) => spans.filter((s) => s.parentSpanContext?.spanId === parent.spanContext().spanId);
 
   it('makes one connected trace of a query over 3 shards: router, 3 shard calls, 3 shard servers, 3 engine searches', async () => {
-    const [q] = queries(1, 10);
-    const answer = await client.search('vectors', q!, { k: K });
-    expect(answer.shardsAnswered).toBe(SHARDS);
-
-    const spans = await traceOf('Search');
+    // On a loaded machine a shard call can outlast the hedge delay and be hedged: this test is
+    // about how one plain query's spans connect, so it takes the first trace with no hedge.
+    let spans: ReadableSpan[] = [];
+    for (const q of queries(20, 10)) {
+      exporter.reset();
+      const answer = await client.search('vectors', q, { k: K });
+      expect(answer.shardsAnswered).toBe(SHARDS);
+      spans = await traceOf('Search');
+      if (spans.every((s) => s.kind !== SpanKind.CLIENT || s.attributes[ATTR_ATTEMPT] === 'first')) break;
+    }
     const root = spans.find((s) => s.parentSpanContext === undefined)!;
     expect(root.attributes[ATTR_RPC_GRPC_STATUS_CODE]).toBe(0);
     const calls = children(spans, root);
