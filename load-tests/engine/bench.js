@@ -525,6 +525,8 @@ function benchDataset(opts, dataset) {
       recall: recallAtK(p.found, truth, meta.k),
     }));
   }
+  // The graph engine serves through canopy's codes: their build counts in its total.
+  if (builds.graph && !builds.codes) builds.codes = cachedBuild('codes', opts, dir);
   const text = report(opts, meta, engines, { builds, curves, floors, residents }, dir);
   mkdirSync(REPORTS, { recursive: true });
   // A run led by the graph engine has a report of its own beside the codes' one.
