@@ -1,5 +1,6 @@
 // `canopy build`: a file of vectors in, a sharded version folder out (or an
-// object-storage prefix: built in a staging folder, then uploaded).
+// object-storage prefix: built in a staging folder, then uploaded). The addon
+// is imported by the action, the AWS SDK only for an s3:// --out.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
@@ -17,7 +18,7 @@ import { checkArguments } from './usage-error';
 import { createProgressReporter } from '../indexer/progress';
 import { INPUT_FORMATS, type InputFormat } from '../indexer/readers';
 import { DEFAULT_ID_COLUMN, DEFAULT_VECTOR_COLUMN } from '../indexer/readers/parquet-reader';
-import { Index } from '../engine/engine-index';
+import type { ForestFactory } from '../indexer/builder';
 import { METRICS, type Metric } from '../format/metric';
 
 interface BuildFlags extends S3Flags {
@@ -75,11 +76,15 @@ export function registerBuildCommand(program: Command): void {
     .option('--graph', `also build each shard's neighbour graph into a .graph sidecar (${GRAPH_METRICS.join(', ')}); searched with --ef`)
     .option('--staging-dir <dir>', 'with --out s3://...: where the version is built before upload (default: the system temp folder)')
     .action(async (flags: BuildFlags, self: Command) => {
-      await checkArguments(self, () => checkBuildOptions(buildOptions(flags, path.resolve(flags.out))));
+      const { Index } = await import('../engine/engine-index.js');
+      const createForest: ForestFactory = (opts) => new Index(opts);
+      await checkArguments(self, () => checkBuildOptions(buildOptions(flags, path.resolve(flags.out), createForest)));
       const startedMs = performance.now();
       const store = lazyObjectStore(flags);
       try {
-        const { location, manifest } = isObjectUrl(flags.out) ? await buildToObjectStore(flags, store.get()) : await buildLocally(flags, path.resolve(flags.out));
+        const { location, manifest } = isObjectUrl(flags.out)
+          ? await buildToObjectStore(flags, await store.get(), createForest)
+          : await buildLocally(flags, path.resolve(flags.out), createForest);
         report(manifest, startedMs);
         process.stdout.write(`${location}\n`);
       } finally {
@@ -89,13 +94,13 @@ export function registerBuildCommand(program: Command): void {
   addS3Flags(command);
 }
 
-function buildOptions(flags: BuildFlags, outDir: string): BuildOptions {
+function buildOptions(flags: BuildFlags, outDir: string, createForest: ForestFactory): BuildOptions {
   return {
     input: flags.input,
     format: flags.format,
     metric: flags.metric,
     outDir,
-    createForest: (opts) => new Index(opts),
+    createForest,
     nTrees: flags.trees,
     shardCount: flags.shards,
     index: flags.index,
@@ -113,20 +118,20 @@ function buildOptions(flags: BuildFlags, outDir: string): BuildOptions {
   };
 }
 
-async function buildLocally(flags: BuildFlags, outDir: string): Promise<{ location: string; manifest: Manifest }> {
-  const { dir, manifest } = await buildVersion(buildOptions(flags, outDir));
+async function buildLocally(flags: BuildFlags, outDir: string, createForest: ForestFactory): Promise<{ location: string; manifest: Manifest }> {
+  const { dir, manifest } = await buildVersion(buildOptions(flags, outDir, createForest));
   return { location: dir, manifest };
 }
 
 /** Builds in a staging folder, uploads, and removes the staging folder whatever happens. */
-async function buildToObjectStore(flags: BuildFlags, store: ObjectStore): Promise<{ location: string; manifest: Manifest }> {
+async function buildToObjectStore(flags: BuildFlags, store: ObjectStore, createForest: ForestFactory): Promise<{ location: string; manifest: Manifest }> {
   parseObjectUrl(flags.out);
   if (flags.version !== undefined && (await objectVersionTaken(store, flags.out, flags.version))) {
     throw new VersionExistsError(`${joinObjectUrl(flags.out, flags.version)} exists already; versions are never overwritten (pick another --version)`);
   }
   const staging = await mkdtemp(path.join(flags.stagingDir ?? tmpdir(), 'canopy-build-'));
   try {
-    const { dir, manifest } = await buildVersion({ ...buildOptions(flags, staging), versionTaken: (version) => objectVersionTaken(store, flags.out, version) });
+    const { dir, manifest } = await buildVersion({ ...buildOptions(flags, staging, createForest), versionTaken: (version) => objectVersionTaken(store, flags.out, version) });
     process.stderr.write(`canopy build: uploading ${manifest.index}/${manifest.version} to ${joinObjectUrl(flags.out, manifest.version)}\n`);
     return { location: await uploadVersion(store, dir, manifest, flags.out), manifest };
   } finally {

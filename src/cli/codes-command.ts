@@ -1,12 +1,12 @@
 // `canopy codes FILE.ann`: write the sidecars of an existing Annoy file (one
 // built by pip annoy, say) beside it: `FILE.codes` by default, `FILE.graph`
 // with --graph. A version folder's shards get theirs from `canopy build`.
+// The addon is imported by the action, so `--help` does not load it.
 import { availableParallelism } from 'node:os';
 
 import { Option, type Command } from 'commander';
 
 import { integer } from './build-command';
-import { Index } from '../engine/engine-index';
 import { sidecarFileOf } from '../format/manifest';
 import { METRICS, type Metric } from '../format/metric';
 import { GRAPH_METRICS } from '../indexer/builder';
@@ -34,6 +34,7 @@ export function registerCodesCommand(program: Command): void {
         command.error(`error: --graph needs a metric with a true distance (${GRAPH_METRICS.join(', ')}); ${flags.metric} has none`);
       }
       if (!flags.codes && flags.graph !== true) command.error('error: --no-codes without --graph writes nothing');
+      const { Index } = await import('../engine/engine-index.js');
       const index = Index.load(file, { dim: flags.dim, metric: flags.metric });
       try {
         if (flags.codes) writeAndSay(sidecarFileOf(file, 'codes'), (out) => index.saveCodes(out));

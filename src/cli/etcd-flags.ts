@@ -1,10 +1,10 @@
 // The --etcd and --cluster flags shared by every command that talks to the
 // registry ($CANOPY_ETCD, $CANOPY_CLUSTER), and a helper that opens and always
-// closes the client.
+// closes the client. etcd3 is loaded by that helper, when a command runs, so
+// that `--help` and the commands that never dial etcd do not pay for it.
 import { type Command, Option } from 'commander';
-import { type Etcd3, GRPCGenericError } from 'etcd3';
+import type { Etcd3 } from 'etcd3';
 
-import { createEtcdClient } from '../registry/etcd-client';
 import { ClusterKeys, DEFAULT_CLUSTER_NAME } from '../registry/keys';
 import { addEtcdSecurityFlags, type EtcdSecurityFlags, etcdSecurityFromFlags } from './tls-flags';
 import { checkArguments } from './usage-error';
@@ -33,6 +33,7 @@ export function clusterOption(description: string): Option {
 }
 
 export async function withRegistry<T>(flags: EtcdFlags, work: (etcd: Etcd3, keys: ClusterKeys) => Promise<T>): Promise<T> {
+  const [{ GRPCGenericError }, { createEtcdClient }] = await Promise.all([import('etcd3'), import('../registry/etcd-client.js')]);
   const keys = new ClusterKeys(flags.cluster);
   const etcd = createEtcdClient({ endpoints: flags.etcd, ...etcdSecurityFromFlags(flags) });
   try {

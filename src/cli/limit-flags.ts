@@ -2,10 +2,18 @@
 // requests it accepts, as flags with their defaults in the help.
 import type { Command } from 'commander';
 
-import { DEFAULT_MAX_EVENT_LOOP_LAG_MS, DEFAULT_MAX_INFLIGHT_QUERIES } from '../wire/load-gate';
-import { DEFAULT_MAX_BATCH_QUERIES, DEFAULT_MAX_EF, DEFAULT_MAX_K, DEFAULT_MAX_RERANK, DEFAULT_MAX_SEARCH_K } from '../wire/query';
-import { DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_RECEIVE_MESSAGE_BYTES } from '../wire/search-server';
-import { nonNegativeInt, positiveInt } from './serve-process';
+import {
+  DEFAULT_MAX_BATCH_QUERIES,
+  DEFAULT_MAX_CONCURRENT_STREAMS,
+  DEFAULT_MAX_EF,
+  DEFAULT_MAX_EVENT_LOOP_LAG_MS,
+  DEFAULT_MAX_INFLIGHT_QUERIES,
+  DEFAULT_MAX_K,
+  DEFAULT_MAX_RECEIVE_MESSAGE_BYTES,
+  DEFAULT_MAX_RERANK,
+  DEFAULT_MAX_SEARCH_K,
+} from '../wire/server-limits';
+import { nonNegativeInt, positiveInt } from './integer-flags';
 
 export interface ServerLimitFlags {
   readonly maxK?: number;

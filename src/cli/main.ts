@@ -1,5 +1,8 @@
 // The `canopy` command. Each sub-command lives in its own file and registers
-// itself on the program; this file only assembles them, and turns a problem
+// itself (its flags and help) on the program, importing nothing heavy: gRPC,
+// etcd3, the AWS SDK, OpenTelemetry, pino and the addon are imported inside
+// the actions, so start-up and `--help` cost only commander (checked by
+// test/integration/cli-start-up.test.ts). This file assembles them, and turns a problem
 // with the arguments (commander's, or an action's `command.error`) into exit
 // status 2 after the message and usage hint, as shells expect of a usage error.
 import { Command, CommanderError } from 'commander';

@@ -1,6 +1,7 @@
 // `canopy publish`: make a built version (a folder, or an s3:// prefix) the
 // cluster's target, unless it would break serving; with --wait, follow it until
-// it is active, failed on a node, or the deadline passes.
+// it is active, failed on a node, or the deadline passes. etcd3 is loaded when
+// the action dials etcd, the AWS SDK only for a version in object storage.
 import os from 'node:os';
 
 import { InvalidArgumentError, type Command } from 'commander';
@@ -32,7 +33,7 @@ export const EXIT_FAILED = 1;
 export const EXIT_TIMED_OUT = 2;
 const DEFAULT_WAIT_TIMEOUT_SECONDS = 600;
 
-type StoreOf = () => ObjectStore;
+type StoreOf = () => Promise<ObjectStore>;
 
 function fraction(text: string): number {
   const value = Number(text);

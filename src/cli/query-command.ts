@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 
 import { openNpy } from '../indexer/readers/npy-reader';
-import { positiveInt } from './serve-process';
+import { positiveInt } from './integer-flags';
 import { addTargetFlags, printJson, type TargetFlags, withClient } from './target-flags';
 import { checkArguments } from './usage-error';
 

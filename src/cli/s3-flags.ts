@@ -4,7 +4,7 @@
 // AWS_REGION or the profile.
 import type { Command } from 'commander';
 
-import { ObjectStore } from '../storage/object-store';
+import type { ObjectStore } from '../storage/object-store';
 
 export interface S3Flags {
   readonly s3Endpoint?: string;
@@ -17,11 +17,18 @@ export function addS3Flags(command: Command): Command {
   );
 }
 
-/** One store per process, made on first use: commands that never meet an s3:// location never load the SDK's clients. */
-export function lazyObjectStore(flags: S3Flags): { get: () => ObjectStore; close: () => void } {
-  let store: ObjectStore | undefined;
+/**
+ * One store per process, made on first use: commands that never meet an
+ * s3:// location never load the AWS SDK (~150 ms of start-up) nor make its client.
+ */
+export function lazyObjectStore(flags: S3Flags): { get: () => Promise<ObjectStore>; close: () => void } {
+  let store: Promise<ObjectStore> | undefined;
+  const create = async (): Promise<ObjectStore> => {
+    const { ObjectStore } = await import('../storage/object-store.js');
+    return ObjectStore.create(flags.s3Endpoint === undefined ? {} : { endpoint: flags.s3Endpoint });
+  };
   return {
-    get: () => (store ??= ObjectStore.create(flags.s3Endpoint === undefined ? {} : { endpoint: flags.s3Endpoint })),
-    close: () => store?.close(),
+    get: () => (store ??= create()),
+    close: () => void store?.then((made) => made.close(), () => undefined),
   };
 }

@@ -1,14 +1,14 @@
 // `canopy serve controller`: only the version controller, for clusters that
 // run routers with --no-controller. Any number may run beside the routers'
 // controllers: the flip is guarded on `target`, so they can only agree.
+// etcd3 and pino are loaded by the action, so `--help` loads neither.
 import type { Command } from 'commander';
 
 import { ClusterView } from '../registry/cluster-view';
-import { createEtcdClient } from '../registry/etcd-client';
 import { ClusterKeys } from '../registry/keys';
 import { VersionController } from '../registry/version-controller';
 import { addEtcdFlags, type EtcdFlags } from './etcd-flags';
-import { createLogger, positiveInt, stopOnSignals } from './serve-process';
+import { positiveInt } from './integer-flags';
 import { etcdSecurityFromFlags } from './tls-flags';
 import { checkArguments } from './usage-error';
 
@@ -25,6 +25,7 @@ export function registerServeControllerCommand(serve: Command): void {
       .option('--min-ready <n>', 'ready replicas every shard needs before a new version becomes active (default 1)', positiveInt('--min-ready'))
       .option('--log-level <level>', 'pino log level (default: $CANOPY_LOG_LEVEL, else info)'),
   ).action(async (flags: ControllerFlags, self: Command) => {
+    const [{ createEtcdClient }, { createLogger, stopOnSignals }] = await Promise.all([import('../registry/etcd-client.js'), import('./serve-process.js')]);
     const log = await checkArguments(self, () => createLogger('controller', flags.logLevel));
     const etcd = createEtcdClient({ endpoints: flags.etcd, ...etcdSecurityFromFlags(flags) });
     const keys = new ClusterKeys(flags.cluster);

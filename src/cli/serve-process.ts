@@ -2,7 +2,6 @@
 // stderr (lines about a traced request carry its trace_id and span_id), telemetry (OTEL_* variables and
 // --metrics-listen), and a graceful stop on SIGTERM/SIGINT (a second signal
 // exits at once).
-import { InvalidArgumentError } from 'commander';
 import pino, { type Logger } from 'pino';
 
 import { startTelemetry, type Telemetry } from '../telemetry/telemetry';
@@ -63,23 +62,4 @@ export function stopOnSignals(stop: () => Promise<void>, log: Logger): void {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
-}
-
-/** Parses a positive integer flag, naming the flag when it is not one. */
-export function positiveInt(flag: string): (value: string) => number {
-  return integerAtLeast(1, flag);
-}
-
-/** Parses a non-negative integer flag, naming the flag when it is not one. */
-export function nonNegativeInt(flag: string): (value: string) => number {
-  return integerAtLeast(0, flag);
-}
-
-function integerAtLeast(min: number, flag: string): (value: string) => number {
-  const what = min === 0 ? 'a non-negative integer' : 'a positive integer';
-  return (value) => {
-    const n = Number(value);
-    if (!Number.isSafeInteger(n) || n < min) throw new InvalidArgumentError(`${flag} must be ${what}, got ${JSON.stringify(value)}`);
-    return n;
-  };
 }

@@ -1,10 +1,10 @@
 // --target (or $CANOPY_TARGET), TLS and --deadline-ms of the commands that call
-// a router or shard node, and a helper that opens, reports and closes the client.
+// a router or shard node, and a helper that opens, reports and closes the
+// client. gRPC is loaded by that helper, when a command runs.
 import { type Command, Option } from 'commander';
 
-import { CanopyClient } from '../client/canopy-client';
-import { CanopyError } from '../wire/canopy-error';
-import { positiveInt } from './serve-process';
+import type { CanopyClient } from '../client/canopy-client';
+import { positiveInt } from './integer-flags';
 import { addClientTlsFlags, clientTlsFromFlags, type TlsFlags } from './tls-flags';
 
 export const TARGET_ENV = 'CANOPY_TARGET';
@@ -23,6 +23,7 @@ export function addTargetFlags(command: Command): Command {
 
 /** Runs `work` with a client of --target; a gRPC failure becomes an error naming its status. */
 export async function withClient<T>(flags: TargetFlags, work: (client: CanopyClient) => Promise<T>): Promise<T> {
+  const [{ CanopyClient }, { CanopyError }] = await Promise.all([import('../client/canopy-client.js'), import('../wire/canopy-error.js')]);
   const client = new CanopyClient({ target: flags.target, tls: clientTlsFromFlags(flags) });
   try {
     return await work(client);

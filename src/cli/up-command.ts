@@ -1,6 +1,7 @@
 // `canopy up` (`npm start`): a whole cluster on this machine, from the MNIST
 // demo digits or a file of yours, until Ctrl-C. The work is in
-// src/cluster/local-cluster.ts; this file parses flags and talks to the user.
+// src/cluster/local-cluster.ts, loaded by the action (it brings etcd3, gRPC
+// and the addon); this file parses flags and talks to the user.
 import { statSync } from 'node:fs';
 import path from 'node:path';
 
@@ -8,16 +9,10 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 
 import { DEFAULT_TREES } from '../indexer/builder';
 import { INPUT_FORMATS, type InputFormat } from '../indexer/readers';
-import {
-  CANOPY_BIN,
-  DEFAULT_LOCAL_REPLICAS,
-  DEFAULT_LOCAL_SHARDS,
-  DEFAULT_ROUTER_PORT,
-  LocalCluster,
-  type LocalClusterInfo,
-} from '../cluster/local-cluster';
+import type { LocalCluster, LocalClusterInfo } from '../cluster/local-cluster';
+import { DEFAULT_LOCAL_REPLICAS, DEFAULT_LOCAL_SHARDS, DEFAULT_ROUTER_PORT } from '../cluster/local-cluster-defaults';
 import { METRICS, type Metric } from '../format/metric';
-import { nonNegativeInt, positiveInt } from './serve-process';
+import { nonNegativeInt, positiveInt } from './integer-flags';
 import { checkArguments } from './usage-error';
 
 interface UpFlags {
@@ -68,6 +63,7 @@ export function registerUpCommand(program: Command): void {
     )
     .action(async (flags: UpFlags, self: Command) => {
       const data = await checkArguments(self, () => dataSource(flags));
+      const { CANOPY_BIN, LocalCluster } = await import('../cluster/local-cluster.js');
       const cluster = new LocalCluster({
         shards: flags.shards,
         replicas: flags.replicas,
@@ -80,7 +76,7 @@ export function registerUpCommand(program: Command): void {
         serveFlags: ['--log-level', flags.logLevel],
         say: (line) => process.stdout.write(`canopy up: ${line}\n`),
       });
-      await runUntilStopped(cluster);
+      await runUntilStopped(cluster, CANOPY_BIN);
     });
 }
 
@@ -109,7 +105,7 @@ function dataSource(flags: UpFlags) {
 }
 
 /** Starts the cluster, prints how to use it, and stops it on SIGINT/SIGTERM or when one of its processes dies. */
-async function runUntilStopped(cluster: LocalCluster): Promise<void> {
+async function runUntilStopped(cluster: LocalCluster, canopyBin: string): Promise<void> {
   let reason: string | undefined;
   let wake: () => void = () => undefined;
   const stopRequested = new Promise<void>((resolve) => (wake = resolve));
@@ -134,7 +130,7 @@ async function runUntilStopped(cluster: LocalCluster): Promise<void> {
     started.catch(() => undefined); // stopped while starting: that rejection is expected, and handled by the race below otherwise
     const info = await Promise.race([started, stopRequested.then(() => undefined)]);
     if (info !== undefined) {
-      process.stdout.write(usage(info));
+      process.stdout.write(usage(info, canopyBin));
       await stopRequested;
     }
   } finally {
@@ -146,8 +142,9 @@ async function runUntilStopped(cluster: LocalCluster): Promise<void> {
   }
 }
 
-function usage(info: LocalClusterInfo): string {
-  const canopy = `node ${shellQuote(path.relative(process.cwd(), CANOPY_BIN) || CANOPY_BIN)}`;
+/** How to use the cluster; `canopyBin` is the path of bin/canopy.js. */
+function usage(info: LocalClusterInfo, canopyBin: string): string {
+  const canopy = `node ${shellQuote(path.relative(process.cwd(), canopyBin) || canopyBin)}`;
   const membership = info.etcdUrl === undefined ? 'static membership' : `membership in etcd ${info.etcdUrl}, cluster ${info.clusterName}`;
   const etcdFlags = info.etcdUrl === undefined ? '' : `--etcd ${info.etcdUrl} --cluster ${info.clusterName}`;
   const lines = [

@@ -21,12 +21,9 @@ import { SEARCH_HEALTH_SERVICE, waitForServing } from './health-probe';
 import { etcdOnPath, startLocalEtcd } from './local-etcd';
 import { freeLoopbackPort } from './loopback-port';
 import { ManagedProcess } from './managed-process';
+import { DEFAULT_LOCAL_REPLICAS, DEFAULT_LOCAL_SHARDS, DEFAULT_ROUTER_PORT } from './local-cluster-defaults';
 import { MNIST_EXAMPLE_ID, MNIST_INDEX_NAME, MNIST_METRIC, writeMnistJsonl } from './mnist-demo';
 
-export const DEFAULT_LOCAL_SHARDS = 2;
-export const DEFAULT_LOCAL_REPLICAS = 2;
-/** gRPC's customary port; 0 picks a free one. */
-export const DEFAULT_ROUTER_PORT = 50051;
 /** The CLI's default cluster, so `canopy status --etcd URL` shows this one without --cluster. */
 export const LOCAL_CLUSTER_NAME = DEFAULT_CLUSTER_NAME;
 /** How long a stopping process may take (a shard drains its queries) before SIGKILL. */

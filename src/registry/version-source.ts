@@ -35,8 +35,8 @@ export interface VersionSource {
   lines(relative: string): AsyncIterable<string>;
 }
 
-/** `location` is a folder path (made absolute) or an s3:// URL; `store` is needed for the latter. */
-export function versionSource(location: string, store: () => ObjectStore): VersionSource {
+/** `location` is a folder path (made absolute) or an s3:// URL; `store` is asked for the latter only. */
+export function versionSource(location: string, store: () => Promise<ObjectStore>): VersionSource {
   return isObjectUrl(location) ? objectSource(location, store) : folderSource(path.resolve(location));
 }
 
@@ -53,25 +53,25 @@ function folderSource(dir: string): VersionSource {
   };
 }
 
-function objectSource(prefix: string, store: () => ObjectStore): VersionSource {
+function objectSource(prefix: string, store: () => Promise<ObjectStore>): VersionSource {
   return {
     location: prefix.replace(/\/+$/, ''),
     async readManifest() {
       const url = joinObjectUrl(prefix, MANIFEST_FILE);
-      return parseManifest(await store().readText(url, MAX_MANIFEST_BYTES), url);
+      return parseManifest(await (await store()).readText(url, MAX_MANIFEST_BYTES), url);
     },
     async verify(manifest) {
       for (const entry of manifest.shards) {
         for (const { file, bytes } of filesOfShard(entry)) {
           const url = joinObjectUrl(prefix, file);
-          const size = await store().sizeOf(url);
+          const size = await (await store()).sizeOf(url);
           if (size === undefined) throw new ManifestError(`${url} does not exist`);
           if (size !== bytes) throw new ManifestError(`${url}: size is ${size} bytes, manifest says ${bytes}`);
         }
       }
     },
     async *lines(relative) {
-      yield* linesOf(await store().openRead(joinObjectUrl(prefix, relative)));
+      yield* linesOf(await (await store()).openRead(joinObjectUrl(prefix, relative)));
     },
   };
 }

@@ -22,11 +22,9 @@ import type { LogTraceFields } from '../telemetry/log-trace-context';
 import { IndexRoute, type IndexRouteOptions } from './index-route';
 import { viewFromBackends } from './index-view';
 import { applySnapshot } from './registry-routes';
+import { DEFAULT_DEADLINE_MS, DEFAULT_MAX_DEADLINE_MS } from './router-defaults';
 import { RouterService } from './router-service';
 
-export const DEFAULT_DEADLINE_MS = 2_000;
-/** Longest deadline a caller may ask for; longer ones are cut to it, so no request holds resources for minutes. */
-export const DEFAULT_MAX_DEADLINE_MS = 30_000;
 export const DEFAULT_REPLY_MARGIN_MS = 20;
 export const DEFAULT_DISCOVERY_INTERVAL_MS = 500;
 const DISCOVERY_CALL_TIMEOUT_MS = 2_000;

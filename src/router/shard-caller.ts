@@ -28,17 +28,12 @@ import type { BackendPool, Replica } from './backend-pool';
 import { awaitConnected, isConnected } from './connect-wait';
 import { LatencyWindow } from './latency-window';
 import { chooseReplica } from './replica-choice';
+import { DEFAULT_INITIAL_HEDGE_DELAY_MS } from './router-defaults';
 import { type Attempt, ShardCall } from './shard-call';
 
 export const DEFAULT_HEDGE_QUANTILE = 0.95;
 /** Never hedge sooner than this, however fast the shard has been. */
 export const DEFAULT_HEDGE_MIN_DELAY_MS = 2;
-/**
- * The hedge delay while a shard has too few latency samples for a quantile (a router just started, or a
- * shard just routed): a hung replica then costs a query at most this, not its deadline. Well above a
- * search on a busy shard (milliseconds), well below the 2 s default deadline.
- */
-export const DEFAULT_INITIAL_HEDGE_DELAY_MS = 50;
 /** About one capped reconnect backoff (backend-pool's channel options) plus a dial. */
 export const DEFAULT_CONNECT_WAIT_MS = 1_500;
 

@@ -11,14 +11,15 @@ import path from 'node:path';
 
 import { filesOfShard, type ListedFile, MANIFEST_FILE, MAX_MANIFEST_BYTES, parseManifest } from '../format/manifest';
 import { FolderCache } from '../storage/folder-cache';
-import { ObjectIntegrityError, type ObjectStore } from '../storage/object-store';
+import { ObjectIntegrityError } from '../storage/object-integrity-error';
+import type { ObjectStore } from '../storage/object-store';
 import { joinObjectUrl } from '../storage/object-url';
 
 export const DEFAULT_CACHE_MAX_MB = 20 * 1024;
 
 export interface VersionCacheOptions {
-  /** Called on first download: a node that never meets an s3:// location never makes an S3 client. */
-  readonly store: () => ObjectStore;
+  /** Called on first download: a node that never meets an s3:// location never makes an S3 client (nor loads the SDK). */
+  readonly store: () => Promise<ObjectStore>;
   /** The cache folder; this node uses `<dir>/shard-<NNNN>/<index>@<version>/`. */
   readonly dir: string;
   readonly maxBytes: number;
@@ -42,7 +43,7 @@ export class VersionCache {
    */
   async fetch(url: string, inUse: ReadonlySet<string>): Promise<string> {
     const { shard } = this.options;
-    const store = this.options.store();
+    const store = await this.options.store();
     const manifestUrl = joinObjectUrl(url, MANIFEST_FILE);
     const text = await store.readText(manifestUrl, MAX_MANIFEST_BYTES);
     const manifest = parseManifest(text, manifestUrl);

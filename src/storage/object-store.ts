@@ -15,6 +15,7 @@ import { pipeline } from 'node:stream/promises';
 import { GetObjectCommand, HeadObjectCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 
+import { ObjectIntegrityError } from './object-integrity-error';
 import { parseObjectUrl } from './object-url';
 
 /** Used only when a custom endpoint is set and neither the environment nor a profile names a region. */
@@ -33,11 +34,6 @@ export interface ObjectStoreOptions {
 export interface ExpectedObject {
   readonly bytes: number;
   readonly sha256: string;
-}
-
-/** An object that is missing, or whose bytes are not what the manifest says. */
-export class ObjectIntegrityError extends Error {
-  override readonly name = 'ObjectIntegrityError';
 }
 
 export class ObjectStore {

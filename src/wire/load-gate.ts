@@ -8,18 +8,8 @@
 import * as grpc from '@grpc/grpc-js';
 
 import { CanopyError } from './canopy-error';
+import { DEFAULT_MAX_EVENT_LOOP_LAG_MS, DEFAULT_MAX_INFLIGHT_QUERIES } from './server-limits';
 
-/**
- * Lag (ms) beyond which calls are refused; 0: off by default. On, it also
- * refuses the calls that arrive just after a one-off stall (a version load, a
- * descheduled process: a lone call met "lag 788 ms over 50" on a loaded test
- * machine), and the setting that kept latency down under a flood was tight
- * (2 ms with --max-inflight-queries 4, load-tests/overload): an operator
- * sets it for the deployment.
- */
-export const DEFAULT_MAX_EVENT_LOOP_LAG_MS = 0;
-/** Queries admitted and not answered beyond which calls are refused; 0: no bound. */
-export const DEFAULT_MAX_INFLIGHT_QUERIES = 0;
 /** How often the probe's timer asks to run; its drift beyond this is the lag. */
 export const LAG_PROBE_INTERVAL_MS = 5;
 

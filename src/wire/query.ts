@@ -3,16 +3,14 @@
 // node checks again (it may be called directly).
 import type { BatchSearchRequest, SearchRequest } from './contract';
 import { CanopyError } from './canopy-error';
-
-export const DEFAULT_MAX_K = 1000;
-export const DEFAULT_MAX_BATCH_QUERIES = 1024;
-export const DEFAULT_MAX_EXCLUDE_IDS = 10_000;
-/** Largest `search_k` accepted: bounds the work one query may ask of each shard. */
-export const DEFAULT_MAX_SEARCH_K = 1_000_000;
-/** Largest `rerank` accepted: each re-ranked candidate reads a full row from the forest. */
-export const DEFAULT_MAX_RERANK = 100_000;
-/** Largest `ef` accepted: the graph search keeps and scores `ef` items per query. */
-export const DEFAULT_MAX_EF = 100_000;
+import {
+  DEFAULT_MAX_BATCH_QUERIES,
+  DEFAULT_MAX_EF,
+  DEFAULT_MAX_EXCLUDE_IDS,
+  DEFAULT_MAX_K,
+  DEFAULT_MAX_RERANK,
+  DEFAULT_MAX_SEARCH_K,
+} from './server-limits';
 
 export interface QueryLimitsOptions {
   /** Largest `k` accepted. */

@@ -14,15 +14,13 @@ import type { BatchSearchEnvelope, BatchSearchReply, BatchSearchRequest, BatchSe
 import { canopyPackageDefinition, SEARCH_SERVICE_NAME, searchServiceDefinition } from './contract';
 import type { LoadGate } from './load-gate';
 import { reflectionPackageDefinition } from './reflection-definition';
+import { DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_RECEIVE_MESSAGE_BYTES } from './server-limits';
 import { type ServerTlsOptions, serverCredentials } from './tls';
 import type { LogTraceFields } from '../telemetry/log-trace-context';
 import { startServedCall } from '../telemetry/served-call';
 
-export const DEFAULT_MAX_RECEIVE_MESSAGE_BYTES = 16 * 1024 * 1024;
 export const DEFAULT_MAX_SEND_MESSAGE_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_SHUTDOWN_GRACE_MS = 5_000;
-/** HTTP/2 streams (calls) one connection may have open at once; a router's coalesced streams need few. */
-export const DEFAULT_MAX_CONCURRENT_STREAMS = 1_000;
 
 export interface SearchServerOptions {
   /** HOST:PORT; port 0 picks a free port (see `start()`'s result). */

@@ -25,7 +25,7 @@ import { readCluster, type ClusterSnapshot } from '../../src/registry/cluster-vi
 import { createEtcdClient } from '../../src/registry/etcd-client';
 import { ClusterKeys } from '../../src/registry/keys';
 import { publishVersion } from '../../src/registry/versions';
-import { DEFAULT_INITIAL_HEDGE_DELAY_MS } from '../../src/router/shard-caller';
+import { DEFAULT_INITIAL_HEDGE_DELAY_MS } from '../../src/router/router-defaults';
 import { CanopyError } from '../../src/wire/canopy-error';
 import { EtcdServer } from '../support/etcd';
 import { freePort } from '../support/free-port';

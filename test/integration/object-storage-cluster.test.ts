@@ -153,7 +153,7 @@ describe('the shard download cache', () => {
     const proxy = await CuttingProxy.start(Number(new URL(moto.endpoint).port));
     const store = ObjectStore.create({ endpoint: proxy.endpoint });
     const dir = path.join(scratch, 'cut-cache');
-    const cache = new VersionCache({ store: () => store, dir, maxBytes: 64 * 1024 * 1024, shard: 1 });
+    const cache = new VersionCache({ store: async () => store, dir, maxBytes: 64 * 1024 * 1024, shard: 1 });
     try {
       proxy.cutAfterBytes = 20_000;
       await expect(cache.fetch(url, new Set())).rejects.toThrow();
@@ -174,10 +174,10 @@ describe('the shard download cache', () => {
     const store = ObjectStore.create({ endpoint: moto.endpoint });
     const dir = path.join(scratch, 'small-cache');
     const evicted: string[] = [];
-    const probe = new VersionCache({ store: () => store, dir: path.join(scratch, 'probe'), maxBytes: 64 * 1024 * 1024, shard: 0 });
+    const probe = new VersionCache({ store: async () => store, dir: path.join(scratch, 'probe'), maxBytes: 64 * 1024 * 1024, shard: 0 });
     const oneVersionBytes = folderBytes(await probe.fetch(a, new Set()));
     // Room for one version of this shard, not two.
-    const cache = new VersionCache({ store: () => store, dir, maxBytes: Math.ceil(oneVersionBytes * 1.5), shard: 0, onEvict: (entry) => evicted.push(entry) });
+    const cache = new VersionCache({ store: async () => store, dir, maxBytes: Math.ceil(oneVersionBytes * 1.5), shard: 0, onEvict: (entry) => evicted.push(entry) });
     try {
       await cache.fetch(a, new Set());
       await cache.fetch(b, new Set());

@@ -11,7 +11,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 
 import { CacheFullError, FolderCache } from '../../src/storage/folder-cache';
-import { ObjectIntegrityError, ObjectStore } from '../../src/storage/object-store';
+import { ObjectIntegrityError } from '../../src/storage/object-integrity-error';
+import { ObjectStore } from '../../src/storage/object-store';
 import { MotoServer } from '../support/moto';
 
 const BUCKET = 'canopy-store-test';

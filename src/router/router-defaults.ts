@@ -1,0 +1,13 @@
+// A router's deadline and hedging defaults. Constants only, importing nothing:
+// the CLI shows them in `canopy serve router --help` without loading gRPC.
+
+/** Deadline of a request that brings none. */
+export const DEFAULT_DEADLINE_MS = 2_000;
+/** Longest deadline a caller may ask for; longer ones are cut to it, so no request holds resources for minutes. */
+export const DEFAULT_MAX_DEADLINE_MS = 30_000;
+/**
+ * The hedge delay while a shard has too few latency samples for a quantile (a router just started, or a
+ * shard just routed): a hung replica then costs a query at most this, not its deadline. Well above a
+ * search on a busy shard (milliseconds), well below the 2 s default deadline.
+ */
+export const DEFAULT_INITIAL_HEDGE_DELAY_MS = 50;

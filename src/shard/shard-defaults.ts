@@ -1,0 +1,21 @@
+// A shard node's search queue defaults. Constants only, importing nothing:
+// the CLI shows them in `canopy serve shard --help` without loading the addon.
+
+/**
+ * Tasks the engine holds waiting per search thread (a batch counts one per
+ * slice, at most one slice per thread) before it refuses more at once with
+ * RESOURCE_EXHAUSTED: a bound on memory, room for a client with ~100 calls in
+ * flight on a 2-core node or the coalesced calls of 8 routers (8 in flight each).
+ */
+export const DEFAULT_QUEUED_SEARCHES_PER_THREAD = 64;
+
+/**
+ * The latency bound: a call is refused while the searches queued ahead of it
+ * would take longer than this to start (their count x the recent mean search
+ * time / threads). Cheap searches may queue deep, costly ones hardly at all, so
+ * an accepted call waits about the same either way. 2 ms keeps the answered
+ * calls' p99 within 3x of the unloaded p99 at twice the saturation rate
+ * (load-tests/overload/overload.js); a router retries a refused call on
+ * another replica.
+ */
+export const DEFAULT_MAX_QUEUE_WAIT_MS = 2;
