@@ -5,7 +5,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
 
-import { InvalidArgumentError, Option, type Command } from 'commander';
+import { Option, type Command } from 'commander';
+import { nonNegativeInt, positiveInt } from './integer-flags';
 
 import type { Manifest } from '../format/manifest';
 import { type BuildOptions, buildVersion, checkBuildOptions, DEFAULT_SEED, DEFAULT_SHARDS, DEFAULT_TREES, GRAPH_METRICS } from '../indexer/builder';
@@ -42,17 +43,6 @@ interface BuildFlags extends S3Flags {
   readonly graph?: boolean;
 }
 
-/** A commander argument parser: a decimal integer >= min. */
-export function integer(min: number): (text: string) => number {
-  return (text) => {
-    const value = Number(text);
-    if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(value) || value < min) {
-      throw new InvalidArgumentError(`expected an integer >= ${min}, got ${JSON.stringify(text)}`);
-    }
-    return value;
-  };
-}
-
 export function registerBuildCommand(program: Command): void {
   const command = program
     .command('build')
@@ -61,13 +51,13 @@ export function registerBuildCommand(program: Command): void {
     .addOption(new Option('--format <format>', 'input format').choices(INPUT_FORMATS).makeOptionMandatory())
     .addOption(new Option('--metric <metric>', 'distance metric').choices(METRICS).makeOptionMandatory())
     .requiredOption('--out <dir>', 'parent folder of the version folder, or an s3://bucket/prefix to upload it under')
-    .option('--trees <n>', 'trees per shard', integer(1), DEFAULT_TREES)
-    .option('--shards <n>', 'shards; items are split by a stable hash of their id', integer(1), DEFAULT_SHARDS)
+    .option('--trees <n>', 'trees per shard', positiveInt('--trees'), DEFAULT_TREES)
+    .option('--shards <n>', 'shards; items are split by a stable hash of their id', positiveInt('--shards'), DEFAULT_SHARDS)
     .option('--index <name>', 'index name (default: the input file name)')
     .option('--version <v>', 'version name (default: the UTC start time, e.g. 20261126T140102Z)')
-    .option('--seed <n>', 'random seed of the tree builder, recorded in the manifest', integer(0), DEFAULT_SEED)
-    .addOption(new Option('--threads <n>', 'build threads in total').argParser(integer(1)).default(availableParallelism(), 'the number of cores'))
-    .option('--dim <d>', 'vector length: required for --format ann, checked otherwise', integer(1))
+    .option('--seed <n>', 'random seed of the tree builder, recorded in the manifest', nonNegativeInt('--seed'), DEFAULT_SEED)
+    .addOption(new Option('--threads <n>', 'build threads in total').argParser(positiveInt('--threads')).default(availableParallelism(), 'the number of cores'))
+    .option('--dim <d>', 'vector length: required for --format ann, checked otherwise', positiveInt('--dim'))
     .option('--ids <file>', 'ids of an input without its own (npy, fvecs, bvecs): one per line, or a .npy array of strings')
     .option('--ids-from-row', 'rows without an id (jsonl, parquet) get their row number instead of being refused')
     .option('--id-column <name>', 'parquet: the id column (strings or integers)', DEFAULT_ID_COLUMN)

@@ -6,7 +6,7 @@ import { availableParallelism } from 'node:os';
 
 import { Option, type Command } from 'commander';
 
-import { integer } from './build-command';
+import { positiveInt } from './integer-flags';
 import { sidecarFileOf } from '../format/manifest';
 import { METRICS, type Metric } from '../format/metric';
 import { GRAPH_METRICS } from '../indexer/builder';
@@ -24,11 +24,11 @@ export function registerCodesCommand(program: Command): void {
     .command('codes')
     .description('write the sidecars of an existing Annoy file beside it: FILE.codes (compact codes), and FILE.graph with --graph')
     .argument('<file>', 'the Annoy file (.ann)')
-    .requiredOption('--dim <d>', 'vector length the file was built with', integer(1))
+    .requiredOption('--dim <d>', 'vector length the file was built with', positiveInt('--dim'))
     .addOption(new Option('--metric <metric>', 'metric the file was built with').choices(METRICS).makeOptionMandatory())
     .option('--no-codes', 'skip the codes (with --graph: write the graph only)')
     .option('--graph', `also build the neighbour graph (${GRAPH_METRICS.join(', ')})`)
-    .addOption(new Option('--threads <n>', 'graph build threads').argParser(integer(1)).default(availableParallelism(), 'the number of cores'))
+    .addOption(new Option('--threads <n>', 'graph build threads').argParser(positiveInt('--threads')).default(availableParallelism(), 'the number of cores'))
     .action(async (file: string, flags: CodesFlags, command: Command) => {
       if (flags.graph === true && !GRAPH_METRICS.includes(flags.metric)) {
         command.error(`error: --graph needs a metric with a true distance (${GRAPH_METRICS.join(', ')}); ${flags.metric} has none`);
