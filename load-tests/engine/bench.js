@@ -4,6 +4,7 @@
 //
 //   npm run bench:engine -- [--dataset mnist|synthetic|mixture-100k|mixture-1m|all] [--queries 1000]
 //       [--trees 50] [--engines codes,canopy,annoy,hnswlib] [--build-threads 1] [--repeats 3]
+//       [--build-only yes]   (prepare the data and fill the cache of builds; no queries, no report)
 //
 // Engines: canopy (the forest), codes (canopy's forest searched through its sidecar of codes,
 // docs/sidecar-format.md; its build and file are the sidecar's alone), graph (canopy's forest and
@@ -30,7 +31,7 @@
 // hnswlib-node: searchKnn, which only takes a plain Array (pre-built; the
 // binding still converts it per call).
 const { spawnSync } = require('node:child_process');
-const { mkdirSync, readFileSync, realpathSync, statSync, writeFileSync, existsSync } = require('node:fs');
+const { mkdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync, existsSync } = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { parseFlags } = require('../flags');
@@ -54,6 +55,7 @@ const DEFAULTS = {
   engines: 'codes,canopy,annoy,hnswlib',
   hnswM: 16,
   hnswEfConstruction: 200,
+  buildOnly: 'no',
 };
 
 // Sweeps chosen so the recall curve crosses 0.8 .. 0.99 on each dataset at 50 trees.
@@ -263,7 +265,12 @@ function sweepCanopy(opts, meta, dir, file, queries) {
   const tiny = new Index({ dim: meta.dim, metric: meta.metric });
   tiny.addItem(0, views[0]);
   tiny.buildSync({ nTrees: 1 });
+  // The codes' floor is taken through codes of their own (saveCodes attaches them).
+  const tinyCodes = path.join(os.tmpdir(), `canopy-bench-floor-${process.pid}.codes`);
+  if (file.endsWith('.codes')) tiny.saveCodes(tinyCodes);
   const floor = timeLoop(meta.queries, opts.repeats, (q) => tiny.searchSync(views[q], 1).ids);
+  tiny.unload();
+  rmSync(tinyCodes, { force: true });
   return { points, callFloorSeconds: floor.seconds / meta.queries };
 }
 
@@ -504,6 +511,10 @@ function prepare(opts, dataset) {
 function benchDataset(opts, dataset) {
   const { dir, meta } = prepare(opts, dataset);
   const engines = opts.engines.split(',');
+  if (opts.buildOnly === 'yes') {
+    for (const engine of engines) cachedBuild(engine, opts, dir);
+    return;
+  }
   const builds = {};
   const curves = {};
   const floors = {};
