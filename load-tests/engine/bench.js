@@ -64,7 +64,7 @@ const SEARCH_KS = {
   mnist: [100, 500, 1000, 2000, 3000, 5000, 10000],
   synthetic: [200, 500, 1000, 2000, 5000, 10000, 20000],
   'mixture-100k': [500, 1000, 2000, 5000, 10000, 20000, 40000],
-  'mixture-1m': [500, 1000, 2000, 5000, 10000, 20000, 40000],
+  'mixture-1m': [500, 1000, 2000, 3000, 5000, 10000, 20000],
 };
 const HNSW_EFS = [10, 20, 40, 80, 160, 320, 640];
 // The graph engine (canopy's forest, its codes and a neighbour graph): [searchK of the entry search,
