@@ -31,6 +31,7 @@ export interface RouterFlags extends ServerLimitFlags, TlsFlags, EtcdSecurityFla
   readonly coalesce: boolean;
   readonly coalesceMaxBatchQueries?: number;
   readonly maxInFlightBatchesPerReplica?: number;
+  readonly maxRouterQueueWaitMs?: number;
   readonly hedging: boolean;
   readonly initialHedgeDelayMs?: number;
   readonly logLevel?: string;
@@ -64,6 +65,7 @@ export async function serveRouter(flags: RouterFlags, self: Command): Promise<vo
       coalesce: flags.coalesce,
       coalesceMaxBatchQueries: flags.coalesceMaxBatchQueries,
       maxInFlightBatchesPerReplica: flags.maxInFlightBatchesPerReplica,
+      maxRouterQueueWaitMs: flags.maxRouterQueueWaitMs,
       hedging: flags.hedging,
       initialHedgeDelayMs: flags.initialHedgeDelayMs,
       onBackendsUnfit: (err) => {

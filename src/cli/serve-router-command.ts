@@ -6,11 +6,11 @@
 // in serve-router-action.ts, imported when the command runs.
 import type { Command } from 'commander';
 
-import { DEFAULT_DEADLINE_MS, DEFAULT_INITIAL_HEDGE_DELAY_MS, DEFAULT_MAX_DEADLINE_MS } from '../router/router-defaults';
+import { DEFAULT_DEADLINE_MS, DEFAULT_INITIAL_HEDGE_DELAY_MS, DEFAULT_MAX_DEADLINE_MS, DEFAULT_MAX_ROUTER_QUEUE_WAIT_MS } from '../router/router-defaults';
 import { clusterOption } from './etcd-flags';
 import { addHealthListenFlag } from './health-flags';
 import { listenAddress } from './host-port';
-import { positiveInt } from './integer-flags';
+import { nonNegativeInt, positiveInt } from './integer-flags';
 import { addServerLimitFlags } from './limit-flags';
 import type { RouterFlags } from './serve-router-action';
 import { addEtcdSecurityFlags, addServerTlsFlags } from './tls-flags';
@@ -33,6 +33,11 @@ export function registerServeRouterCommand(serve: Command): void {
     .option('--no-coalesce', 'send one call per query per shard instead of coalescing into BatchSearch')
     .option('--coalesce-max-batch-queries <n>', 'most queries in one coalesced shard call', positiveInt('--coalesce-max-batch-queries'))
     .option('--max-in-flight-batches-per-replica <n>', 'coalesced calls out at once per replica; more queries wait and join the next call', positiveInt('--max-in-flight-batches-per-replica'))
+    .option(
+      '--max-router-queue-wait-ms <ms>',
+      `refuse queries (RESOURCE_EXHAUSTED) while those waiting in the router for a shard call stand over this; 0: never (default ${DEFAULT_MAX_ROUTER_QUEUE_WAIT_MS})`,
+      nonNegativeInt('--max-router-queue-wait-ms'),
+    )
     .option('--no-hedging', 'do not send hedged requests to a second replica')
     .option(
       '--initial-hedge-delay-ms <ms>',

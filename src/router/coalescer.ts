@@ -6,7 +6,14 @@
 // out, they leave on the next turn of the event loop, together with whatever
 // else arrived in this one; at the limit they wait, and all queries that
 // arrived meanwhile leave together when a call returns. Low load thus pays no
-// waiting (not even a turn), and high load gets large batches.
+// waiting (not even a turn), and high load gets large batches, up to
+// `maxBatchQueries`: a larger call would carry the excess to the shard, where
+// it waits behind the other calls out and no bound sees it.
+//
+// That cap makes a router that cannot keep up hold its excess here, and here
+// it is bounded: the wait of the oldest query for a call (from submit until its
+// call leaves) is tested for a standing queue (standing-queue.ts), and while
+// one stands new queries are refused with RESOURCE_EXHAUSTED.
 import * as grpc from '@grpc/grpc-js';
 import type { Context } from '@opentelemetry/api';
 
@@ -14,8 +21,17 @@ import { CanopyError } from '../wire/canopy-error';
 import type { BatchSearchRequest, BatchSearchResponse, SearchRequest, SearchResponse } from '../wire/contract';
 import { type CallParent, sharedCallParent } from '../telemetry/grpc-context';
 import { isTracingEnabled } from '../telemetry/spans';
+import { type StandingBounds, StandingQueue } from './standing-queue';
 
-export const DEFAULT_COALESCE_MAX_BATCH_QUERIES = 256;
+/**
+ * Most queries in one coalesced call. With 8 calls out per replica a router keeps
+ * at most 64 queries at a replica: enough to keep its search threads busy, and
+ * the excess waits here, where the standing test sees it. At 256 per call a
+ * router at twice saturation refused nothing and its answers' median reached 3 s
+ * (docs/design.md, "Overload"); small batches also keep a shard's own queue
+ * bounds, which scale with the time of one batch's slice, short.
+ */
+export const DEFAULT_COALESCE_MAX_BATCH_QUERIES = 8;
 /**
  * Queries this far apart are "low load": one that finds no call out leaves at
  * once. Closer together (a busy router reads several requests per turn), the
@@ -32,6 +48,10 @@ export interface CoalescerOptions {
   readonly maxInFlightBatches: () => number;
   /** Since the previous query, how long the shard must have been quiet for a query to leave in its caller's turn. */
   readonly quietGapMs: number;
+  /** The shard these calls go to (named in a refusal). */
+  readonly shard: number;
+  /** When queries waiting for a call count as a standing queue; undefined: never refused. */
+  readonly standing: StandingBounds | undefined;
 }
 
 export type SendBatch = (batch: BatchSearchRequest, deadlineMs: number, parent: CallParent | undefined) => Promise<BatchSearchResponse>;
@@ -79,6 +99,8 @@ interface Pending {
   readonly submission: Submission;
   /** Where this query's response goes in its submission's answer. */
   readonly slot: number;
+  /** performance.now() when it was queued. */
+  readonly queuedMs: number;
 }
 
 interface Queue {
@@ -94,11 +116,38 @@ export class Coalescer {
   private flushScheduled = false;
   /** performance.now() of the previous submission. */
   private lastSubmitMs = Number.NEGATIVE_INFINITY;
+  private readonly standing: StandingQueue | undefined;
 
   constructor(
     private readonly send: SendBatch,
     private readonly options: CoalescerOptions,
-  ) {}
+  ) {
+    this.standing = options.standing === undefined ? undefined : new StandingQueue(options.standing);
+  }
+
+  /**
+   * The RESOURCE_EXHAUSTED to answer a query with instead of queueing it, while the queries
+   * here stand waiting for a call over the target; undefined: submit it.
+   */
+  refusal(): CanopyError | undefined {
+    if (this.standing === undefined) return undefined;
+    const nowMs = performance.now();
+    const oldestWaitMs = this.oldestWaitMs(nowMs);
+    this.standing.observe(nowMs, oldestWaitMs);
+    if (this.standing.admits(oldestWaitMs)) return undefined;
+    return new CanopyError(
+      grpc.status.RESOURCE_EXHAUSTED,
+      `router overloaded: queries for shard ${this.options.shard} have waited ${Math.round(oldestWaitMs)} ms in the router for a call to a replica ` +
+        `(${this.inFlight} calls out), over the router's ${this.options.standing!.targetMs} ms queue-wait target for ${this.options.standing!.intervalMs} ms`,
+    );
+  }
+
+  /** How long the oldest query queued here has waited (ms), 0 when none is. */
+  private oldestWaitMs(nowMs: number): number {
+    let oldestMs = nowMs;
+    for (const queue of this.queues.values()) if (queue.items.length > 0) oldestMs = Math.min(oldestMs, queue.items[0]!.queuedMs);
+    return nowMs - oldestMs;
+  }
 
   /**
    * Queues the queries of one request of `index`/`version` (traced as
@@ -114,9 +163,9 @@ export class Coalescer {
         this.queues.set(key, queue);
       }
       const submission = new Submission(queries.length, parent, resolve, reject);
-      for (let slot = 0; slot < queries.length; slot++) queue.items.push({ query: queries[slot]!, deadlineMs, submission, slot });
-      this.pendingCount += queries.length;
       const nowMs = performance.now();
+      for (let slot = 0; slot < queries.length; slot++) queue.items.push({ query: queries[slot]!, deadlineMs, submission, slot, queuedMs: nowMs });
+      this.pendingCount += queries.length;
       const quiet = nowMs - this.lastSubmitMs >= this.options.quietGapMs;
       this.lastSubmitMs = nowMs;
       if (this.inFlight === 0 && quiet) {
@@ -132,8 +181,16 @@ export class Coalescer {
     });
   }
 
-  /** Sends batches while there is room for more calls and queries wait. */
+  /** Sends batches while there is room for more calls and queries wait; then tells the standing test what is left. */
   private flush(): void {
+    this.sendWhileRoom();
+    if (this.standing !== undefined) {
+      const nowMs = performance.now();
+      this.standing.observe(nowMs, this.oldestWaitMs(nowMs));
+    }
+  }
+
+  private sendWhileRoom(): void {
     for (const [key, queue] of this.queues) {
       while (queue.items.length > 0 && this.inFlight < this.options.maxInFlightBatches()) {
         const taken = this.takeLive(queue);

@@ -14,6 +14,7 @@ import type { BackendPool } from './backend-pool';
 import type { SendBatch } from './coalescer';
 import { Coalescer, DEFAULT_COALESCE_MAX_BATCH_QUERIES, DEFAULT_COALESCE_QUIET_GAP_MS } from './coalescer';
 import type { IndexView } from './index-view';
+import { DEFAULT_MAX_ROUTER_QUEUE_WAIT_MS, ROUTER_STANDING_INTERVAL_MS } from './router-defaults';
 import { mergeTopK } from './merge';
 import type { ShardCaller } from './shard-caller';
 
@@ -30,6 +31,8 @@ export interface FanOutOptions {
   readonly coalesce?: boolean;
   readonly coalesceMaxBatchQueries?: number;
   readonly maxInFlightBatchesPerReplica?: number;
+  /** The standing-queue target for queries waiting in the router for a shard call (ms); 0: no bound. */
+  readonly maxRouterQueueWaitMs?: number;
 }
 
 /** One query as sent to the shards: the vector as float32 bytes, exclusions applied there and here. */
@@ -51,6 +54,7 @@ export class FanOut {
   private readonly coalesce: boolean;
   private readonly maxBatchQueries: number;
   private readonly maxInFlightPerReplica: number;
+  private readonly maxRouterQueueWaitMs: number;
   private readonly coalescers = new Map<number, Coalescer>();
 
   constructor(
@@ -61,6 +65,7 @@ export class FanOut {
     this.coalesce = options.coalesce ?? true;
     this.maxBatchQueries = options.coalesceMaxBatchQueries ?? DEFAULT_COALESCE_MAX_BATCH_QUERIES;
     this.maxInFlightPerReplica = options.maxInFlightBatchesPerReplica ?? DEFAULT_MAX_IN_FLIGHT_BATCHES_PER_REPLICA;
+    this.maxRouterQueueWaitMs = options.maxRouterQueueWaitMs ?? DEFAULT_MAX_ROUTER_QUEUE_WAIT_MS;
   }
 
   /**
@@ -71,6 +76,12 @@ export class FanOut {
   search(view: IndexView, queries: readonly ShardQuery[], deadlineMs: number, minShards: number, parent?: Context): Promise<FanOutAnswer> {
     const total = view.shardCount;
     const required = minShards === 0 ? total : Math.min(minShards, total);
+    // Refused before any shard gets the queries: a shard whose queries stand in the router would fail the
+    // request anyway, and the other shards would search for nothing.
+    for (let shard = 0; shard < total; shard++) {
+      const refusal = this.coalescerOf(shard).refusal();
+      if (refusal !== undefined) return Promise.reject(refusal);
+    }
     const perShard: (SearchResponse[] | undefined)[] = new Array(total).fill(undefined);
     const errors = new Map<number, CanopyError>();
     return new Promise<FanOutAnswer>((resolve, reject) => {
@@ -153,6 +164,9 @@ export class FanOut {
           ? () => this.maxInFlightPerReplica * Math.max(1, this.pool.replicasOf(shard).length)
           : () => Number.POSITIVE_INFINITY,
         quietGapMs: DEFAULT_COALESCE_QUIET_GAP_MS,
+        shard,
+        standing:
+          this.maxRouterQueueWaitMs > 0 ? { targetMs: this.maxRouterQueueWaitMs, intervalMs: ROUTER_STANDING_INTERVAL_MS } : undefined,
       });
       this.coalescers.set(shard, coalescer);
     }

@@ -1,4 +1,4 @@
-// A router's deadline and hedging defaults. Constants only, importing nothing:
+// A router's deadline, hedging and queue-wait defaults. Constants only, importing nothing:
 // the CLI shows them in `canopy serve router --help` without loading gRPC.
 
 /** Deadline of a request that brings none. */
@@ -11,3 +11,11 @@ export const DEFAULT_MAX_DEADLINE_MS = 30_000;
  * search on a busy shard (milliseconds), well below the 2 s default deadline.
  */
 export const DEFAULT_INITIAL_HEDGE_DELAY_MS = 50;
+/**
+ * How long queries may stand waiting in the router for a call to a shard before new ones are refused
+ * (coalescer.ts); 0: never refused. A router that keeps up sends everything waiting each time a call
+ * returns, so its oldest query waits a fraction of one call.
+ */
+export const DEFAULT_MAX_ROUTER_QUEUE_WAIT_MS = 50;
+/** How long that wait must stay over the target to count as standing (CoDel's 100 ms, doubled for a busy host). */
+export const ROUTER_STANDING_INTERVAL_MS = 200;
