@@ -17,6 +17,7 @@ import { type ServerLimitFlags, serverLimitsFromFlags } from './limit-flags';
 import { createLogger, startProcessTelemetry, stopOnSignals, stopTelemetry } from './serve-process';
 import { type EtcdSecurityFlags, etcdSecurityFromFlags, serverTlsFromFlags, type TlsFlags } from './tls-flags';
 import { checkArguments } from './usage-error';
+import { routerDeadlines } from '../router/router-defaults';
 
 export interface RouterFlags extends ServerLimitFlags, TlsFlags, EtcdSecurityFlags, HealthListenFlags {
   readonly listen: string;
@@ -99,6 +100,7 @@ function checkedFlags(flags: RouterFlags) {
   if (flags.metricsListen !== undefined && flags.workers > 1) {
     throw new Error('--metrics-listen serves one process\'s metrics: use it with --workers 1 (run more router replicas instead)');
   }
+  routerDeadlines(flags.defaultDeadlineMs, flags.maxDeadlineMs);
   return {
     backends: flags.etcd === undefined ? parseBackends(flags.backend) : undefined,
     etcdSecurity: flags.etcd === undefined ? undefined : etcdSecurityFromFlags(flags),

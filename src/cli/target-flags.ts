@@ -6,6 +6,7 @@ import { type Command, Option } from 'commander';
 import type { CanopyClient } from '../client/canopy-client';
 import { positiveInt } from './integer-flags';
 import { addClientTlsFlags, clientTlsFromFlags, type TlsFlags } from './tls-flags';
+import { checkArguments } from './usage-error';
 
 export const TARGET_ENV = 'CANOPY_TARGET';
 
@@ -17,7 +18,8 @@ export interface TargetFlags extends TlsFlags {
 export function addTargetFlags(command: Command): Command {
   command
     .addOption(new Option('--target <host:port>', 'router or shard node address').env(TARGET_ENV).makeOptionMandatory())
-    .option('--deadline-ms <ms>', 'deadline of the call', positiveInt('--deadline-ms'));
+    .option('--deadline-ms <ms>', 'deadline of the call', positiveInt('--deadline-ms'))
+    .hook('preAction', async (self) => void (await checkArguments(self, () => clientTlsFromFlags(self.opts<TlsFlags>()))));
   return addClientTlsFlags(command);
 }
 

@@ -1,6 +1,7 @@
 // The --tls-* flags of `canopy serve shard|router` and `canopy query`, and
 // the --etcd-tls-* / --etcd-user flags (password from $ETCD_PASSWORD) of
 // every command that talks to etcd.
+import { accessSync, constants } from 'node:fs';
 import type { Command } from 'commander';
 
 import type { ServerTlsOptions, TlsFiles } from '../wire/tls';
@@ -49,12 +50,14 @@ export function serverTlsFromFlags(flags: TlsFlags): ServerTlsOptions | undefine
     return undefined;
   }
   if (flags.tlsCert === undefined || flags.tlsKey === undefined) throw new Error('--tls-cert and --tls-key go together: give both or neither');
+  requireReadable({ '--tls-cert': flags.tlsCert, '--tls-key': flags.tlsKey, '--tls-ca': flags.tlsCa });
   return { certFile: flags.tlsCert, keyFile: flags.tlsKey, caFile: flags.tlsCa, requireClientCert: flags.tlsRequireClientCert === true };
 }
 
 /** A client's TLS settings; undefined (plaintext) when no --tls-* flag is given. */
 export function clientTlsFromFlags(flags: TlsFlags): TlsFiles | undefined {
   if (flags.tlsCert === undefined && flags.tlsKey === undefined && flags.tlsCa === undefined) return undefined;
+  requireReadable({ '--tls-cert': flags.tlsCert, '--tls-key': flags.tlsKey, '--tls-ca': flags.tlsCa });
   return { certFile: flags.tlsCert, keyFile: flags.tlsKey, caFile: flags.tlsCa };
 }
 
@@ -70,8 +73,21 @@ export function addEtcdSecurityFlags(command: Command): Command {
 export function etcdSecurityFromFlags(flags: EtcdSecurityFlags, env: NodeJS.ProcessEnv = process.env): Pick<EtcdClientOptions, 'tls' | 'auth'> {
   const anyTls = flags.etcdTlsCa !== undefined || flags.etcdTlsCert !== undefined || flags.etcdTlsKey !== undefined;
   const tls = anyTls ? { caFile: flags.etcdTlsCa, certFile: flags.etcdTlsCert, keyFile: flags.etcdTlsKey } : undefined;
+  requireReadable({ '--etcd-tls-ca': flags.etcdTlsCa, '--etcd-tls-cert': flags.etcdTlsCert, '--etcd-tls-key': flags.etcdTlsKey });
   if (flags.etcdUser === undefined) return { tls };
   const password = env[ETCD_PASSWORD_ENV];
   if (password === undefined || password === '') throw new Error(`--etcd-user ${flags.etcdUser} needs the password in $${ETCD_PASSWORD_ENV}`);
   return { tls, auth: { user: flags.etcdUser, password } };
+}
+
+/** Every file given must be there to read: a typo is a usage error at start, not a failed connection later. */
+function requireReadable(files: Readonly<Record<string, string | undefined>>): void {
+  for (const [flag, file] of Object.entries(files)) {
+    if (file === undefined) continue;
+    try {
+      accessSync(file, constants.R_OK);
+    } catch (err) {
+      throw new Error(`${flag} ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : 'cannot be read'}`, { cause: err });
+    }
+  }
 }

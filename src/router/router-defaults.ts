@@ -19,3 +19,9 @@ export const DEFAULT_INITIAL_HEDGE_DELAY_MS = 50;
 export const DEFAULT_MAX_ROUTER_QUEUE_WAIT_MS = 50;
 /** How long that wait must stay over the target to count as standing (CoDel's 100 ms, doubled for a busy host). */
 export const ROUTER_STANDING_INTERVAL_MS = 200;
+
+/** The deadlines a router runs with; a default above the max would have every request cut, so it throws. */
+export function routerDeadlines(defaultMs = DEFAULT_DEADLINE_MS, maxMs = DEFAULT_MAX_DEADLINE_MS): { defaultDeadlineMs: number; maxDeadlineMs: number } {
+  if (defaultMs > maxMs) throw new Error(`the default deadline (${defaultMs} ms) exceeds the max deadline (${maxMs} ms)`);
+  return { defaultDeadlineMs: defaultMs, maxDeadlineMs: maxMs };
+}

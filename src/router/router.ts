@@ -22,7 +22,7 @@ import type { LogTraceFields } from '../telemetry/log-trace-context';
 import { IndexRoute, type IndexRouteOptions } from './index-route';
 import { viewFromBackends } from './index-view';
 import { applySnapshot } from './registry-routes';
-import { DEFAULT_DEADLINE_MS, DEFAULT_MAX_DEADLINE_MS } from './router-defaults';
+import { routerDeadlines } from './router-defaults';
 import { RouterService } from './router-service';
 
 export const DEFAULT_REPLY_MARGIN_MS = 20;
@@ -86,11 +86,7 @@ export class Router {
     }
     this.discoveryIntervalMs = options.discoveryIntervalMs ?? DEFAULT_DISCOVERY_INTERVAL_MS;
     this.routeOptions = { ...options, backendCredentials: channelCredentials(options.backendTls) };
-    const defaultDeadlineMs = options.defaultDeadlineMs ?? DEFAULT_DEADLINE_MS;
-    const maxDeadlineMs = options.maxDeadlineMs ?? DEFAULT_MAX_DEADLINE_MS;
-    if (defaultDeadlineMs > maxDeadlineMs) {
-      throw new Error(`the default deadline (${defaultDeadlineMs} ms) exceeds the max deadline (${maxDeadlineMs} ms)`);
-    }
+    const { defaultDeadlineMs, maxDeadlineMs } = routerDeadlines(options.defaultDeadlineMs, options.maxDeadlineMs);
     this.gate = new LoadGate(options);
     this.service = new RouterService(
       this.routes,

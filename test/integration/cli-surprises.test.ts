@@ -305,11 +305,15 @@ describe('canopy up and canopy serve, checking their own arguments', () => {
       [[...router, '--backend', '0=127.0.0.1:1', '--tls-cert', 'cert.pem'], '--tls-cert and --tls-key go together'],
       [['serve', 'router', '--listen', '127.0.0.1:7000', '--health-listen', '127.0.0.1:7000', '--backend', '0=127.0.0.1:1'], '--health-listen 127.0.0.1:7000 must differ from --listen'],
       [[...router, ...deadEtcd, '--etcd-user', 'bob'], '--etcd-user bob needs the password in $ETCD_PASSWORD'],
+      [[...router, '--backend', '0=127.0.0.1:1', '--default-deadline-ms', '5000', '--max-deadline-ms', '100'], 'the default deadline (5000 ms) exceeds the max deadline (100 ms)'],
+      [[...router, '--backend', '0=127.0.0.1:1', '--tls-cert', 'absent-cert.pem', '--tls-key', 'absent-key.pem'], '--tls-cert absent-cert.pem: no such file'],
     ] as const) {
       await expectUsageError(args, message, 'canopy serve router');
     }
     await expectUsageError(['serve', 'shard', ...deadEtcd, '--shard', '0', ...listen], '--index is required with --etcd', 'canopy serve shard');
     await expectUsageError(['serve', 'shard', '--manifest', 'x', '--shard', '0', ...listen, '--log-level', 'loud'], '--log-level (or CANOPY_LOG_LEVEL) must be one of', 'canopy serve shard');
+    await expectUsageError(['serve', 'shard', ...deadEtcd, '--index', 'x', '--shard', '0', ...listen, '--etcd-tls-ca', 'absent-ca.pem'], '--etcd-tls-ca absent-ca.pem: no such file', 'canopy serve shard');
+    await expectUsageError(['query', '--target', '127.0.0.1:9', '--index', 'x', '--item', 'y', '--tls-ca', 'absent-ca.pem'], '--tls-ca absent-ca.pem: no such file', 'canopy query');
     await expectUsageError(['serve', 'controller', ...deadEtcd, '--log-level', 'loud'], '--log-level (or CANOPY_LOG_LEVEL) must be one of', 'canopy serve controller');
     for (const [command, usage] of [
       [['serve', 'controller'], 'canopy serve controller'],
