@@ -21,6 +21,16 @@ function seededFloats(count, seed) {
   return out;
 }
 
+/** The header of a float32 .npy file of `rows` x `dim` (C order); the raw little-endian rows follow it. */
+function npyHeader(rows, dim) {
+  let header = `{'descr': '<f4', 'fortran_order': False, 'shape': (${rows}, ${dim}), }`;
+  header += ' '.repeat(63 - ((10 + header.length) % 64)) + '\n'; // the data starts on a 64-byte boundary
+  const prefix = Buffer.alloc(10);
+  Buffer.from([0x93, ...Buffer.from('NUMPY'), 1, 0]).copy(prefix);
+  prefix.writeUInt16LE(header.length, 8);
+  return Buffer.concat([prefix, Buffer.from(header, 'latin1')]);
+}
+
 /** Builds version v1 of `index`, one euclidean shard of `items` seeded vectors (ids item-<row>); resolves with its folder. */
 async function buildSeededVersion(workDir, { items, dim, trees, index }) {
   const data = seededFloats(items * dim, 1);
@@ -34,4 +44,4 @@ async function buildSeededVersion(workDir, { items, dim, trees, index }) {
   return built.dir;
 }
 
-module.exports = { seededFloats, buildSeededVersion, freePort: freeLoopbackPort };
+module.exports = { seededFloats, npyHeader, buildSeededVersion, freePort: freeLoopbackPort };

@@ -31,7 +31,7 @@ const os = require('node:os');
 const path = require('node:path');
 
 const { parseFlags } = require('../flags');
-const { freePort } = require('../fixtures');
+const { freePort, npyHeader } = require('../fixtures');
 const { CanopyProcesses, runScript } = require('../canopy-processes');
 const { findGhz, runGhz, waitAnswering } = require('../ghz');
 const { machineLine, median, writeReport } = require('../report');
@@ -99,13 +99,8 @@ function vectors(rows, dim, seed, clustered) {
 /** Writes rows as a float32 .npy (ids are row numbers) and builds a 3-shard version from it. */
 async function buildIndex(workDir, w, data, { index, shards }) {
   const rows = data.length / w.dim;
-  let header = `{'descr': '<f4', 'fortran_order': False, 'shape': (${rows}, ${w.dim}), }`;
-  header += ' '.repeat(63 - ((10 + header.length) % 64)) + '\n';
-  const prefix = Buffer.alloc(10);
-  Buffer.from([0x93, ...Buffer.from('NUMPY'), 1, 0]).copy(prefix);
-  prefix.writeUInt16LE(header.length, 8);
   const input = path.join(workDir, `${w.name}-${index}.npy`);
-  writeFileSync(input, Buffer.concat([prefix, Buffer.from(header, 'latin1'), Buffer.from(data.buffer, data.byteOffset, data.byteLength)]));
+  writeFileSync(input, Buffer.concat([npyHeader(rows, w.dim), Buffer.from(data.buffer, data.byteOffset, data.byteLength)]));
   const { buildVersion } = require(path.join(ROOT, 'dist', 'indexer', 'builder.js'));
   const { Index } = require(path.join(ROOT, 'dist', 'engine', 'engine-index.js'));
   const built = await buildVersion({
