@@ -5,7 +5,7 @@
 //
 //   node load-tests/serving/cluster-recall.js [--shards 4] [--trees 10] [--clients 4]
 //       [--efs 10,16,24,32,48,64,96,128] [--search-ks 1000,2000,5000,10000,20000]
-//       [--warmup-queries 100] [--report load-tests/reports/cluster-mixture-1m-graph.md]
+//       [--warmup-queries 100] [--rounds 3] [--report load-tests/reports/cluster-mixture-1m-graph.md]
 //
 // Data: the set load-tests/engine/bench.js uses (its generator, annoy_peer.py, writes it into
 // load-tests/.cache/engine/ when absent), with the exact top-10 rows of its 1,000 queries. The
@@ -15,7 +15,8 @@
 // After one unmeasured pass over the queries per path (graph, exact forest), each setting sends every
 // query once, after --warmup-queries, from --clients clients each on its own connection, each sending
 // its next query as soon as the last answered. Latency is a call's time at the client: the router's
-// answer over all 4 shards.
+// answer over all 4 shards. Settings run in --rounds interleaved rounds; each figure is the median
+// over the rounds.
 const { spawn, spawnSync } = require('node:child_process');
 const { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync, writeSync } = require('node:fs');
 const os = require('node:os');
@@ -25,7 +26,7 @@ const { parseFlags } = require('../flags');
 const { freePort, npyHeader } = require('../fixtures');
 const { CanopyProcesses, runScript } = require('../canopy-processes');
 const { findGhz, waitAnswering } = require('../ghz');
-const { machineLine, writeReport } = require('../report');
+const { machineLine, median, writeReport } = require('../report');
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const { CanopyClient } = require(path.join(ROOT, 'dist', 'client', 'canopy-client.js'));
@@ -46,6 +47,7 @@ const DEFAULTS = {
   efs: '10,16,24,32,48,64,96,128',
   searchKs: '1000,2000,5000,10000,20000',
   warmupQueries: 100,
+  rounds: 3,
   report: path.join(ROOT, 'load-tests', 'reports', 'cluster-mixture-1m-graph.md'),
 };
 
@@ -184,6 +186,18 @@ async function measure(clients, data, setting, warmupQueries) {
   };
 }
 
+/** The median of each speed figure over the rounds; errors summed; recall the lowest (searches are deterministic). */
+function combine(runs) {
+  return {
+    ...runs[0],
+    recall: Math.min(...runs.map((r) => r.recall)),
+    qps: median(runs.map((r) => r.qps)),
+    p50Ms: median(runs.map((r) => r.p50Ms)),
+    p99Ms: median(runs.map((r) => r.p99Ms)),
+    errors: runs.reduce((n, r) => n + r.errors, 0),
+  };
+}
+
 const fmt = (x, digits = 2) => x.toFixed(digits);
 const int = (x) => Math.round(x).toLocaleString('en-US');
 
@@ -230,12 +244,16 @@ async function main(processes) {
     for (const name of ['graph', 'exact forest']) {
       await closedLoop(clients, data.queries, data.meta.dim, data.meta.queries, settings.find((s) => s.path === name).options);
     }
-    const rows = [];
-    for (const setting of settings) {
-      const row = await measure(clients, data, setting, opts.warmupQueries);
-      process.stderr.write(`${row.path} ${row.name}: recall ${fmt(row.recall, 4)}, ${int(row.qps)} q/s, p99 ${fmt(row.p99Ms)} ms\n`);
-      rows.push(row);
+    // Interleaved rounds (A B C .., A B C ..): load from other work weighs on every setting alike.
+    const runs = settings.map(() => []);
+    for (let round = 0; round < opts.rounds; round++) {
+      for (const [i, setting] of settings.entries()) {
+        const run = await measure(clients, data, setting, opts.warmupQueries);
+        process.stderr.write(`round ${round + 1}: ${run.path} ${run.name}: recall ${fmt(run.recall, 4)}, ${int(run.qps)} q/s, p99 ${fmt(run.p99Ms)} ms\n`);
+        runs[i].push(run);
+      }
     }
+    const rows = runs.map(combine);
     writeReport(opts.report, report(opts, data, version, rows, [loadBefore, os.loadavg()[0]]));
   } finally {
     for (const client of clients) client.close();
@@ -259,7 +277,8 @@ function report(opts, data, version, rows, load) {
     '(admission, coalescing, deadlines as shipped). Everything, the clients included, shares this machine\'s cores.',
     `Load: ${opts.clients} closed-loop clients (each its own connection), k = ${K}; one unmeasured pass over the queries per path (cold`,
     `connections, code and pages), then per setting ${opts.warmupQueries} warm-up queries and each`,
-    'query once; latency is the call at the client, through the router and all shards. Graph rows send `ef` (entry points',
+    `query once, in ${opts.rounds} interleaved rounds; each figure is the median over the rounds (errors: their sum). Latency is`,
+    'the call at the client, through the router and all shards. Graph rows send `ef` (entry points',
     'from the forest at its default search_k); exact-forest rows send `exact` with `search_k` per shard (Annoy\'s answers).',
     '',
     '## Headline',
