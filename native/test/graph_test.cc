@@ -91,6 +91,19 @@ std::vector<std::vector<float>> queries(const Fixture& fx, size_t n) {
   return out;
 }
 
+// Each returned id carries the same distance bits as the exhaustive forest search gives it.
+void check_forest_distances(const canopy::Forest& f, const std::vector<float>& q, const std::vector<int32_t>& ids,
+                            const std::vector<float>& d, size_t n) {
+  const size_t all = static_cast<size_t>(f.n_items());
+  std::vector<int32_t> fid(all);
+  std::vector<float> fd(all);
+  const size_t fn = f.search_vector(q.data(), all, int64_t{1} << 30, fid.data(), fd.data());
+  for (size_t i = 0; i < n; ++i) {
+    const auto at = std::find(fid.begin(), fid.begin() + static_cast<std::ptrdiff_t>(fn), ids[i]) - fid.begin();
+    CHECK(static_cast<size_t>(at) < fn && fd[static_cast<size_t>(at)] == d[i]);
+  }
+}
+
 }  // namespace
 
 TEST(graph_rows_hold_their_invariants) {
@@ -168,15 +181,7 @@ TEST(graph_search_distances_equal_the_forests) {
     std::vector<int32_t> ids(10);
     std::vector<float> d(10);
     const size_t n = canopy::graph_search_vector(*fx.forest, g.view(), q.data(), gq, ids.data(), d.data());
-    // The exhaustive forest search computes each item's distance the same way: bit-identical.
-    const size_t all = static_cast<size_t>(fx.forest->n_items());
-    std::vector<int32_t> fid(all);
-    std::vector<float> fd(all);
-    const size_t fn = fx.forest->search_vector(q.data(), all, int64_t{1} << 30, fid.data(), fd.data());
-    for (size_t i = 0; i < n; ++i) {
-      const auto at = std::find(fid.begin(), fid.begin() + static_cast<std::ptrdiff_t>(fn), ids[i]) - fid.begin();
-      CHECK(static_cast<size_t>(at) < fn && fd[static_cast<size_t>(at)] == d[i]);
-    }
+    check_forest_distances(*fx.forest, q, ids, d, n);
   }
 }
 
@@ -225,16 +230,8 @@ TEST(graph_search_through_codes_keeps_recall_and_exact_distances) {
       const auto truth = brute_force(*fx.forest, q, 10);
       recall += overlap(ids, truth);
       exact_recall += overlap(graph_ids(*fx.forest, g, q, gq), truth);
-      // Exact: the exhaustive forest search gives each id the same distance bits.
-      const size_t all = static_cast<size_t>(fx.forest->n_items());
-      std::vector<int32_t> fid(all);
-      std::vector<float> fd(all);
-      const size_t fn = fx.forest->search_vector(q.data(), all, int64_t{1} << 30, fid.data(), fd.data());
-      for (size_t i = 0; i < n; ++i) {
-        const auto at = std::find(fid.begin(), fid.begin() + static_cast<std::ptrdiff_t>(fn), ids[i]) - fid.begin();
-        CHECK(static_cast<size_t>(at) < fn && fd[static_cast<size_t>(at)] == d[i]);
-        if (i > 0) CHECK(d[i - 1] < d[i] || (d[i - 1] == d[i] && ids[i - 1] < ids[i]));
-      }
+      check_forest_distances(*fx.forest, q, ids, d, n);
+      for (size_t i = 1; i < n; ++i) CHECK(d[i - 1] < d[i] || (d[i - 1] == d[i] && ids[i - 1] < ids[i]));
     }
     CHECK(distances == qs.size() * 20);  // only the default re-rank reads float rows
     CHECK(estimates > distances * 5);

@@ -15,6 +15,16 @@ function overlap(a: Int32Array, truth: Int32Array): number {
   return a.filter((id) => t.has(id)).length / truth.length;
 }
 
+type Answer = { ids: Int32Array; distances: Float32Array };
+
+/** Every id both answers hold has the same distance bits as in the exhaustive forest search. */
+function expectExactDistances(found: Answer, truth: Answer): void {
+  found.ids.forEach((id, i) => {
+    const at = truth.ids.indexOf(id);
+    if (at >= 0) expect(found.distances[i]).toBe(truth.distances[at]);
+  });
+}
+
 describe('a euclidean index of 5,000 items with a graph', () => {
   const items = vectors(5_000, DIM, 3);
   const index = builtIndex('euclidean', items, 10, 1);
@@ -35,11 +45,7 @@ describe('a euclidean index of 5,000 items with a graph', () => {
       const truth = index.searchSync(q, 10, exhaustive);
       const found = index.searchSync(q, 10, { ef: 64 });
       recall += overlap(found.ids, truth.ids);
-      // The same distance bits as the exhaustive forest search gives each id both found.
-      found.ids.forEach((id, i) => {
-        const at = truth.ids.indexOf(id);
-        if (at >= 0) expect(found.distances[i]).toBe(truth.distances[at]);
-      });
+      expectExactDistances(found, truth);
     }
     expect(recall / queries.length).toBeGreaterThanOrEqual(0.95);
   });
@@ -76,10 +82,7 @@ describe('a euclidean index of 5,000 items with a graph', () => {
         const truth = index.searchSync(q, 10, exhaustive);
         const found = index.searchSync(q, 10, { ef: 64 });
         recall += overlap(found.ids, truth.ids);
-        found.ids.forEach((id, i) => {
-          const at = truth.ids.indexOf(id);
-          if (at >= 0) expect(found.distances[i]).toBe(truth.distances[at]);
-        });
+        expectExactDistances(found, truth);
         expect(index.searchSync(q, 10, { ef: 64, exact: true })).toEqual(fresh.searchSync(q, 10));
       }
       expect(recall / queries.length).toBeGreaterThanOrEqual(0.95);
