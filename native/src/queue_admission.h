@@ -2,12 +2,16 @@
 //
 // A queue that empties now and then is absorbing bursts: it refuses nothing, however long it grew for a
 // moment. A queue whose oldest entry has waited over the target for a whole interval is standing (calls
-// arrive faster than searches finish): from then on a call is refused while the oldest queued search
-// has waited over the target, and the queue goes back to admitting everything once an interval passes
-// with no search over it. What is measured is what the queue does (how long its oldest entry has
-// waited), not a forecast from its length and a mean search time: a host whose other processes slow
-// every search stretches both sides of such a forecast alike, but only a queue that truly falls behind
-// keeps its entries waiting.
+// arrive faster than searches finish). Only then does a forecast decide: a call is refused while the
+// wait it would have (the work queued ahead of it) exceeds the target, so the accepted calls of an
+// overload wait about one target, not a queue's worth. The queue goes back to admitting everything once
+// an interval passes with no entry over the target and no call refused.
+//
+// Why both: a forecast alone (queued searches x mean search time) refuses a light load on a busy host,
+// where one queued search behind a slowed one already forecasts a long wait; the standing test alone
+// lets the queue refill to its target age after every refusal, and the work behind that head is what
+// the last admitted call waits for. The standing test says "cannot keep up" from what the queue does;
+// once that is known, the forecast keeps each accepted call's wait short.
 #pragma once
 
 #include <chrono>
@@ -41,9 +45,12 @@ class QueueAdmission {
     }
   }
 
-  // Whether a call arriving now (after observe) may join the queue.
-  bool admits(std::chrono::nanoseconds oldest_wait, AdmissionBounds bounds) const {
-    return state_ != State::kShedding || oldest_wait <= bounds.target;
+  // Whether a call arriving now (after observe) may join the queue, where it would wait `expected_wait`
+  // for the work ahead of it. A refusal counts as the queue still standing.
+  bool admits(Clock::time_point now, std::chrono::nanoseconds expected_wait, AdmissionBounds bounds) {
+    if (state_ != State::kShedding || expected_wait <= bounds.target) return true;
+    since_ = now;
+    return false;
   }
 
   bool shedding() const { return state_ == State::kShedding; }
@@ -52,7 +59,7 @@ class QueueAdmission {
   enum class State {
     kOpen,      // no queued entry over the target: everything is admitted
     kOver,      // the oldest entry has waited over the target since `since_`; still admitting, a burst may drain
-    kShedding,  // the queue stood over the target an interval; refusing while it is over, `since_`: last seen over
+    kShedding,  // the queue stood over the target an interval; refusing long waits, `since_`: last over or refused
   };
 
   void enter(State next, Clock::time_point now) {

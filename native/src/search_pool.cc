@@ -63,13 +63,19 @@ std::chrono::nanoseconds SearchPool::backlog_wait_locked(QueueAdmission::Clock::
   return queue_.size() <= workers_.size() ? std::chrono::nanoseconds(0) : oldest_wait_locked(now);
 }
 
+// How long a call queued now would wait for the tasks ahead of it, at the recent mean run time.
+std::chrono::nanoseconds SearchPool::expected_wait_locked() const {
+  return as_ns(static_cast<double>(queue_.size()) * mean_task_ns_ / static_cast<double>(workers_.size()));
+}
+
 // Without a latency bound only the count refuses; otherwise the queue's state decides (queue_admission.h).
 bool SearchPool::admits_locked(QueueAdmission::Clock::time_point now) {
   if (limits_.max_wait.count() == 0) return true;
-  const auto oldest = backlog_wait_locked(now);
   const AdmissionBounds bounds = bounds_locked();
-  admission_.observe(now, oldest, bounds);
-  return admission_.admits(oldest, bounds);
+  const auto backlog = backlog_wait_locked(now);
+  admission_.observe(now, backlog, bounds);
+  // A head that has waited long already says the queue is not moving, whatever the mean run time says.
+  return admission_.admits(now, std::max(backlog, expected_wait_locked()), bounds);
 }
 
 void SearchPool::record_run(std::chrono::nanoseconds elapsed, size_t searches) {

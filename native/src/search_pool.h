@@ -3,11 +3,12 @@
 // submit() never blocks: when the work ahead is too much it fails at once (the caller reports
 // QUEUE_FULL), so overload is shed instead of piling up. Two bounds, either one refuses: the number
 // of queued tasks (memory, a hard cap), and a standing queue (latency, see queue_admission.h): once
-// the oldest queued search has waited over the target for an interval, calls are refused while it
-// waits over the target. A queue of at most one task per thread never counts as standing. The target
-// is `max_wait`, or the recent mean run time of a task when that is longer, and the interval a few
-// of those run times: a host that slows every search (other processes on its cores) stretches both
-// instead of tripping them. An empty queue always admits. A task's run() must not throw.
+// the oldest queued search has waited over the target for an interval, a call is refused while the
+// tasks queued ahead of it would take longer than the target to start (at the recent mean run time).
+// A queue of at most one task per thread never counts as standing. The target is `max_wait`, or the
+// recent mean run time of a task when that is longer, and the interval a few of those run times: a
+// host that slows every search (other processes on its cores) stretches both instead of tripping
+// them. An empty queue always admits. A task's run() must not throw.
 #pragma once
 
 #include <chrono>
@@ -74,6 +75,7 @@ class SearchPool {
   void record_run(std::chrono::nanoseconds elapsed, size_t searches);
   std::chrono::nanoseconds oldest_wait_locked(QueueAdmission::Clock::time_point now) const;
   std::chrono::nanoseconds backlog_wait_locked(QueueAdmission::Clock::time_point now) const;
+  std::chrono::nanoseconds expected_wait_locked() const;
   AdmissionBounds bounds_locked() const;
   bool admits_locked(QueueAdmission::Clock::time_point now);
 

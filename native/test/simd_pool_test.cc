@@ -142,26 +142,26 @@ TEST(queue_admission_refuses_only_a_standing_queue) {
   canopy::QueueAdmission a;
   // A burst: the oldest waits over the target, then the queue drains before an interval has passed.
   a.observe(t0, milliseconds(5), b);
-  CHECK(a.admits(milliseconds(5), b));
+  CHECK(a.admits(t0, milliseconds(5), b));
   a.observe(t0 + milliseconds(19), milliseconds(24), b);
-  CHECK(a.admits(milliseconds(24), b));
+  CHECK(a.admits(t0 + milliseconds(19), milliseconds(24), b));
   a.observe(t0 + milliseconds(20), milliseconds(0), b);
   CHECK(!a.shedding());
-  // Over the target for a whole interval: standing; refused while over, admitted when under.
+  // Over the target for a whole interval: standing; a call that would wait over the target is refused.
   a.observe(t0 + milliseconds(30), milliseconds(3), b);
   a.observe(t0 + milliseconds(50), milliseconds(3), b);
   CHECK(a.shedding());
-  CHECK(!a.admits(milliseconds(3), b));
+  CHECK(!a.admits(t0 + milliseconds(50), milliseconds(3), b));
   a.observe(t0 + milliseconds(55), milliseconds(1), b);
-  CHECK(a.admits(milliseconds(1), b));
-  // Still shedding until an interval passes with nothing over the target.
-  a.observe(t0 + milliseconds(60), milliseconds(4), b);
-  CHECK(!a.admits(milliseconds(4), b));
+  CHECK(a.admits(t0 + milliseconds(55), milliseconds(1), b));
+  // A refusal counts as the queue still standing: shedding lasts an interval past the last one.
+  a.observe(t0 + milliseconds(60), milliseconds(0), b);
+  CHECK(!a.admits(t0 + milliseconds(60), milliseconds(4), b));
   a.observe(t0 + milliseconds(79), milliseconds(0), b);
   CHECK(a.shedding());
   a.observe(t0 + milliseconds(80), milliseconds(0), b);
   CHECK(!a.shedding());
-  CHECK(a.admits(milliseconds(50), b));
+  CHECK(a.admits(t0 + milliseconds(80), milliseconds(50), b));
 }
 
 TEST(search_pool_refuses_once_its_queue_stands_over_the_target) {
@@ -193,6 +193,38 @@ TEST(search_pool_refuses_once_its_queue_stands_over_the_target) {
     CHECK(pool.stats().queued_wait.count() == 0);
     CHECK(pool.try_submit({new SleepingTask(&done, 1, 1)}));  // drained: an empty queue admits
   }
+}
+
+TEST(search_pool_once_shedding_admits_only_a_short_wait) {
+  std::atomic<int> done{0};
+  int submitted = 0;
+  {
+    // One thread, tasks of 3 ms offered every 0.5 ms (6x what it can run): the queue stands within the
+    // first interval; from the first refusal on, a call is admitted only with at most one task ahead
+    // (the target is the 3 ms run time), so an accepted call waits about one run, not a queue's worth.
+    canopy::SearchPool pool(1, {1000, std::chrono::milliseconds(1)});
+    bool shedding = false;
+    size_t longest_admitted_queue = 0;
+    int admitted_while_shedding = 0;
+    for (int i = 0; i < 400; ++i) {
+      SleepingTask* task = new SleepingTask(&done, 1, 3);
+      if (pool.try_submit({task})) {
+        ++submitted;
+        if (shedding) {
+          longest_admitted_queue = std::max(longest_admitted_queue, pool.stats().queued);
+          ++admitted_while_shedding;
+        }
+      } else {
+        delete task;
+        shedding = true;
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(500));
+    }
+    CHECK(shedding);
+    CHECK(admitted_while_shedding > 10);  // still serving at its own pace
+    CHECK(longest_admitted_queue <= 2);
+  }
+  CHECK(done.load() == submitted);
 }
 
 // Searches compete with the host's other work at the process's own priority: workers at a lower one

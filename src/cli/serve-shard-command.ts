@@ -35,7 +35,7 @@ export function registerServeShardCommand(serve: Command): void {
     )
     .option(
       '--max-queue-wait-ms <ms>',
-      `refuse calls at once with RESOURCE_EXHAUSTED while the queued searches would take longer than this to start; 0: no bound (default ${DEFAULT_MAX_QUEUE_WAIT_MS})`,
+      `once the search queue stands over this, refuse calls at once with RESOURCE_EXHAUSTED while the queued searches would take longer than this to start; 0: no bound (default ${DEFAULT_MAX_QUEUE_WAIT_MS})`,
       nonNegativeInt('--max-queue-wait-ms'),
     )
     .option('--no-verify', 'skip the sha256 check of the shard files at load')

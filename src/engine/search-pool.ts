@@ -7,8 +7,9 @@ export interface SearchPoolOptions {
   /** Pending tasks (batch slices count one each) beyond which calls fail with QUEUE_FULL; default 1024. */
   maxQueue?: number;
   /**
-   * Refuse (QUEUE_FULL) while the queued searches would take longer than this to start, estimated
-   * from the recent mean search time over the threads; an empty queue always admits. 0 (default): off.
+   * Once the queue stands (its oldest waited over this for an interval), refuse (QUEUE_FULL) while the
+   * queued searches would take longer than this to start, estimated from the recent mean run time over
+   * the threads; an empty queue always admits. 0 (default): off.
    */
   maxQueueWaitMs?: number;
 }

@@ -10,12 +10,13 @@
 export const DEFAULT_QUEUED_SEARCHES_PER_THREAD = 64;
 
 /**
- * The latency bound: a call is refused while the searches queued ahead of it
- * would take longer than this to start (their count x the recent mean search
- * time / threads). Cheap searches may queue deep, costly ones hardly at all, so
- * an accepted call waits about the same either way. 2 ms keeps the answered
- * calls' p99 within 3x of the unloaded p99 at twice the saturation rate
- * (load-tests/overload/overload.js); a router retries a refused call on
- * another replica.
+ * The latency bound: once the queue stands (its oldest search waited over this,
+ * or a task's run time if longer, for an interval), a call is refused while the
+ * searches queued ahead of it would take longer than this to start (their
+ * count x the recent mean run time / threads). Cheap searches may queue deep,
+ * costly ones hardly at all, so an accepted call waits about the same either
+ * way; a queue that drains now and then refuses nothing. Measured in
+ * load-tests/overload/overload.js; a router retries a refused call on another
+ * replica.
  */
 export const DEFAULT_MAX_QUEUE_WAIT_MS = 2;
