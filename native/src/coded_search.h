@@ -15,6 +15,7 @@
 #include "forest.h"
 #include "scalar_query.h"
 #include "search.h"
+#include "walk_frontier.h"
 
 namespace canopy {
 
@@ -25,10 +26,13 @@ struct BinaryEstimate {
   bool operator<(const BinaryEstimate& o) const { return estimate < o.estimate; }
 };
 
+// Entries the walk pops and expands together (see CodedSearch::walk()).
+constexpr size_t kCodedWalkBatch = 4;
+
 template <class M>
 struct CodedScratch {
   using Entry = std::pair<float, int32_t>;
-  std::vector<uint64_t> frontier;   // max-heap of packed (priority, walk key): see CodedSearch::pack
+  WalkFrontier<2 * kCodedWalkBatch> frontier;  // packed (priority, walk key): see CodedSearch::pack
   std::vector<int32_t> candidates;  // unique candidate items in discovery order
   std::vector<uint64_t> seen;       // bit per forest node, all clear between searches
   std::vector<BinaryEstimate> estimates;  // 1-bit estimates of every candidate
@@ -61,8 +65,6 @@ class CodedSearch {
   // of 1,691 where 1.9 rescored 1,430 (1M x 128 euclidean), at the same recall@10; 1.2 rescored
   // fewer still but lost 0.015 of recall at 40 dimensions (native/test/codes_test.cc).
   static constexpr float kRescoreConfidence = 1.5f;
-  // Entries the walk pops and expands together (see walk()).
-  static constexpr size_t kWalkBatch = 4;
 
   CodedSearch(const Forest& forest, const CodeViews& views) : forest_(forest), views_(views), layout_(forest.layout()) {}
 
@@ -94,33 +96,32 @@ class CodedSearch {
     if (s.seen.size() < seen_words) s.seen.resize(seen_words, 0);
     s.candidates.clear();
     s.frontier.clear();
-    for (int32_t i = 0; i < views_.n_roots; ++i) push(s, M::pq_initial(), walk_key(views_.roots[i]));
+    for (int32_t i = 0; i < views_.n_roots; ++i) s.frontier.push(pack(M::pq_initial(), walk_key(views_.roots[i])));
     uint64_t collected = 0;  // with duplicates, as the exact search counts
-    // Popping kWalkBatch entries and expanding them together fetches their records in parallel
-    // instead of one dependent miss after another. It may expand up to kWalkBatch - 1 nodes that strict
-    // best-first order would have left for later, which costs a few splits, never candidates.
-    Entry batch[kWalkBatch];
+    // Popping kCodedWalkBatch entries and expanding them together fetches their records in parallel
+    // instead of one dependent miss after another. It may expand up to kCodedWalkBatch - 1 nodes that
+    // strict best-first order would have left for later, which costs a few splits, never candidates.
+    uint64_t packed[kCodedWalkBatch];
+    Entry batch[kCodedWalkBatch];
     while (collected < search_k && !s.frontier.empty()) {
-      size_t taken = 0;
-      while (taken < kWalkBatch && !s.frontier.empty()) {
-        std::pop_heap(s.frontier.begin(), s.frontier.end());
-        batch[taken] = unpack(s.frontier.back());
-        s.frontier.pop_back();
-        prefetch_reference(reference_of(batch[taken++].second));
+      const size_t taken = s.frontier.take(packed, kCodedWalkBatch);
+      for (size_t b = 0; b < taken; ++b) {
+        batch[b] = unpack(packed[b]);
+        prefetch_reference(reference_of(batch[b].second));
       }
       for (size_t b = 0; b < taken && collected < search_k; ++b) expand(s, query, batch[b], &collected);
     }
   }
 
-  // A split pushes both children; a leaf adds its items to the candidates.
+  // A split adds both children to the frontier; a leaf adds its items to the candidates.
   void expand(CodedScratch<M>& s, const float* query, const Entry& top, uint64_t* collected) {
     if (top.second < 0) {
       const SplitRecord* split = views_.split(-top.second - 1);
       const float margin = split->offset + split->scale * code_kernels::dot_s8_f32(record_payload<SplitRecord, int8_t>(split), query, layout_.dim);
       prefetch_reference(split->children[0]);
       prefetch_reference(split->children[1]);
-      push(s, M::pq_distance(top.first, margin, 1), walk_key(split->children[1]));
-      push(s, M::pq_distance(top.first, margin, 0), walk_key(split->children[0]));
+      s.frontier.add_fresh(pack(M::pq_distance(top.first, margin, 1), walk_key(split->children[1])));
+      s.frontier.add_fresh(pack(M::pq_distance(top.first, margin, 0), walk_key(split->children[0])));
       return;
     }
     const int32_t node = top.second;
@@ -159,11 +160,6 @@ class CodedSearch {
     float priority;
     std::memcpy(&priority, &bits, sizeof priority);
     return Entry(priority, static_cast<int32_t>(static_cast<uint32_t>(packed) ^ 0x80000000u));
-  }
-
-  void push(CodedScratch<M>& s, float priority, int32_t reference) const {
-    s.frontier.push_back(pack(priority, reference));
-    std::push_heap(s.frontier.begin(), s.frontier.end());
   }
 
   const int32_t* forest_node(int32_t node) const {
