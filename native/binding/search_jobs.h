@@ -6,6 +6,7 @@
 #include <napi.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -73,6 +74,13 @@ struct Searchable {
   }
 };
 
+// Why a queued search was dropped instead of run (search_pool.h): the caller sees QUEUE_FULL.
+inline ErrorInfo dropped_search(std::chrono::nanoseconds waited) {
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(waited).count();
+  return {ErrorCode::QueueFull, "search queue is full (this search waited " + std::to_string(ms) +
+                                    " ms while the queue stood over its target); retry later"};
+}
+
 // ---------------------------------------------------------------- one async search
 
 class SearchJob final : public SearchTask, public Completion {
@@ -97,6 +105,13 @@ class SearchJob final : public SearchTask, public Completion {
       error_ = capture_current_exception();
     }
     target_.reset();  // the mapping may go now (unload during search)
+    addon_->post(this);
+  }
+
+  void drop(std::chrono::nanoseconds waited) noexcept override {
+    failed_ = true;
+    error_ = dropped_search(waited);
+    target_.reset();
     addon_->post(this);
   }
 
@@ -150,6 +165,16 @@ class BatchJob final : public Completion {
     size_t searches() const noexcept override { return end_ - begin_; }
     void run() noexcept override {
       batch_->run_range(begin_, end_);
+      finish();
+    }
+    // One slice dropped fails the whole batch: its caller gets all of its answers or none.
+    void drop(std::chrono::nanoseconds waited) noexcept override {
+      batch_->fail(dropped_search(waited));
+      finish();
+    }
+
+   private:
+    void finish() noexcept {
       BatchJob* batch = batch_;
       delete this;
       if (batch->remaining_.fetch_sub(1) == 1) {
@@ -158,7 +183,6 @@ class BatchJob final : public Completion {
       }
     }
 
-   private:
     BatchJob* batch_;
     size_t begin_;
     size_t end_;
@@ -195,10 +219,14 @@ class BatchJob final : public Completion {
         counts_[i] = target_.run(spec_, &queries[i * dim_], -1, &ids_[i * cap_], &distances_[i * cap_]);
       }
     } catch (...) {
-      std::lock_guard<std::mutex> lock(error_mu_);
-      failed_ = true;
-      error_ = capture_current_exception();
+      fail(capture_current_exception());
     }
+  }
+
+  void fail(ErrorInfo error) noexcept {
+    std::lock_guard<std::mutex> lock(error_mu_);
+    failed_ = true;
+    error_ = std::move(error);
   }
 
   Napi::Promise::Deferred deferred_;

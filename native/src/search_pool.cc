@@ -95,11 +95,22 @@ void SearchPool::work() {
   for (;;) {
     ready_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
     if (queue_.empty()) return;  // stopping, and nothing left to do
-    SearchTask* task = queue_.front().task;
+    const Queued next = queue_.front();
     queue_.pop_front();
+    SearchTask* task = next.task;
     const size_t searches = task->searches();
     const auto start = QueueAdmission::Clock::now();
-    if (limits_.max_wait.count() > 0) admission_.observe(start, backlog_wait_locked(start), bounds_locked());
+    if (limits_.max_wait.count() > 0) {
+      const AdmissionBounds bounds = bounds_locked();
+      admission_.observe(start, backlog_wait_locked(start), bounds);
+      const auto waited = start - next.since;
+      if (admission_.shedding() && waited > bounds.target * kDropAfterTargets) {
+        lock.unlock();
+        task->drop(std::chrono::duration_cast<std::chrono::nanoseconds>(waited));  // may delete the task
+        lock.lock();
+        continue;
+      }
+    }
     ++running_;
     lock.unlock();
     task->run();  // may delete the task

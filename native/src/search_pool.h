@@ -8,7 +8,10 @@
 // A queue of at most one task per thread never counts as standing. The target is `max_wait`, or the
 // recent mean run time of a task when that is longer, and the interval a few of those run times: a
 // host that slows every search (other processes on its cores) stretches both instead of tripping
-// them. An empty queue always admits. A task's run() must not throw.
+// them. An empty queue always admits. While shedding, a task that has waited over twice the target
+// when a thread takes it is dropped, not run (CoDel drops at the head likewise): the calls queued
+// before shedding began have waited too long already, and a router can still retry them elsewhere.
+// A task's run() must not throw.
 #pragma once
 
 #include <chrono>
@@ -27,6 +30,9 @@ class SearchTask {
  public:
   virtual ~SearchTask() = default;
   virtual void run() noexcept = 0;
+  // Instead of run(): the pool shed this task after it had waited `waited` in the queue. It must
+  // settle as refused (QUEUE_FULL) and dispose of itself as run() would.
+  virtual void drop(std::chrono::nanoseconds waited) noexcept = 0;
   // How many searches run() performs: the unit the queue's wait is estimated in.
   virtual size_t searches() const noexcept { return 1; }
 };
@@ -52,6 +58,8 @@ class SearchPool {
   // A standing queue's interval: this many recent task run times, and never less than the minimum.
   static constexpr size_t kStandingIntervalTasks = 8;
   static constexpr std::chrono::milliseconds kMinStandingInterval{20};
+  // While shedding, a task taken after waiting over this many targets is dropped.
+  static constexpr int kDropAfterTargets = 2;
 
   // threads == 0: one per core.
   SearchPool(size_t threads, SearchPoolLimits limits);

@@ -76,11 +76,16 @@ TEST(kernels_agree_across_levels_and_bounded_kernels_are_exact) {
 
 namespace {
 
+// Runs once the gate opens; counts itself done whether run or dropped.
 class CountingTask : public canopy::SearchTask {
  public:
   CountingTask(std::atomic<int>* done, std::atomic<bool>* gate) : done_(done), gate_(gate) {}
   void run() noexcept override {
     while (!gate_->load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    done_->fetch_add(1);
+    delete this;
+  }
+  void drop(std::chrono::nanoseconds) noexcept override {
     done_->fetch_add(1);
     delete this;
   }
@@ -112,12 +117,18 @@ TEST(search_pool_runs_tasks_and_refuses_past_its_bound) {
 
 namespace {
 
-// Sleeps `ms` per search it stands for, then counts itself done.
+// Sleeps `ms` per search it stands for, then counts itself done; dropped, it counts itself done at once.
 class SleepingTask : public canopy::SearchTask {
  public:
-  SleepingTask(std::atomic<int>* done, size_t searches, int ms) : done_(done), searches_(searches), ms_(ms) {}
+  SleepingTask(std::atomic<int>* done, size_t searches, int ms, std::atomic<int>* dropped = nullptr)
+      : done_(done), searches_(searches), ms_(ms), dropped_(dropped) {}
   void run() noexcept override {
     std::this_thread::sleep_for(std::chrono::milliseconds(ms_ * static_cast<int>(searches_)));
+    done_->fetch_add(1);
+    delete this;
+  }
+  void drop(std::chrono::nanoseconds) noexcept override {
+    if (dropped_ != nullptr) dropped_->fetch_add(1);
     done_->fetch_add(1);
     delete this;
   }
@@ -127,6 +138,7 @@ class SleepingTask : public canopy::SearchTask {
   std::atomic<int>* done_;
   size_t searches_;
   int ms_;
+  std::atomic<int>* dropped_;
 };
 
 void wait_until(const std::atomic<int>& done, int n) {
@@ -197,17 +209,20 @@ TEST(search_pool_refuses_once_its_queue_stands_over_the_target) {
 
 TEST(search_pool_once_shedding_admits_only_a_short_wait) {
   std::atomic<int> done{0};
+  std::atomic<int> dropped{0};
   int submitted = 0;
   {
     // One thread, tasks of 3 ms offered every 0.5 ms (6x what it can run): the queue stands within the
     // first interval; from the first refusal on, a call is admitted only with at most one task ahead
-    // (the target is the 3 ms run time), so an accepted call waits about one run, not a queue's worth.
+    // (the target is the 3 ms run time), so an accepted call waits about one run, not a queue's worth;
+    // and the tasks queued before it began, which have waited over two runs when a thread takes them,
+    // are dropped (settled as refused) instead of run.
     canopy::SearchPool pool(1, {1000, std::chrono::milliseconds(1)});
     bool shedding = false;
     size_t longest_admitted_queue = 0;
     int admitted_while_shedding = 0;
     for (int i = 0; i < 400; ++i) {
-      SleepingTask* task = new SleepingTask(&done, 1, 3);
+      SleepingTask* task = new SleepingTask(&done, 1, 3, &dropped);
       if (pool.try_submit({task})) {
         ++submitted;
         if (shedding) {
@@ -224,6 +239,7 @@ TEST(search_pool_once_shedding_admits_only_a_short_wait) {
     CHECK(admitted_while_shedding > 10);  // still serving at its own pace
     CHECK(longest_admitted_queue <= 2);
   }
+  CHECK(dropped.load() > 0);
   CHECK(done.load() == submitted);
 }
 
@@ -241,6 +257,7 @@ TEST(search_pool_workers_run_at_the_process_priority) {
       out_->store(getpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid))));
       delete this;
     }
+    void drop(std::chrono::nanoseconds) noexcept override { delete this; }
 
    private:
     std::atomic<int>* out_;
