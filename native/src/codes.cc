@@ -211,6 +211,8 @@ std::shared_ptr<const CodedForest> CodedForest::load(std::shared_ptr<const Fores
   std::shared_ptr<const Sidecar> sidecar = Sidecar::load(path, ForestIdentity::of(*forest), prefault);
   CodeViews views = check_code_sections(*forest, *sidecar);
   if (sidecar->damaged()) throw bad_sidecar(path, "changed on disk while it was being read (truncated?)");
+  sidecar->release_pages();
+  forest->storage().mapping.release_pages();  // the split checks read the forest's leaf nodes
   return with_metric(forest->layout().metric, [&](auto tag) -> std::shared_ptr<const CodedForest> {
     using M = typename decltype(tag)::type;
     return std::make_shared<CodedForestImpl<M>>(std::move(forest), std::move(sidecar), std::move(views));

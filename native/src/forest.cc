@@ -209,6 +209,7 @@ std::shared_ptr<const Forest> Forest::load(const std::string& path, const NodeLa
     validate_reachable<M>(storage.mapping.data(), layout, n_items, n_nodes, {0}, path);
   });
   if (storage.mapping.damaged()) throw changed_on_disk(path);
+  storage.mapping.release_pages();  // the checks read every tree node and item; a search reads fewer
   return from_built(layout, std::move(storage), n_items, n_nodes, std::move(roots));
 }
 

@@ -47,6 +47,7 @@ std::shared_ptr<const Graph> graph_of_sidecar(std::shared_ptr<const Sidecar> sid
   } catch (const Error& e) {
     throw bad_sidecar(path, std::string("is corrupt: ") + e.what());
   }
+  sidecar->release_pages();
   graph->mapping = std::move(sidecar);
   return graph;
 }

@@ -48,8 +48,14 @@ MappedFile MappedFile::open_read_only(const std::string& path, bool prefault) {
   void* p = ::mmap(nullptr, file.size_, PROT_READ, flags, fd, 0);
   if (p == MAP_FAILED) throw Error(ErrorCode::IoError, errno_message("cannot mmap", path, errno));
   file.data_ = static_cast<uint8_t*>(p);
+  file.prefaulted_ = prefault;
   file.guard_slot_ = MappingGuard::add(p, file.size_, path.c_str());  // on failure, ~MappedFile unmaps
   return file;  // the mapping outlives the descriptor
+}
+
+void MappedFile::release_pages() const {
+  // Advice only: should it fail, the pages just stay resident.
+  if (data_ != nullptr && !prefaulted_) ::madvise(data_, size_, MADV_DONTNEED);
 }
 
 void MappedFile::reset() {
@@ -58,12 +64,14 @@ void MappedFile::reset() {
   if (data_ != nullptr) ::munmap(data_, size_);
   data_ = nullptr;
   size_ = 0;
+  prefaulted_ = false;
   path_.clear();
 }
 
 void MappedFile::swap(MappedFile& other) noexcept {
   std::swap(data_, other.data_);
   std::swap(size_, other.size_);
+  std::swap(prefaulted_, other.prefaulted_);
   std::swap(path_, other.path_);
   std::swap(guard_slot_, other.guard_slot_);
 }

@@ -30,6 +30,13 @@ class MappedFile {
   MappedFile& operator=(const MappedFile&) = delete;
   ~MappedFile() { reset(); }
 
+  // Drops this process's page-table entries for the whole mapping (madvise MADV_DONTNEED): the pages
+  // stay in the page cache and the next read maps them again, from memory. Loading checks every page
+  // of a file once; without this all of them would stay resident in the process, though a search reads
+  // only part of them. No-op for a prefaulted mapping (its owner asked for every page resident). The
+  // bytes read stay the same, so it is safe while other threads search.
+  void release_pages() const;
+
   const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
@@ -43,6 +50,7 @@ class MappedFile {
 
   uint8_t* data_ = nullptr;
   size_t size_ = 0;
+  bool prefaulted_ = false;
   std::string path_;
   int guard_slot_ = MappingGuard::kNoSlot;
 };

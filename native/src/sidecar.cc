@@ -134,6 +134,7 @@ ForestIdentity ForestIdentity::of(const Forest& forest) {
   const uint64_t size = layout.node_size * static_cast<uint64_t>(forest.n_nodes());
   const uint64_t hash = hash64(forest.data(), size);
   forest.check_intact();  // a truncated mapping read as zeros: that hash names no file
+  forest.storage().mapping.release_pages();  // hashing read every page; a search reads fewer
   return {layout.metric, layout.dim, forest.n_items(), forest.n_nodes(), size, hash};
 }
 
@@ -252,6 +253,7 @@ std::shared_ptr<const Sidecar> Sidecar::load(const std::string& path, const Fore
   check_header(path, sidecar->mapping_, forest, &header);
   sidecar->sections_ = check_sections(path, sidecar->mapping_, header);
   if (sidecar->damaged()) throw bad_sidecar(path, "changed on disk while it was being read (truncated?)");
+  sidecar->release_pages();  // hashing read every section; a search reads fewer
   return sidecar;
 }
 

@@ -45,7 +45,8 @@ struct ForestIdentity {
   uint64_t file_size;  // bytes of the Annoy file: n_nodes * node_size
   uint64_t file_hash;  // hash64 of those bytes
 
-  // Hashes the forest's bytes (about 0.1 s per GB).
+  // Hashes the forest's bytes (about 0.1 s per GB), then releases the pages it read
+  // (MappedFile::release_pages): the process does not keep the whole forest resident for it.
   static ForestIdentity of(const Forest& forest);
 };
 
@@ -87,6 +88,8 @@ class Sidecar {
   size_t size_bytes() const { return mapping_.size(); }
   // True once the file shrank under the mapping (see mapping_guard.h).
   bool damaged() const { return mapping_.damaged(); }
+  // After a check that read whole sections: see MappedFile::release_pages.
+  void release_pages() const { mapping_.release_pages(); }
 
  private:
   MappedFile mapping_;
