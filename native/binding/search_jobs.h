@@ -48,15 +48,9 @@ struct Searchable {
   // item >= 0: search by item, else by `query`.
   size_t run(const SearchSpec& s, const float* query, int32_t item, int32_t* ids, float* distances) const {
     if (s.ef > 0 && graph && !s.exact) {
-      const GraphQuery q{s.k, s.ef, s.search_k, s.rerank};
-      size_t n;
-      if (codes) {
-        n = item >= 0 ? graph_search_item(*codes, graph->view(), item, q, ids, distances)
-                      : graph_search_vector(*codes, graph->view(), query, q, ids, distances);
-      } else {
-        n = item >= 0 ? graph_search_item(*forest, graph->view(), item, q, ids, distances)
-                      : graph_search_vector(*forest, graph->view(), query, q, ids, distances);
-      }
+      const GraphQuery q{s.k, s.ef, s.search_k};  // on float rows, whether or not codes are loaded
+      const size_t n = item >= 0 ? graph_search_item(*forest, graph->view(), item, q, ids, distances)
+                                 : graph_search_vector(*forest, graph->view(), query, q, ids, distances);
       graph->check_intact();
       return n;
     }

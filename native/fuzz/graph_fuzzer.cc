@@ -4,8 +4,7 @@
 // the search's ef, then u32 width and u32 n_items (the section's params), the rest the rows. They are
 // written as a well-formed sidecar of that forest (so the container's hashes pass and the graph
 // section's own checks are what is fuzzed), loaded, and the graph read back (graph_of_sidecar). A
-// graph the reader accepts must then survive searches by item and by vector with ids in range, on
-// exact distances and through the forest's codes (a valid codes sidecar, written once). Only
+// graph the reader accepts must then survive searches by item and by vector with ids in range. Only
 // canopy::Error may escape the engine: anything else, a crash or a sanitizer report is a finding.
 #include <unistd.h>
 
@@ -14,7 +13,6 @@
 #include <string>
 #include <vector>
 
-#include "codes.h"
 #include "error.h"
 #include "fuzz_input.h"
 #include "graph_search.h"
@@ -49,22 +47,13 @@ const std::string& scratch_path() {
   return path;
 }
 
-std::shared_ptr<const canopy::CodedForest> coded_of(std::shared_ptr<const canopy::Forest> forest, const char* name) {
-  const std::string path = scratch_path() + "." + name;
-  canopy::write_codes(*forest, path, canopy::kDefaultCodeSeed);
-  auto coded = canopy::CodedForest::load(std::move(forest), path, false);
-  ::unlink(path.c_str());  // stays mapped
-  return coded;
-}
-
 void check_ids(const std::vector<int32_t>& ids, size_t n) {
   for (size_t i = 0; i < n; ++i) {
     if (ids[i] < 0 || ids[i] >= kItems) std::abort();
   }
 }
 
-void search_everything(const canopy::CodedForest& coded, const canopy::Graph& graph, int ef) {
-  const canopy::Forest& forest = *coded.forest();
+void search_everything(const canopy::Forest& forest, const canopy::Graph& graph, int ef) {
   canopy::GraphQuery q;
   q.k = 5;
   q.ef = ef;
@@ -72,21 +61,18 @@ void search_everything(const canopy::CodedForest& coded, const canopy::Graph& gr
   std::vector<float> distances(q.k);
   for (int32_t item = 0; item < kItems; item += 7) {
     check_ids(ids, canopy::graph_search_item(forest, graph.view(), item, q, ids.data(), distances.data()));
-    check_ids(ids, canopy::graph_search_item(coded, graph.view(), item, q, ids.data(), distances.data()));
   }
   const float query[kDim] = {0.5f, -0.25f, 0.0f, 1.0f};
   check_ids(ids, canopy::graph_search_vector(forest, graph.view(), query, q, ids.data(), distances.data()));
-  check_ids(ids, canopy::graph_search_vector(coded, graph.view(), query, q, ids.data(), distances.data()));
 }
 
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static const std::shared_ptr<const canopy::CodedForest> forests[2] = {
-      coded_of(forest_of(canopy::MetricKind::Angular), "angular"), coded_of(forest_of(canopy::MetricKind::Euclidean), "euclidean")};
+  static const std::shared_ptr<const canopy::Forest> forests[2] = {forest_of(canopy::MetricKind::Angular),
+                                                                   forest_of(canopy::MetricKind::Euclidean)};
   canopy_fuzz::FuzzInput in(data, size);
-  const canopy::CodedForest& coded = *forests[in.take<uint8_t>() % 2];
-  const canopy::Forest& forest = *coded.forest();
+  const canopy::Forest& forest = *forests[in.take<uint8_t>() % 2];
   const int ef = 1 + in.take<uint8_t>() % 64;
   canopy::SectionData section{static_cast<uint32_t>(canopy::SectionKind::Graph), 0, {}, {}};
   section.params[0] = in.take<uint32_t>();
@@ -97,7 +83,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     canopy::write_sidecar(scratch_path(), identity, {section});
     const auto graph = canopy::graph_of_sidecar(canopy::Sidecar::load(scratch_path(), identity, false), forest);
     if (graph == nullptr) std::abort();  // the section was written: it must be found
-    search_everything(coded, *graph, ef);
+    search_everything(forest, *graph, ef);
   } catch (const canopy::Error&) {
     // refused: expected for most inputs
   }

@@ -13,9 +13,9 @@ void Graph::check_intact() const {
 
 void check_graph_rows(const GraphView& graph, const std::string& source) {
   auto fail = [&](const std::string& what) { throw Error(ErrorCode::BadFile, source + ": " + what); };
-  if (graph.width <= 0 || graph.width > kGraphMaxWidth || graph.width % kGraphRowAlignment != 0) {
-    fail("graph row width " + std::to_string(graph.width) + " is not a multiple of " +
-         std::to_string(kGraphRowAlignment) + " in 16.." + std::to_string(kGraphMaxWidth));
+  if (graph.width < kGraphMinWidth || graph.width > kGraphMaxWidth || graph.width % kGraphRowAlignment != 0) {
+    fail("graph row width " + std::to_string(graph.width) + " is not a multiple of " + std::to_string(kGraphRowAlignment) +
+         " in " + std::to_string(kGraphMinWidth) + ".." + std::to_string(kGraphMaxWidth));
   }
   if (graph.n_items < 0) fail("graph has a negative item count");
   // last_row[j] == i + 1 once item i's row named j: repeats found in one pass, no per-row sort.

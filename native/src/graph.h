@@ -1,7 +1,8 @@
 // A neighbour graph over a forest's items: for each item up to `width` neighbour ids, best first.
 //
-// Rows have a fixed width so row i starts at i * width and is one aligned read (width is a multiple
-// of 16: a row is whole 64-byte lines). A row holds its neighbours first, then kNoNeighbour up to the
+// Rows have a fixed width so row i starts at i * width (width is a multiple of 8: a row is whole
+// 32-byte halves of a 64-byte line, so one row spans at most width / 16 + 1 lines; multiples of 16
+// would waste up to 15 ids a row, a quarter of the graph at the width 24 a 1M-item set needs). A row holds its neighbours first, then kNoNeighbour up to the
 // end; no row names its own item, an id twice, or an id outside 0..n_items-1 (check_graph_rows).
 // Holes (ids never added) have empty rows and are never named by another row.
 #pragma once
@@ -15,7 +16,8 @@
 namespace canopy {
 
 constexpr int32_t kNoNeighbour = -1;
-constexpr int kGraphRowAlignment = 16;  // ids per 64-byte line
+constexpr int kGraphRowAlignment = 8;  // ids per 32-byte half line
+constexpr int kGraphMinWidth = 16;
 constexpr int kGraphMaxWidth = 256;
 
 // Read-only rows, owned elsewhere (a Graph, or a mapped sidecar section).
@@ -46,7 +48,7 @@ struct Graph {
 };
 
 // Throws Error BadFile ("<source>: ...") unless the rows hold the invariants above: width a
-// positive multiple of kGraphRowAlignment up to kGraphMaxWidth, every id in range, no self loop, no
+// multiple of kGraphRowAlignment in kGraphMinWidth..kGraphMaxWidth, every id in range, no self loop, no
 // repeat, padding only at the end of a row. `source` names the file or section in the message.
 void check_graph_rows(const GraphView& graph, const std::string& source);
 

@@ -14,11 +14,17 @@ namespace canopy {
 
 GraphBuildOptions GraphBuildOptions::resolved(int dim) const {
   GraphBuildOptions o = *this;
-  if (o.width == 0) o.width = dim < 32 ? 16 : 32;
-  if (o.candidates == 0) o.candidates = o.width + o.width / 2;
+  if (o.width == 0) {  // resolving again keeps the choice
+    o.choose_width = true;
+    o.width = kGraphMaxChosenWidth;
+  }
+  // 48 = 32 + 32 / 2: the list length of the fixed width 32 built before widths were chosen, so
+  // choosing costs no longer refinement.
+  if (o.candidates == 0) o.candidates = o.choose_width ? kGraphMaxChosenWidth : o.width + o.width / 2;
   auto bad = [](const std::string& what) { throw Error(ErrorCode::InvalidArgument, "graph build: " + what); };
-  if (o.width < kGraphRowAlignment || o.width > kGraphMaxWidth || o.width % kGraphRowAlignment != 0) {
-    bad("width must be a multiple of 16 in 16.." + std::to_string(kGraphMaxWidth) + ", got " + std::to_string(o.width));
+  if (o.width < kGraphMinWidth || o.width > kGraphMaxWidth || o.width % kGraphRowAlignment != 0) {
+    bad("width must be a multiple of " + std::to_string(kGraphRowAlignment) + " in " + std::to_string(kGraphMinWidth) + ".." +
+        std::to_string(kGraphMaxWidth) + ", got " + std::to_string(o.width));
   }
   if (o.candidates < o.width || o.candidates > 4 * kGraphMaxWidth) {
     bad("candidates must be in width.." + std::to_string(4 * kGraphMaxWidth) + ", got " + std::to_string(o.candidates));
@@ -70,6 +76,20 @@ struct IdLists {
   }
 };
 
+// The first `width` ids of each row (rows are best first), in rows of that width.
+Graph narrowed(const Graph& g, int width) {
+  if (width == g.width) return g;
+  Graph out;
+  out.n_items = g.n_items;
+  out.width = width;
+  out.rows.resize(static_cast<size_t>(g.n_items) * static_cast<size_t>(width));
+  for (int32_t i = 0; i < g.n_items; ++i) {
+    const int32_t* row = g.rows.data() + static_cast<size_t>(i) * static_cast<size_t>(g.width);
+    std::copy(row, row + width, out.rows.data() + static_cast<size_t>(i) * static_cast<size_t>(width));
+  }
+  return out;
+}
+
 template <class M>
 class GraphBuilder {
  public:
@@ -90,7 +110,9 @@ class GraphBuilder {
     for (int round = 0; round < o_.iterations; ++round) {
       if (descend() < stop_below) break;
     }
-    return prune();
+    Graph g = prune();
+    if (!o_.choose_width) return g;
+    return narrowed(g, chosen_width(g.view()));
   }
 
  private:
@@ -371,6 +393,25 @@ class GraphBuilder {
 };
 
 }  // namespace
+
+int chosen_width(const GraphView& pruned) {
+  std::vector<size_t> rows_of_length(static_cast<size_t>(pruned.width) + 1, 0);
+  for (int32_t i = 0; i < pruned.n_items; ++i) {
+    const int32_t* row = pruned.row(i);
+    int length = 0;
+    while (length < pruned.width && row[length] != kNoNeighbour) ++length;
+    ++rows_of_length[static_cast<size_t>(length)];
+  }
+  const double wanted = kGraphWidthCoverage * static_cast<double>(pruned.n_items);
+  size_t whole = 0;
+  for (int length = 0; length <= pruned.width; ++length) {
+    whole += rows_of_length[static_cast<size_t>(length)];
+    if (static_cast<double>(whole) >= wanted) {
+      return std::max(kGraphMinWidth, (length + kGraphRowAlignment - 1) / kGraphRowAlignment * kGraphRowAlignment);
+    }
+  }
+  return pruned.width;
+}
 
 Graph build_graph(const Forest& forest, const GraphBuildOptions& options) {
   const NodeLayout& layout = forest.layout();

@@ -7,8 +7,6 @@
 #include <utility>
 #include <vector>
 
-#include "code_sections.h"
-#include "scalar_query.h"
 #include "search.h"
 
 namespace canopy {
@@ -29,8 +27,6 @@ struct GraphScratch {
   std::vector<Entry> frontier;     // min-heap of met, unexpanded items
   std::vector<Entry> best;         // max-heap of the ef closest met items
   std::vector<int32_t> unvisited;  // one row's ids not met before
-  std::vector<float> item_values;  // search_item's vector, for the codes
-  std::vector<float> prepared;     // the query as the codes see it
 
   // Starts a search over n items: every stamp differs from the new epoch.
   void begin(int32_t n) {
@@ -77,18 +73,6 @@ class ExactScorer {
   const NodeLayout& layout_;
 };
 
-// Estimates on the 8-bit codes; holes score kUnreachable (their factor is +inf).
-template <class M>
-class CodeScorer {
- public:
-  explicit CodeScorer(const ScalarQuery<M>& query) : query_(query) {}
-  float operator()(int32_t id, float) const { return query_.estimate(id); }
-  void prefetch_item(int32_t id) const { query_.prefetch(id); }
-
- private:
-  const ScalarQuery<M>& query_;
-};
-
 // The beam search proper, over whichever scores `score` gives; returns how many it computed.
 template <class Scorer>
 class Beam {
@@ -133,7 +117,7 @@ class Beam {
   size_t score_unvisited() {
     // Items fetched ahead. A row names up to `width` items at random addresses: the more misses in
     // flight, the better, up to what the core tracks. Interleaved A/B at ef 32 on 1,000,000 x 128
-    // (codes 132 B per item): 99.6 µs/query with 4 ahead, 94.0 with 8, 92.5 with 16 and with 32.
+    // (then scored on 132-byte codes): 99.6 µs/query with 4 ahead, 94.0 with 8, 92.5 with 16 and 32.
     constexpr size_t kAhead = 16;
     const std::vector<int32_t>& ids = g_.unvisited;
     const size_t n = ids.size();
@@ -170,8 +154,8 @@ class GraphSearch {
  public:
   using Node = typename M::Node;
 
-  GraphSearch(const Forest& forest, const GraphView& graph, const CodeViews* codes)
-      : forest_(forest), graph_(graph), codes_(codes), layout_(forest.layout()),
+  GraphSearch(const Forest& forest, const GraphView& graph)
+      : forest_(forest), graph_(graph), layout_(forest.layout()),
         walk_(forest.data(), forest.layout(), forest.n_items(), forest.n_nodes(), entry_roots(forest)) {}
 
   // The first kGraphEntryTrees roots: per-thread, so a warm thread does not allocate.
@@ -192,25 +176,9 @@ class GraphSearch {
     walk_.collect_candidates(s, query, q.entry_search_k > 0 ? q.entry_search_k : layout_.max_bucket);
     const ExactScorer<M> exact(walk_, query, layout_);
     GraphSearchStats counted;
-    if (codes_ == nullptr) {
-      Beam<ExactScorer<M>> beam(g, graph_, exact, ef);
-      counted.distances = beam.enter(s.candidates) + beam.expand();
-      std::sort_heap(g.best.begin(), g.best.end());
-    } else {
-      if (item >= 0) {
-        g.item_values.resize(static_cast<size_t>(layout_.dim));
-        forest_.get_item(item, g.item_values.data());
-        input = g.item_values.data();
-      }
-      g.prepared.assign(input, input + layout_.dim);
-      if constexpr (M::kKind == MetricKind::Angular) scale_to_unit_length(g.prepared.data(), layout_.dim);
-      ScalarQuery<M>& estimate = scalar_query();
-      estimate.prepare(*codes_, g.prepared.data(), layout_.dim);
-      const CodeScorer<M> coded(estimate);
-      Beam<CodeScorer<M>> beam(g, graph_, coded, ef);
-      counted.estimates = beam.enter(s.candidates) + beam.expand();
-      counted.distances = rerank(g, exact, rerank_count(q));
-    }
+    Beam<ExactScorer<M>> beam(g, graph_, exact, ef);
+    counted.distances = beam.enter(s.candidates) + beam.expand();
+    std::sort_heap(g.best.begin(), g.best.end());
     forest_.check_intact(walk_.saw_bad_reference());
     if (stats != nullptr) *stats = counted;
     const size_t n = std::min(q.k, g.best.size());
@@ -222,40 +190,13 @@ class GraphSearch {
   }
 
  private:
-  static size_t rerank_count(const GraphQuery& q) {
-    const size_t wanted = q.rerank > 0 ? static_cast<size_t>(q.rerank)
-                                       : std::max(CodedForest::kDefaultRerankPerK * q.k, CodedForest::kMinRerank);
-    return std::max(wanted, q.k);
-  }
-
-  // The `count` best of the beam by estimate, with exact distances, sorted by (distance, id); returns
-  // how many distances it computed.
-  static size_t rerank(GraphScratch& g, const ExactScorer<M>& exact, size_t count) {
-    std::vector<Entry>& best = g.best;
-    if (best.size() > count) {
-      std::nth_element(best.begin(), best.begin() + static_cast<std::ptrdiff_t>(count), best.end());
-      best.resize(count);
-    }
-    for (const Entry& e : best) exact.prefetch_item(e.second);
-    const size_t computed = best.size();
-    for (Entry& e : best) e.first = exact(e.second, kUnreachable);
-    std::sort(best.begin(), best.end());
-    return computed;
-  }
-
-  __attribute__((noinline)) static ScalarQuery<M>& scalar_query() {  // noinline: see SearchScratch::local
-    static thread_local ScalarQuery<M> query;
-    return query;
-  }
-
   const Forest& forest_;
   const GraphView& graph_;
-  const CodeViews* codes_;
   const NodeLayout& layout_;
   ForestSearch<M> walk_;
 };
 
-size_t dispatch(const Forest& forest, const GraphView& graph, const CodeViews* codes, const float* input, int32_t item,
+size_t dispatch(const Forest& forest, const GraphView& graph, const float* input, int32_t item,
                 const GraphQuery& q, int32_t* ids, float* distances, GraphSearchStats* stats) {
   if (graph.n_items != forest.n_items()) {
     throw Error(ErrorCode::BadState, "neighbour graph has " + std::to_string(graph.n_items) + " rows, the forest " +
@@ -264,44 +205,24 @@ size_t dispatch(const Forest& forest, const GraphView& graph, const CodeViews* c
   return with_metric(forest.layout().metric, [&](auto tag) -> size_t {
     using M = typename decltype(tag)::type;
     if constexpr (std::is_same_v<typename M::Distance, float> && M::kKind != MetricKind::Dot) {
-      return GraphSearch<M>(forest, graph, codes).run(input, item, q, ids, distances, stats);
+      return GraphSearch<M>(forest, graph).run(input, item, q, ids, distances, stats);
     } else {
       throw Error(ErrorCode::InvalidArgument, std::string(metric_name(M::kKind)) + " indexes have no neighbour graph");
     }
   });
 }
 
-size_t coded_dispatch(const CodedForest& coded, const GraphView& graph, const float* input, int32_t item, const GraphQuery& q,
-                      int32_t* ids, float* distances, GraphSearchStats* stats) {
-  const CodeViews& views = coded.views();
-  const size_t n = dispatch(*coded.forest(), graph, views.scalar_records != nullptr ? &views : nullptr, input, item, q, ids,
-                            distances, stats);
-  if (coded.sidecar().damaged()) throw bad_sidecar(coded.sidecar().path(), "changed on disk while mapped (truncated?); reload the version");
-  return n;
-}
-
 }  // namespace
 
 size_t graph_search_vector(const Forest& forest, const GraphView& graph, const float* query, const GraphQuery& q,
                            int32_t* ids, float* distances, GraphSearchStats* stats) {
-  return dispatch(forest, graph, nullptr, query, -1, q, ids, distances, stats);
+  return dispatch(forest, graph, query, -1, q, ids, distances, stats);
 }
 
 size_t graph_search_item(const Forest& forest, const GraphView& graph, int32_t item, const GraphQuery& q,
                          int32_t* ids, float* distances, GraphSearchStats* stats) {
   forest.check_item(item, "item");
-  return dispatch(forest, graph, nullptr, nullptr, item, q, ids, distances, stats);
-}
-
-size_t graph_search_vector(const CodedForest& coded, const GraphView& graph, const float* query, const GraphQuery& q,
-                           int32_t* ids, float* distances, GraphSearchStats* stats) {
-  return coded_dispatch(coded, graph, query, -1, q, ids, distances, stats);
-}
-
-size_t graph_search_item(const CodedForest& coded, const GraphView& graph, int32_t item, const GraphQuery& q,
-                         int32_t* ids, float* distances, GraphSearchStats* stats) {
-  coded.forest()->check_item(item, "item");
-  return coded_dispatch(coded, graph, nullptr, item, q, ids, distances, stats);
+  return dispatch(forest, graph, nullptr, item, q, ids, distances, stats);
 }
 
 }  // namespace canopy

@@ -29,9 +29,10 @@ std::shared_ptr<const Graph> graph_of_sidecar(std::shared_ptr<const Sidecar> sid
     throw bad_sidecar(path, "is corrupt: its neighbour graph has " + std::to_string(n_items) + " rows, the forest " +
                                 std::to_string(forest.n_items()) + " items");
   }
-  if (width == 0 || width > static_cast<uint32_t>(kGraphMaxWidth) || width % kGraphRowAlignment != 0) {
+  if (width < static_cast<uint32_t>(kGraphMinWidth) || width > static_cast<uint32_t>(kGraphMaxWidth) || width % kGraphRowAlignment != 0) {
     throw bad_sidecar(path, "is corrupt: neighbour graph row width " + std::to_string(width) + " is not a multiple of " +
-                                std::to_string(kGraphRowAlignment) + " in 16.." + std::to_string(kGraphMaxWidth));
+                                std::to_string(kGraphRowAlignment) + " in " + std::to_string(kGraphMinWidth) + ".." +
+                                std::to_string(kGraphMaxWidth));
   }
   const uint64_t expected = uint64_t{4} * n_items * width;
   if (s->size != expected) {

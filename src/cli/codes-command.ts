@@ -16,6 +16,7 @@ interface CodesFlags {
   readonly metric: Metric;
   readonly codes: boolean;
   readonly graph?: boolean;
+  readonly graphWidth?: number;
   readonly threads: number;
 }
 
@@ -28,18 +29,20 @@ export function registerCodesCommand(program: Command): void {
     .addOption(new Option('--metric <metric>', 'metric the file was built with').choices(METRICS).makeOptionMandatory())
     .option('--no-codes', 'skip the codes (with --graph: write the graph only)')
     .option('--graph', `also build the neighbour graph (${GRAPH_METRICS.join(', ')})`)
+    .option('--graph-width <n>', 'with --graph: neighbours per item, a multiple of 8 in 16..256 (default: chosen by the build, 16..48)', positiveInt('--graph-width'))
     .addOption(new Option('--threads <n>', 'graph build threads').argParser(positiveInt('--threads')).default(availableParallelism(), 'the number of cores'))
     .action(async (file: string, flags: CodesFlags, command: Command) => {
       if (flags.graph === true && !GRAPH_METRICS.includes(flags.metric)) {
         command.error(`error: --graph needs a metric with a true distance (${GRAPH_METRICS.join(', ')}); ${flags.metric} has none`);
       }
       if (!flags.codes && flags.graph !== true) command.error('error: --no-codes without --graph writes nothing');
+      if (flags.graphWidth !== undefined && flags.graph !== true) command.error('error: --graph-width needs --graph');
       const { Index } = await import('../engine/engine-index.js');
       const index = Index.load(file, { dim: flags.dim, metric: flags.metric });
       try {
         if (flags.codes) writeAndSay(sidecarFileOf(file, 'codes'), (out) => index.saveCodes(out));
         if (flags.graph === true) {
-          await index.buildGraph({ threads: flags.threads });
+          await index.buildGraph({ threads: flags.threads, width: flags.graphWidth });
           writeAndSay(sidecarFileOf(file, 'graph'), (out) => index.saveGraph(out));
         }
       } finally {

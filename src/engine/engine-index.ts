@@ -50,7 +50,10 @@ export interface CodesOptions {
 export interface GraphBuildOptions {
   /** Threads building at once; default: the number of cores. The graph is the same for any count. */
   threads?: number;
-  /** Neighbours kept per item, a multiple of 16 up to 256; default 32 (16 below 32 dimensions). */
+  /**
+   * Neighbours kept per item, a multiple of 8 in 16..256; default: chosen by the build, the least
+   * multiple of 8 in 16..48 that holds 95% of the pruned neighbour lists whole (native/src/graph_build.h).
+   */
   width?: number;
 }
 

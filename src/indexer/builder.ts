@@ -44,7 +44,7 @@ export interface BuildableForest {
   /** After build: writes the sidecar of compact codes (docs/sidecar-format.md). */
   saveCodes(file: string): void;
   /** After build: builds the neighbour graph, then saveGraph writes it to its own sidecar. */
-  buildGraph(opts: { threads: number }): Promise<void>;
+  buildGraph(opts: { threads: number; width?: number }): Promise<void>;
   saveGraph(file: string): void;
   unload(): void;
 }
@@ -56,6 +56,10 @@ export const DEFAULT_SHARDS = 1;
 export const DEFAULT_SEED = 42;
 /** Metrics the engine builds a neighbour graph for (its pruning needs the triangle inequality). */
 export const GRAPH_METRICS: readonly Metric[] = ['angular', 'euclidean', 'manhattan'];
+/** Graph rows are whole 32-byte halves of a line, 8 ids each, 16 to 256 ids (native/src/graph.h). */
+const GRAPH_WIDTH_STEP = 8;
+const MIN_GRAPH_WIDTH = 16;
+const MAX_GRAPH_WIDTH = 256;
 const PROGRESS_POLL_MS = 200;
 
 export interface BuildOptions {
@@ -92,6 +96,8 @@ export interface BuildOptions {
   readonly codes?: boolean;
   /** Build each shard's neighbour graph into a `.graph` sidecar; default false. Angular, euclidean and manhattan only. */
   readonly graph?: boolean;
+  /** With `graph`: neighbours per item, a multiple of 8 in 16..256; default: chosen by the build (16..48). */
+  readonly graphWidth?: number;
 }
 
 interface ResolvedBuild {
@@ -111,6 +117,7 @@ interface ResolvedBuild {
   readonly readerOptions: Pick<ReaderOptions, 'idsFromRow' | 'idColumn' | 'vectorColumn'>;
   readonly progress: ProgressReporter | undefined;
   readonly sidecars: readonly SidecarKind[];
+  readonly graphWidth: number | undefined;
   readonly startedAt: Date;
 }
 
@@ -173,6 +180,7 @@ function resolve(options: BuildOptions): ResolvedBuild {
     readerOptions: { idsFromRow: options.idsFromRow, idColumn: options.idColumn, vectorColumn: options.vectorColumn },
     progress: options.progress,
     sidecars: sidecarsFor(options),
+    graphWidth: graphWidthOf(options),
     startedAt,
   };
 }
@@ -184,6 +192,17 @@ function sidecarsFor(options: BuildOptions): SidecarKind[] {
   }
   const codes = (options.codes ?? true) && options.metric !== 'hamming';
   return [...(codes ? (['codes'] as const) : []), ...(options.graph === true ? (['graph'] as const) : [])];
+}
+
+/** An asked graph width, checked before any shard is built (the engine would refuse it after). */
+function graphWidthOf(options: BuildOptions): number | undefined {
+  const width = options.graphWidth;
+  if (width === undefined) return undefined;
+  if (options.graph !== true) throw new RangeError('--graph-width needs --graph');
+  if (!Number.isInteger(width) || width < MIN_GRAPH_WIDTH || width > MAX_GRAPH_WIDTH || width % GRAPH_WIDTH_STEP !== 0) {
+    throw new RangeError(`--graph-width must be a multiple of ${GRAPH_WIDTH_STEP} in ${MIN_GRAPH_WIDTH}..${MAX_GRAPH_WIDTH}, got ${width}`);
+  }
+  return width;
 }
 
 /** `--ids` gives ids to formats that have none; a format with ids of its own refuses it. */
@@ -410,7 +429,7 @@ async function buildShards(tempDir: string, shards: ShardWork[], build: Resolved
         failed = true;
         throw err;
       }
-      await writeSidecars(work.forest, path.join(tempDir, shardFileOf(work.shard)), build.sidecars, threadsPerShard);
+      await writeSidecars(work.forest, path.join(tempDir, shardFileOf(work.shard)), build, threadsPerShard);
       work.forest.unload();
       work.buildSeconds = (performance.now() - startedMs) / 1_000;
       work.treesBuilt = build.nTrees;
@@ -429,13 +448,13 @@ async function buildShards(tempDir: string, shards: ShardWork[], build: Resolved
 }
 
 /** Writes a built forest's sidecars beside its file (`forestFile`): the codes at once, the graph on `threads` native threads. */
-async function writeSidecars(forest: BuildableForest, forestFile: string, kinds: readonly SidecarKind[], threads: number): Promise<void> {
-  for (const kind of kinds) {
+async function writeSidecars(forest: BuildableForest, forestFile: string, build: ResolvedBuild, threads: number): Promise<void> {
+  for (const kind of build.sidecars) {
     const file = sidecarFileOf(forestFile, kind);
     if (kind === 'codes') {
       forest.saveCodes(file);
     } else {
-      await forest.buildGraph({ threads });
+      await forest.buildGraph({ threads, width: build.graphWidth });
       forest.saveGraph(file);
     }
   }

@@ -56,6 +56,19 @@ describe('canopy build', () => {
     index.unload();
   });
 
+  test('the graph width is chosen by the build (a multiple of 8 in 16..48) unless --graph-width names one', async () => {
+    // The graph sidecar's first section is the graph; its first parameter is the row width
+    // (docs/sidecar-format.md: a 64-byte header, then 64-byte table entries with params at byte 32).
+    const widthOf = (file: string): number => readFileSync(file).readUInt32LE(64 + 32);
+    const chosen = await build('chosen-width', '--graph');
+    expect([16, 24, 32, 40, 48]).toContain(widthOf(join(chosen.folder, 'shard-0000.graph')));
+    const asked = await build('asked-width', '--graph', '--graph-width', '64');
+    expect(widthOf(join(asked.folder, 'shard-0000.graph'))).toBe(64);
+    const bad = await runCanopy(['build', '--input', input, '--format', 'jsonl', '--metric', 'euclidean', '--out', join(dir, 'out'), '--graph', '--graph-width', '20']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--graph-width must be a multiple of 8 in 16\.\.256, got 20/);
+  });
+
   test('--no-codes writes none and the manifest lists none', async () => {
     const { folder, manifest } = await build('plain', '--no-codes');
     expect(manifest.shards.every((s) => s.sidecars === undefined)).toBe(true);
