@@ -7,8 +7,8 @@
 //       [--build-only yes]   (prepare the data and fill the cache of builds; no queries, no report)
 //
 // Engines: canopy (the forest), codes (canopy's forest searched through its sidecar of codes,
-// docs/sidecar-format.md; its build and file are the sidecar's alone), graph (canopy's forest and
-// codes plus a neighbour graph sidecar, searched with ef; its build and file are the graph's alone;
+// docs/sidecar-format.md; its build and file are the sidecar's alone), graph (canopy's forest plus
+// a neighbour graph sidecar, searched with ef on float rows; its build and file are the graph's alone;
 // a run led by it writes engine-<dataset>-graph.md), annoy, hnswlib. Ratio columns compare the
 // first engine listed with each other one.
 //
@@ -31,7 +31,7 @@
 // hnswlib-node: searchKnn, which only takes a plain Array (pre-built; the
 // binding still converts it per call).
 const { spawnSync } = require('node:child_process');
-const { mkdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync, existsSync } = require('node:fs');
+const { closeSync, mkdirSync, openSync, readFileSync, readSync, realpathSync, rmSync, statSync, writeFileSync, existsSync } = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { parseFlags } = require('../flags');
@@ -67,8 +67,8 @@ const SEARCH_KS = {
   'mixture-1m': [500, 1000, 2000, 3000, 5000, 10000, 20000],
 };
 const HNSW_EFS = [10, 20, 40, 80, 160, 320, 640];
-// The graph engine (canopy's forest, its codes and a neighbour graph): [searchK of the entry search,
-// ef], in rising recall.
+// The graph engine (canopy's forest and a neighbour graph): [searchK of the entry search, ef], in
+// rising recall.
 const GRAPH_SWEEP = [[100, 10], [100, 12], [100, 16], [100, 20], [100, 24], [100, 32], [100, 48], [100, 64], [100, 96], [100, 128]];
 
 // ---------- shared file helpers ----------
@@ -207,7 +207,6 @@ function cachedBuild(engine, opts, dir) {
   const record = `${out}.build.json`;
   if (existsSync(out) && existsSync(record)) return { ...JSON.parse(readFileSync(record, 'utf8')), cached: true };
   if (engine === 'codes' || engine === 'graph') cachedBuild('canopy', opts, dir);  // the forest they describe
-  if (engine === 'graph') cachedBuild('codes', opts, dir);  // the graph search scores on the codes
   const stats = buildInChild(engine, opts, dir, out);
   writeFileSync(record, JSON.stringify(stats));
   return stats;
@@ -287,13 +286,12 @@ function residentOfFiles(files) {
   return resident;
 }
 
-// Canopy's forest with its codes and its graph (file); the param is ef.
+// Canopy's forest with its graph (file); the param is ef.
 function sweepGraph(opts, meta, dir, file, queries) {
   const { Index } = require('../../dist');
   const views = Array.from({ length: meta.queries }, (_, q) => rowView(queries, meta.dim, q));
-  const files = [indexFile('canopy', opts, dir), indexFile('codes', opts, dir), file];
+  const files = [indexFile('canopy', opts, dir), file];
   const index = Index.load(files[0], { dim: meta.dim, metric: meta.metric });
-  index.loadCodes(files[1]);
   index.loadGraph(file);
   const points = GRAPH_SWEEP.map(([searchK, ef]) => {
     const run = timeLoop(meta.queries, opts.repeats, (q) => index.searchSync(views[q], meta.k, { searchK, ef }).ids);
@@ -301,7 +299,60 @@ function sweepGraph(opts, meta, dir, file, queries) {
   });
   const resident = residentOfFiles(files);
   index.unload();
-  return { points, callFloorSeconds: null, residentBytes: Object.values(resident).reduce((a, b) => a + b, 0), residentParts: resident };
+  return {
+    points,
+    callFloorSeconds: null,
+    residentBytes: Object.values(resident).reduce((a, b) => a + b, 0),
+    residentParts: resident,
+    steadyParts: graphSearchRegions(files[0], file, meta),
+  };
+}
+
+const PAGE_BYTES = 4096;
+const GRAPH_ENTRY_TREES = 10; // kGraphEntryTrees in native/src/graph_search.h
+
+/**
+ * What a graph search can ever read, in whole pages: the forest's item rows (exact distances), the
+ * nodes of the trees its entry search walks, and the graph file. Over a long run of queries every
+ * one of them is read, so this bounds what stays resident, however few pages one sweep touched.
+ */
+function graphSearchRegions(forestFile, graphFile, meta) {
+  const headerBytes = meta.metric === 'angular' ? 12 : 16; // n_descendants, (euclidean: a), children[2]
+  const childrenOffset = meta.metric === 'angular' ? 4 : 8;
+  const nodeBytes = headerBytes + 4 * meta.dim;
+  const maxBucket = (nodeBytes - childrenOffset) / 4;
+  const fd = openSync(forestFile, 'r');
+  const node = Buffer.alloc(nodeBytes);
+  const read = (i) => readSync(fd, node, 0, nodeBytes, i * nodeBytes);
+  try {
+    const nNodes = statSync(forestFile).size / nodeBytes;
+    read(nNodes - 1);
+    const nItems = node.readInt32LE(0);
+    const roots = [];
+    for (let i = nNodes - 1; roots.length < GRAPH_ENTRY_TREES && i >= nItems; i--) {
+      read(i);
+      if (node.readInt32LE(0) !== nItems) break;
+      roots.push(i);
+    }
+    const pages = new Set();
+    const seen = new Set();
+    const stack = [...roots];
+    while (stack.length > 0) {
+      const i = stack.pop();
+      if (i < nItems || seen.has(i)) continue; // items are counted with the item rows
+      seen.add(i);
+      pages.add(Math.floor((i * nodeBytes) / PAGE_BYTES)).add(Math.floor(((i + 1) * nodeBytes - 1) / PAGE_BYTES));
+      read(i);
+      if (node.readInt32LE(0) > maxBucket) stack.push(node.readInt32LE(childrenOffset), node.readInt32LE(childrenOffset + 4));
+    }
+    return {
+      'item rows': Math.ceil((nItems * nodeBytes) / PAGE_BYTES) * PAGE_BYTES,
+      [`first ${roots.length} trees`]: pages.size * PAGE_BYTES,
+      graph: statSync(graphFile).size,
+    };
+  } finally {
+    closeSync(fd);
+  }
 }
 
 function sweepAnnoy(opts, meta, dir, file) {
@@ -413,19 +464,28 @@ function buildTable(engines, builds) {
 function graphLines(opts, builds, residents) {
   if (!builds.graph || !builds.canopy) return [];
   const forest = builds.canopy.addCpuSeconds + builds.canopy.buildCpuSeconds;
-  const total = forest + (builds.codes?.buildCpuSeconds ?? 0) + builds.graph.buildCpuSeconds;
+  const withGraph = forest + builds.graph.buildCpuSeconds;
+  const withCodes = withGraph + (builds.codes?.buildCpuSeconds ?? 0);
+  const ofHnsw = (cpu) => (builds.hnswlib ? `, ${fmt(cpu / builds.hnswlib.buildCpuSeconds, 2)}x hnswlib's build` : '');
   const lines = [
     '',
     `Graph: building it took ${fmt(builds.graph.buildCpuSeconds, 1)} CPU s over canopy's ${opts.trees}-tree forest ` +
-      `(${fmt(forest, 1)} CPU s); forest + codes + graph = ${fmt(total / forest, 2)}x the forest alone` +
-      (builds.hnswlib ? `, ${fmt(total / builds.hnswlib.buildCpuSeconds, 2)}x hnswlib's build` : '') + '. ' +
-      'The graph search walks only the first 10 trees for its entry points; the rest serve the forest\'s own search.',
+      `(${fmt(forest, 1)} CPU s); forest + graph = ${fmt(withGraph / forest, 2)}x the forest alone${ofHnsw(withGraph)}; ` +
+      `with the codes \`canopy build --graph\` also writes by default, ${fmt(withCodes / forest, 2)}x${ofHnsw(withCodes)}. ` +
+      `The graph search scores on float rows and walks only the first ${GRAPH_ENTRY_TREES} trees for its entry points; ` +
+      'the rest serve the forest\'s own search.',
   ];
+  const hnsw = residents.hnswlib;
+  const versus = (bytes) => (hnsw != null ? `: ${fmt(bytes / hnsw, 2)}x hnswlib's index (${fmt(mb(hnsw), 1)} MiB, RSS growth on loading it)` : '');
+  const list = (parts) => Object.entries(parts).map(([name, b]) => `${name} ${fmt(mb(b), 1)}`).join(', ');
   if (residents.graph != null) {
-    const parts = Object.entries(residents.graphParts).map(([f, b]) => `${path.basename(f)} ${fmt(mb(b), 1)}`).join(', ');
-    lines.push('', `Resident after the sweeps: graph engine ${fmt(mb(residents.graph), 1)} MiB of mapped pages (${parts})` +
-      (residents.hnswlib != null ? `; hnswlib's index ${fmt(mb(residents.hnswlib), 1)} MiB (RSS growth on loading it): ` +
-        `${fmt(residents.graph / residents.hnswlib, 2)}x.` : '.'));
+    const files = Object.fromEntries(Object.entries(residents.graphParts).map(([f, b]) => [path.basename(f), b]));
+    lines.push('', `Resident after the sweeps: ${fmt(mb(residents.graph), 1)} MiB of mapped pages (${list(files)})${versus(residents.graph)}.`);
+  }
+  if (residents.graphSteady != null) {
+    const bound = Object.values(residents.graphSteady).reduce((a, b) => a + b, 0);
+    lines.push('', `Steady-state bound, every page the graph search can read (${list(residents.graphSteady)}): ` +
+      `${fmt(mb(bound), 1)} MiB${versus(bound)}.`);
   }
   return lines;
 }
@@ -530,13 +590,15 @@ function benchDataset(opts, dataset) {
     floors[engine] = sweep.callFloorSeconds;
     residents[engine] = sweep.residentBytes;
     if (sweep.residentParts) residents[`${engine}Parts`] = sweep.residentParts;
+    if (sweep.steadyParts) residents[`${engine}Steady`] = sweep.steadyParts;
     curves[engine] = sweep.points.map((p) => ({
       ...p,
       qps: meta.queries / p.seconds,
       recall: recallAtK(p.found, truth, meta.k),
     }));
   }
-  // The graph engine serves through canopy's codes: their build counts in its total.
+  // The graph's build is measured against the forest's; `canopy build --graph` also writes codes by default.
+  if (builds.graph && !builds.canopy) builds.canopy = cachedBuild('canopy', opts, dir);
   if (builds.graph && !builds.codes) builds.codes = cachedBuild('codes', opts, dir);
   const text = report(opts, meta, engines, { builds, curves, floors, residents }, dir);
   mkdirSync(REPORTS, { recursive: true });
