@@ -37,7 +37,8 @@ export interface SearchOptions {
   exact?: boolean;
   /**
    * With codes: how many of the best candidates by code estimate are re-ranked with exact distances;
-   * default 2 * k, at least 10. Ignored by exact searches.
+   * default 2 * k, at least 10. Ignored by exact searches and by graph searches (`ef`), which score
+   * on exact distances throughout.
    */
   rerank?: number;
 }
