@@ -22,8 +22,10 @@ inline void prefetch(const void* p, size_t bytes) {
 }
 
 struct GraphScratch {
-  std::vector<uint32_t> visited;  // visited[i] == epoch iff item i was met in this search
-  uint32_t epoch = 0;
+  // visited[i] == epoch iff item i was met in this search. Two bytes per item (it is heap the search
+  // keeps per thread, beside the index's memory); the clearing every 65,535 searches is one memset.
+  std::vector<uint16_t> visited;
+  uint16_t epoch = 0;
   std::vector<Entry> frontier;     // min-heap of met, unexpanded items
   std::vector<Entry> best;         // max-heap of the ef closest met items
   std::vector<int32_t> unvisited;  // one row's ids not met before
