@@ -145,7 +145,7 @@ async function measure(env, config, opts, offeredRps) {
       achievedRps: o.rps,
       answeredRps: o.ok / seconds,
       p99Ms: o.okP99Ms,
-      refusedP99Ms: o.refusedP99Ms,
+      refusedAtOnceP99Ms: o.refusedAtOnceP99Ms,
       ratio: o.okP99Ms / unloaded.okP99Ms,
       refusedShare: refused / Math.max(1, o.count),
       otherFailures: o.nonOk - refused,
@@ -216,7 +216,7 @@ async function runWorkload(name, opts, bin, place, workDir) {
       const m = await measure(env, config, opts, offeredRps);
       runs.get(config.label).push(m);
       process.stderr.write(`  round ${round} ${config.label}: p99 ${ms(m.p99Ms)} ms = ${m.ratio.toFixed(2)}x unloaded ${ms(m.unloadedP99Ms)} ms ` +
-        `(refused calls' p99 ${ms(m.refusedP99Ms)} ms), ` +
+        `(refused at once: p99 ${ms(m.refusedAtOnceP99Ms)} ms), ` +
         `refused ${(100 * m.refusedShare).toFixed(1)}%, answered ${Math.round(m.answeredRps)}/s, memory ${m.memoryRatio.toFixed(2)}x\n`);
     }
   }
@@ -237,7 +237,7 @@ function workloadSection(r, opts) {
     const ratio = mid('ratio');
     const others = runs.reduce((n, m) => n + m.otherFailures, 0);
     return `| ${c.label}${c.flags ? ` (\`${c.flags}\`)` : ''} | ${ms(mid('unloadedP99Ms'))} | ${Math.round(mid('achievedRps'))} | ` +
-      `${Math.round(mid('answeredRps'))} | ${(100 * mid('refusedShare')).toFixed(1)}% | ${ms(mid('p99Ms'))} | ${ms(mid('refusedP99Ms'))} | ` +
+      `${Math.round(mid('answeredRps'))} | ${(100 * mid('refusedShare')).toFixed(1)}% | ${ms(mid('p99Ms'))} | ${ms(mid('refusedAtOnceP99Ms'))} | ` +
       `**${ratio.toFixed(2)}x** ${ratio <= TARGET_P99_RATIO ? 'met' : 'MISSED'} | ${mid('memoryRatio').toFixed(2)}x of ${mib(mid('idleRss'))} MiB | ${others} |`;
   });
   return [
@@ -247,7 +247,7 @@ function workloadSection(r, opts) {
       `p99 ${ms(r.saturation.p99Ms)} ms. Offered open loop: ${r.offeredRps}/s (${opts.overloadFactor}x) for ${opts.seconds} s, ` +
       `up to ${opts.concurrency} calls in flight over ${opts.connections} connections. Medians over ${opts.rounds} rounds.`,
     '',
-    '| shard configuration | unloaded p99 ms | offered q/s achieved | answered q/s | refused | answered p99 ms | refused calls\' p99 ms | p99 / unloaded p99 (target <= 3) | peak / idle RSS | other failures |',
+    '| shard configuration | unloaded p99 ms | offered q/s achieved | answered q/s | refused | answered p99 ms | p99 of calls refused at once, ms | p99 / unloaded p99 (target <= 3) | peak / idle RSS | other failures |',
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...rows,
     '',
@@ -276,8 +276,8 @@ async function main() {
       `· ${place.text} · 1-minute load average after: ${os.loadavg()[0].toFixed(2)}`,
       '',
       ...results.flatMap((r) => workloadSection(r, opts)),
-      'A refused call runs no search and costs the shard tens of microseconds: its p99 is what the client and the',
-      'transport add at that rate (ghz shares its core with nothing but the loopback), a floor under the answered p99.',
+      'A call refused at once runs no search and costs the shard tens of microseconds: its p99 is what the client and',
+      'the transport add at that rate, a floor under the answered p99 (searches dropped after queueing are left out).',
       '',
       'Defaults: a call is refused only while the queue stands: once the oldest queued search has waited over the',
       'target (`--max-queue-wait-ms` 2, or a task\'s recent run time if longer) for an interval (8 run times, at least',
