@@ -44,6 +44,31 @@ export async function stopTelemetry(telemetry: Telemetry, log: Logger): Promise<
   }
 }
 
+/** A shard node or router as a serve command runs it. */
+export interface ServedProcess {
+  start(): Promise<unknown>;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts `server`; on the first SIGTERM or SIGINT runs `beforeClose`, closes the server and flushes
+ * telemetry, then exits (stopOnSignals).
+ */
+export async function serveUntilSignalled(
+  server: ServedProcess,
+  telemetry: Telemetry,
+  log: Logger,
+  opts: { readonly healthListen?: string; readonly beforeClose?: () => void },
+): Promise<void> {
+  stopOnSignals(async () => {
+    opts.beforeClose?.();
+    await server.close();
+    await stopTelemetry(telemetry, log);
+  }, log);
+  await server.start();
+  if (opts.healthListen !== undefined) log.info({ healthListen: opts.healthListen }, 'serving plaintext health');
+}
+
 /** Runs `stop` on the first SIGTERM or SIGINT, then exits; exits at once on a second one. */
 export function stopOnSignals(stop: () => Promise<void>, log: Logger): void {
   let stopping = false;

@@ -14,7 +14,7 @@ import { Router, type RouterRegistryOptions } from '../router/router';
 import { observeEtcdWatch } from '../telemetry/instruments';
 import { type HealthListenFlags, healthListenFromFlags } from './health-flags';
 import { type ServerLimitFlags, serverLimitsFromFlags } from './limit-flags';
-import { createLogger, startProcessTelemetry, stopOnSignals, stopTelemetry } from './serve-process';
+import { createLogger, serveUntilSignalled, startProcessTelemetry } from './serve-process';
 import { type EtcdSecurityFlags, etcdSecurityFromFlags, serverTlsFromFlags, type TlsFlags } from './tls-flags';
 import { checkArguments } from './usage-error';
 import { routerDeadlines } from '../router/router-defaults';
@@ -82,13 +82,7 @@ export async function serveRouter(flags: RouterFlags, self: Command): Promise<vo
     observeEtcdWatch(() => router.etcdWatchState ?? 'disconnected');
     stopEtcdWarning = warnWhileEtcdUnreached(() => router.etcdWatchState === 'watching', flags.etcd, WATCH_WAIT_MESSAGES, log);
   }
-  stopOnSignals(async () => {
-    stopEtcdWarning?.();
-    await router.close();
-    await stopTelemetry(telemetry, log);
-  }, log);
-  await router.start();
-  if (healthListen !== undefined) log.info({ healthListen }, 'serving plaintext health');
+  await serveUntilSignalled(router, telemetry, log, { healthListen, beforeClose: stopEtcdWarning });
 }
 
 /** What the flags say, once checked together (each problem is a usage error). */

@@ -20,7 +20,7 @@ import { advertisedAddress, isWildcardAddress } from './advertise-address';
 import { type HealthListenFlags, healthListenFromFlags } from './health-flags';
 import { type ServerLimitFlags, serverLimitsFromFlags } from './limit-flags';
 import { lazyObjectStore, type S3Flags } from './s3-flags';
-import { createLogger, startProcessTelemetry, stopOnSignals, stopTelemetry } from './serve-process';
+import { createLogger, serveUntilSignalled, startProcessTelemetry } from './serve-process';
 import { type EtcdSecurityFlags, etcdSecurityFromFlags, serverTlsFromFlags, type TlsFlags } from './tls-flags';
 import { checkArguments } from './usage-error';
 
@@ -89,13 +89,7 @@ export async function serveShard(flags: ShardFlags, self: Command): Promise<void
     observeEtcdSession(() => node.etcdSessionState ?? 'unregistered');
     stopEtcdWarning = warnWhileEtcdUnreached(() => node.etcdSessionState === 'registered', flags.etcd, SESSION_WAIT_MESSAGES, log);
   }
-  stopOnSignals(async () => {
-    stopEtcdWarning?.();
-    await node.close();
-    await stopTelemetry(telemetry, log);
-  }, log);
-  await node.start();
-  if (healthListen !== undefined) log.info({ healthListen }, 'serving plaintext health');
+  await serveUntilSignalled(node, telemetry, log, { healthListen, beforeClose: stopEtcdWarning });
 }
 
 /** What a shard node logs while it has no etcd session (etcd down or refusing) and when it registers again. */
