@@ -11,6 +11,9 @@ const STDERR_TAIL_CHARS = 4_000;
 export class ServingProcess {
   stderrTail = '';
   exited = false;
+  /** Log lines saying a server (a shard node, a router or one of its workers) listens. */
+  listeningLines = 0;
+  private partialLine = '';
 
   constructor(
     readonly name: string,
@@ -19,6 +22,9 @@ export class ServingProcess {
   ) {
     child.stderr?.on('data', (chunk: Buffer) => {
       this.stderrTail = (this.stderrTail + chunk.toString()).slice(-STDERR_TAIL_CHARS);
+      const lines = (this.partialLine + chunk.toString()).split('\n');
+      this.partialLine = lines.pop()!;
+      this.listeningLines += lines.filter((line) => /"msg":"[^"]* listening"/.test(line)).length;
     });
     child.on('exit', () => (this.exited = true));
   }
@@ -77,11 +83,17 @@ const WORKER_POLL_MS = 100;
 /**
  * For a process of `workers` node:cluster workers sharing one port: each worker
  * reports its own health (one may still be starting while another serves), so
- * this polls with a fresh connection per check, which node:cluster hands to the
- * workers in turn, until 2 x `workers` checks in a row say SERVING.
+ * once every worker has logged that it listens (node:cluster hands connections
+ * only to workers that listen), this polls with a fresh connection per check,
+ * which node:cluster hands to the workers in turn, until 2 x `workers` checks in
+ * a row say SERVING.
  */
 export async function waitEveryWorkerServing(proc: ServingProcess, workers: number, timeoutMs = 20_000): Promise<void> {
   const endMs = Date.now() + timeoutMs;
+  while (proc.listeningLines < workers) {
+    if (proc.exited || Date.now() > endMs) throw new Error(`${proc.name}: not every worker listens on ${proc.address}:\n${proc.stderrTail}`);
+    await new Promise((r) => setTimeout(r, WORKER_POLL_MS));
+  }
   let inARow = 0;
   while (inARow < 2 * workers) {
     if (proc.exited || Date.now() > endMs) throw new Error(`${proc.name}: the workers did not all report SERVING on ${proc.address}:\n${proc.stderrTail}`);
