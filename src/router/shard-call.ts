@@ -3,12 +3,13 @@
 // Rules: each replica is tried at most once per call (the only replica of a shard may be asked a second
 // time after a failure that is not a refusal, say a broken stream). A retryable failure, including a
 // refusal (RESOURCE_EXHAUSTED: another replica may have room), sends the call to another replica while
-// time is left; a hedge goes to another replica when the attempt out alone has not answered within the
-// hedge delay; at most two attempts are out at once; the first answer wins and the other attempt is
-// given up (its replica keeps it counted, see in-flight.ts). A replica that had an attempt out longer
-// than the winner's lost a race (backend-pool.ts ejects one that keeps losing). The call fails with
-// RESOURCE_EXHAUSTED only when every replica tried refused, and its message names what happened on
-// each replica tried.
+// time is left (after a failure that is not a refusal, to one whose channel is failing too, dialled
+// first: it may have come back since its last dial); a hedge goes to another replica when the attempt
+// out alone has not answered within the hedge delay; at most two attempts are out at once; the first
+// answer wins and the other attempt is given up (its replica keeps it counted, see in-flight.ts). A
+// replica that had an attempt out longer than the winner's lost a race (backend-pool.ts ejects one that
+// keeps losing). The call fails with RESOURCE_EXHAUSTED only when every replica tried refused, and its
+// message names what happened on each replica tried.
 import * as grpc from '@grpc/grpc-js';
 
 import { CanopyError } from '../wire/canopy-error';
@@ -110,7 +111,7 @@ export class ShardCall<Res> {
   /** A hedge goes only to a healthy replica: one that failed or stalls recently would rarely win the race. */
   private hedge(): void {
     if (this.state !== 'waiting') return;
-    const replica = this.another();
+    const replica = this.another(false);
     if (replica === undefined || replica.health !== 'healthy') return;
     this.hedged = true;
     this.plan.onSecond('hedge');
@@ -145,18 +146,26 @@ export class ShardCall<Res> {
     });
   }
 
-  /** A replica not tried yet and not known dead, or the only replica again after a failure that is not a refusal. */
+  /**
+   * A replica not tried yet, or the only replica again after a failure that is not a refusal. After such a
+   * failure (a dropped connection, say), a replica whose channel is failing qualifies too: its channel
+   * dials a backoff apart, so it may serve again since its last dial, and the retry dials it before it
+   * leaves (`connecting`). A refusal goes only to a live replica: the shedding replica meant it to fail
+   * fast, not to wait for a dial.
+   */
   private retryTarget(error: CanopyError): Replica | undefined {
-    const other = this.another();
+    const refused = error.code === grpc.status.RESOURCE_EXHAUSTED;
+    const other = this.another(!refused);
     if (other !== undefined) return other;
     const [only] = this.plan.replicas;
-    const again = this.plan.replicas.length === 1 && this.failures.length === 1 && error.code !== grpc.status.RESOURCE_EXHAUSTED;
+    const again = this.plan.replicas.length === 1 && this.failures.length === 1 && !refused;
     return again && !only!.closed ? only : undefined;
   }
 
-  private another(): Replica | undefined {
-    const choice = chooseReplica(this.plan.replicas, this.tried);
-    return choice === undefined || choice.health === 'dead' ? undefined : choice;
+  /** A replica not tried yet and not removed, best health first; one whose channel is failing only if `failingToo`. */
+  private another(failingToo: boolean): Replica | undefined {
+    const choice = chooseReplica(this.plan.replicas.filter((r) => !r.closed), this.tried);
+    return choice?.health === 'dead' && !failingToo ? undefined : choice;
   }
 
   /** RESOURCE_EXHAUSTED only when every replica tried refused; otherwise the latest other failure's code. */

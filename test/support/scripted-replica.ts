@@ -19,7 +19,11 @@ export class ScriptedReplica {
   port = 0;
   readonly drain = new StreamDrain();
 
-  constructor(readonly name: string) {
+  /** `listen`: HOST:PORT, by default a free loopback port chosen at `start()`. */
+  constructor(
+    readonly name: string,
+    listen = '127.0.0.1:0',
+  ) {
     const refuse = (_: unknown, cb: grpc.sendUnaryData<never>) => cb({ code: grpc.status.UNIMPLEMENTED });
     const handlers: SearchServiceHandlers = {
       search: refuse,
@@ -34,7 +38,7 @@ export class ScriptedReplica {
       },
       batchSearchStream: batchStreamHandler((batch) => this.answer(batch), () => undefined, this.drain),
     };
-    this.server = new SearchServer(handlers, { listen: '127.0.0.1:0', shutdownGraceMs: 0 });
+    this.server = new SearchServer(handlers, { listen, shutdownGraceMs: 0 });
   }
 
   /** The scripted outcome of one BatchSearch, whichever transport carried it, after `delayMs`. */

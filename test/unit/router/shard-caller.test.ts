@@ -9,6 +9,8 @@ import type { CanopyError } from '../../../src/wire/canopy-error';
 import type { BatchSearchRequest } from '../../../src/wire/contract';
 import { BackendPool, type BackendPoolOptions } from '../../../src/router/backend-pool';
 import { ShardCaller, type Transport } from '../../../src/router/shard-caller';
+import { CuttingProxy } from '../../support/cutting-proxy';
+import { freePort } from '../../support/free-port';
 import { ScriptedReplica } from '../../support/scripted-replica';
 
 const silent = pino({ level: 'silent' });
@@ -148,6 +150,44 @@ describe.each<Transport>(['unary', 'stream'])('ShardCaller over %s calls', (tran
     for (let i = 0; i < 10; i++) expect(await answerer(caller)).toBe('b');
     expect(caller.stats.attempts - callsBefore).toBe(10);
     expect(b.calls).toBeGreaterThanOrEqual(10);
+  });
+
+  it('retries a call whose connection dropped on a replica whose channel was failing, dialling it first', async () => {
+    // a sits behind a proxy whose stop() drops the connection and refuses dials, as when a is killed;
+    // b is down, so its channel reports a failure, and comes up only once the retry is waiting for it.
+    const a = new ScriptedReplica('a');
+    const proxy = await CuttingProxy.start(Number((await a.start()).split(':')[1]));
+    const bAddress = `127.0.0.1:${await freePort()}`;
+    const b = new ScriptedReplica('b', bAddress);
+    cleanups.push(
+      () => a.server.close(),
+      () => a.drain.endAll(),
+      () => proxy.stop(),
+      () => b.server.close(),
+      () => b.drain.endAll(),
+    );
+    const pool = new BackendPool({}, silent);
+    pool.setReplicas(0, [`127.0.0.1:${proxy.port}`, bAddress]);
+    cleanups.push(() => pool.close());
+    // A connect wait long enough for b's channel to get past its backoff (at most 1 s) whatever the load.
+    const caller = new ShardCaller(pool, { hedging: false, connectWaitMs: 10_000 });
+    expect(await answerer(caller)).toBe('a');
+    const down = pool.replicasOf(0).find((r) => r.address === bAddress)!;
+    await until(() => down.health === 'dead');
+
+    a.behaviour = 'hang';
+    const pending = caller.call(0, 'BatchSearch', batch, Date.now() + 30_000, transport);
+    let outcome = 'pending';
+    void pending.then(
+      () => (outcome = 'answered'),
+      (err: CanopyError) => (outcome = err.message),
+    );
+    await until(() => a.calls === 2);
+    await proxy.stop(); // the connection drops before a answers
+    await until(() => outcome !== 'pending' || caller.stats.retries === 1);
+    expect(outcome).toBe('pending'); // not failed on the drop: the retry waits for b to connect
+    await b.start();
+    expect((await pending).results[0]!.neighbors[0]!.id).toBe('b');
   });
 
   it('without hedging, a hung replica makes the calls sent to it miss their deadline', async () => {
