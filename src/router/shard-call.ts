@@ -53,6 +53,8 @@ export interface ShardCallPlan<Res> {
   send(replica: Replica, kind: AttemptKind): Attempt<Res>;
   /** Resolves once `replica` is connected or the connect wait is over. */
   connect(replica: Replica): Promise<void>;
+  /** True when no replica was connected and the call already gave them all the connect wait before its first attempt. */
+  readonly waitedForConnect: boolean;
   /** Told of each retry or hedge as it leaves. */
   onSecond(kind: 'retry' | 'hedge'): void;
   /** Told the winning attempt's latency. */
@@ -150,12 +152,13 @@ export class ShardCall<Res> {
    * A replica not tried yet, or the only replica again after a failure that is not a refusal. After such a
    * failure (a dropped connection, say), a replica whose channel is failing qualifies too: its channel
    * dials a backoff apart, so it may serve again since its last dial, and the retry dials it before it
-   * leaves (`connecting`). A refusal goes only to a live replica: the shedding replica meant it to fail
-   * fast, not to wait for a dial.
+   * leaves (`connecting`). Not so when the call already waited for every replica to connect: one still
+   * failing is down, and a second wait would only delay the shard's failure (and a partial answer). A
+   * refusal goes only to a live replica: the shedding replica meant it to fail fast, not to wait for a dial.
    */
   private retryTarget(error: CanopyError): Replica | undefined {
     const refused = error.code === grpc.status.RESOURCE_EXHAUSTED;
-    const other = this.another(!refused);
+    const other = this.another(!refused && !this.plan.waitedForConnect);
     if (other !== undefined) return other;
     const [only] = this.plan.replicas;
     const again = this.plan.replicas.length === 1 && this.failures.length === 1 && !refused;

@@ -113,9 +113,9 @@ export class ShardCaller {
     if (replicas.length > 0 && !replicas.some(isConnected)) {
       // Nothing connected (a router started before its shards, or every replica restarted): dial now and
       // give the dials a moment, rather than failing on channels that would wait out grpc-js's backoff.
-      return awaitConnected(replicas, this.connectWaitUntil(deadlineMs)).then(() => this.callNow(shard, method, request, deadlineMs, transport, parent));
+      return awaitConnected(replicas, this.connectWaitUntil(deadlineMs)).then(() => this.callNow(shard, method, request, deadlineMs, transport, parent, true));
     }
-    return this.callNow(shard, method, request, deadlineMs, transport, parent);
+    return this.callNow(shard, method, request, deadlineMs, transport, parent, false);
   }
 
   /** How long to let an unconnected replica dial: the connect wait, and at most half the time left. */
@@ -131,6 +131,7 @@ export class ShardCaller {
     deadlineMs: number,
     transport: Transport,
     parent: CallParent | undefined,
+    waitedForConnect: boolean,
   ): Promise<ShardMethods[M]['response']> {
     const replicas = this.pool.replicasOf(shard);
     const first = chooseReplica(replicas);
@@ -142,6 +143,7 @@ export class ShardCaller {
       hedgeDelayMs: this.hedgeDelayMs(shard, replicas.length),
       send: (replica, kind) => this.attempt<M>(replica, method, request, deadlineMs, transport, kind, parent),
       connect: (replica) => awaitConnected([replica], this.connectWaitUntil(deadlineMs)),
+      waitedForConnect,
       onSecond: (kind) => this.countSecond(request.index, shard, kind),
       onAnswer: (latencyMs) => this.windowOf(shard).record(latencyMs),
     });

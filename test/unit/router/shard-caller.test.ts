@@ -10,7 +10,7 @@ import type { BatchSearchRequest } from '../../../src/wire/contract';
 import { BackendPool, type BackendPoolOptions } from '../../../src/router/backend-pool';
 import { ShardCaller, type Transport } from '../../../src/router/shard-caller';
 import { CuttingProxy } from '../../support/cutting-proxy';
-import { freePort } from '../../support/free-port';
+import { distinctPorts, freePort } from '../../support/free-port';
 import { ScriptedReplica } from '../../support/scripted-replica';
 
 const silent = pino({ level: 'silent' });
@@ -188,6 +188,20 @@ describe.each<Transport>(['unary', 'stream'])('ShardCaller over %s calls', (tran
     expect(outcome).toBe('pending'); // not failed on the drop: the retry waits for b to connect
     await b.start();
     expect((await pending).results[0]!.neighbors[0]!.id).toBe('b');
+  });
+
+  it('fails a shard whose replicas all stayed down through the connect wait without waiting for each again', async () => {
+    const pool = new BackendPool({}, silent);
+    const replicaPorts = await distinctPorts(2);
+    pool.setReplicas(0, replicaPorts.map((port) => `127.0.0.1:${port}`));
+    cleanups.push(() => pool.close());
+    const caller = new ShardCaller(pool, { hedging: false, connectWaitMs: 200 });
+    const call = () => caller.call(0, 'BatchSearch', batch, Date.now() + 5_000, transport);
+    await expect(call()).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE });
+    await until(() => pool.replicasOf(0).every((r) => r.health === 'dead'));
+    const attemptsBefore = caller.stats.attempts;
+    await expect(call()).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE });
+    expect(caller.stats.attempts - attemptsBefore).toBe(1);
   });
 
   it('without hedging, a hung replica makes the calls sent to it miss their deadline', async () => {
