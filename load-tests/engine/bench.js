@@ -67,9 +67,9 @@ const SEARCH_KS = {
   'mixture-1m': [500, 1000, 2000, 3000, 5000, 10000, 20000],
 };
 const HNSW_EFS = [10, 20, 40, 80, 160, 320, 640];
-// The graph engine (canopy's forest and a neighbour graph): [searchK of the entry search, ef], in
-// rising recall.
-const GRAPH_SWEEP = [[100, 10], [100, 12], [100, 16], [100, 20], [100, 24], [100, 32], [100, 48], [100, 64], [100, 96], [100, 128]];
+// The graph engine (canopy's forest and a neighbour graph): ef, its entry search at its default (one
+// leaf), in rising recall.
+const GRAPH_EFS = [10, 12, 16, 20, 24, 32, 48, 64, 96, 128];
 
 // ---------- shared file helpers ----------
 
@@ -293,9 +293,9 @@ function sweepGraph(opts, meta, dir, file, queries) {
   const files = [indexFile('canopy', opts, dir), file];
   const index = Index.load(files[0], { dim: meta.dim, metric: meta.metric });
   index.loadGraph(file);
-  const points = GRAPH_SWEEP.map(([searchK, ef]) => {
-    const run = timeLoop(meta.queries, opts.repeats, (q) => index.searchSync(views[q], meta.k, { searchK, ef }).ids);
-    return { param: ef, searchK, ...run };
+  const points = GRAPH_EFS.map((ef) => {
+    const run = timeLoop(meta.queries, opts.repeats, (q) => index.searchSync(views[q], meta.k, { ef }).ids);
+    return { param: ef, ...run };
   });
   const resident = residentOfFiles(files);
   index.unload();
@@ -432,10 +432,10 @@ function levelTable(engines, curves) {
 }
 
 function sweepTable(engine, points, sameAsAnnoy) {
-  const head = [{ hnswlib: 'ef', graph: 'ef (search_k)' }[engine] ?? 'search_k', 'recall@k', 'q/s', 'µs/query'];
+  const head = [{ hnswlib: 'ef', graph: 'ef' }[engine] ?? 'search_k', 'recall@k', 'q/s', 'µs/query'];
   if (sameAsAnnoy) head.push('ids identical to annoy');
   const rows = points.map((p, i) => {
-    const cells = [p.searchK ? `${fmt(p.param)} (${fmt(p.searchK)})` : fmt(p.param), fmt(p.recall, 4), fmt(p.qps), fmt(1e6 / p.qps, 1)];
+    const cells = [fmt(p.param), fmt(p.recall, 4), fmt(p.qps), fmt(1e6 / p.qps, 1)];
     if (sameAsAnnoy) cells.push(`${fmt(100 * sameAsAnnoy[i], 1)}%`);
     return cells;
   });

@@ -30,6 +30,7 @@ GraphBuildOptions GraphBuildOptions::resolved(int dim) const {
     bad("candidates must be in width.." + std::to_string(4 * kGraphMaxWidth) + ", got " + std::to_string(o.candidates));
   }
   if (o.iterations < 0 || o.iterations > 100) bad("iterations must be in 0..100, got " + std::to_string(o.iterations));
+  if (!(o.prune_alpha >= 1.0f && o.prune_alpha <= 2.0f)) bad("prune_alpha must be in 1..2, got " + std::to_string(o.prune_alpha));
   if (o.seed_trees < 1) bad("seed_trees must be >= 1, got " + std::to_string(o.seed_trees));
   if (o.n_threads < 1) bad("n_threads must be >= 1, got " + std::to_string(o.n_threads));
   return o;
@@ -76,20 +77,6 @@ struct IdLists {
   }
 };
 
-// The first `width` ids of each row (rows are best first), in rows of that width.
-Graph narrowed(const Graph& g, int width) {
-  if (width == g.width) return g;
-  Graph out;
-  out.n_items = g.n_items;
-  out.width = width;
-  out.rows.resize(static_cast<size_t>(g.n_items) * static_cast<size_t>(width));
-  for (int32_t i = 0; i < g.n_items; ++i) {
-    const int32_t* row = g.rows.data() + static_cast<size_t>(i) * static_cast<size_t>(g.width);
-    std::copy(row, row + width, out.rows.data() + static_cast<size_t>(i) * static_cast<size_t>(width));
-  }
-  return out;
-}
-
 template <class M>
 class GraphBuilder {
  public:
@@ -110,9 +97,9 @@ class GraphBuilder {
     for (int round = 0; round < o_.iterations; ++round) {
       if (descend() < stop_below) break;
     }
-    Graph g = prune();
-    if (!o_.choose_width) return g;
-    return narrowed(g, chosen_width(g.view()));
+    // The strict rule sizes the rows; the relaxed one fills them (kGraphPruneAlpha).
+    const int width = o_.choose_width ? chosen_width(prune(kGraphMaxChosenWidth, 1.0f).view()) : o_.width;
+    return prune(width, o_.prune_alpha);
   }
 
  private:
@@ -331,40 +318,41 @@ class GraphBuilder {
     return false;
   }
 
-  // Keeps, closest first, each candidate no kept neighbour is closer to than i is; writes `out`.
-  int select_diverse(int32_t i, std::vector<Neighbour>& candidates, int32_t* out) const {
+  // Keeps, closest first, up to `width` candidates, each unless a kept neighbour is closer to it
+  // than the item is by the factor `alpha` (1: the strict rule); writes `out`.
+  int select_diverse(int32_t i, std::vector<Neighbour>& candidates, int32_t* out, int width, float alpha) const {
     std::sort(candidates.begin(), candidates.end(), closer);
     int kept = 0;
     for (const Neighbour& c : candidates) {
-      if (kept == o_.width) break;
+      if (kept == width) break;
       if (c.id == i || contains(out, kept, c.id)) continue;
       bool diverse = true;
-      for (int r = 0; r < kept && diverse; ++r) diverse = !(distance(out[r], c.id) < c.distance);
+      for (int r = 0; r < kept && diverse; ++r) diverse = !(alpha * distance(out[r], c.id) < c.distance);
       if (diverse) out[kept++] = c.id;
     }
-    for (int r = kept; r < o_.width; ++r) out[r] = kNoNeighbour;
+    for (int r = kept; r < width; ++r) out[r] = kNoNeighbour;
     return kept;
   }
 
-  Graph prune() {
+  Graph prune(int width, float alpha) {
     Graph g;
     g.n_items = n_;
-    g.width = o_.width;
-    g.rows.assign(static_cast<size_t>(n_) * static_cast<size_t>(o_.width), kNoNeighbour);
-    auto row = [&](int32_t i) { return g.rows.data() + static_cast<size_t>(i) * static_cast<size_t>(o_.width); };
+    g.width = width;
+    g.rows.assign(static_cast<size_t>(n_) * static_cast<size_t>(width), kNoNeighbour);
+    auto row = [&](int32_t i) { return g.rows.data() + static_cast<size_t>(i) * static_cast<size_t>(width); };
     parallel_for(o_.n_threads, order_.size(), [&](size_t begin, size_t end) {
       std::vector<Neighbour> candidates;
       for (size_t at = begin; at < end; ++at) {
         const size_t i = static_cast<size_t>(order_[at]);
         candidates.assign(list(static_cast<int32_t>(i)), list(static_cast<int32_t>(i)) + sizes_[i]);
-        select_diverse(static_cast<int32_t>(i), candidates, row(static_cast<int32_t>(i)));
+        select_diverse(static_cast<int32_t>(i), candidates, row(static_cast<int32_t>(i)), width, alpha);
       }
     });
     // Reverse edges, in item order; each item takes at most `width` of them.
-    IdLists reverse(static_cast<size_t>(n_), o_.width);
+    IdLists reverse(static_cast<size_t>(n_), width);
     for (int32_t i = 0; i < n_; ++i) {
       const int32_t* r = row(i);
-      for (int c = 0; c < o_.width && r[c] != kNoNeighbour; ++c) reverse.push(static_cast<size_t>(r[c]), i);
+      for (int c = 0; c < width && r[c] != kNoNeighbour; ++c) reverse.push(static_cast<size_t>(r[c]), i);
     }
     parallel_for(o_.n_threads, order_.size(), [&](size_t begin, size_t end) {
       std::vector<Neighbour> candidates;
@@ -373,10 +361,10 @@ class GraphBuilder {
         const int32_t item = static_cast<int32_t>(i);
         candidates.clear();
         const int32_t* kept = row(item);
-        for (int c = 0; c < o_.width && kept[c] != kNoNeighbour; ++c) candidates.push_back(Neighbour{distance(item, kept[c]), kept[c], kOld});
+        for (int c = 0; c < width && kept[c] != kNoNeighbour; ++c) candidates.push_back(Neighbour{distance(item, kept[c]), kept[c], kOld});
         const int32_t* rev = reverse.of(i);
         for (int c = 0; c < reverse.counts[i]; ++c) candidates.push_back(Neighbour{distance(item, rev[c]), rev[c], kOld});
-        select_diverse(item, candidates, row(item));
+        select_diverse(item, candidates, row(item), width, alpha);
       }
     });
     return g;

@@ -177,18 +177,37 @@ TEST(chosen_width_holds_95_percent_of_pruned_rows_whole) {
   CHECK(canopy::chosen_width(rows_of_lengths(std::vector<int>(100, 0), 48).view()) == 16);
 }
 
-TEST(an_asked_width_is_kept_and_a_chosen_one_keeps_each_rows_closest) {
+// Neighbours kept over all rows.
+static size_t edges(const Graph& g) {
+  return static_cast<size_t>(std::count_if(g.rows.begin(), g.rows.end(), [](int32_t id) { return id != canopy::kNoNeighbour; }));
+}
+
+TEST(a_chosen_width_is_sized_by_the_strict_prune_and_filled_by_the_relaxed_one) {
   Fixture fx(MetricKind::Euclidean, 2500, 20);
-  GraphBuildOptions wide;
-  wide.width = 48;
-  wide.candidates = 48;  // as a chosen width's build refines
-  const Graph full = canopy::build_graph(*fx.forest, wide);
+  GraphBuildOptions strict;
+  strict.width = 48;
+  strict.candidates = 48;  // as a chosen width's build refines
+  strict.prune_alpha = 1.0f;
+  const Graph full = canopy::build_graph(*fx.forest, strict);
   CHECK(full.width == 48);
   const Graph chosen = canopy::build_graph(*fx.forest, GraphBuildOptions{});
   CHECK(chosen.width == canopy::chosen_width(full.view()));
-  for (int32_t i = 0; i < full.n_items; ++i) {
-    CHECK(std::equal(chosen.view().row(i), chosen.view().row(i) + chosen.width, full.view().row(i)));
-  }
+  GraphBuildOptions asked;
+  asked.width = chosen.width;
+  asked.candidates = 48;
+  const Graph relaxed = canopy::build_graph(*fx.forest, asked);
+  CHECK(relaxed.width == chosen.width && relaxed.rows == chosen.rows);
+}
+
+TEST(a_relaxed_prune_keeps_more_neighbours_than_the_strict_one) {
+  Fixture fx(MetricKind::Angular, 2500, 20);
+  GraphBuildOptions o;
+  o.width = 16;
+  o.prune_alpha = 1.0f;
+  const Graph strict = canopy::build_graph(*fx.forest, o);
+  o.prune_alpha = canopy::kGraphPruneAlpha;
+  const Graph relaxed = canopy::build_graph(*fx.forest, o);
+  CHECK(edges(relaxed) > edges(strict) + edges(strict) / 10);
 }
 
 TEST(graph_search_recall_and_order) {
@@ -289,6 +308,9 @@ TEST(graph_refuses_metrics_without_a_metric_distance) {
   Fixture fx(MetricKind::Euclidean, 100, 4, 2);
   GraphBuildOptions bad;
   bad.width = 20;
+  REQUIRE_THROWS_CODE(canopy::build_graph(*fx.forest, bad), canopy::ErrorCode::InvalidArgument);
+  bad.width = 16;
+  bad.prune_alpha = 0.5f;
   REQUIRE_THROWS_CODE(canopy::build_graph(*fx.forest, bad), canopy::ErrorCode::InvalidArgument);
 }
 
