@@ -9,10 +9,10 @@
 //    Vamana): a candidate is dropped when a kept neighbour is closer to it than the item is, by a
 //    factor prune_alpha (Vamana's alpha). Then add every kept edge's reverse and prune again, so that
 //    hubs are reachable from their neighbourhoods.
-// 4. Unless a width was asked for, choose it first (chosen_width) from a strict prune (alpha 1) to 48:
-//    that rule, not the width, decides how many close neighbours an item has, so rows wider than most
-//    strictly pruned lists are mostly padding that costs memory; too narrow cuts lists short. The
-//    relaxed prune then fills rows of that width, closest first.
+// 4. Unless a width was asked for, choose it first (chosen_width) from strict prunes (alpha 1) to 48
+//    of a sample of the lists: that rule, not the width, decides how many close neighbours an item
+//    has, so rows wider than most strictly pruned lists are mostly padding that costs memory; too
+//    narrow cuts lists short. The relaxed prune then fills rows of that width, closest first.
 //
 // Deterministic for a forest and options whatever n_threads is: a list is the best entries of
 // everything ever offered to it, ordered by (distance, id), so the order offers arrive in does not
@@ -42,15 +42,14 @@ struct GraphBuildOptions {
   int seed_trees = 8;   // trees whose leaves seed the lists (fewer if the forest has fewer)
   int n_threads = 1;
   float prune_alpha = kGraphPruneAlpha;  // in 1..2
-  bool choose_width = false;  // set by resolved() when width was 0: prune to kGraphMaxChosenWidth, then choose
+  bool choose_width = false;  // set by resolved() when width was 0: choose from strict prunes to kGraphMaxChosenWidth
 
   // Resolves the zero defaults for `dim`; throws Error InvalidArgument naming a bad option.
   GraphBuildOptions resolved(int dim) const;
 };
 
 constexpr int kGraphMaxChosenWidth = 48;
-// Rows of a chosen width hold the whole pruned list of at least this share of items; the longer
-// lists lose their farthest (last kept) neighbours.
+// Rows of a chosen width would hold the whole strictly pruned list of at least this share of items.
 constexpr double kGraphWidthCoverage = 0.95;
 
 // The width a build chooses for pruned rows of `width` ids: the least multiple of 8, at least 16,
