@@ -12,7 +12,11 @@ AddonData::AddonData(Napi::Env env) {
 }
 
 void AddonData::post(Completion* c) {
-  if (tsfn_.NonBlockingCall(c) != napi_ok) delete c;  // the environment is shutting down
+  pool().completion_posted();
+  if (tsfn_.NonBlockingCall(c) != napi_ok) {
+    delete c;  // the environment is shutting down: nothing will take it
+    pool().completion_taken();
+  }
 }
 
 bool AddonData::submit(Napi::Env env, const std::vector<SearchTask*>& tasks) {
@@ -27,6 +31,7 @@ void AddonData::settled(Napi::Env env) {
 
 void deliver(Napi::Env env, Napi::Function, AddonData* data, Completion* c) {
   std::unique_ptr<Completion> owned(c);
+  pool().completion_taken();
   if (env == nullptr) return;
   Napi::HandleScope scope(env);
   data->settled(env);

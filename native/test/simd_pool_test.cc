@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include <sched.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -243,28 +244,69 @@ TEST(search_pool_once_shedding_admits_only_a_short_wait) {
   CHECK(done.load() == submitted);
 }
 
-// Searches compete with the host's other work at the process's own priority: workers at a lower one
-// were starved by any busy process on the host (see docs/design.md, "Overload").
-TEST(search_pool_workers_run_at_the_process_priority) {
-  errno = 0;
-  const int process_nice = getpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)));
-  CHECK(errno == 0);
-  std::atomic<int> worker_nice{-100};
-  class NiceProbe : public canopy::SearchTask {
+namespace {
+
+// What `probe` returns when run on a search pool worker.
+int on_worker(int (*probe)()) {
+  std::atomic<int> out{-100};
+  class Probe : public canopy::SearchTask {
    public:
-    explicit NiceProbe(std::atomic<int>* out) : out_(out) {}
+    Probe(int (*probe)(), std::atomic<int>* out) : probe_(probe), out_(out) {}
     void run() noexcept override {
-      out_->store(getpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid))));
+      out_->store(probe_());
       delete this;
     }
     void drop(std::chrono::nanoseconds) noexcept override { delete this; }
 
    private:
+    int (*probe_)();
     std::atomic<int>* out_;
   };
   {
     canopy::SearchPool pool(1, {4, std::chrono::nanoseconds(0)});
-    CHECK(pool.try_submit({new NiceProbe(&worker_nice)}));
+    CHECK(pool.try_submit({new Probe(probe, &out)}));
   }
-  CHECK(worker_nice.load() == process_nice);
+  return out.load();
+}
+
+int thread_nice() {
+  errno = 0;
+  const int nice = getpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)));
+  return errno == 0 ? nice : -100;
+}
+
+}  // namespace
+
+// Searches compete with the host's other work at the process's own priority: workers at a lower one
+// were starved by any busy process on the host (see docs/design.md, "Overload").
+TEST(search_pool_workers_run_at_the_process_priority) {
+  const int process_nice = thread_nice();
+  CHECK(process_nice != -100);
+  CHECK(on_worker(thread_nice) == process_nice);
+}
+
+// SCHED_BATCH keeps that share but never preempts the submitting thread (the event loop) on wake-up.
+TEST(search_pool_workers_run_as_batch_threads) {
+  CHECK(on_worker([] { return sched_getscheduler(0); }) == SCHED_BATCH);
+}
+
+// While a posted result waits over the bound for the caller's thread to take it, no new task starts;
+// it starts once the result is taken.
+TEST(search_pool_holds_new_tasks_while_a_result_waits_to_be_taken) {
+  std::atomic<int> done{0};
+  std::atomic<bool> gate{true};
+  {
+    canopy::SearchPool pool(1, {4, std::chrono::nanoseconds(0), std::chrono::hours(1)});
+    pool.completion_posted();
+    std::this_thread::sleep_for(canopy::SearchPool::kLoopLagBound * 2);
+    CHECK(pool.try_submit({new CountingTask(&done, &gate)}));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    CHECK(done.load() == 0);
+    CHECK(pool.stats().queued == 1);
+    pool.completion_taken();
+    wait_until(done, 1);
+    // Taken results leave nothing behind: the next task runs at once.
+    CHECK(pool.try_submit({new CountingTask(&done, &gate)}));
+    wait_until(done, 2);
+  }
 }
