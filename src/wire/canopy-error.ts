@@ -37,7 +37,11 @@ export class CanopyError extends Error {
     message: string,
     options: CanopyErrorOptions = {},
   ) {
+    // A refusal under overload is an expected answer, not a fault: no stack (see EngineError's QUEUE_FULL).
+    const stackTraceLimit = Error.stackTraceLimit;
+    if (code === grpc.status.RESOURCE_EXHAUSTED) Error.stackTraceLimit = 0;
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    Error.stackTraceLimit = stackTraceLimit;
     this.retryable = options.retryable ?? RETRYABLE_CODES.has(code);
   }
 

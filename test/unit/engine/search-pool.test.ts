@@ -24,6 +24,8 @@ test('configure, then QUEUE_FULL past the bound, then recovery', async () => {
     expect(r.reason).toBeInstanceOf(EngineError);
     expect(r.reason.code).toBe('QUEUE_FULL');
     expect(r.reason.message).toMatch(/search queue is full \(4 of 4 pending\)/);
+    // An expected answer under overload: refusing must not pay for a stack trace.
+    expect(r.reason.stack).not.toMatch(/\n\s+at /);
   }
   expect(settled.filter((s) => s.status === 'fulfilled').length).toBeGreaterThanOrEqual(3);
   expect((await blocker).length).toBe(100);
