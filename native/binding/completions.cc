@@ -12,11 +12,7 @@ AddonData::AddonData(Napi::Env env) {
 }
 
 void AddonData::post(Completion* c) {
-  pool().completion_posted();
-  if (tsfn_.NonBlockingCall(c) != napi_ok) {
-    delete c;  // the environment is shutting down: nothing will take it
-    pool().completion_taken();
-  }
+  if (tsfn_.NonBlockingCall(c) != napi_ok) delete c;  // the environment is shutting down
 }
 
 bool AddonData::submit(Napi::Env env, const std::vector<SearchTask*>& tasks) {
@@ -31,7 +27,6 @@ void AddonData::settled(Napi::Env env) {
 
 void deliver(Napi::Env env, Napi::Function, AddonData* data, Completion* c) {
   std::unique_ptr<Completion> owned(c);
-  pool().completion_taken();
   if (env == nullptr) return;
   Napi::HandleScope scope(env);
   data->settled(env);

@@ -40,7 +40,6 @@ SearchPool::~SearchPool() {
     stopping_ = true;
   }
   ready_.notify_all();
-  taken_.notify_all();
   for (auto& w : workers_) w.join();
 }
 
@@ -104,34 +103,12 @@ SearchPoolStats SearchPool::stats() const {
           as_ns(mean_search_ns_), oldest_wait_locked(QueueAdmission::Clock::now())};
 }
 
-void SearchPool::completion_posted() {
-  std::lock_guard<std::mutex> lock(mu_);
-  untaken_.push_back(QueueAdmission::Clock::now());
-}
-
-void SearchPool::completion_taken() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!untaken_.empty()) untaken_.pop_front();
-  }
-  taken_.notify_all();
-}
-
-bool SearchPool::caller_behind_locked(QueueAdmission::Clock::time_point now) const {
-  return !untaken_.empty() && now - untaken_.front() > kLoopLagBound;
-}
-
 void SearchPool::work() {
   run_as_batch();
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     ready_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
     if (queue_.empty()) return;  // stopping, and nothing left to do
-    if (!stopping_ && caller_behind_locked(QueueAdmission::Clock::now())) {
-      taken_.wait_for(lock, limits_.max_loop_wait,
-                      [this] { return stopping_ || !caller_behind_locked(QueueAdmission::Clock::now()); });
-      if (queue_.empty()) continue;  // another worker took it meanwhile
-    }
     const Queued next = queue_.front();
     queue_.pop_front();
     SearchTask* task = next.task;

@@ -13,14 +13,10 @@
 // before shedding began have waited too long already, and a router can still retry them elsewhere.
 // A task's run() must not throw.
 //
-// The workers share cores with the thread that takes their results (a shard's event loop), and on a
-// core of its own that thread must not wait behind searches. Two rules give it the core first, without
-// lowering the searches' share against other processes (a lower priority starved them, see
-// docs/design.md, "Overload"): workers run as SCHED_BATCH (Linux), the same weight, but a worker
-// woken by a new task does not preempt the thread that submitted it; and while a result has waited
-// longer than kLoopLagBound for the caller's thread to take it (completion_posted / completion_taken),
-// no worker starts another task, for at most `max_loop_wait`: that thread is behind, and on a shared
-// core the next search would only keep it behind. Results it cannot deliver yet are no use sooner.
+// The workers share cores with the thread that submits to them (a shard's event loop). They run as
+// SCHED_BATCH (Linux): the same weight as other threads, so their share against other processes is
+// unchanged (a lower priority starved them, see docs/design.md, "Overload"), but a worker woken by a
+// new task does not preempt the thread that submitted it in the middle of its call.
 #pragma once
 
 #include <chrono>
@@ -46,13 +42,9 @@ class SearchTask {
   virtual size_t searches() const noexcept { return 1; }
 };
 
-// How long a worker holds off new tasks while the caller's thread is behind taking results.
-inline constexpr std::chrono::milliseconds kDefaultMaxLoopWait{5};
-
 struct SearchPoolLimits {
   size_t max_queue;                     // queued tasks
   std::chrono::nanoseconds max_wait;    // least target wait of a standing queue; zero: no latency bound
-  std::chrono::nanoseconds max_loop_wait = kDefaultMaxLoopWait;
 };
 
 struct SearchPoolStats {
@@ -73,8 +65,6 @@ class SearchPool {
   static constexpr std::chrono::milliseconds kMinStandingInterval{20};
   // While shedding, a task taken after waiting over this many targets is dropped.
   static constexpr int kDropAfterTargets = 2;
-  // A result not taken by the caller's thread this long after it was posted: that thread is behind.
-  static constexpr std::chrono::milliseconds kLoopLagBound{1};
 
   // threads == 0: one per core.
   SearchPool(size_t threads, SearchPoolLimits limits);
@@ -86,10 +76,6 @@ class SearchPool {
   // tasks passes to their run(), which must dispose of them.
   bool try_submit(const std::vector<SearchTask*>& tasks);
   SearchPoolStats stats() const;
-  // A task posted its result to the caller's thread (any thread: a worker), and that thread took the
-  // oldest one (the caller's thread). Every post is followed by exactly one take, in post order.
-  void completion_posted();
-  void completion_taken();
   size_t threads() const { return workers_.size(); }
 
  private:
@@ -105,14 +91,11 @@ class SearchPool {
   std::chrono::nanoseconds expected_wait_locked() const;
   AdmissionBounds bounds_locked() const;
   bool admits_locked(QueueAdmission::Clock::time_point now);
-  bool caller_behind_locked(QueueAdmission::Clock::time_point now) const;
 
   const SearchPoolLimits limits_;
   mutable std::mutex mu_;
   std::condition_variable ready_;
-  std::condition_variable taken_;
   std::deque<Queued> queue_;
-  std::deque<QueueAdmission::Clock::time_point> untaken_;  // when each result not yet taken was posted
   QueueAdmission admission_;
   double mean_search_ns_ = 0;
   double mean_task_ns_ = 0;

@@ -289,24 +289,3 @@ TEST(search_pool_workers_run_at_the_process_priority) {
 TEST(search_pool_workers_run_as_batch_threads) {
   CHECK(on_worker([] { return sched_getscheduler(0); }) == SCHED_BATCH);
 }
-
-// While a posted result waits over the bound for the caller's thread to take it, no new task starts;
-// it starts once the result is taken.
-TEST(search_pool_holds_new_tasks_while_a_result_waits_to_be_taken) {
-  std::atomic<int> done{0};
-  std::atomic<bool> gate{true};
-  {
-    canopy::SearchPool pool(1, {4, std::chrono::nanoseconds(0), std::chrono::hours(1)});
-    pool.completion_posted();
-    std::this_thread::sleep_for(canopy::SearchPool::kLoopLagBound * 2);
-    CHECK(pool.try_submit({new CountingTask(&done, &gate)}));
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    CHECK(done.load() == 0);
-    CHECK(pool.stats().queued == 1);
-    pool.completion_taken();
-    wait_until(done, 1);
-    // Taken results leave nothing behind: the next task runs at once.
-    CHECK(pool.try_submit({new CountingTask(&done, &gate)}));
-    wait_until(done, 2);
-  }
-}
