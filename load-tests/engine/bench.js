@@ -67,8 +67,8 @@ const SEARCH_KS = {
   'mixture-1m': [500, 1000, 2000, 3000, 5000, 10000, 20000],
 };
 const HNSW_EFS = [10, 20, 40, 80, 160, 320, 640];
-// The graph engine (canopy's forest and a neighbour graph): ef, its entry search at its default (one
-// leaf), in rising recall.
+// The graph engine (canopy's forest and a neighbour graph): ef, its entry search at its default (ef
+// candidates), in rising recall.
 const GRAPH_EFS = [10, 12, 16, 20, 24, 32, 48, 64, 96, 128];
 
 // ---------- shared file helpers ----------

@@ -279,7 +279,7 @@ function report(opts, data, version, rows, load) {
     `connections, code and pages), then per setting ${opts.warmupQueries} warm-up queries and each`,
     `query once, in ${opts.rounds} interleaved rounds; each figure is the median over the rounds (errors: their sum). Latency is`,
     'the call at the client, through the router and all shards. Graph rows send `ef` (entry points',
-    'from one leaf of the forest, the default); exact-forest rows send `exact` with `search_k` per shard (Annoy\'s answers).',
+    'from ef forest candidates, the default); exact-forest rows send `exact` with `search_k` per shard (Annoy\'s answers).',
     '',
     '## Headline',
     '',

@@ -25,7 +25,7 @@ namespace canopy::binding {
 
 // What one search asks for. `exact` asks for Annoy's search over the forest alone, whatever is
 // attached. Otherwise, with ef > 0 and a graph, the graph is searched from the entry points a
-// search_k forest search gives (one leaf when search_k <= 0; scored on exact distances, whether or
+// search_k forest search gives (ef candidates when search_k <= 0; scored on exact distances, whether or
 // not codes are loaded); else the forest's codes when it has some (native/src/codes.h); otherwise the
 // forest alone answers (a shard without a graph or codes still serves).
 struct SearchSpec {

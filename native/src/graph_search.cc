@@ -175,7 +175,7 @@ class GraphSearch {
     GraphScratch& g = GraphScratch::local();
     const Node* query = item >= 0 ? walk_.query_from_values(s, M::v(walk_.node(item))) : walk_.query_from_input(s, input);
     const size_t ef = std::max(q.k, static_cast<size_t>(q.ef > 0 ? q.ef : 1));
-    walk_.collect_candidates(s, query, q.entry_search_k > 0 ? q.entry_search_k : kGraphEntrySearchK);
+    walk_.collect_candidates(s, query, q.entry_search_k > 0 ? q.entry_search_k : static_cast<int64_t>(ef));
     const ExactScorer<M> exact(walk_, query, layout_);
     GraphSearchStats counted;
     Beam<ExactScorer<M>> beam(g, graph_, exact, ef);

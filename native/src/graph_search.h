@@ -1,7 +1,7 @@
 // Search over a forest and its neighbour graph (graph.h).
 //
-// A short forest search over the first kGraphEntryTrees trees (by default one leaf, the first the
-// walk reaches) gives the entry points; a best-first beam search over the graph then keeps the `ef` closest items met and
+// A short forest search over the first kGraphEntryTrees trees (by default `ef` candidates, often
+// one leaf) gives the entry points; a best-first beam search over the graph then keeps the `ef` closest items met and
 // expands the closest unexpanded one until none is closer than the ef-th. Results are ordered by
 // (distance, id), as Annoy's, and their distances are the forest's exact ones, equal to Annoy's for
 // the same ids: the answer is approximate in which ids it finds, not in their distances.
@@ -26,16 +26,16 @@ namespace canopy {
 // cannot leave (recall@10 stalled at 0.978 on a 100,000-item mixture of 200 clusters, whatever ef),
 // while 10 entered well (0.99 at ef 32). More trees only help the forest's own search.
 constexpr int kGraphEntryTrees = 10;
-// The entry search stops at its first leaf unless asked for more candidates. Each entry candidate
-// costs a full distance, and a leaf's worth already puts the beam in the query's neighbourhood:
-// on 100,000 x 100 angular items a second leaf (search_k 100, ~136 candidates against ~72) cost
-// as much time as raising ef from 16 to 20 and gained less recall (0.953 against 0.959).
-constexpr int64_t kGraphEntrySearchK = 1;
+// Unless asked for another count, the entry search collects `ef` candidates (Annoy's count: at
+// least one leaf), so the beam starts full. Each costs a full distance: on 100,000 x 100 angular
+// items (leaves of ~72) a second leaf at ef 16 (search_k 100) cost as much time as ef 16 -> 20 and
+// gained less recall (0.953 against 0.959), while one leaf at high ef stalled recall at 0.997 (the
+// beam stays in the cluster it entered) where ef candidates reached 0.999 at ef 64 in the same time.
 
 struct GraphQuery {
   size_t k = 10;
   int ef = 0;                  // beam width, >= 1 (raised to k when below it)
-  int64_t entry_search_k = 0;  // forest candidates for the entry points; <= 0: one leaf
+  int64_t entry_search_k = 0;  // forest candidates for the entry points; <= 0: ef
 };
 
 struct GraphSearchStats {

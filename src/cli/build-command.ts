@@ -64,8 +64,9 @@ export function registerBuildCommand(program: Command): void {
     .option('--id-column <name>', 'parquet: the id column (strings or integers)', DEFAULT_ID_COLUMN)
     .option('--vector-column <name>', 'parquet: the vector column (list or fixed-size list of float/double)', DEFAULT_VECTOR_COLUMN)
     .option('--no-codes', 'skip the sidecar of compact codes each shard gets by default (searches stay exact)')
-    .option('--graph', `also build each shard's neighbour graph into a .graph sidecar (${GRAPH_METRICS.join(', ')}); searched with --ef`)
-    .option('--graph-width <n>', 'with --graph: neighbours per item, a multiple of 8 in 16..256 (default: chosen by the build, 16..48)', positiveInt('--graph-width'))
+    .option('--graph', `build each shard's neighbour graph into a .graph sidecar, searched with --ef (default for ${GRAPH_METRICS.join(', ')})`)
+    .option('--no-graph', 'skip the neighbour graph')
+    .option('--graph-width <n>', 'neighbours per item of the graph, a multiple of 8 in 16..256 (default: chosen by the build, 16..48)', positiveInt('--graph-width'))
     .option('--staging-dir <dir>', 'with --out s3://...: where the version is built before upload (default: the system temp folder)')
     .action(async (flags: BuildFlags, self: Command) => {
       const { Index } = await import('../engine/engine-index.js');
@@ -105,7 +106,7 @@ function buildOptions(flags: BuildFlags, outDir: string, createForest: ForestFac
     idColumn: flags.idColumn,
     vectorColumn: flags.vectorColumn,
     codes: flags.codes,
-    graph: flags.graph === true,
+    graph: flags.graph,
     graphWidth: flags.graphWidth,
     progress: createProgressReporter(process.stderr, { tty: process.stderr.isTTY === true }),
   };

@@ -29,7 +29,7 @@ export interface LoadOptions {
 export interface SearchOptions {
   /** Candidates to collect, counted as Annoy counts them; <= 0 or undefined: nTrees * k. With `ef`
    * and a graph, the candidates of the forest search that finds the graph search's entry points;
-   * <= 0 or undefined there: one leaf. */
+   * <= 0 or undefined there: ef (at least one leaf). */
   searchK?: number;
   /** Beam width of a search over the neighbour graph (raised to k if below); 0 or undefined: the
    * forest alone, Annoy's search. Ignored when the index has no graph. */

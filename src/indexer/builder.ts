@@ -94,7 +94,10 @@ export interface BuildOptions {
   readonly progress?: ProgressReporter;
   /** Write each shard's sidecar of compact codes; default true. Hamming has no codes: never written for it. */
   readonly codes?: boolean;
-  /** Build each shard's neighbour graph into a `.graph` sidecar; default false. Angular, euclidean and manhattan only. */
+  /**
+   * Build each shard's neighbour graph into a `.graph` sidecar (searched with `ef`); default true for
+   * the metrics that have one (angular, euclidean, manhattan); true with another metric is refused.
+   */
   readonly graph?: boolean;
   /** With `graph`: neighbours per item, a multiple of 8 in 16..256; default: chosen by the build (16..48). */
   readonly graphWidth?: number;
@@ -191,14 +194,19 @@ function sidecarsFor(options: BuildOptions): SidecarKind[] {
     throw new RangeError(`--graph needs a metric with a true distance (${GRAPH_METRICS.join(', ')}); ${options.metric} has none`);
   }
   const codes = (options.codes ?? true) && options.metric !== 'hamming';
-  return [...(codes ? (['codes'] as const) : []), ...(options.graph === true ? (['graph'] as const) : [])];
+  return [...(codes ? (['codes'] as const) : []), ...(graphBuilt(options) ? (['graph'] as const) : [])];
+}
+
+/** A graph unless turned off, for the metrics that have one. */
+function graphBuilt(options: BuildOptions): boolean {
+  return options.graph ?? GRAPH_METRICS.includes(options.metric);
 }
 
 /** An asked graph width, checked before any shard is built (the engine would refuse it after). */
 function graphWidthOf(options: BuildOptions): number | undefined {
   const width = options.graphWidth;
   if (width === undefined) return undefined;
-  if (options.graph !== true) throw new RangeError('--graph-width needs --graph');
+  if (!graphBuilt(options)) throw new RangeError('--graph-width needs a graph (not --no-graph; angular, euclidean or manhattan)');
   if (!Number.isInteger(width) || width < MIN_GRAPH_WIDTH || width > MAX_GRAPH_WIDTH || width % GRAPH_WIDTH_STEP !== 0) {
     throw new RangeError(`--graph-width must be a multiple of ${GRAPH_WIDTH_STEP} in ${MIN_GRAPH_WIDTH}..${MAX_GRAPH_WIDTH}, got ${width}`);
   }

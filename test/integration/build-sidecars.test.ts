@@ -1,5 +1,5 @@
 // Sidecars from the command line, as real processes: `canopy build` writes each
-// shard's codes by default (and its graph with --graph), lists them in the
+// shard's codes and, for metrics that have one, its graph by default, lists them in the
 // manifest, and `canopy inspect` and `canopy publish` check them; `canopy codes` writes them for an
 // Annoy file pip annoy built. The engine loads every one it is given.
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -33,21 +33,27 @@ async function build(version: string, ...extra: string[]): Promise<{ folder: str
 }
 
 describe('canopy build', () => {
-  test('writes and lists a codes sidecar per shard by default; inspect loads them', async () => {
+  test('writes and lists codes and a graph per shard by default; inspect loads them', async () => {
     const { folder, manifest } = await build('codes');
     expect(manifest.shards.map((s) => s.sidecars?.map((c) => [c.kind, c.file]))).toEqual([
-      [['codes', 'shard-0000.codes']],
-      [['codes', 'shard-0001.codes']],
+      [['codes', 'shard-0000.codes'], ['graph', 'shard-0000.graph']],
+      [['codes', 'shard-0001.codes'], ['graph', 'shard-0001.graph']],
     ]);
-    expect(readdirSync(folder).sort()).toEqual(['manifest.json', 'shard-0000.ann', 'shard-0000.codes', 'shard-0000.ids', 'shard-0001.ann', 'shard-0001.codes', 'shard-0001.ids']);
+    expect(readdirSync(folder).sort()).toEqual([
+      'manifest.json', 'shard-0000.ann', 'shard-0000.codes', 'shard-0000.graph', 'shard-0000.ids',
+      'shard-0001.ann', 'shard-0001.codes', 'shard-0001.graph', 'shard-0001.ids',
+    ]);
     const inspected = await runCanopy(['inspect', folder]);
     expect(inspected.code).toBe(0);
     expect(inspected.stdout).toContain('every forest and sidecar loads');
   });
 
-  test('--graph adds a graph sidecar the engine loads and searches with ef', async () => {
+  test('the engine loads the graph and searches it with ef; --no-graph skips it', async () => {
     const { folder, manifest } = await build('graph', '--graph');
     expect(manifest.shards[0]!.sidecars?.map((c) => c.kind)).toEqual(['codes', 'graph']);
+    const without = await build('no-graph', '--no-graph');
+    expect(without.manifest.shards.map((s) => s.sidecars?.map((c) => c.kind))).toEqual([['codes'], ['codes']]);
+    expect(readdirSync(without.folder).filter((f) => f.endsWith('.graph'))).toEqual([]);
     expect((await runCanopy(['inspect', folder])).code).toBe(0);
     const index = Index.load(join(folder, 'shard-0000.ann'), { dim: DIM, metric: 'euclidean' });
     index.loadGraph(join(folder, 'shard-0000.graph'));
@@ -60,29 +66,36 @@ describe('canopy build', () => {
     // The graph sidecar's first section is the graph; its first parameter is the row width
     // (docs/sidecar-format.md: a 64-byte header, then 64-byte table entries with params at byte 32).
     const widthOf = (file: string): number => readFileSync(file).readUInt32LE(64 + 32);
-    const chosen = await build('chosen-width', '--graph');
+    const chosen = await build('chosen-width');
     expect([16, 24, 32, 40, 48]).toContain(widthOf(join(chosen.folder, 'shard-0000.graph')));
-    const asked = await build('asked-width', '--graph', '--graph-width', '64');
+    const asked = await build('asked-width', '--graph-width', '64');
     expect(widthOf(join(asked.folder, 'shard-0000.graph'))).toBe(64);
     const bad = await runCanopy(['build', '--input', input, '--format', 'jsonl', '--metric', 'euclidean', '--out', join(dir, 'out'), '--graph', '--graph-width', '20']);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/--graph-width must be a multiple of 8 in 16\.\.256, got 20/);
+    const none = await runCanopy(['build', '--input', input, '--format', 'jsonl', '--metric', 'euclidean', '--out', join(dir, 'out'), '--no-graph', '--graph-width', '16']);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toMatch(/--graph-width needs a graph/);
   });
 
-  test('--no-codes writes none and the manifest lists none', async () => {
-    const { folder, manifest } = await build('plain', '--no-codes');
+  test('--no-codes --no-graph writes none and the manifest lists none', async () => {
+    const { folder, manifest } = await build('plain', '--no-codes', '--no-graph');
     expect(manifest.shards.every((s) => s.sidecars === undefined)).toBe(true);
     expect(readdirSync(folder).filter((f) => f.endsWith('.codes'))).toEqual([]);
   });
 
-  test('--graph with a metric that has no graph is refused before any work', async () => {
+  test('--graph with a metric that has no graph is refused before any work; by default it gets none', async () => {
     const result = await runCanopy(['build', '--input', input, '--format', 'jsonl', '--metric', 'dot', '--out', join(dir, 'out'), '--graph']);
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(/--graph needs a metric with a true distance \(angular, euclidean, manhattan\); dot has none/);
+    const dot = await runCanopy(['build', '--input', input, '--format', 'jsonl', '--ids-from-row', '--metric', 'dot', '--out', join(dir, 'out'), '--version', 'dot', '--trees', '2', '--threads', '2']);
+    expect(dot.code).toBe(0);
+    const manifest = parseManifest(readFileSync(join(dir, 'out', 'dot', 'manifest.json'), 'utf8'), join(dir, 'out', 'dot'));
+    expect(manifest.shards[0]!.sidecars?.map((c) => c.kind)).toEqual(['codes']);
   });
 
   test('inspect names a damaged sidecar and what the engine says of a stale one', async () => {
-    const { folder } = await build('damaged', '--graph');
+    const { folder } = await build('damaged');
     const codes = join(folder, 'shard-0001.codes');
     const bytes = readFileSync(codes);
     bytes[bytes.length - 8] ^= 0x10;
@@ -128,7 +141,7 @@ describe('canopy codes FILE.ann', () => {
     writeAnn(ann, data, 'angular', Array.from({ length: data.rows }, (_, i) => i), 3);
     const out = join(dir, 'from-ann');
     const args = ['build', '--input', ann, '--format', 'ann', '--dim', String(DIM), '--metric', 'angular', '--out', out, '--version', 'a1'];
-    const result = await runCanopy([...args, '--shards', '2', '--trees', '4', '--threads', '2', '--graph']);
+    const result = await runCanopy([...args, '--shards', '2', '--trees', '4', '--threads', '2']);
     expect(result.code).toBe(0);
     const manifest = parseManifest(readFileSync(join(out, 'a1', 'manifest.json'), 'utf8'), out);
     expect(manifest.shards.map((s) => s.sidecars?.map((c) => c.file))).toEqual([

@@ -104,7 +104,7 @@ describe('an index version in object storage', () => {
     expect(answer.shardsAnswered).toBe(2);
     for (const shard of [0, 1]) {
       const entry = path.join(cacheOf(shard), `shard-000${shard}`, 'tracks@v1');
-      expect(readdirSync(entry).sort()).toEqual(['manifest.json', `shard-000${shard}.ann`, `shard-000${shard}.codes`, `shard-000${shard}.ids`]);
+      expect(readdirSync(entry).sort()).toEqual(['manifest.json', `shard-000${shard}.ann`, `shard-000${shard}.codes`, `shard-000${shard}.graph`, `shard-000${shard}.ids`]);
     }
     const info = await client.describeIndex('tracks');
     expect(info.shards.map((s) => s.sidecars.find((c) => c.kind === 'codes')?.state)).toEqual(['loaded', 'loaded']);
@@ -162,7 +162,7 @@ describe('the shard download cache', () => {
       proxy.cutAfterBytes = undefined;
       const folder = await cache.fetch(url, new Set());
       expect(folder).toBe(path.join(dir, 'shard-0001', 'tracks@v3'));
-      expect(readdirSync(folder).sort()).toEqual(['manifest.json', 'shard-0001.ann', 'shard-0001.codes', 'shard-0001.ids']);
+      expect(readdirSync(folder).sort()).toEqual(['manifest.json', 'shard-0001.ann', 'shard-0001.codes', 'shard-0001.graph', 'shard-0001.ids']);
     } finally {
       store.close();
       await proxy.stop();
