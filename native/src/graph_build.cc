@@ -339,12 +339,13 @@ class GraphBuilder {
   int strict_width() {
     Graph sample;
     sample.width = kGraphMaxChosenWidth;
+    sample.n_items = (n_ + kWidthSampleStep - 1) / kWidthSampleStep;
+    sample.rows.resize(static_cast<size_t>(sample.n_items) * static_cast<size_t>(sample.width));
     std::vector<Neighbour> candidates;
-    for (int32_t i = 0; i < n_; i += kWidthSampleStep) {
+    for (int32_t s = 0; s < sample.n_items; ++s) {
+      const int32_t i = s * kWidthSampleStep;
       candidates.assign(list(i), list(i) + sizes_[static_cast<size_t>(i)]);
-      sample.rows.resize(sample.rows.size() + static_cast<size_t>(sample.width));
-      select_diverse(i, candidates, sample.rows.data() + sample.rows.size() - static_cast<size_t>(sample.width), sample.width, 1.0f);
-      ++sample.n_items;
+      select_diverse(i, candidates, sample.rows.data() + static_cast<size_t>(s) * static_cast<size_t>(sample.width), sample.width, 1.0f);
     }
     return chosen_width(sample.view());
   }
