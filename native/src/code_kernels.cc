@@ -33,6 +33,15 @@ float dot_s8_f32_scalar(const int8_t* x, const float* q, int n) {
   return r;
 }
 
+float l2_u8_f32_scalar(const uint8_t* x, const float* scale, const float* p, int n) {
+  float r = 0;
+  for (int i = 0; i < n; ++i) {
+    const float d = scale[i] * static_cast<float>(x[i]) - p[i];
+    r += d * d;
+  }
+  return r;
+}
+
 // Inlined into each caller, so __builtin_popcountll becomes the popcnt instruction where the caller's
 // target has it.
 __attribute__((always_inline)) inline MaskedSum masked_sum4_body(const uint64_t* bits, const uint64_t* planes, int words) {
@@ -102,6 +111,20 @@ __attribute__((target("avx2,fma"))) float dot_s8_f32_avx2(const int8_t* x, const
   return _mm_cvtss_f32(s) + dot_s8_f32_scalar(x + i, q + i, n - i);
 }
 
+__attribute__((target("avx2,fma"))) float l2_u8_f32_avx2(const uint8_t* x, const float* scale, const float* p, int n) {
+  __m256 acc = _mm256_setzero_ps();
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 c = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(x + i))));
+    const __m256 d = _mm256_fmsub_ps(_mm256_loadu_ps(scale + i), c, _mm256_loadu_ps(p + i));
+    acc = _mm256_fmadd_ps(d, d, acc);
+  }
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s) + l2_u8_f32_scalar(x + i, scale + i, p + i, n - i);
+}
+
 // ---- AVX-512 with VNNI: 64 byte products per instruction (vpdpbusd), masked tails ----
 
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) int32_t dot_u8_s8_vnni(const uint8_t* x, const int8_t* y, int n) {
@@ -139,6 +162,23 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) float dot_s8_f32_avx512(con
     const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1);
     const __m512i w = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, x + i));
     acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(w), _mm512_maskz_loadu_ps(m, q + i), acc);
+  }
+  return _mm512_reduce_add_ps(acc);
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl"))) float l2_u8_f32_avx512(const uint8_t* x, const float* scale, const float* p, int n) {
+  __m512 acc = _mm512_setzero_ps();
+  int i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 c = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i))));
+    const __m512 d = _mm512_fmsub_ps(_mm512_loadu_ps(scale + i), c, _mm512_loadu_ps(p + i));
+    acc = _mm512_fmadd_ps(d, d, acc);
+  }
+  if (i < n) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1);
+    const __m512 c = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, x + i)));
+    const __m512 d = _mm512_fmsub_ps(_mm512_maskz_loadu_ps(m, scale + i), c, _mm512_maskz_loadu_ps(m, p + i));
+    acc = _mm512_fmadd_ps(d, d, acc);
   }
   return _mm512_reduce_add_ps(acc);
 }
@@ -183,16 +223,16 @@ Kernels kernels_for(Level level) {
   switch (level) {
     case Level::Avx512Vnni:
       if (__builtin_cpu_supports("avx512vpopcntdq")) sum4 = masked_sum4_vpopcnt;
-      return {level, dot_u8_s8_vnni, sad_u8_avx512, dot_s8_f32_avx512, sum4};
+      return {level, dot_u8_s8_vnni, sad_u8_avx512, dot_s8_f32_avx512, l2_u8_f32_avx512, sum4};
     case Level::Avx2:
-      return {level, dot_u8_s8_avx2, sad_u8_avx2, dot_s8_f32_avx2, sum4};
+      return {level, dot_u8_s8_avx2, sad_u8_avx2, dot_s8_f32_avx2, l2_u8_f32_avx2, sum4};
     case Level::Scalar:
       break;
   }
-  return {Level::Scalar, dot_u8_s8_scalar, sad_u8_scalar, dot_s8_f32_scalar, sum4};
+  return {Level::Scalar, dot_u8_s8_scalar, sad_u8_scalar, dot_s8_f32_scalar, l2_u8_f32_scalar, sum4};
 #else
   (void)level;
-  return {Level::Scalar, dot_u8_s8_scalar, sad_u8_scalar, dot_s8_f32_scalar, masked_sum4_scalar};
+  return {Level::Scalar, dot_u8_s8_scalar, sad_u8_scalar, dot_s8_f32_scalar, l2_u8_f32_scalar, masked_sum4_scalar};
 #endif
 }
 

@@ -1,6 +1,6 @@
 // Integer kernels for scoring compact codes, chosen once at start-up from the CPU's features
 // (AVX-512 VNNI, AVX2, scalar), as simd.h chooses the float kernels. All levels return identical
-// results (integer sums; the float one is within rounding).
+// results (integer sums; the float ones are within rounding).
 #pragma once
 
 #include <cstdint>
@@ -22,6 +22,8 @@ struct Kernels {
   uint32_t (*sad_u8)(const uint8_t* x, const uint8_t* y, int n);
   // sum x[i] * q[i] in float, x signed bytes: a compact split's margin.
   float (*dot_s8_f32)(const int8_t* x, const float* q, int n);
+  // sum (scale[i] * x[i] - p[i])^2 in float, x unsigned bytes: an 8-bit code's squared distance.
+  float (*l2_u8_f32)(const uint8_t* x, const float* scale, const float* p, int n);
   // Over the set bits j of `bits`: the sum of Q[j], where Q[j] (0..15) is spread over 4 bit planes
   // (plane p, `words` 64-bit words from planes + p * words, holds bit p of every Q[j]), and their count.
   MaskedSum (*masked_sum4)(const uint64_t* bits, const uint64_t* planes, int words);
@@ -34,6 +36,9 @@ const char* level_name(Level level);
 inline int32_t dot_u8_s8(const uint8_t* x, const int8_t* y, int n) { return kKernels.dot_u8_s8(x, y, n); }
 inline uint32_t sad_u8(const uint8_t* x, const uint8_t* y, int n) { return kKernels.sad_u8(x, y, n); }
 inline float dot_s8_f32(const int8_t* x, const float* q, int n) { return kKernels.dot_s8_f32(x, q, n); }
+inline float l2_u8_f32(const uint8_t* x, const float* scale, const float* p, int n) {
+  return kKernels.l2_u8_f32(x, scale, p, n);
+}
 inline MaskedSum masked_sum4(const uint64_t* bits, const uint64_t* planes, int words) {
   return kKernels.masked_sum4(bits, planes, words);
 }

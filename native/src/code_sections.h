@@ -1,4 +1,4 @@
-// The code sections' layouts (docs/sidecar-format.md, kinds 1-4), shared by the builder, the
+// The code sections' layouts (docs/sidecar-format.md, kinds 1, 2, 4 and 6), shared by the builder, the
 // checks at load and the search. Every section starts 64-byte aligned; records are packed.
 #pragma once
 
@@ -42,12 +42,10 @@ struct BinaryRecord {
 constexpr float kBinaryConfidence = 1.9f;  // RaBitQ's epsilon_0
 inline size_t binary_record_bytes(int words) { return sizeof(BinaryRecord) + 8 * static_cast<size_t>(words); }
 
-// Scalar codes: offset[dim] f32 and scale[dim] f32 (each padded to 64 bytes), then per item this
-// record followed by dim u8 codes, zero-padded to a multiple of 4: value j ~ offset[j] + scale[j] * code[j].
-struct ScalarRecord {
-  float factor;  // |x~|^2 (angular, euclidean), 0 (dot, manhattan), +inf for a hole
-};
-inline size_t scalar_record_bytes(int dim) { return sizeof(ScalarRecord) + pad4(static_cast<size_t>(dim)); }
+// Scalar codes: offset[dim] f32 and scale[dim] f32 (each padded to 64 bytes), then per item a record
+// of dim u8 codes, zero-padded to a multiple of 4: value j ~ offset[j] + scale[j] * code[j]. Nothing
+// else: at dim 128 a record is two whole cache lines, which a per-item factor would make three.
+inline size_t scalar_record_bytes(int dim) { return pad4(static_cast<size_t>(dim)); }
 
 // Splits: root references i32[n_roots] (padded to 64 bytes), then per split node this record followed
 // by dim int8 normal components, zero-padded to a multiple of 4. margin = offset + scale * (normal . q).
@@ -84,9 +82,7 @@ struct CodeViews {
   const BinaryRecord* binary(int32_t item) const {
     return reinterpret_cast<const BinaryRecord*>(binary_records + binary_record_size * static_cast<size_t>(item));
   }
-  const ScalarRecord* scalar(int32_t item) const {
-    return reinterpret_cast<const ScalarRecord*>(scalar_records + scalar_record_size * static_cast<size_t>(item));
-  }
+  const uint8_t* scalar(int32_t item) const { return scalar_records + scalar_record_size * static_cast<size_t>(item); }
   const SplitRecord* split(int32_t index) const {
     return reinterpret_cast<const SplitRecord*>(split_records + split_record_size * static_cast<size_t>(index));
   }

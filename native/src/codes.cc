@@ -65,7 +65,6 @@ class SectionChecker {
     }
     views->scalar_records = s.data + 2 * table;
     views->scalar_record_size = record;
-    for (int32_t i = 0; i < forest_.n_items(); ++i) expect(s, is_factor(views->scalar(i)->factor), "factor of item " + std::to_string(i));
   }
 
   void splits(const SectionView& s, CodeViews* views) const {

@@ -145,22 +145,15 @@ SectionData scalar_section(const Forest& forest, const ItemReader& items) {
   pad_to(bytes, table);
   append(bytes, scale.data(), scale.size());
   pad_to(bytes, 2 * table);
-  const bool has_norm = metric == MetricKind::Angular || metric == MetricKind::Euclidean;
-  std::vector<uint8_t> code(pad4(static_cast<size_t>(dim)), 0);
+  std::vector<uint8_t> code(record_size, 0);
   for (int32_t i = 0; i < n; ++i) {
-    ScalarRecord record{kHole};
-    std::fill(code.begin(), code.end(), 0);
+    std::fill(code.begin(), code.end(), 0);  // a hole keeps zeros: no walk or graph reaches it
     if (items.read(i, x.data())) {
-      double norm_sq = 0;
       for (int j = 0; j < dim; ++j) {
         const float c = std::nearbyint((x[j] - offset[j]) / scale[j]);
         code[j] = static_cast<uint8_t>(std::min(255.0f, std::max(0.0f, c)));
-        const double value = offset[j] + static_cast<double>(scale[j]) * code[j];
-        norm_sq += value * value;
       }
-      record.factor = has_norm ? static_cast<float>(norm_sq) : 0.0f;
     }
-    append(bytes, &record, 1);
     append(bytes, code.data(), code.size());
   }
   SectionData s{static_cast<uint32_t>(SectionKind::ScalarCodes), kSectionRequired, {}, std::move(bytes)};

@@ -1,4 +1,4 @@
-// The query side of 8-bit scalar codes (code_sections.h: ScalarRecord): the query prepared once,
+// The query side of 8-bit scalar codes (code_sections.h: scalar_record_bytes): the query prepared once,
 // then an estimate per item record, in the metric's internal units (squared euclidean; angular: the
 // squared distance of unit vectors, 2 - 2 cos, as Annoy's internal angular distance; manhattan: the
 // sum of absolute differences). Estimates of one query compare with each other and, closely, with
@@ -32,32 +32,33 @@ class ScalarQuery {
         const float level = std::nearbyint((prepared[j] - views.scalar_offset[j]) / step_);
         levels_[j] = static_cast<uint8_t>(std::min(255.0f, std::max(0.0f, level)));
       }
-    } else {
+    } else if constexpr (M::kKind == MetricKind::Dot) {
       // x~ . q = offset . q + sum code_j * (scale_j q_j), the second sum on an 8-bit copy of scale * q.
       float largest = 0;
       offset_dot_ = 0;
-      query_sq_ = 0;
       for (int j = 0; j < dim; ++j) {
         largest = std::max(largest, std::fabs(views.scalar_scale[j] * prepared[j]));
         offset_dot_ += views.scalar_offset[j] * prepared[j];
-        query_sq_ += prepared[j] * prepared[j];
       }
       unit_ = largest > 0 ? largest / 127.0f : 1.0f;
       scaled_.resize(static_cast<size_t>(dim));
       for (int j = 0; j < dim; ++j) scaled_[j] = static_cast<int8_t>(std::nearbyint(views.scalar_scale[j] * prepared[j] / unit_));
+    } else {
+      // |x~ - q|^2 = sum (scale_j code_j - (q_j - offset_j))^2, in float: no per-item norm to store.
+      from_offset_.resize(static_cast<size_t>(dim));
+      for (int j = 0; j < dim; ++j) from_offset_[j] = prepared[j] - views.scalar_offset[j];
     }
   }
 
-  // +inf for a hole (its factor) or a NaN.
-  float estimate(const ScalarRecord* r) const {
+  // +inf for a NaN.
+  float estimate(const uint8_t* codes) const {
     float e;
     if constexpr (M::kKind == MetricKind::Manhattan) {
-      const uint32_t sad = code_kernels::sad_u8(record_payload<ScalarRecord, uint8_t>(r), levels_.data(), dim_);
-      e = r->factor + step_ * static_cast<float>(sad);
+      e = step_ * static_cast<float>(code_kernels::sad_u8(codes, levels_.data(), dim_));
+    } else if constexpr (M::kKind == MetricKind::Dot) {
+      e = -(offset_dot_ + unit_ * static_cast<float>(code_kernels::dot_u8_s8(codes, scaled_.data(), dim_)));
     } else {
-      const int32_t dot = code_kernels::dot_u8_s8(record_payload<ScalarRecord, uint8_t>(r), scaled_.data(), dim_);
-      const float inner = offset_dot_ + unit_ * static_cast<float>(dot);
-      e = M::kKind == MetricKind::Dot ? r->factor - inner : r->factor + query_sq_ - 2.0f * inner;
+      e = code_kernels::l2_u8_f32(codes, views_->scalar_scale, from_offset_.data(), dim_);
     }
     return e == e ? e : std::numeric_limits<float>::infinity();
   }
@@ -74,10 +75,10 @@ class ScalarQuery {
   int dim_ = 0;
   float step_ = 0;        // manhattan
   std::vector<uint8_t> levels_;
-  float offset_dot_ = 0;  // the others
-  float query_sq_ = 0;
+  float offset_dot_ = 0;  // dot
   float unit_ = 1;
   std::vector<int8_t> scaled_;
+  std::vector<float> from_offset_;  // angular, euclidean
 };
 
 }  // namespace canopy

@@ -111,13 +111,17 @@ class TempFile {
 }  // namespace
 
 bool is_known_section_kind(uint32_t kind) {
-  return kind >= static_cast<uint32_t>(SectionKind::Rotation) && kind <= static_cast<uint32_t>(SectionKind::Graph);
+  return kind >= static_cast<uint32_t>(SectionKind::Rotation) && kind <= static_cast<uint32_t>(SectionKind::ScalarCodes) &&
+         !is_retired_section_kind(kind);
 }
+
+bool is_retired_section_kind(uint32_t kind) { return kind == static_cast<uint32_t>(SectionKind::ScalarCodesWithFactor); }
 
 const char* section_kind_name(uint32_t kind) {
   switch (static_cast<SectionKind>(kind)) {
     case SectionKind::Rotation: return "rotation";
     case SectionKind::BinaryCodes: return "binary codes";
+    case SectionKind::ScalarCodesWithFactor: return "scalar codes with factors";
     case SectionKind::ScalarCodes: return "scalar codes";
     case SectionKind::Splits: return "splits";
     case SectionKind::Graph: return "neighbour graph";
@@ -232,6 +236,9 @@ std::vector<SectionView> check_sections(const std::string& path, const MappedFil
       if (s.kind == e.kind) throw bad_sidecar(path, "is corrupt: " + which + " appears twice");
       const uint64_t s_offset = static_cast<uint64_t>(s.data - mapping.data());
       if (e.offset < s_offset + s.size && s_offset < e.offset + e.size) throw bad_sidecar(path, "is corrupt: " + which + " overlaps another section");
+    }
+    if (is_retired_section_kind(e.kind)) {
+      throw bad_sidecar(path, "holds " + which + ", a layout this build no longer reads: rebuild the sidecar from its forest (canopy codes)");
     }
     if (!is_known_section_kind(e.kind) && (e.flags & kSectionRequired) != 0) {
       throw bad_sidecar(path, "needs " + which + ", which this build does not know (written by a newer Canopy?)");

@@ -24,13 +24,17 @@ namespace canopy {
 enum class SectionKind : uint32_t {
   Rotation = 1,     // random rotation of the codes (signs of a Walsh-Hadamard transform)
   BinaryCodes = 2,  // 1-bit codes and estimate factors per item
-  ScalarCodes = 3,  // 8-bit codes per item, per-dimension scale and offset
+  ScalarCodesWithFactor = 3,  // retired: 8-bit records led by a float factor (see ScalarCodes)
   Splits = 4,       // compact split records and the roots, for the tree walk
   Graph = 5,        // neighbour rows per item (graph_section.h)
+  ScalarCodes = 6,  // 8-bit codes per item, per-dimension scale and offset
 };
 
 // True for the kinds this build can read.
 bool is_known_section_kind(uint32_t kind);
+// True for kinds an earlier build wrote and this one no longer reads: a sidecar holding one is
+// refused with a hint to rebuild it from its forest, which a sidecar can always be.
+bool is_retired_section_kind(uint32_t kind);
 const char* section_kind_name(uint32_t kind);
 
 constexpr uint32_t kSectionRequired = 1;  // flags bit 0: a reader that does not know the kind refuses the file

@@ -1,6 +1,7 @@
 // Codes: recall through the codes against exact mode at the same search_k, for every metric;
 // returned distances exact; refused sidecars; kernels equal across CPU levels.
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <random>
 #include <set>
@@ -104,12 +105,13 @@ TEST(codes_kernels_agree_across_levels) {
   for (int n : {1, 7, 16, 33, 64, 100, 129, 784}) {
     std::vector<uint8_t> a(n), b(n);
     std::vector<int8_t> s(n);
-    std::vector<float> q(n);
+    std::vector<float> q(n), scale(n);
     for (int i = 0; i < n; ++i) {
       a[i] = static_cast<uint8_t>(g());
       b[i] = static_cast<uint8_t>(g());
       s[i] = static_cast<int8_t>(g());
       q[i] = static_cast<float>(static_cast<int>(g() % 200) - 100) / 8.0f;
+      scale[i] = static_cast<float>(1 + g() % 8) / 64.0f;
     }
     const Kernels scalar = kernels_for(Level::Scalar);
     for (Level level : {Level::Avx2, kKernels.level}) {
@@ -117,6 +119,8 @@ TEST(codes_kernels_agree_across_levels) {
       CHECK(k.dot_u8_s8(a.data(), s.data(), n) == scalar.dot_u8_s8(a.data(), s.data(), n));
       CHECK(k.sad_u8(a.data(), b.data(), n) == scalar.sad_u8(a.data(), b.data(), n));
       CHECK(k.dot_s8_f32(s.data(), q.data(), n) == scalar.dot_s8_f32(s.data(), q.data(), n));  // exact: multiples of 1/8
+      const float l2 = scalar.l2_u8_f32(a.data(), scale.data(), q.data(), n);
+      CHECK(std::fabs(k.l2_u8_f32(a.data(), scale.data(), q.data(), n) - l2) <= 1e-5f * l2);  // sums in another order
     }
   }
   for (int words : {1, 2, 8, 16}) {

@@ -131,3 +131,13 @@ TEST(sidecar_needing_an_unknown_section_is_refused) {
   check_refused(path, id, "which this build does not know");
   REQUIRE_THROWS_CODE(Sidecar::load(canopy_test::temp_dir() + "/missing.codes", id, false), ErrorCode::IoError);
 }
+
+TEST(sidecar_with_a_retired_section_is_refused_with_a_rebuild_hint) {
+  const auto forest = small_forest(MetricKind::Euclidean, 4, 1);
+  const ForestIdentity id = ForestIdentity::of(*forest);
+  const std::string path = canopy_test::temp_dir() + "/retired.codes";
+  const auto retired = static_cast<uint32_t>(canopy::SectionKind::ScalarCodesWithFactor);
+  CHECK(canopy::is_retired_section_kind(retired) && !canopy::is_known_section_kind(retired));
+  canopy::write_sidecar(path, id, {{retired, canopy::kSectionRequired, {}, bytes_of(10, 0)}});
+  check_refused(path, id, "no longer reads: rebuild the sidecar");
+}
