@@ -1,6 +1,6 @@
-// The search through codes (see codes.h): walk compact splits, estimate on 1-bit codes, rescore the
-// best on 8-bit codes, re-rank the best `rerank` exactly. Allocation-free once a thread's scratch has
-// grown to the largest forest it searched.
+// The search through codes (see codes.h): walk compact splits, estimate on 1-bit codes (if the index
+// uses that step), score the likely ones on 8-bit codes, re-rank the best `rerank` exactly.
+// Allocation-free once a thread's scratch has grown to the largest forest it searched.
 #pragma once
 
 #include <algorithm>
@@ -66,7 +66,10 @@ class CodedSearch {
   // fewer still but lost 0.015 of recall at 40 dimensions (native/test/codes_test.cc).
   static constexpr float kRescoreConfidence = 1.5f;
 
-  CodedSearch(const Forest& forest, const CodeViews& views) : forest_(forest), views_(views), layout_(forest.layout()) {}
+  // binary_step: score candidates on 1-bit codes before the 8-bit ones (only with binary codes; see
+  // CodedForest::load for when it pays).
+  CodedSearch(const Forest& forest, const CodeViews& views, bool binary_step)
+      : forest_(forest), views_(views), layout_(forest.layout()), binary_step_(binary_step && views.centroid != nullptr) {}
 
   size_t run(const float* query, size_t k, int64_t search_k, size_t rerank, int32_t* ids, float* distances) {
     if (k == 0) return 0;
@@ -75,18 +78,26 @@ class CodedSearch {
     walk(s, query, static_cast<uint64_t>(search_k));
     prepare(s, query);
     s.scored.clear();
-    if (views_.centroid != nullptr && s.candidates.size() > rerank) {
+    if (binary_step_ && s.candidates.size() > rerank) {
       score_binary(s);
-      rescore_likely(s, rerank);
+      filter_ = rescore_likely(s, rerank);
     } else {
       for (int32_t id : s.candidates) s.scored.emplace_back(0.0f, id);
       score_scalar(s, 0);
+      filter_ = {};
     }
     keep_best(s.scored, rerank);
     return rank_exact(s, query, k, ids, distances);
   }
 
   bool saw_bad_reference() const { return bad_reference_; }
+  // The 1-bit filter in the last run: candidates its lower bound was tested on (all but the best
+  // few, rescored anyway), and how many of those passed to the 8-bit step.
+  struct FilterCounts {
+    size_t tested = 0;
+    size_t passed = 0;
+  };
+  FilterCounts filter_counts() const { return filter_; }
 
  private:
   // ---- the walk: Annoy's traversal over compact split records ----
@@ -187,7 +198,7 @@ class CodedSearch {
       word |= bit;
       s.candidates.push_back(id);
       // Its 1-bit record is read after the walk: fetched now, the walk's own misses hide it.
-      if (views_.centroid != nullptr) __builtin_prefetch(views_.binary(id));
+      if (binary_step_) __builtin_prefetch(views_.binary(id));
     }
   }
 
@@ -252,12 +263,12 @@ class CodedSearch {
 
   // The best 1-bit estimates on 8-bit codes first; their rerank-th best is the bar every other
   // candidate's lower bound must pass to be rescored too.
-  void rescore_likely(CodedScratch<M>& s, size_t rerank) const {
+  FilterCounts rescore_likely(CodedScratch<M>& s, size_t rerank) const {
     const size_t first = std::min(s.estimates.size(), std::max(kFirstRescoreMin, kFirstRescorePerRerank * rerank));
     std::nth_element(s.estimates.begin(), s.estimates.begin() + static_cast<std::ptrdiff_t>(first), s.estimates.end());
     for (size_t i = 0; i < first; ++i) s.scored.emplace_back(0.0f, s.estimates[i].id);
     score_scalar(s, 0);
-    if (s.scored.size() <= rerank) return;
+    if (s.scored.size() <= rerank) return {};
     keep_best(s.scored, rerank);
     float bar = s.scored.front().first;
     for (const Entry& e : s.scored) bar = std::max(bar, e.first);
@@ -266,6 +277,7 @@ class CodedSearch {
       if (s.estimates[i].lower < bar) s.scored.emplace_back(0.0f, s.estimates[i].id);
     }
     score_scalar(s, before);
+    return {s.estimates.size() - first, s.scored.size() - before};
   }
 
   // 8-bit estimates (scalar_query.h) for s.scored[from..].
@@ -310,7 +322,9 @@ class CodedSearch {
   const Forest& forest_;
   const CodeViews& views_;
   const NodeLayout& layout_;
+  const bool binary_step_;
   bool bad_reference_ = false;
+  FilterCounts filter_;
 };
 
 }  // namespace canopy

@@ -162,15 +162,17 @@ CodeViews check_code_sections(const Forest& forest, const Sidecar& sidecar) {
 template <class M>
 class CodedForestImpl final : public CodedForest {
  public:
-  CodedForestImpl(std::shared_ptr<const Forest> forest, std::shared_ptr<const Sidecar> sidecar, CodeViews views)
-      : CodedForest(std::move(forest), std::move(sidecar)), views_(std::move(views)) {}
+  CodedForestImpl(std::shared_ptr<const Forest> forest, std::shared_ptr<const Sidecar> sidecar, CodeViews views, BinaryStep step)
+      : CodedForest(std::move(forest), std::move(sidecar)), views_(std::move(views)) {
+    binary_step_ = views_.centroid != nullptr && (step == BinaryStep::Use || (step == BinaryStep::Calibrate && binary_step_pays()));
+  }
 
   size_t search_vector(const float* query, size_t k, int64_t search_k, int64_t rerank, int32_t* ids,
                        float* distances) const override {
     if constexpr (M::kKind == MetricKind::Hamming) {
       return forest_->search_vector(query, k, search_k, ids, distances);
     } else {
-      CodedSearch<M> search(*forest_, views_);
+      CodedSearch<M> search(*forest_, views_, binary_step_);
       const size_t found = search.run(query, k, search_k, rerank_for(k, rerank), ids, distances);
       check_intact(search.saw_bad_reference());
       return found;
@@ -178,6 +180,7 @@ class CodedForestImpl final : public CodedForest {
   }
 
   const CodeViews& views() const override { return views_; }
+  bool uses_binary_step() const override { return binary_step_; }
 
   size_t search_item(int32_t item, size_t k, int64_t search_k, int64_t rerank, int32_t* ids, float* distances) const override {
     if constexpr (M::kKind == MetricKind::Hamming) {
@@ -196,7 +199,29 @@ class CodedForestImpl final : public CodedForest {
     return std::max(n, k);
   }
 
+  // Searches for items spread over the ids with the 1-bit step on, k 10 and a search_k of
+  // kCalibrationSearchKPerTree per tree, and counts what its filter passes (see BinaryStep).
+  bool binary_step_pays() const {
+    constexpr size_t k = 10;
+    if (forest_->n_items() == 0) return false;
+    CodedSearch<M> search(*forest_, views_, true);
+    std::vector<float> query(static_cast<size_t>(forest_->layout().dim));
+    int32_t ids[k];
+    float distances[k];
+    const int64_t search_k = kCalibrationSearchKPerTree * static_cast<int64_t>(forest_->roots().size());
+    size_t tested = 0, passed = 0;
+    for (int i = 0; i < kCalibrationQueries; ++i) {
+      const int32_t item = static_cast<int32_t>(int64_t{forest_->n_items()} * i / kCalibrationQueries);
+      forest_->get_item(item, query.data());
+      search.run(query.data(), k, search_k, rerank_for(k, 0), ids, distances);
+      tested += search.filter_counts().tested;
+      passed += search.filter_counts().passed;
+    }
+    return tested > 0 && static_cast<double>(passed) <= kMaxBinaryPassShare * static_cast<double>(tested);
+  }
+
   CodeViews views_;
+  bool binary_step_ = false;
 };
 
 }  // namespace
@@ -206,16 +231,21 @@ void CodedForest::check_intact(bool saw_bad_reference) const {
   if (sidecar_->damaged()) throw bad_sidecar(sidecar_->path(), "changed on disk while mapped (truncated?); reload the version");
 }
 
-std::shared_ptr<const CodedForest> CodedForest::load(std::shared_ptr<const Forest> forest, const std::string& path, bool prefault) {
+std::shared_ptr<const CodedForest> CodedForest::load(std::shared_ptr<const Forest> forest, const std::string& path, bool prefault,
+                                                     BinaryStep binary_step) {
   std::shared_ptr<const Sidecar> sidecar = Sidecar::load(path, ForestIdentity::of(*forest), prefault);
   CodeViews views = check_code_sections(*forest, *sidecar);
   if (sidecar->damaged()) throw bad_sidecar(path, "changed on disk while it was being read (truncated?)");
-  sidecar->release_pages();
-  forest->storage().mapping.release_pages();  // the split checks read the forest's leaf nodes
-  return with_metric(forest->layout().metric, [&](auto tag) -> std::shared_ptr<const CodedForest> {
+  const Sidecar& mapped_sidecar = *sidecar;
+  const Forest& mapped_forest = *forest;
+  auto coded = with_metric(forest->layout().metric, [&](auto tag) -> std::shared_ptr<const CodedForest> {
     using M = typename decltype(tag)::type;
-    return std::make_shared<CodedForestImpl<M>>(std::move(forest), std::move(sidecar), std::move(views));
+    return std::make_shared<CodedForestImpl<M>>(std::move(forest), std::move(sidecar), std::move(views), binary_step);
   });
+  // After the calibration's searches too: loading leaves the page cache to the queries.
+  mapped_sidecar.release_pages();
+  mapped_forest.storage().mapping.release_pages();  // the split checks read the forest's leaf nodes
+  return coded;
 }
 
 }  // namespace canopy

@@ -35,23 +35,39 @@ std::vector<std::vector<float>> clustered(size_t n, int dim, unsigned seed) {
   return out;
 }
 
+// Sparse non-negative vectors, as MNIST's pixels: 40% of the coordinates set. Distances between
+// them vary widely around the centroid, so 1-bit estimates filter well (MNIST: 2% passed).
+std::vector<std::vector<float>> sparse(size_t n, int dim, unsigned seed) {
+  std::mt19937 g(seed);
+  std::uniform_real_distribution<float> uniform(0, 1);
+  std::vector<std::vector<float>> out(n, std::vector<float>(dim));
+  for (auto& v : out) {
+    for (auto& x : v) x = uniform(g) < 0.4f ? 1 + uniform(g) : 0;
+  }
+  return out;
+}
+
 struct Built {
   std::unique_ptr<canopy::Index> index;
   std::shared_ptr<const CodedForest> coded;
+  std::string codes_path;
   std::vector<std::vector<float>> items;
 };
 
-Built build(MetricKind metric, size_t n, int dim, const std::string& name) {
+Built build(MetricKind metric, const std::vector<std::vector<float>>& items, const std::string& name,
+            CodedForest::BinaryStep step = CodedForest::BinaryStep::Calibrate) {
   Built b;
-  b.items = clustered(n, dim, 11);
+  b.items = items;
+  const int dim = static_cast<int>(items[0].size());
   b.index = std::make_unique<canopy::Index>(metric, dim);
-  for (size_t i = 0; i < n; ++i) b.index->add_item(static_cast<int32_t>(i), b.items[i].data());
+  for (size_t i = 0; i < items.size(); ++i) b.index->add_item(static_cast<int32_t>(i), items[i].data());
   b.index->build(10, 1);
-  const std::string path = canopy_test::temp_dir() + "/" + name + ".codes";
-  canopy::write_codes(*b.index->forest(), path, canopy::kDefaultCodeSeed);
-  b.coded = CodedForest::load(b.index->forest(), path, false);
+  b.codes_path = canopy_test::temp_dir() + "/" + name + ".codes";
+  canopy::write_codes(*b.index->forest(), b.codes_path, canopy::kDefaultCodeSeed);
+  b.coded = CodedForest::load(b.index->forest(), b.codes_path, false, step);
   return b;
 }
+
 
 std::vector<int32_t> true_neighbours(const canopy::Forest& f, const std::vector<float>& q, size_t k) {
   // exact search over everything: search_k large enough to collect every item from every tree
@@ -74,29 +90,47 @@ double overlap(const std::vector<int32_t>& a, const std::vector<int32_t>& truth)
 TEST(codes_recall_matches_exact_mode_at_the_same_search_k) {
   const size_t k = 10;
   const int64_t kSearchK = 2000;  // exact-mode recall 0.8-0.97 here
+  using Step = CodedForest::BinaryStep;
   for (MetricKind metric : {MetricKind::Angular, MetricKind::Euclidean, MetricKind::Manhattan, MetricKind::Dot}) {
-    Built b = build(metric, 4000, 40, std::string("recall-") + canopy::metric_name(metric));
+    Built b = build(metric, clustered(4000, 40, 11), std::string("recall-") + canopy::metric_name(metric), Step::Use);
     const auto& forest = *b.index->forest();
+    // with and without the 1-bit step (manhattan has no 1-bit codes)
+    const auto skipping = CodedForest::load(b.index->forest(), b.codes_path, false, Step::Skip);
+    CHECK(b.coded->uses_binary_step() == (metric != MetricKind::Manhattan) && !skipping->uses_binary_step());
     const auto queries = clustered(100, 40, 99);
-    double exact_recall = 0, coded_recall = 0;
+    double exact_recall = 0, coded_recall[2] = {0, 0};
     for (const auto& q : queries) {
       const std::vector<int32_t> truth = true_neighbours(forest, q, k);
       std::vector<int32_t> ids(k);
       std::vector<float> d(k);
       ids.resize(forest.search_vector(q.data(), k, kSearchK, ids.data(), d.data()));
       exact_recall += overlap(ids, truth);
-      std::vector<int32_t> cids(k);
-      std::vector<float> cd(k);
-      cids.resize(b.coded->search_vector(q.data(), k, kSearchK, 0, cids.data(), cd.data()));
-      coded_recall += overlap(cids, truth);
-      // distances returned through the codes are the exact ones, best first
-      for (size_t i = 1; i < cids.size(); ++i) CHECK(metric == MetricKind::Dot ? cd[i - 1] >= cd[i] : cd[i - 1] <= cd[i]);
+      int path = 0;
+      for (const CodedForest* coded : {b.coded.get(), skipping.get()}) {
+        std::vector<int32_t> cids(k);
+        std::vector<float> cd(k);
+        cids.resize(coded->search_vector(q.data(), k, kSearchK, 0, cids.data(), cd.data()));
+        coded_recall[path++] += overlap(cids, truth);
+        // distances returned through the codes are the exact ones, best first
+        for (size_t i = 1; i < cids.size(); ++i) CHECK(metric == MetricKind::Dot ? cd[i - 1] >= cd[i] : cd[i - 1] <= cd[i]);
+      }
     }
     exact_recall /= static_cast<double>(queries.size());
-    coded_recall /= static_cast<double>(queries.size());
-    std::fprintf(stderr, "  %s: recall exact %.3f, codes %.3f\n", canopy::metric_name(metric), exact_recall, coded_recall);
-    CHECK(coded_recall >= exact_recall - 0.01);
+    for (double& r : coded_recall) r /= static_cast<double>(queries.size());
+    std::fprintf(stderr, "  %s: recall exact %.3f, codes %.3f (1-bit step) %.3f (without)\n", canopy::metric_name(metric),
+                 exact_recall, coded_recall[0], coded_recall[1]);
+    CHECK(coded_recall[0] >= exact_recall - 0.01);
+    CHECK(coded_recall[1] >= exact_recall - 0.01);
   }
+}
+
+TEST(codes_use_the_1_bit_step_only_where_it_filters) {
+  for (MetricKind metric : {MetricKind::Angular, MetricKind::Euclidean, MetricKind::Dot}) {
+    const std::string name = canopy::metric_name(metric);
+    CHECK(!build(metric, clustered(4000, 64, 5), "calibrate-mixture-" + name).coded->uses_binary_step());
+    CHECK(build(metric, sparse(4000, 256, 5), "calibrate-sparse-" + name).coded->uses_binary_step());
+  }
+  CHECK(!build(MetricKind::Manhattan, sparse(4000, 256, 5), "calibrate-sparse-manhattan").coded->uses_binary_step());
 }
 
 TEST(codes_kernels_agree_across_levels) {
