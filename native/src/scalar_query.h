@@ -50,6 +50,21 @@ class ScalarQuery {
     }
   }
 
+  // True where an estimate is a sum of non-negative terms, one per dimension, so the sum over some
+  // dimensions is a lower bound of the whole (partial()).
+  static constexpr bool kSumOfTerms = M::kKind != MetricKind::Dot;
+
+  // The estimate's terms for dimensions [from, to) (kSumOfTerms metrics); partial(c, 0, j) +
+  // partial(c, j, dim) is estimate(c) up to rounding.
+  float partial(const uint8_t* codes, int from, int to) const {
+    static_assert(kSumOfTerms, "dot estimates have no partial sums");
+    if constexpr (M::kKind == MetricKind::Manhattan) {
+      return step_ * static_cast<float>(code_kernels::sad_u8(codes + from, levels_.data() + from, to - from));
+    } else {
+      return code_kernels::l2_u8_f32(codes + from, views_->scalar_scale + from, from_offset_.data() + from, to - from);
+    }
+  }
+
   // +inf for a NaN.
   float estimate(const uint8_t* codes) const {
     float e;
