@@ -98,6 +98,13 @@ __attribute__((target("avx2"))) uint32_t sad_u8_avx2(const uint8_t* x, const uin
   return static_cast<uint32_t>(lanes[0] + lanes[1] + lanes[2] + lanes[3]) + sad_u8_scalar(x + i, y + i, n - i);
 }
 
+__attribute__((target("avx2"))) float hsum_ps_256(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
 __attribute__((target("avx2,fma"))) float dot_s8_f32_avx2(const int8_t* x, const float* q, int n) {
   __m256 acc = _mm256_setzero_ps();
   int i = 0;
@@ -105,10 +112,7 @@ __attribute__((target("avx2,fma"))) float dot_s8_f32_avx2(const int8_t* x, const
     const __m256i w = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(x + i)));
     acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(w), _mm256_loadu_ps(q + i), acc);
   }
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s) + dot_s8_f32_scalar(x + i, q + i, n - i);
+  return hsum_ps_256(acc) + dot_s8_f32_scalar(x + i, q + i, n - i);
 }
 
 __attribute__((target("avx2,fma"))) float l2_u8_f32_avx2(const uint8_t* x, const float* scale, const float* p, int n) {
@@ -119,10 +123,7 @@ __attribute__((target("avx2,fma"))) float l2_u8_f32_avx2(const uint8_t* x, const
     const __m256 d = _mm256_fmsub_ps(_mm256_loadu_ps(scale + i), c, _mm256_loadu_ps(p + i));
     acc = _mm256_fmadd_ps(d, d, acc);
   }
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s) + l2_u8_f32_scalar(x + i, scale + i, p + i, n - i);
+  return hsum_ps_256(acc) + l2_u8_f32_scalar(x + i, scale + i, p + i, n - i);
 }
 
 // ---- AVX-512 with VNNI: 64 byte products per instruction (vpdpbusd), masked tails ----

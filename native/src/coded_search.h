@@ -79,16 +79,15 @@ class CodedSearch {
     walk(s, query, static_cast<uint64_t>(search_k));
     prepare(s, query);
     s.scored.clear();
+    filter_ = {};
     if (binary_step_ && s.candidates.size() > rerank) {
       score_binary(s);
       filter_ = rescore_likely(s, rerank);
     } else if constexpr (ScalarQuery<M>::kSumOfTerms) {
       score_bounded(s, rerank);
-      filter_ = {};
     } else {
       for (int32_t id : s.candidates) s.scored.emplace_back(0.0f, id);
       score_scalar(s, 0);
-      filter_ = {};
     }
     keep_best(s.scored, rerank);
     return rank_exact(s, query, k, ids, distances);
@@ -332,7 +331,7 @@ class CodedSearch {
         if (head == dim) {
           offer(partial, id);
         } else if (partial < bar()) {
-          for (size_t off = 64 - reinterpret_cast<uintptr_t>(codes) % 64; off < static_cast<size_t>(dim); off += 64) __builtin_prefetch(codes + off);
+          for (const uint8_t* line = codes + head; line < codes + dim; line += 64) __builtin_prefetch(line);  // line-aligned
           s.pending.emplace_back(partial, id);
         }
       }
