@@ -63,7 +63,7 @@ const SEARCH_KS = {
   // MNIST leaves hold up to dim + 2 = 786 items, so any search_k below that reads one leaf per tree.
   mnist: [100, 500, 1000, 2000, 3000, 5000, 10000],
   synthetic: [200, 500, 1000, 2000, 5000, 10000, 20000],
-  'mixture-100k': [500, 1000, 2000, 5000, 10000, 20000, 40000],
+  'mixture-100k': [200, 300, 500, 1000, 2000, 3000, 5000, 10000, 20000],
   'mixture-1m': [500, 1000, 2000, 3000, 5000, 10000, 20000],
 };
 const HNSW_EFS = [10, 20, 40, 80, 160, 320, 640];

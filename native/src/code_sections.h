@@ -1,5 +1,5 @@
 // The code sections' layouts (docs/sidecar-format.md, kinds 1, 2, 4 and 6), shared by the builder, the
-// checks at load and the search. Every section starts 64-byte aligned; records are packed.
+// checks at load and the search. Every section starts 64-byte aligned.
 #pragma once
 
 #include <cmath>
@@ -42,20 +42,33 @@ struct BinaryRecord {
 constexpr float kBinaryConfidence = 1.9f;  // RaBitQ's epsilon_0
 inline size_t binary_record_bytes(int words) { return sizeof(BinaryRecord) + 8 * static_cast<size_t>(words); }
 
+// Records are packed, or padded with zeros to whole cache lines when that costs less than a third of
+// their bytes. Packed, a 100-byte record starts anywhere in a line and touches three lines more often
+// than two; padded to 128 it always touches two. A 144-byte record touches three either way. Readers
+// accept both sizes (sidecars written before the padding are packed).
+inline size_t line_padded(size_t packed) {
+  const size_t whole = pad64(packed);
+  return 3 * (whole - packed) < packed ? whole : packed;
+}
+
 // Scalar codes: offset[dim] f32 and scale[dim] f32 (each padded to 64 bytes), then per item a record
-// of dim u8 codes, zero-padded to a multiple of 4: value j ~ offset[j] + scale[j] * code[j]. Nothing
-// else: at dim 128 a record is two whole cache lines, which a per-item factor would make three.
-inline size_t scalar_record_bytes(int dim) { return pad4(static_cast<size_t>(dim)); }
+// of dim u8 codes, zero-padded to a multiple of 4 and then maybe to whole lines (line_padded): value
+// j ~ offset[j] + scale[j] * code[j]. Nothing else: at dim 128 a record is two whole cache lines,
+// which a per-item factor would make three.
+inline size_t packed_scalar_record_bytes(int dim) { return pad4(static_cast<size_t>(dim)); }
+inline size_t scalar_record_bytes(int dim) { return line_padded(packed_scalar_record_bytes(dim)); }
 
 // Splits: root references i32[n_roots] (padded to 64 bytes), then per split node this record followed
-// by dim int8 normal components, zero-padded to a multiple of 4. margin = offset + scale * (normal . q).
+// by dim int8 normal components, zero-padded to a multiple of 4 and then maybe to whole lines
+// (line_padded). margin = offset + scale * (normal . q).
 // A reference r >= 0 is split record r; r < 0 is forest node -r - 1, an item or a bucket.
 struct SplitRecord {
   int32_t children[2];
   float offset;
   float scale;
 };
-inline size_t split_record_bytes(int dim) { return sizeof(SplitRecord) + pad4(static_cast<size_t>(dim)); }
+inline size_t packed_split_record_bytes(int dim) { return sizeof(SplitRecord) + pad4(static_cast<size_t>(dim)); }
+inline size_t split_record_bytes(int dim) { return line_padded(packed_split_record_bytes(dim)); }
 inline int32_t leaf_reference(int32_t node) { return -node - 1; }
 inline int32_t leaf_node(int32_t reference) { return -reference - 1; }
 
@@ -87,6 +100,13 @@ struct CodeViews {
     return reinterpret_cast<const SplitRecord*>(split_records + split_record_size * static_cast<size_t>(index));
   }
 };
+
+// Asks for every cache line of [p, p + bytes): a packed record may straddle one more line than its
+// size in lines.
+inline void prefetch_lines(const void* p, size_t bytes) {
+  const uintptr_t start = reinterpret_cast<uintptr_t>(p);
+  for (uintptr_t line = start & ~uintptr_t{63}; line < start + bytes; line += 64) __builtin_prefetch(reinterpret_cast<const void*>(line));
+}
 
 template <class Record, class T>
 inline const T* record_payload(const Record* r) {

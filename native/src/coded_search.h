@@ -182,8 +182,7 @@ class CodedSearch {
 
   void prefetch_reference(int32_t reference) const {
     if (reference >= 0) {
-      const char* p = reinterpret_cast<const char*>(views_.split(reference));
-      for (size_t off = 0; off < views_.split_record_size; off += 64) __builtin_prefetch(p + off);
+      prefetch_lines(views_.split(reference), views_.split_record_size);
     } else {
       __builtin_prefetch(forest_node(leaf_node(reference)));
     }

@@ -50,8 +50,8 @@ class SectionChecker {
   void scalar(const SectionView& s, CodeViews* views) const {
     const int dim = forest_.layout().dim;
     expect(s, s.params[scalar_params::kDim] == static_cast<uint32_t>(dim), "dim " + std::to_string(s.params[scalar_params::kDim]));
-    const size_t record = scalar_record_bytes(dim);
-    expect(s, s.params[scalar_params::kRecordBytes] == record, "record size");
+    const size_t record = s.params[scalar_params::kRecordBytes];
+    expect(s, record == scalar_record_bytes(dim) || record == packed_scalar_record_bytes(dim), "record size");
     const bool uniform = s.params[scalar_params::kUniformScale] != 0;
     expect(s, uniform == (forest_.layout().metric == MetricKind::Manhattan), "scale kind");
     const size_t table = pad64(sizeof(float) * dim);
@@ -70,8 +70,8 @@ class SectionChecker {
   void splits(const SectionView& s, CodeViews* views) const {
     const int dim = forest_.layout().dim;
     expect(s, s.params[split_params::kDim] == static_cast<uint32_t>(dim), "dim " + std::to_string(s.params[split_params::kDim]));
-    const size_t record = split_record_bytes(dim);
-    expect(s, s.params[split_params::kRecordBytes] == record, "record size");
+    const size_t record = s.params[split_params::kRecordBytes];
+    expect(s, record == split_record_bytes(dim) || record == packed_split_record_bytes(dim), "record size");
     const uint32_t n_splits = s.params[split_params::kSplits];
     const uint32_t n_roots = s.params[split_params::kRoots];
     expect(s, n_splits <= static_cast<uint32_t>(forest_.n_nodes()) && n_roots == forest_.roots().size(), "split or root count");

@@ -212,7 +212,7 @@ SectionData split_section(const Forest& forest) {
     append(bytes, &r, 1);
   }
   pad_to(bytes, pad64(sizeof(int32_t) * n_roots));
-  std::vector<int8_t> normal(pad4(static_cast<size_t>(dim)), 0);
+  std::vector<int8_t> normal(record_size - sizeof(SplitRecord), 0);
   for (int32_t i : order) {
     const float* v = M::v(node(i));
     float largest = 0;

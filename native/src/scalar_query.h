@@ -80,10 +80,7 @@ class ScalarQuery {
 
   float estimate(int32_t item) const { return estimate(views_->scalar(item)); }
 
-  void prefetch(int32_t item) const {
-    const char* p = reinterpret_cast<const char*>(views_->scalar(item));
-    for (size_t off = 0; off < views_->scalar_record_size; off += 64) __builtin_prefetch(p + off);
-  }
+  void prefetch(int32_t item) const { prefetch_lines(views_->scalar(item), views_->scalar_record_size); }
 
  private:
   const CodeViews* views_ = nullptr;

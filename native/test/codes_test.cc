@@ -226,3 +226,49 @@ TEST(codes_with_bad_contents_are_refused_even_with_matching_hashes) {
   refused(missing, "has no splits section");
   CodedForest::load(forest, (canopy::write_sidecar(path, id, good), path), false);  // and the untouched ones load
 }
+
+// At dim 100 a record padded to 128 bytes touches two cache lines, where a packed one straddles three
+// more often than not. Sidecars written packed (before the padding) still load and answer the same.
+TEST(codes_records_padded_to_whole_lines_where_cheap_and_packed_ones_still_load) {
+  using K = canopy::SectionKind;
+  CHECK(canopy::scalar_record_bytes(100) == 128 && canopy::split_record_bytes(100) == 128);
+  CHECK(canopy::scalar_record_bytes(128) == 128 && canopy::split_record_bytes(128) == 144);  // 3 lines either way
+  CHECK(canopy::scalar_record_bytes(40) == 40);  // padding would cost more than a third
+  Built b = build(MetricKind::Angular, clustered(3000, 100, 21), "padded");
+  const auto forest = b.index->forest();
+  const canopy::ForestIdentity id = canopy::ForestIdentity::of(*forest);
+  // The same sections with every record cut back to its packed size.
+  std::vector<canopy::SectionData> packed = canopy::build_code_sections(*forest, canopy::kDefaultCodeSeed);
+  auto repack = [](canopy::SectionData& s, size_t header, size_t padded, size_t size) {
+    std::vector<uint8_t> bytes(s.bytes.begin(), s.bytes.begin() + static_cast<std::ptrdiff_t>(header));
+    for (size_t at = header; at < s.bytes.size(); at += padded) bytes.insert(bytes.end(), s.bytes.begin() + static_cast<std::ptrdiff_t>(at), s.bytes.begin() + static_cast<std::ptrdiff_t>(at + size));
+    s.bytes = std::move(bytes);
+    s.params[1] = static_cast<uint32_t>(size);  // record size, in both kinds
+  };
+  for (auto& s : packed) {
+    if (s.kind == static_cast<uint32_t>(K::ScalarCodes)) repack(s, 2 * canopy::pad64(4 * 100), 128, canopy::packed_scalar_record_bytes(100));
+    if (s.kind == static_cast<uint32_t>(K::Splits)) repack(s, canopy::pad64(4 * forest->roots().size()), 128, canopy::packed_split_record_bytes(100));
+  }
+  const std::string path = canopy_test::temp_dir() + "/packed.codes";
+  canopy::write_sidecar(path, id, packed);
+  const auto old = CodedForest::load(forest, path, false);
+  CHECK(old->views().scalar_record_size == 100 && b.coded->views().scalar_record_size == 128);
+  for (const auto& q : clustered(20, 100, 22)) {
+    std::vector<int32_t> a(10), c(10);
+    std::vector<float> da(10), dc(10);
+    a.resize(b.coded->search_vector(q.data(), 10, 1000, 0, a.data(), da.data()));
+    c.resize(old->search_vector(q.data(), 10, 1000, 0, c.data(), dc.data()));
+    CHECK(a == c && da == dc);
+  }
+  // Any other record size is refused.
+  for (auto& s : packed) {
+    if (s.kind == static_cast<uint32_t>(K::ScalarCodes)) s.params[1] = 112;
+  }
+  canopy::write_sidecar(path, id, packed);
+  try {
+    CodedForest::load(forest, path, false);
+    canopy_test::record_failure(__FILE__, __LINE__, "a record size of 112 was accepted");
+  } catch (const canopy::Error& e) {
+    CHECK(e.code() == canopy::ErrorCode::BadFile && std::string(e.what()).find("bad record size") != std::string::npos);
+  }
+}
