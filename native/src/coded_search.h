@@ -330,7 +330,7 @@ class CodedSearch {
         if (head == dim) {
           offer(partial, id);
         } else if (partial < bar()) {
-          for (const uint8_t* line = codes + head; line < codes + dim; line += 64) __builtin_prefetch(line);  // line-aligned
+          prefetch_lines(codes + head, static_cast<size_t>(dim - head));
           s.pending.emplace_back(partial, id);
         }
       }

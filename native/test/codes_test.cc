@@ -239,15 +239,19 @@ TEST(codes_records_padded_to_whole_lines_where_cheap_and_packed_ones_still_load)
   const canopy::ForestIdentity id = canopy::ForestIdentity::of(*forest);
   // The same sections with every record cut back to its packed size.
   std::vector<canopy::SectionData> packed = canopy::build_code_sections(*forest, canopy::kDefaultCodeSeed);
-  auto repack = [](canopy::SectionData& s, size_t header, size_t padded, size_t size) {
+  auto repack = [](canopy::SectionData& s, int size_param, size_t header, size_t padded, size_t size) {
     std::vector<uint8_t> bytes(s.bytes.begin(), s.bytes.begin() + static_cast<std::ptrdiff_t>(header));
     for (size_t at = header; at < s.bytes.size(); at += padded) bytes.insert(bytes.end(), s.bytes.begin() + static_cast<std::ptrdiff_t>(at), s.bytes.begin() + static_cast<std::ptrdiff_t>(at + size));
     s.bytes = std::move(bytes);
-    s.params[1] = static_cast<uint32_t>(size);  // record size, in both kinds
+    s.params[size_param] = static_cast<uint32_t>(size);
   };
   for (auto& s : packed) {
-    if (s.kind == static_cast<uint32_t>(K::ScalarCodes)) repack(s, 2 * canopy::pad64(4 * 100), 128, canopy::packed_scalar_record_bytes(100));
-    if (s.kind == static_cast<uint32_t>(K::Splits)) repack(s, canopy::pad64(4 * forest->roots().size()), 128, canopy::packed_split_record_bytes(100));
+    if (s.kind == static_cast<uint32_t>(K::ScalarCodes)) {
+      repack(s, canopy::scalar_params::kRecordBytes, 2 * canopy::pad64(4 * 100), 128, canopy::packed_scalar_record_bytes(100));
+    }
+    if (s.kind == static_cast<uint32_t>(K::Splits)) {
+      repack(s, canopy::split_params::kRecordBytes, canopy::pad64(4 * forest->roots().size()), 128, canopy::packed_split_record_bytes(100));
+    }
   }
   const std::string path = canopy_test::temp_dir() + "/packed.codes";
   canopy::write_sidecar(path, id, packed);
@@ -262,7 +266,7 @@ TEST(codes_records_padded_to_whole_lines_where_cheap_and_packed_ones_still_load)
   }
   // Any other record size is refused.
   for (auto& s : packed) {
-    if (s.kind == static_cast<uint32_t>(K::ScalarCodes)) s.params[1] = 112;
+    if (s.kind == static_cast<uint32_t>(K::ScalarCodes)) s.params[canopy::scalar_params::kRecordBytes] = 112;
   }
   canopy::write_sidecar(path, id, packed);
   try {
