@@ -1,5 +1,7 @@
 #include "code_kernels.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -57,6 +59,39 @@ __attribute__((always_inline)) inline MaskedSum masked_sum4_body(const uint64_t*
 
 MaskedSum masked_sum4_scalar(const uint64_t* bits, const uint64_t* planes, int words) {
   return masked_sum4_body(bits, planes, words);
+}
+
+void walsh_hadamard_scalar(float* v, int n) {
+  for (int h = 1; h < n; h *= 2) {
+    for (int i = 0; i < n; i += 2 * h) {
+      for (int j = i; j < i + h; ++j) {
+        const float a = v[j];
+        const float b = v[j + h];
+        v[j] = a + b;
+        v[j + h] = a - b;
+      }
+    }
+  }
+}
+
+SignSums sign_code_scalar(const float* r, const float* c, int n, uint64_t* bits) {
+  double squares[4] = {0, 0, 0, 0};
+  double lengths[4] = {0, 0, 0, 0};
+  std::fill(bits, bits + n / 64, 0);
+  for (int j = 0; j < n; ++j) {
+    const float d = r[j] - c[j];
+    squares[j % 4] += static_cast<double>(d) * d;
+    lengths[j % 4] += std::fabs(static_cast<double>(d));
+    bits[j / 64] |= static_cast<uint64_t>(d > 0) << (j % 64);
+  }
+  return {(squares[0] + squares[1]) + (squares[2] + squares[3]), (lengths[0] + lengths[1]) + (lengths[2] + lengths[3])};
+}
+
+void quantize_u8_scalar(const float* x, const float* offset, const float* scale, int n, uint8_t* codes) {
+  for (int j = 0; j < n; ++j) {
+    const float c = std::nearbyint((x[j] - offset[j]) / scale[j]);
+    codes[j] = static_cast<uint8_t>(std::min(255.0f, std::max(0.0f, c)));  // NaN: max gives 0
+  }
 }
 
 #ifdef CANOPY_X86
@@ -124,6 +159,86 @@ __attribute__((target("avx2,fma"))) float l2_u8_f32_avx2(const uint8_t* x, const
     acc = _mm256_fmadd_ps(d, d, acc);
   }
   return hsum_ps_256(acc) + l2_u8_f32_scalar(x + i, scale + i, p + i, n - i);
+}
+
+// One stride h (1, 2 or 4) of the transform inside a register: `partner` holds each lane's pair
+// member; the lower member of a pair keeps a + b, the upper one a - b (partner - self).
+template <int kBlend>
+__attribute__((target("avx2"))) inline __m256 butterfly_in_register(__m256 x, __m256 partner) {
+  return _mm256_blend_ps(_mm256_add_ps(x, partner), _mm256_sub_ps(partner, x), kBlend);
+}
+
+__attribute__((target("avx2"))) void walsh_hadamard_avx2(float* v, int n) {
+  for (int i = 0; i < n; i += 8) {
+    __m256 x = _mm256_loadu_ps(v + i);
+    x = butterfly_in_register<0xAA>(x, _mm256_permute_ps(x, 0xB1));  // stride 1: lanes 1 0 3 2
+    x = butterfly_in_register<0xCC>(x, _mm256_permute_ps(x, 0x4E));  // stride 2: lanes 2 3 0 1
+    x = butterfly_in_register<0xF0>(x, _mm256_permute2f128_ps(x, x, 0x01));  // stride 4: halves swapped
+    _mm256_storeu_ps(v + i, x);
+  }
+  int h = 8;
+  for (; 4 * h <= n; h *= 4) {  // strides h and 2h in one pass over the data, each value's sums unchanged
+    for (int i = 0; i < n; i += 4 * h) {
+      for (int j = i; j < i + h; j += 8) {
+        const __m256 a = _mm256_loadu_ps(v + j);
+        const __m256 b = _mm256_loadu_ps(v + j + h);
+        const __m256 c = _mm256_loadu_ps(v + j + 2 * h);
+        const __m256 d = _mm256_loadu_ps(v + j + 3 * h);
+        const __m256 ab = _mm256_add_ps(a, b), a_b = _mm256_sub_ps(a, b);
+        const __m256 cd = _mm256_add_ps(c, d), c_d = _mm256_sub_ps(c, d);
+        _mm256_storeu_ps(v + j, _mm256_add_ps(ab, cd));
+        _mm256_storeu_ps(v + j + h, _mm256_add_ps(a_b, c_d));
+        _mm256_storeu_ps(v + j + 2 * h, _mm256_sub_ps(ab, cd));
+        _mm256_storeu_ps(v + j + 3 * h, _mm256_sub_ps(a_b, c_d));
+      }
+    }
+  }
+  if (2 * h <= n) {  // an odd number of strides from 8 up: the last alone
+    for (int j = 0; j < h; j += 8) {
+      const __m256 a = _mm256_loadu_ps(v + j);
+      const __m256 b = _mm256_loadu_ps(v + j + h);
+      _mm256_storeu_ps(v + j, _mm256_add_ps(a, b));
+      _mm256_storeu_ps(v + j + h, _mm256_sub_ps(a, b));
+    }
+  }
+}
+
+// Four double lanes hold the partial sums j mod 4: 8 differences at a time, low half then high half.
+__attribute__((target("avx2"))) SignSums sign_code_avx2(const float* r, const float* c, int n, uint64_t* bits) {
+  __m256d squares = _mm256_setzero_pd();
+  __m256d lengths = _mm256_setzero_pd();
+  const __m256d magnitude = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7fffffffffffffffLL));
+  for (int w = 0; w < n / 64; ++w) {
+    uint64_t word = 0;
+    for (int k = 0; k < 8; ++k) {
+      const int j = 64 * w + 8 * k;
+      const __m256 d = _mm256_sub_ps(_mm256_loadu_ps(r + j), _mm256_loadu_ps(c + j));
+      word |= static_cast<uint64_t>(_mm256_movemask_ps(_mm256_cmp_ps(d, _mm256_setzero_ps(), _CMP_GT_OQ))) << (8 * k);
+      const __m256d low = _mm256_cvtps_pd(_mm256_castps256_ps128(d));
+      const __m256d high = _mm256_cvtps_pd(_mm256_extractf128_ps(d, 1));
+      squares = _mm256_add_pd(_mm256_add_pd(squares, _mm256_mul_pd(low, low)), _mm256_mul_pd(high, high));
+      lengths = _mm256_add_pd(_mm256_add_pd(lengths, _mm256_and_pd(low, magnitude)), _mm256_and_pd(high, magnitude));
+    }
+    bits[w] = word;
+  }
+  alignas(32) double s[4];
+  alignas(32) double l[4];
+  _mm256_store_pd(s, squares);
+  _mm256_store_pd(l, lengths);
+  return {(s[0] + s[1]) + (s[2] + s[3]), (l[0] + l[1]) + (l[2] + l[3])};
+}
+
+__attribute__((target("avx2"))) void quantize_u8_avx2(const float* x, const float* offset, const float* scale, int n, uint8_t* codes) {
+  int j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const __m256 q = _mm256_div_ps(_mm256_sub_ps(_mm256_loadu_ps(x + j), _mm256_loadu_ps(offset + j)), _mm256_loadu_ps(scale + j));
+    __m256 c = _mm256_round_ps(q, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    c = _mm256_min_ps(_mm256_max_ps(c, _mm256_setzero_ps()), _mm256_set1_ps(255.0f));  // max(NaN, 0) is 0
+    const __m256i i32 = _mm256_cvtps_epi32(c);
+    const __m128i i16 = _mm_packs_epi32(_mm256_castsi256_si128(i32), _mm256_extracti128_si256(i32, 1));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(codes + j), _mm_packus_epi16(i16, i16));
+  }
+  quantize_u8_scalar(x + j, offset + j, scale + j, n - j, codes + j);
 }
 
 // ---- AVX-512 with VNNI: 64 byte products per instruction (vpdpbusd), masked tails ----
@@ -224,16 +339,20 @@ Kernels kernels_for(Level level) {
   switch (level) {
     case Level::Avx512Vnni:
       if (__builtin_cpu_supports("avx512vpopcntdq")) sum4 = masked_sum4_vpopcnt;
-      return {level, dot_u8_s8_vnni, sad_u8_avx512, dot_s8_f32_avx512, l2_u8_f32_avx512, sum4};
+      return {level, dot_u8_s8_vnni, sad_u8_avx512, dot_s8_f32_avx512, l2_u8_f32_avx512, sum4,
+              walsh_hadamard_avx2, sign_code_avx2, quantize_u8_avx2};
     case Level::Avx2:
-      return {level, dot_u8_s8_avx2, sad_u8_avx2, dot_s8_f32_avx2, l2_u8_f32_avx2, sum4};
+      return {level, dot_u8_s8_avx2, sad_u8_avx2, dot_s8_f32_avx2, l2_u8_f32_avx2, sum4,
+              walsh_hadamard_avx2, sign_code_avx2, quantize_u8_avx2};
     case Level::Scalar:
       break;
   }
-  return {Level::Scalar, dot_u8_s8_scalar, sad_u8_scalar, dot_s8_f32_scalar, l2_u8_f32_scalar, sum4};
+  return {Level::Scalar, dot_u8_s8_scalar, sad_u8_scalar, dot_s8_f32_scalar, l2_u8_f32_scalar, sum4,
+          walsh_hadamard_scalar, sign_code_scalar, quantize_u8_scalar};
 #else
   (void)level;
-  return {Level::Scalar, dot_u8_s8_scalar, sad_u8_scalar, dot_s8_f32_scalar, l2_u8_f32_scalar, masked_sum4_scalar};
+  return {Level::Scalar, dot_u8_s8_scalar, sad_u8_scalar, dot_s8_f32_scalar, l2_u8_f32_scalar, masked_sum4_scalar,
+          walsh_hadamard_scalar, sign_code_scalar, quantize_u8_scalar};
 #endif
 }
 

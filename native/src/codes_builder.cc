@@ -3,7 +3,9 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <optional>
 
+#include "code_kernels.h"
 #include "code_sections.h"
 #include "codes.h"
 
@@ -52,116 +54,139 @@ SectionData rotation_section(const Rotation& rotation, uint64_t seed) {
   return s;
 }
 
+// What coding an item needs to know of all of them: their mean (where the 1-bit codes are centred)
+// and each dimension's range (the 8-bit codes' scale). One pass; the coders take a second.
+struct ItemStats {
+  std::vector<float> mean;  // 0 with no items
+  std::vector<float> low;   // low = high = 0 with no items
+  std::vector<float> high;
+};
+
+ItemStats item_stats(const Forest& forest, const ItemReader& items) {
+  const size_t dim = static_cast<size_t>(forest.layout().dim);
+  std::vector<float> x(dim);
+  std::vector<double> sum(dim, 0.0);
+  ItemStats stats{std::vector<float>(dim), std::vector<float>(dim, std::numeric_limits<float>::infinity()),
+                  std::vector<float>(dim, -std::numeric_limits<float>::infinity())};
+  size_t count = 0;
+  for (int32_t i = 0; i < forest.n_items(); ++i) {
+    if (!items.read(i, x.data())) continue;
+    for (size_t j = 0; j < dim; ++j) {
+      sum[j] += x[j];
+      stats.low[j] = std::min(stats.low[j], x[j]);
+      stats.high[j] = std::max(stats.high[j], x[j]);
+    }
+    ++count;
+  }
+  for (size_t j = 0; j < dim; ++j) {
+    stats.mean[j] = count > 0 ? static_cast<float>(sum[j] / static_cast<double>(count)) : 0.0f;
+    if (!(stats.low[j] <= stats.high[j])) stats.low[j] = stats.high[j] = 0;  // no items (or only NaN)
+  }
+  return stats;
+}
+
 // 1-bit codes after the rotation, centred on the items' mean: r = R x~ - R c, bit j = r[j] > 0. For a
 // query vector v, <r, v> ~ (|r|^2 / sum_j |r_j|) * (2 * sum_{bit j set} v_j - sum_j v_j) (the RaBitQ
 // estimate with the code's unit vector signs/sqrt(D); derivation in docs/sidecar-format.md), so each
 // item keeps that ratio, times the metric's factor, as its scale.
-SectionData binary_section(const Forest& forest, const ItemReader& items, const Rotation& rotation) {
-  const int dim = forest.layout().dim;
-  const int padded = rotation.padded();
-  const int words = padded / 64;
-  const int32_t n = forest.n_items();
-  std::vector<float> x(static_cast<size_t>(dim)), r(static_cast<size_t>(padded)), centroid(static_cast<size_t>(padded));
-  std::vector<double> sum(static_cast<size_t>(dim), 0.0);
-  size_t count = 0;
-  for (int32_t i = 0; i < n; ++i) {
-    if (!items.read(i, x.data())) continue;
-    for (int j = 0; j < dim; ++j) sum[j] += x[j];
-    ++count;
+class BinaryCoder {
+ public:
+  BinaryCoder(const Forest& forest, const Rotation& rotation, const ItemStats& stats)
+      : rotation_(rotation),
+        dot_(forest.layout().metric == MetricKind::Dot),
+        centroid_(static_cast<size_t>(rotation.padded())),
+        rotated_(centroid_.size()),
+        bits_(centroid_.size() / 64) {
+    rotation.apply(stats.mean.data(), centroid_.data());
+    bytes_.reserve(sizeof(float) * centroid_.size() + record_size() * static_cast<size_t>(forest.n_items()));
+    append(bytes_, centroid_.data(), centroid_.size());
   }
-  for (int j = 0; j < dim; ++j) x[j] = count > 0 ? static_cast<float>(sum[j] / static_cast<double>(count)) : 0.0f;
-  rotation.apply(x.data(), centroid.data());
 
-  const bool dot = forest.layout().metric == MetricKind::Dot;
-  const size_t record_size = binary_record_bytes(words);
-  std::vector<uint8_t> bytes;
-  bytes.reserve(sizeof(float) * padded + record_size * static_cast<size_t>(n));
-  append(bytes, centroid.data(), centroid.size());
-  std::vector<uint64_t> bits(static_cast<size_t>(words));
-  for (int32_t i = 0; i < n; ++i) {
+  // x: the item as ItemReader reads it, or nullptr for a hole.
+  void add(const float* x) {
     BinaryRecord record{kHole, 0.0f, 0.0f, 0.0f};
-    std::fill(bits.begin(), bits.end(), 0);
-    if (items.read(i, x.data())) {
-      rotation.apply(x.data(), r.data());
-      double norm_sq = 0, l1 = 0;
-      for (int j = 0; j < padded; ++j) {
-        const float d = r[j] - centroid[j];
-        norm_sq += static_cast<double>(d) * d;
-        l1 += std::fabs(d);
-        if (d > 0) bits[j / 64] |= uint64_t{1} << (j % 64);
-      }
+    std::fill(bits_.begin(), bits_.end(), 0);
+    if (x != nullptr) {
+      const int padded = rotation_.padded();
+      rotation_.apply(x, rotated_.data());
+      const code_kernels::SignSums sums = code_kernels::sign_code(rotated_.data(), centroid_.data(), padded, bits_.data());
+      const double norm_sq = sums.squares, l1 = sums.lengths;
       const double ratio = l1 > 0 ? norm_sq / l1 : 0.0;  // |r| / <u, r/|r|>, over sqrt(D)
-      const double factor = dot ? 1.0 : 2.0;            // how <r, v> enters the distance
-      record.add = dot ? 0.0f : static_cast<float>(norm_sq);
+      const double factor = dot_ ? 1.0 : 2.0;            // how <r, v> enters the distance
+      record.add = dot_ ? 0.0f : static_cast<float>(norm_sq);
       record.scale = static_cast<float>(-factor * ratio);
       // RaBitQ's bound on the estimate of <r/|r|, v/|v|>: sqrt(1 - a^2) / a / sqrt(D - 1), a = <u, r/|r|>.
       const double a = l1 > 0 ? l1 / (std::sqrt(static_cast<double>(padded)) * std::sqrt(norm_sq)) : 1.0;
       const double spread = std::sqrt(std::max(0.0, 1.0 - a * a)) / a / std::sqrt(static_cast<double>(padded - 1));
       record.error = static_cast<float>(factor * std::sqrt(norm_sq) * spread);
     }
-    append(bytes, &record, 1);
-    append(bytes, bits.data(), bits.size());
+    append(bytes_, &record, 1);
+    append(bytes_, bits_.data(), bits_.size());
   }
-  SectionData s{static_cast<uint32_t>(SectionKind::BinaryCodes), kSectionRequired, {}, std::move(bytes)};
-  s.params[binary_params::kPadded] = static_cast<uint32_t>(padded);
-  s.params[binary_params::kWords] = static_cast<uint32_t>(words);
-  s.params[binary_params::kRecordBytes] = static_cast<uint32_t>(record_size);
-  return s;
-}
+
+  SectionData finish() {
+    SectionData s{static_cast<uint32_t>(SectionKind::BinaryCodes), kSectionRequired, {}, std::move(bytes_)};
+    s.params[binary_params::kPadded] = static_cast<uint32_t>(rotation_.padded());
+    s.params[binary_params::kWords] = static_cast<uint32_t>(bits_.size());
+    s.params[binary_params::kRecordBytes] = static_cast<uint32_t>(record_size());
+    return s;
+  }
+
+ private:
+  size_t record_size() const { return binary_record_bytes(static_cast<int>(bits_.size())); }
+
+  const Rotation& rotation_;
+  bool dot_;
+  std::vector<float> centroid_;  // R c
+  std::vector<float> rotated_;   // scratch: R x
+  std::vector<uint64_t> bits_;
+  std::vector<uint8_t> bytes_;
+};
 
 // 8-bit codes, per dimension: value ~ offset + scale * code over the items' range. Manhattan uses one
 // scale for every dimension, so its distance is one sum of absolute byte differences.
-SectionData scalar_section(const Forest& forest, const ItemReader& items) {
-  const int dim = forest.layout().dim;
-  const MetricKind metric = forest.layout().metric;
-  const int32_t n = forest.n_items();
-  std::vector<float> x(static_cast<size_t>(dim));
-  std::vector<float> low(static_cast<size_t>(dim), std::numeric_limits<float>::infinity());
-  std::vector<float> high(static_cast<size_t>(dim), -std::numeric_limits<float>::infinity());
-  for (int32_t i = 0; i < n; ++i) {
-    if (!items.read(i, x.data())) continue;
-    for (int j = 0; j < dim; ++j) {
-      low[j] = std::min(low[j], x[j]);
-      high[j] = std::max(high[j], x[j]);
+class ScalarCoder {
+ public:
+  ScalarCoder(const Forest& forest, const ItemStats& stats)
+      : dim_(forest.layout().dim), uniform_(forest.layout().metric == MetricKind::Manhattan), offset_(stats.low),
+        scale_(static_cast<size_t>(dim_)), code_(scalar_record_bytes(dim_), 0) {
+    float widest = 0;
+    for (int j = 0; j < dim_; ++j) widest = std::max(widest, stats.high[j] - stats.low[j]);
+    for (int j = 0; j < dim_; ++j) {
+      const float range = uniform_ ? widest : stats.high[j] - stats.low[j];
+      scale_[j] = range > 0 ? range / 255.0f : 1.0f;
     }
+    const size_t table = pad64(sizeof(float) * dim_);
+    bytes_.reserve(2 * table + code_.size() * static_cast<size_t>(forest.n_items()));
+    append(bytes_, offset_.data(), offset_.size());
+    pad_to(bytes_, table);
+    append(bytes_, scale_.data(), scale_.size());
+    pad_to(bytes_, 2 * table);
   }
-  std::vector<float> offset(static_cast<size_t>(dim)), scale(static_cast<size_t>(dim));
-  float widest = 0;
-  for (int j = 0; j < dim; ++j) {
-    if (!(low[j] <= high[j])) low[j] = high[j] = 0;  // no items at all
-    offset[j] = low[j];
-    widest = std::max(widest, high[j] - low[j]);
+
+  // x: the item as ItemReader reads it, or nullptr for a hole (zeros: no walk or graph reaches it).
+  void add(const float* x) {
+    std::fill(code_.begin(), code_.end(), 0);
+    if (x != nullptr) code_kernels::quantize_u8(x, offset_.data(), scale_.data(), dim_, code_.data());
+    append(bytes_, code_.data(), code_.size());
   }
-  const bool uniform = metric == MetricKind::Manhattan;
-  for (int j = 0; j < dim; ++j) {
-    const float range = uniform ? widest : high[j] - low[j];
-    scale[j] = range > 0 ? range / 255.0f : 1.0f;
+
+  SectionData finish() {
+    SectionData s{static_cast<uint32_t>(SectionKind::ScalarCodes), kSectionRequired, {}, std::move(bytes_)};
+    s.params[scalar_params::kDim] = static_cast<uint32_t>(dim_);
+    s.params[scalar_params::kRecordBytes] = static_cast<uint32_t>(code_.size());
+    s.params[scalar_params::kUniformScale] = uniform_ ? 1 : 0;
+    return s;
   }
-  const size_t record_size = scalar_record_bytes(dim);
-  const size_t table = pad64(sizeof(float) * dim);
-  std::vector<uint8_t> bytes;
-  bytes.reserve(2 * table + record_size * static_cast<size_t>(n));
-  append(bytes, offset.data(), offset.size());
-  pad_to(bytes, table);
-  append(bytes, scale.data(), scale.size());
-  pad_to(bytes, 2 * table);
-  std::vector<uint8_t> code(record_size, 0);
-  for (int32_t i = 0; i < n; ++i) {
-    std::fill(code.begin(), code.end(), 0);  // a hole keeps zeros: no walk or graph reaches it
-    if (items.read(i, x.data())) {
-      for (int j = 0; j < dim; ++j) {
-        const float c = std::nearbyint((x[j] - offset[j]) / scale[j]);
-        code[j] = static_cast<uint8_t>(std::min(255.0f, std::max(0.0f, c)));
-      }
-    }
-    append(bytes, code.data(), code.size());
-  }
-  SectionData s{static_cast<uint32_t>(SectionKind::ScalarCodes), kSectionRequired, {}, std::move(bytes)};
-  s.params[scalar_params::kDim] = static_cast<uint32_t>(dim);
-  s.params[scalar_params::kRecordBytes] = static_cast<uint32_t>(record_size);
-  s.params[scalar_params::kUniformScale] = uniform ? 1 : 0;
-  return s;
-}
+
+ private:
+  int dim_;
+  bool uniform_;
+  std::vector<float> offset_;
+  std::vector<float> scale_;
+  std::vector<uint8_t> code_;  // one record
+  std::vector<uint8_t> bytes_;
+};
 
 // The split's constant term: margin = offset + normal . q, as the metric computes it.
 template <class M>
@@ -241,13 +266,26 @@ std::vector<SectionData> build_code_sections(const Forest& forest, uint64_t seed
                                                 std::to_string(layout.dim));
   }
   const ItemReader items(forest);
-  std::vector<SectionData> sections;
+  const ItemStats stats = item_stats(forest, items);
+  std::optional<Rotation> rotation;
+  std::optional<BinaryCoder> binary;
   if (layout.metric != MetricKind::Manhattan) {
-    const Rotation rotation = Rotation::random(layout.dim, seed);
-    sections.push_back(rotation_section(rotation, seed));
-    sections.push_back(binary_section(forest, items, rotation));
+    rotation.emplace(Rotation::random(layout.dim, seed));
+    binary.emplace(forest, *rotation, stats);
   }
-  sections.push_back(scalar_section(forest, items));
+  ScalarCoder scalar(forest, stats);
+  std::vector<float> x(static_cast<size_t>(layout.dim));
+  for (int32_t i = 0; i < forest.n_items(); ++i) {  // each item read once, for both codes
+    const float* item = items.read(i, x.data()) ? x.data() : nullptr;
+    if (binary) binary->add(item);
+    scalar.add(item);
+  }
+  std::vector<SectionData> sections;
+  if (binary) {
+    sections.push_back(rotation_section(*rotation, seed));
+    sections.push_back(binary->finish());
+  }
+  sections.push_back(scalar.finish());
   with_metric(layout.metric, [&](auto tag) {
     using M = typename decltype(tag)::type;
     if constexpr (M::kKind != MetricKind::Hamming) sections.push_back(split_section<M>(forest));

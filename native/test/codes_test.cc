@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <set>
 #include <vector>
@@ -164,6 +165,81 @@ TEST(codes_kernels_agree_across_levels) {
     const MaskedSum want = kernels_for(Level::Scalar).masked_sum4(bits.data(), planes.data(), words);
     const MaskedSum got = kKernels.masked_sum4(bits.data(), planes.data(), words);
     CHECK(want.weighted == got.weighted && want.ones == got.ones);
+  }
+}
+
+// The kernels that make codes: bit-identical at every level (a sidecar's bytes do not depend on the CPU
+// that wrote it) and right by their definitions, not just alike.
+TEST(code_making_kernels_are_right_and_identical_across_levels) {
+  using namespace canopy::code_kernels;
+  std::mt19937 g(9);
+  const Kernels scalar = kernels_for(Level::Scalar);
+  for (int n : {8, 16, 32, 64, 128, 256, 1024}) {
+    std::vector<float> v(n);
+    for (auto& x : v) x = static_cast<float>(static_cast<int>(g() % 200) - 100);
+    std::vector<float> want = v;
+    scalar.walsh_hadamard(want.data(), n);
+    for (Level level : {Level::Scalar, Level::Avx2, kKernels.level}) {
+      std::vector<float> got = v;
+      kernels_for(level).walsh_hadamard(got.data(), n);
+      CHECK(std::memcmp(got.data(), want.data(), sizeof(float) * n) == 0);
+      kernels_for(level).walsh_hadamard(got.data(), n);  // H H = n I, exact on small integers
+      for (int i = 0; i < n; ++i) CHECK(got[i] == static_cast<float>(n) * v[i]);
+    }
+    std::vector<float> fractions(n);  // rounding happens: every level must round alike
+    for (auto& x : fractions) x = std::normal_distribution<float>()(g);
+    std::vector<float> rounded = fractions;
+    scalar.walsh_hadamard(rounded.data(), n);
+    for (Level level : {Level::Avx2, kKernels.level}) {
+      std::vector<float> got = fractions;
+      kernels_for(level).walsh_hadamard(got.data(), n);
+      CHECK(std::memcmp(got.data(), rounded.data(), sizeof(float) * n) == 0);
+    }
+  }
+  for (int n : {64, 128, 1024}) {
+    std::vector<float> r(n), c(n);
+    for (int j = 0; j < n; ++j) {
+      r[j] = std::normal_distribution<float>()(g);
+      c[j] = j % 7 == 0 ? r[j] : std::normal_distribution<float>()(g);  // some differences exactly 0
+    }
+    std::vector<uint64_t> want_bits(n / 64), bits(n / 64, ~uint64_t{0});
+    double squares = 0, lengths = 0;
+    for (int j = 0; j < n; ++j) {
+      const double d = r[j] - c[j];
+      squares += d * d;
+      lengths += std::fabs(d);
+      if (d > 0) want_bits[j / 64] |= uint64_t{1} << (j % 64);
+    }
+    const SignSums want = scalar.sign_code(r.data(), c.data(), n, bits.data());
+    CHECK(bits == want_bits);
+    CHECK(std::fabs(want.squares - squares) <= 1e-12 * squares && std::fabs(want.lengths - lengths) <= 1e-12 * lengths);
+    for (Level level : {Level::Avx2, kKernels.level}) {
+      std::fill(bits.begin(), bits.end(), ~uint64_t{0});
+      const SignSums got = kernels_for(level).sign_code(r.data(), c.data(), n, bits.data());
+      CHECK(bits == want_bits && got.squares == want.squares && got.lengths == want.lengths);
+    }
+  }
+  for (int n : {1, 7, 8, 33, 784}) {
+    std::vector<float> x(n), offset(n), scale(n);
+    for (int j = 0; j < n; ++j) {
+      offset[j] = static_cast<float>(static_cast<int>(g() % 20) - 10);
+      scale[j] = static_cast<float>(1 + g() % 8) / 4.0f;
+      // Codes from -20 to 275 in steps of a half: ties, both clamps, and the odd NaN or infinity.
+      x[j] = offset[j] + scale[j] * (static_cast<float>(static_cast<int>(g() % 591) - 40) / 2.0f);
+      if (j % 11 == 3) x[j] = std::nanf("");
+      if (j % 13 == 5) x[j] = (j % 2 == 0 ? 1 : -1) * std::numeric_limits<float>::infinity();
+    }
+    std::vector<uint8_t> want(n);
+    scalar.quantize_u8(x.data(), offset.data(), scale.data(), n, want.data());
+    for (int j = 0; j < n; ++j) {
+      const float c = std::nearbyint((x[j] - offset[j]) / scale[j]);
+      CHECK(want[j] == (std::isnan(c) ? 0 : static_cast<uint8_t>(std::min(255.0f, std::max(0.0f, c)))));
+    }
+    for (Level level : {Level::Avx2, kKernels.level}) {
+      std::vector<uint8_t> got(n);
+      kernels_for(level).quantize_u8(x.data(), offset.data(), scale.data(), n, got.data());
+      CHECK(got == want);
+    }
   }
 }
 
