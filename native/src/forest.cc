@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "acyclic_walk.h"
+#include "hash64.h"
 #include "search.h"
 
 namespace canopy {
@@ -42,6 +43,15 @@ Error changed_on_disk(const std::string& path) {
 
 void Forest::check_intact(bool saw_bad_reference) const {
   if (storage_.mapping.damaged() || saw_bad_reference) throw changed_on_disk(storage_.mapping.path());
+}
+
+uint64_t Forest::content_hash() const {
+  std::call_once(hashed_, [this] {
+    const uint64_t hash = hash64(data(), layout_.node_size * static_cast<size_t>(n_nodes_));
+    check_intact();  // a truncated mapping read as zeros: that hash names no file
+    content_hash_ = hash;
+  });
+  return content_hash_;
 }
 
 void Forest::write_to(const std::string& path) const {

@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -66,6 +67,11 @@ class Forest {
   // Every method that reads nodes calls it after reading. Thread-safe.
   void check_intact(bool saw_bad_reference = false) const;
 
+  // hash64 of the node array, which names this forest to its sidecars. Computed on first use and kept:
+  // the bytes of a forest do not change while it is loaded, and hashing reads all of them (about 0.1 s
+  // per GB). Throws as check_intact() if the file shrank while it was read; a later call tries again.
+  uint64_t content_hash() const;
+
   // Throws Error OutOfRange naming `what` unless 0 <= item < n_items.
   void check_item(int32_t item, const char* what) const;
 
@@ -89,6 +95,10 @@ class Forest {
   int32_t n_items_;
   int32_t n_nodes_;
   std::vector<int32_t> roots_;
+
+ private:
+  mutable std::once_flag hashed_;
+  mutable uint64_t content_hash_ = 0;
 };
 
 template <class M>

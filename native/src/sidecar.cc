@@ -136,9 +136,9 @@ Error bad_sidecar(const std::string& path, const std::string& what) {
 ForestIdentity ForestIdentity::of(const Forest& forest) {
   const NodeLayout& layout = forest.layout();
   const uint64_t size = layout.node_size * static_cast<uint64_t>(forest.n_nodes());
-  const uint64_t hash = hash64(forest.data(), size);
-  forest.check_intact();  // a truncated mapping read as zeros: that hash names no file
-  forest.storage().mapping.release_pages();  // hashing read every page; a search reads fewer
+  const uint64_t hash = forest.content_hash();
+  // Hashing read every page, and so may a build or check just before; a search reads fewer.
+  forest.storage().mapping.release_pages();
   return {layout.metric, layout.dim, forest.n_items(), forest.n_nodes(), size, hash};
 }
 
