@@ -61,7 +61,8 @@ MaskedSum masked_sum4_scalar(const uint64_t* bits, const uint64_t* planes, int w
   return masked_sum4_body(bits, planes, words);
 }
 
-void walsh_hadamard_scalar(float* v, int n) {
+void rotation_round_scalar(float* v, const float* factors, int n) {
+  for (int i = 0; i < n; ++i) v[i] *= factors[i];
   for (int h = 1; h < n; h *= 2) {
     for (int i = 0; i < n; i += 2 * h) {
       for (int j = i; j < i + h; ++j) {
@@ -91,6 +92,13 @@ void quantize_u8_scalar(const float* x, const float* offset, const float* scale,
   for (int j = 0; j < n; ++j) {
     const float c = std::nearbyint((x[j] - offset[j]) / scale[j]);
     codes[j] = static_cast<uint8_t>(std::min(255.0f, std::max(0.0f, c)));  // NaN: max gives 0
+  }
+}
+
+void quantize_s8_scalar(const float* x, float scale, int n, int8_t* codes) {
+  for (int j = 0; j < n; ++j) {
+    const float c = std::nearbyint(x[j] / scale);
+    codes[j] = static_cast<int8_t>(std::min(127.0f, std::max(-127.0f, c)));  // NaN: max gives -127
   }
 }
 
@@ -161,16 +169,16 @@ __attribute__((target("avx2,fma"))) float l2_u8_f32_avx2(const uint8_t* x, const
   return hsum_ps_256(acc) + l2_u8_f32_scalar(x + i, scale + i, p + i, n - i);
 }
 
-// One stride h (1, 2 or 4) of the transform inside a register: `partner` holds each lane's pair
+// One stride h (1, 2 or 4) of the Walsh-Hadamard transform inside a register: `partner` holds each lane's pair
 // member; the lower member of a pair keeps a + b, the upper one a - b (partner - self).
 template <int kBlend>
 __attribute__((target("avx2"))) inline __m256 butterfly_in_register(__m256 x, __m256 partner) {
   return _mm256_blend_ps(_mm256_add_ps(x, partner), _mm256_sub_ps(partner, x), kBlend);
 }
 
-__attribute__((target("avx2"))) void walsh_hadamard_avx2(float* v, int n) {
+__attribute__((target("avx2"))) void rotation_round_avx2(float* v, const float* factors, int n) {
   for (int i = 0; i < n; i += 8) {
-    __m256 x = _mm256_loadu_ps(v + i);
+    __m256 x = _mm256_mul_ps(_mm256_loadu_ps(v + i), _mm256_loadu_ps(factors + i));
     x = butterfly_in_register<0xAA>(x, _mm256_permute_ps(x, 0xB1));  // stride 1: lanes 1 0 3 2
     x = butterfly_in_register<0xCC>(x, _mm256_permute_ps(x, 0x4E));  // stride 2: lanes 2 3 0 1
     x = butterfly_in_register<0xF0>(x, _mm256_permute2f128_ps(x, x, 0x01));  // stride 4: halves swapped
@@ -239,6 +247,18 @@ __attribute__((target("avx2"))) void quantize_u8_avx2(const float* x, const floa
     _mm_storel_epi64(reinterpret_cast<__m128i*>(codes + j), _mm_packus_epi16(i16, i16));
   }
   quantize_u8_scalar(x + j, offset + j, scale + j, n - j, codes + j);
+}
+
+__attribute__((target("avx2"))) void quantize_s8_avx2(const float* x, float scale, int n, int8_t* codes) {
+  int j = 0;
+  for (; j + 8 <= n; j += 8) {
+    __m256 c = _mm256_round_ps(_mm256_div_ps(_mm256_loadu_ps(x + j), _mm256_set1_ps(scale)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    c = _mm256_min_ps(_mm256_max_ps(c, _mm256_set1_ps(-127.0f)), _mm256_set1_ps(127.0f));  // max(NaN, -127) is -127
+    const __m256i i32 = _mm256_cvtps_epi32(c);
+    const __m128i i16 = _mm_packs_epi32(_mm256_castsi256_si128(i32), _mm256_extracti128_si256(i32, 1));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(codes + j), _mm_packs_epi16(i16, i16));
+  }
+  quantize_s8_scalar(x + j, scale, n - j, codes + j);
 }
 
 // ---- AVX-512 with VNNI: 64 byte products per instruction (vpdpbusd), masked tails ----
@@ -340,19 +360,19 @@ Kernels kernels_for(Level level) {
     case Level::Avx512Vnni:
       if (__builtin_cpu_supports("avx512vpopcntdq")) sum4 = masked_sum4_vpopcnt;
       return {level, dot_u8_s8_vnni, sad_u8_avx512, dot_s8_f32_avx512, l2_u8_f32_avx512, sum4,
-              walsh_hadamard_avx2, sign_code_avx2, quantize_u8_avx2};
+              rotation_round_avx2, sign_code_avx2, quantize_u8_avx2, quantize_s8_avx2};
     case Level::Avx2:
       return {level, dot_u8_s8_avx2, sad_u8_avx2, dot_s8_f32_avx2, l2_u8_f32_avx2, sum4,
-              walsh_hadamard_avx2, sign_code_avx2, quantize_u8_avx2};
+              rotation_round_avx2, sign_code_avx2, quantize_u8_avx2, quantize_s8_avx2};
     case Level::Scalar:
       break;
   }
   return {Level::Scalar, dot_u8_s8_scalar, sad_u8_scalar, dot_s8_f32_scalar, l2_u8_f32_scalar, sum4,
-          walsh_hadamard_scalar, sign_code_scalar, quantize_u8_scalar};
+          rotation_round_scalar, sign_code_scalar, quantize_u8_scalar, quantize_s8_scalar};
 #else
   (void)level;
   return {Level::Scalar, dot_u8_s8_scalar, sad_u8_scalar, dot_s8_f32_scalar, l2_u8_f32_scalar, masked_sum4_scalar,
-          walsh_hadamard_scalar, sign_code_scalar, quantize_u8_scalar};
+          rotation_round_scalar, sign_code_scalar, quantize_u8_scalar, quantize_s8_scalar};
 #endif
 }
 

@@ -36,13 +36,15 @@ struct Kernels {
   // (plane p, `words` 64-bit words from planes + p * words, holds bit p of every Q[j]), and their count.
   MaskedSum (*masked_sum4)(const uint64_t* bits, const uint64_t* planes, int words);
 
-  // In place, unnormalised, n a power of two >= 8: pairs (a, b) become (a + b, a - b) at strides
-  // 1, 2, 4, ... (the fast Walsh-Hadamard transform).
-  void (*walsh_hadamard)(float* v, int n);
+  // One round of a rotation, in place, n a power of two >= 8: v[i] *= factors[i], then the fast
+  // Walsh-Hadamard transform, unnormalised: pairs (a, b) become (a + b, a - b) at strides 1, 2, 4, ...
+  void (*rotation_round)(float* v, const float* factors, int n);
   // Bit j of bits (n / 64 words, n a multiple of 64) = r[j] - c[j] > 0, and the sums of that difference.
   SignSums (*sign_code)(const float* r, const float* c, int n, uint64_t* bits);
   // codes[j] = nearbyint((x[j] - offset[j]) / scale[j]) clamped to 0..255 (NaN to 0).
   void (*quantize_u8)(const float* x, const float* offset, const float* scale, int n, uint8_t* codes);
+  // codes[j] = nearbyint(x[j] / scale) clamped to -127..127 (NaN to -127).
+  void (*quantize_s8)(const float* x, float scale, int n, int8_t* codes);
 };
 
 extern const Kernels kKernels;
@@ -55,11 +57,12 @@ inline float dot_s8_f32(const int8_t* x, const float* q, int n) { return kKernel
 inline float l2_u8_f32(const uint8_t* x, const float* scale, const float* p, int n) {
   return kKernels.l2_u8_f32(x, scale, p, n);
 }
-inline void walsh_hadamard(float* v, int n) { kKernels.walsh_hadamard(v, n); }
+inline void rotation_round(float* v, const float* factors, int n) { kKernels.rotation_round(v, factors, n); }
 inline SignSums sign_code(const float* r, const float* c, int n, uint64_t* bits) { return kKernels.sign_code(r, c, n, bits); }
 inline void quantize_u8(const float* x, const float* offset, const float* scale, int n, uint8_t* codes) {
   kKernels.quantize_u8(x, offset, scale, n, codes);
 }
+inline void quantize_s8(const float* x, float scale, int n, int8_t* codes) { kKernels.quantize_s8(x, scale, n, codes); }
 inline MaskedSum masked_sum4(const uint64_t* bits, const uint64_t* planes, int words) {
   return kKernels.masked_sum4(bits, planes, words);
 }

@@ -29,20 +29,32 @@ void append(std::vector<uint8_t>& out, const T* values, size_t count) {
 void pad_to(std::vector<uint8_t>& out, size_t size) { out.resize(size, 0); }
 
 // Each item's vector as the codes see it: angular items scaled to unit length (its distance ignores
-// length), the others as stored. Holes give false.
+// length), the others read in place from the forest. Holes give nullptr. One pointer valid at a time.
 class ItemReader {
  public:
-  explicit ItemReader(const Forest& forest) : forest_(forest), dim_(forest.layout().dim) {}
-  bool read(int32_t item, float* out) const {
-    if (!is_item(forest_, item)) return false;
-    forest_.get_item(item, out);
-    if (forest_.layout().metric == MetricKind::Angular) scale_to_unit_length(out, dim_);
-    return true;
+  explicit ItemReader(const Forest& forest)
+      : forest_(forest),
+        dim_(forest.layout().dim),
+        unit_length_(forest.layout().metric == MetricKind::Angular),
+        values_offset_(with_metric(forest.layout().metric, [](auto tag) { return sizeof(typename decltype(tag)::type::Node); })),
+        scaled_(unit_length_ ? static_cast<size_t>(dim_) : 0) {}
+
+  const float* read(int32_t item) {
+    if (!is_item(forest_, item)) return nullptr;
+    const uint8_t* node = forest_.data() + forest_.layout().node_size * static_cast<size_t>(item);
+    const float* v = reinterpret_cast<const float*>(node + values_offset_);
+    if (!unit_length_) return v;
+    std::copy(v, v + dim_, scaled_.begin());
+    scale_to_unit_length(scaled_.data(), dim_);
+    return scaled_.data();
   }
 
  private:
   const Forest& forest_;
   int dim_;
+  bool unit_length_;
+  size_t values_offset_;  // the values follow the node's header (metric.h)
+  std::vector<float> scaled_;
 };
 
 SectionData rotation_section(const Rotation& rotation, uint64_t seed) {
@@ -62,15 +74,15 @@ struct ItemStats {
   std::vector<float> high;
 };
 
-ItemStats item_stats(const Forest& forest, const ItemReader& items) {
+ItemStats item_stats(const Forest& forest, ItemReader& items) {
   const size_t dim = static_cast<size_t>(forest.layout().dim);
-  std::vector<float> x(dim);
   std::vector<double> sum(dim, 0.0);
   ItemStats stats{std::vector<float>(dim), std::vector<float>(dim, std::numeric_limits<float>::infinity()),
                   std::vector<float>(dim, -std::numeric_limits<float>::infinity())};
   size_t count = 0;
   for (int32_t i = 0; i < forest.n_items(); ++i) {
-    if (!items.read(i, x.data())) continue;
+    const float* x = items.read(i);
+    if (x == nullptr) continue;
     for (size_t j = 0; j < dim; ++j) {
       sum[j] += x[j];
       stats.low[j] = std::min(stats.low[j], x[j]);
@@ -243,7 +255,7 @@ SectionData split_section(const Forest& forest) {
     float largest = 0;
     for (int j = 0; j < dim; ++j) largest = std::max(largest, std::fabs(v[j]));
     const float scale = largest > 0 ? largest / 127.0f : 1.0f;
-    for (int j = 0; j < dim; ++j) normal[j] = static_cast<int8_t>(std::nearbyint(v[j] / scale));
+    code_kernels::quantize_s8(v, scale, dim, normal.data());
     const SplitRecord record{{reference(children(i)[0]), reference(children(i)[1])}, split_offset<M>(node(i)), scale};
     append(bytes, &record, 1);
     append(bytes, normal.data(), normal.size());
@@ -265,7 +277,7 @@ std::vector<SectionData> build_code_sections(const Forest& forest, uint64_t seed
     throw Error(ErrorCode::InvalidArgument, "codes support dim up to " + std::to_string(kMaxCodedDim) + ", this forest has " +
                                                 std::to_string(layout.dim));
   }
-  const ItemReader items(forest);
+  ItemReader items(forest);
   const ItemStats stats = item_stats(forest, items);
   std::optional<Rotation> rotation;
   std::optional<BinaryCoder> binary;
@@ -274,9 +286,8 @@ std::vector<SectionData> build_code_sections(const Forest& forest, uint64_t seed
     binary.emplace(forest, *rotation, stats);
   }
   ScalarCoder scalar(forest, stats);
-  std::vector<float> x(static_cast<size_t>(layout.dim));
   for (int32_t i = 0; i < forest.n_items(); ++i) {  // each item read once, for both codes
-    const float* item = items.read(i, x.data()) ? x.data() : nullptr;
+    const float* item = items.read(i);
     if (binary) binary->add(item);
     scalar.add(item);
   }

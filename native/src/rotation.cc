@@ -31,11 +31,7 @@ Rotation::Rotation(int dim, int padded, std::vector<uint8_t> negate)
 void Rotation::apply(const float* in, float* out) const {
   std::memcpy(out, in, sizeof(float) * dim_);
   std::memset(out + dim_, 0, sizeof(float) * (padded_ - dim_));
-  for (int r = 0; r < kRounds; ++r) {
-    const float* factors = &factors_[static_cast<size_t>(r) * padded_];
-    for (int i = 0; i < padded_; ++i) out[i] *= factors[i];  // x * -s rounds as -(x * s)
-    code_kernels::walsh_hadamard(out, padded_);
-  }
+  for (int r = 0; r < kRounds; ++r) code_kernels::rotation_round(out, &factors_[static_cast<size_t>(r) * padded_], padded_);
 }
 
 }  // namespace canopy

@@ -32,7 +32,7 @@ class Rotation {
   int dim_;
   int padded_;
   std::vector<uint8_t> negate_;  // rounds x padded
-  std::vector<float> factors_;   // rounds x padded: -+1 / sqrt(padded), the signs with the scale
+  std::vector<float> factors_;   // rounds x padded: -+1 / sqrt(padded), the signs with the scale (x * -s rounds as -(x * s))
 };
 
 }  // namespace canopy

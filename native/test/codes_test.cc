@@ -175,25 +175,26 @@ TEST(code_making_kernels_are_right_and_identical_across_levels) {
   std::mt19937 g(9);
   const Kernels scalar = kernels_for(Level::Scalar);
   for (int n : {8, 16, 32, 64, 128, 256, 1024}) {
+    const std::vector<float> ones(n, 1.0f);
     std::vector<float> v(n);
     for (auto& x : v) x = static_cast<float>(static_cast<int>(g() % 200) - 100);
-    std::vector<float> want = v;
-    scalar.walsh_hadamard(want.data(), n);
     for (Level level : {Level::Scalar, Level::Avx2, kKernels.level}) {
       std::vector<float> got = v;
-      kernels_for(level).walsh_hadamard(got.data(), n);
-      CHECK(std::memcmp(got.data(), want.data(), sizeof(float) * n) == 0);
-      kernels_for(level).walsh_hadamard(got.data(), n);  // H H = n I, exact on small integers
+      kernels_for(level).rotation_round(got.data(), ones.data(), n);
+      kernels_for(level).rotation_round(got.data(), ones.data(), n);  // H H = n I, exact on small integers
       for (int i = 0; i < n; ++i) CHECK(got[i] == static_cast<float>(n) * v[i]);
     }
-    std::vector<float> fractions(n);  // rounding happens: every level must round alike
-    for (auto& x : fractions) x = std::normal_distribution<float>()(g);
-    std::vector<float> rounded = fractions;
-    scalar.walsh_hadamard(rounded.data(), n);
+    std::vector<float> fractions(n), factors(n);  // rounding happens: every level must round alike
+    for (int i = 0; i < n; ++i) {
+      fractions[i] = std::normal_distribution<float>()(g);
+      factors[i] = (g() % 2 == 0 ? 1.0f : -1.0f) / std::sqrt(static_cast<float>(n));
+    }
+    std::vector<float> want = fractions;
+    scalar.rotation_round(want.data(), factors.data(), n);
     for (Level level : {Level::Avx2, kKernels.level}) {
       std::vector<float> got = fractions;
-      kernels_for(level).walsh_hadamard(got.data(), n);
-      CHECK(std::memcmp(got.data(), rounded.data(), sizeof(float) * n) == 0);
+      kernels_for(level).rotation_round(got.data(), factors.data(), n);
+      CHECK(std::memcmp(got.data(), want.data(), sizeof(float) * n) == 0);
     }
   }
   for (int n : {64, 128, 1024}) {
@@ -239,6 +240,20 @@ TEST(code_making_kernels_are_right_and_identical_across_levels) {
       std::vector<uint8_t> got(n);
       kernels_for(level).quantize_u8(x.data(), offset.data(), scale.data(), n, got.data());
       CHECK(got == want);
+    }
+    // Split normals: scale = largest / 127, so codes reach +-127 and ties fall on halves.
+    const float scale_s8 = 0.25f;
+    std::vector<int8_t> want_s8(n);
+    for (int j = 0; j < n; ++j) x[j] = j % 11 == 3 ? std::nanf("") : static_cast<float>(static_cast<int>(g() % 1021) - 510) / 16.0f;
+    scalar.quantize_s8(x.data(), scale_s8, n, want_s8.data());
+    for (int j = 0; j < n; ++j) {
+      const float c = std::nearbyint(x[j] / scale_s8);
+      CHECK(want_s8[j] == (std::isnan(c) ? -127 : static_cast<int8_t>(std::min(127.0f, std::max(-127.0f, c)))));
+    }
+    for (Level level : {Level::Avx2, kKernels.level}) {
+      std::vector<int8_t> got(n);
+      kernels_for(level).quantize_s8(x.data(), scale_s8, n, got.data());
+      CHECK(got == want_s8);
     }
   }
 }
