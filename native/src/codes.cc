@@ -51,7 +51,7 @@ class SectionChecker {
     const int dim = forest_.layout().dim;
     expect(s, s.params[scalar_params::kDim] == static_cast<uint32_t>(dim), "dim " + std::to_string(s.params[scalar_params::kDim]));
     const size_t record = s.params[scalar_params::kRecordBytes];
-    expect(s, record == scalar_record_bytes(dim) || record == packed_scalar_record_bytes(dim), "record size");
+    expect(s, readable_record_size(record, packed_scalar_record_bytes(dim)), "record size");
     const bool uniform = s.params[scalar_params::kUniformScale] != 0;
     expect(s, uniform == (forest_.layout().metric == MetricKind::Manhattan), "scale kind");
     const size_t table = pad64(sizeof(float) * dim);
@@ -71,7 +71,7 @@ class SectionChecker {
     const int dim = forest_.layout().dim;
     expect(s, s.params[split_params::kDim] == static_cast<uint32_t>(dim), "dim " + std::to_string(s.params[split_params::kDim]));
     const size_t record = s.params[split_params::kRecordBytes];
-    expect(s, record == split_record_bytes(dim) || record == packed_split_record_bytes(dim), "record size");
+    expect(s, readable_record_size(record, packed_split_record_bytes(dim)), "record size");
     const uint32_t n_splits = s.params[split_params::kSplits];
     const uint32_t n_roots = s.params[split_params::kRoots];
     expect(s, n_splits <= static_cast<uint32_t>(forest_.n_nodes()) && n_roots == forest_.roots().size(), "split or root count");
@@ -141,10 +141,11 @@ CodeViews check_code_sections(const Forest& forest, const Sidecar& sidecar) {
   const SectionChecker check(forest, sidecar);
   CodeViews views;
   const MetricKind metric = forest.layout().metric;
-  auto need = [&](SectionKind kind, bool wanted) -> const SectionView* {
+  enum class Use { Required, Optional, Refused };
+  auto need = [&](SectionKind kind, Use use) -> const SectionView* {
     const SectionView* s = sidecar.find(kind);
-    if (wanted && s == nullptr) throw bad_sidecar(sidecar.path(), std::string("has no ") + section_kind_name(static_cast<uint32_t>(kind)) + " section");
-    if (!wanted && s != nullptr) {
+    if (use == Use::Required && s == nullptr) throw bad_sidecar(sidecar.path(), std::string("has no ") + section_kind_name(static_cast<uint32_t>(kind)) + " section");
+    if (use == Use::Refused && s != nullptr) {
       throw bad_sidecar(sidecar.path(), std::string("has a ") + section_kind_name(static_cast<uint32_t>(kind)) + " section a " +
                                             metric_name(metric) + " forest does not use");
     }
@@ -152,10 +153,17 @@ CodeViews check_code_sections(const Forest& forest, const Sidecar& sidecar) {
   };
   const bool coded = metric != MetricKind::Hamming;
   const bool rotated = coded && metric != MetricKind::Manhattan;
-  if (const SectionView* s = need(SectionKind::Rotation, rotated)) check.rotation(*s, &views);
-  if (const SectionView* s = need(SectionKind::BinaryCodes, rotated)) check.binary(*s, &views);
-  if (const SectionView* s = need(SectionKind::ScalarCodes, coded)) check.scalar(*s, &views);
-  if (const SectionView* s = need(SectionKind::Splits, coded)) check.splits(*s, &views);
+  // 1-bit codes are left out where searches would not use them (write_codes), never half of them.
+  const Use binary = rotated ? Use::Optional : Use::Refused;
+  const SectionView* rotation = need(SectionKind::Rotation, binary);
+  if ((rotation == nullptr) != (need(SectionKind::BinaryCodes, binary) == nullptr)) {
+    throw bad_sidecar(sidecar.path(), rotation != nullptr ? "has a rotation section without binary codes" : "has binary codes without a rotation section");
+  }
+  if (rotation != nullptr) check.rotation(*rotation, &views);
+  if (const SectionView* s = need(SectionKind::BinaryCodes, binary)) check.binary(*s, &views);
+  const Use required = coded ? Use::Required : Use::Refused;
+  if (const SectionView* s = need(SectionKind::ScalarCodes, required)) check.scalar(*s, &views);
+  if (const SectionView* s = need(SectionKind::Splits, required)) check.splits(*s, &views);
   return views;
 }
 

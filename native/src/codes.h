@@ -27,8 +27,14 @@ struct CodeViews;
 // draws the rotation. Throws Error InvalidArgument for dimensions above kMaxCodedDim.
 std::vector<SectionData> build_code_sections(const Forest& forest, uint64_t seed);
 
+// Which 1-bit codes a sidecar keeps: only where searches would use them (the calibration of
+// CodedForest::BinaryStep, run on the written file; without them a sidecar is 16 + D/8 bytes an item
+// smaller), or always (to test the 1-bit step on any data).
+enum class BinaryCodes { WhereUsed, Always };
+
 // build_code_sections, written to `path` (see write_sidecar).
-void write_codes(const Forest& forest, const std::string& path, uint64_t seed);
+void write_codes(const std::shared_ptr<const Forest>& forest, const std::string& path, uint64_t seed,
+                 BinaryCodes binary = BinaryCodes::WhereUsed);
 
 constexpr int kMaxCodedDim = 65536;  // keeps 8-bit dot products inside int32
 constexpr uint64_t kDefaultCodeSeed = 0x5eed'c0de'5eed'c0deULL;

@@ -305,8 +305,18 @@ std::vector<SectionData> build_code_sections(const Forest& forest, uint64_t seed
   return sections;
 }
 
-void write_codes(const Forest& forest, const std::string& path, uint64_t seed) {
-  write_sidecar(path, ForestIdentity::of(forest), build_code_sections(forest, seed));
+void write_codes(const std::shared_ptr<const Forest>& forest, const std::string& path, uint64_t seed, BinaryCodes binary) {
+  std::vector<SectionData> sections = build_code_sections(*forest, seed);
+  const ForestIdentity identity = ForestIdentity::of(*forest);
+  write_sidecar(path, identity, sections);
+  auto one_bit = [](const SectionData& s) {
+    return s.kind == static_cast<uint32_t>(SectionKind::Rotation) || s.kind == static_cast<uint32_t>(SectionKind::BinaryCodes);
+  };
+  if (binary == BinaryCodes::Always || std::none_of(sections.begin(), sections.end(), one_bit)) return;
+  // The calibration a load runs decides now, once: every load of this file would decide the same.
+  if (CodedForest::load(forest, path, false)->uses_binary_step()) return;
+  sections.erase(std::remove_if(sections.begin(), sections.end(), one_bit), sections.end());
+  write_sidecar(path, identity, sections);
 }
 
 }  // namespace canopy

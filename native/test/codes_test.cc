@@ -64,7 +64,9 @@ Built build(MetricKind metric, const std::vector<std::vector<float>>& items, con
   for (size_t i = 0; i < items.size(); ++i) b.index->add_item(static_cast<int32_t>(i), items[i].data());
   b.index->build(10, 1);
   b.codes_path = canopy_test::temp_dir() + "/" + name + ".codes";
-  canopy::write_codes(*b.index->forest(), b.codes_path, canopy::kDefaultCodeSeed);
+  // The 1-bit step forced on needs the 1-bit codes the writer leaves out where they do not pay.
+  const canopy::BinaryCodes binary = step == CodedForest::BinaryStep::Use ? canopy::BinaryCodes::Always : canopy::BinaryCodes::WhereUsed;
+  canopy::write_codes(b.index->forest(), b.codes_path, canopy::kDefaultCodeSeed, binary);
   b.coded = CodedForest::load(b.index->forest(), b.codes_path, false, step);
   return b;
 }
@@ -125,11 +127,19 @@ TEST(codes_recall_matches_exact_mode_at_the_same_search_k) {
   }
 }
 
+// And keep 1-bit codes in the sidecar only there: where the step does not pay, the file is smaller by
+// the 1-bit section and still answers.
 TEST(codes_use_the_1_bit_step_only_where_it_filters) {
   for (MetricKind metric : {MetricKind::Angular, MetricKind::Euclidean, MetricKind::Dot}) {
     const std::string name = canopy::metric_name(metric);
-    CHECK(!build(metric, clustered(4000, 64, 5), "calibrate-mixture-" + name).coded->uses_binary_step());
-    CHECK(build(metric, sparse(4000, 256, 5), "calibrate-sparse-" + name).coded->uses_binary_step());
+    const Built mixture = build(metric, clustered(4000, 64, 5), "calibrate-mixture-" + name);
+    CHECK(!mixture.coded->uses_binary_step() && mixture.coded->views().centroid == nullptr);
+    CHECK(mixture.coded->sidecar().find(canopy::SectionKind::Rotation) == nullptr);
+    const Built sparse_items = build(metric, sparse(4000, 256, 5), "calibrate-sparse-" + name);
+    CHECK(sparse_items.coded->uses_binary_step() && sparse_items.coded->views().centroid != nullptr);
+    std::vector<int32_t> ids(10);
+    std::vector<float> d(10);
+    CHECK(mixture.coded->search_vector(mixture.items[7].data(), 10, 500, 0, ids.data(), d.data()) == 10 && (metric == MetricKind::Dot || ids[0] == 7));
   }
   CHECK(!build(MetricKind::Manhattan, sparse(4000, 256, 5), "calibrate-sparse-manhattan").coded->uses_binary_step());
 }
@@ -268,7 +278,7 @@ TEST(hamming_codes_search_exactly) {
   }
   index.build(5, 1);
   const std::string path = canopy_test::temp_dir() + "/hamming.codes";
-  canopy::write_codes(*index.forest(), path, 1);
+  canopy::write_codes(index.forest(), path, 1);
   const auto coded = CodedForest::load(index.forest(), path, false);
   std::vector<int32_t> a(10), b(10);
   std::vector<float> da(10), db(10);
@@ -315,46 +325,78 @@ TEST(codes_with_bad_contents_are_refused_even_with_matching_hashes) {
   std::vector<canopy::SectionData> missing = good;
   missing.pop_back();
   refused(missing, "has no splits section");
+  auto without = [&](std::initializer_list<K> kinds) {
+    std::vector<canopy::SectionData> sections;
+    for (const auto& s : good) {
+      if (std::none_of(kinds.begin(), kinds.end(), [&](K k) { return s.kind == static_cast<uint32_t>(k); })) sections.push_back(s);
+    }
+    return sections;
+  };
+  refused(without({K::BinaryCodes}), "rotation section without binary codes");
+  refused(without({K::Rotation}), "binary codes without a rotation section");
+  canopy::write_sidecar(path, id, without({K::Rotation, K::BinaryCodes}));  // 1-bit codes are optional
+  CHECK(CodedForest::load(forest, path, false)->views().centroid == nullptr);
   CodedForest::load(forest, (canopy::write_sidecar(path, id, good), path), false);  // and the untouched ones load
 }
 
 // At dim 100 a record padded to 128 bytes touches two cache lines, where a packed one straddles three
-// more often than not. Sidecars written packed (before the padding) still load and answer the same.
+// more often than not; at dim 40 padding would cost more than it saves. Sidecars written under another
+// rule (packed, or padded where this one packs) still load and answer the same.
 TEST(codes_records_padded_to_whole_lines_where_cheap_and_packed_ones_still_load) {
   using K = canopy::SectionKind;
   CHECK(canopy::scalar_record_bytes(100) == 128 && canopy::split_record_bytes(100) == 128);
   CHECK(canopy::scalar_record_bytes(128) == 128 && canopy::split_record_bytes(128) == 144);  // 3 lines either way
   CHECK(canopy::scalar_record_bytes(40) == 40);  // padding would cost more than a third
+  CHECK(canopy::scalar_record_bytes(784) == 784 && canopy::split_record_bytes(784) == 800);  // saves 1-3% of lines
+  // The same sections with every record stored at another size: cut back to its packed size, or
+  // zero-padded to whole lines.
+  auto resized = [](const canopy::Forest& forest, int dim, bool pad) {
+    std::vector<canopy::SectionData> sections = canopy::build_code_sections(forest, canopy::kDefaultCodeSeed);
+    auto resize = [&](canopy::SectionData& s, int size_param, size_t header, size_t packed) {
+      const size_t from = s.params[size_param];
+      const size_t to = pad ? canopy::pad64(packed) : packed;
+      std::vector<uint8_t> bytes(s.bytes.begin(), s.bytes.begin() + static_cast<std::ptrdiff_t>(header));
+      for (size_t at = header; at < s.bytes.size(); at += from) {
+        bytes.insert(bytes.end(), s.bytes.begin() + static_cast<std::ptrdiff_t>(at), s.bytes.begin() + static_cast<std::ptrdiff_t>(at + packed));
+        bytes.resize(bytes.size() + (to - packed), 0);
+      }
+      s.bytes = std::move(bytes);
+      s.params[size_param] = static_cast<uint32_t>(to);
+    };
+    for (auto& s : sections) {
+      if (s.kind == static_cast<uint32_t>(K::ScalarCodes)) {
+        resize(s, canopy::scalar_params::kRecordBytes, 2 * canopy::pad64(4 * dim), canopy::packed_scalar_record_bytes(dim));
+      }
+      if (s.kind == static_cast<uint32_t>(K::Splits)) {
+        resize(s, canopy::split_params::kRecordBytes, canopy::pad64(4 * forest.roots().size()), canopy::packed_split_record_bytes(dim));
+      }
+    }
+    return sections;
+  };
+  auto same_answers = [](const CodedForest& a, const CodedForest& b, int dim) {
+    for (const auto& q : clustered(20, dim, 22)) {
+      std::vector<int32_t> ia(10), ib(10);
+      std::vector<float> da(10), db(10);
+      ia.resize(a.search_vector(q.data(), 10, 1000, 0, ia.data(), da.data()));
+      ib.resize(b.search_vector(q.data(), 10, 1000, 0, ib.data(), db.data()));
+      CHECK(ia == ib && da == db);
+    }
+  };
+  const std::string path = canopy_test::temp_dir() + "/resized.codes";
+  const Built narrow = build(MetricKind::Angular, clustered(2000, 40, 23), "packed-40");
+  canopy::write_sidecar(path, canopy::ForestIdentity::of(*narrow.index->forest()), resized(*narrow.index->forest(), 40, true));
+  const auto padded = CodedForest::load(narrow.index->forest(), path, false);
+  CHECK(padded->views().scalar_record_size == 64 && narrow.coded->views().scalar_record_size == 40);
+  same_answers(*narrow.coded, *padded, 40);
+
   Built b = build(MetricKind::Angular, clustered(3000, 100, 21), "padded");
   const auto forest = b.index->forest();
   const canopy::ForestIdentity id = canopy::ForestIdentity::of(*forest);
-  // The same sections with every record cut back to its packed size.
-  std::vector<canopy::SectionData> packed = canopy::build_code_sections(*forest, canopy::kDefaultCodeSeed);
-  auto repack = [](canopy::SectionData& s, int size_param, size_t header, size_t padded, size_t size) {
-    std::vector<uint8_t> bytes(s.bytes.begin(), s.bytes.begin() + static_cast<std::ptrdiff_t>(header));
-    for (size_t at = header; at < s.bytes.size(); at += padded) bytes.insert(bytes.end(), s.bytes.begin() + static_cast<std::ptrdiff_t>(at), s.bytes.begin() + static_cast<std::ptrdiff_t>(at + size));
-    s.bytes = std::move(bytes);
-    s.params[size_param] = static_cast<uint32_t>(size);
-  };
-  for (auto& s : packed) {
-    if (s.kind == static_cast<uint32_t>(K::ScalarCodes)) {
-      repack(s, canopy::scalar_params::kRecordBytes, 2 * canopy::pad64(4 * 100), 128, canopy::packed_scalar_record_bytes(100));
-    }
-    if (s.kind == static_cast<uint32_t>(K::Splits)) {
-      repack(s, canopy::split_params::kRecordBytes, canopy::pad64(4 * forest->roots().size()), 128, canopy::packed_split_record_bytes(100));
-    }
-  }
-  const std::string path = canopy_test::temp_dir() + "/packed.codes";
+  std::vector<canopy::SectionData> packed = resized(*forest, 100, false);
   canopy::write_sidecar(path, id, packed);
   const auto old = CodedForest::load(forest, path, false);
   CHECK(old->views().scalar_record_size == 100 && b.coded->views().scalar_record_size == 128);
-  for (const auto& q : clustered(20, 100, 22)) {
-    std::vector<int32_t> a(10), c(10);
-    std::vector<float> da(10), dc(10);
-    a.resize(b.coded->search_vector(q.data(), 10, 1000, 0, a.data(), da.data()));
-    c.resize(old->search_vector(q.data(), 10, 1000, 0, c.data(), dc.data()));
-    CHECK(a == c && da == dc);
-  }
+  same_answers(*b.coded, *old, 100);
   // Any other record size is refused.
   for (auto& s : packed) {
     if (s.kind == static_cast<uint32_t>(K::ScalarCodes)) s.params[canopy::scalar_params::kRecordBytes] = 112;

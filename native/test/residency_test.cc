@@ -72,7 +72,7 @@ TEST(loading_a_forest_and_its_sidecars_leaves_few_pages_resident) {
   CHECK(resident_bytes(ann) < forest_size / 10);  // validation read every tree node and item
 
   const std::string codes = canopy_test::temp_dir() + "/resident.codes";
-  canopy::write_codes(*forest, codes, 5);
+  canopy::write_codes(forest, codes, 5);
   const auto coded = canopy::CodedForest::load(forest, codes, false);  // hashes the forest and the sidecar
   CHECK(resident_bytes(ann) < forest_size / 10);
   CHECK(resident_bytes(codes) < file_bytes(codes) / 10);
