@@ -3,7 +3,7 @@
 // seed, same file format) and against hnswlib-node, at equal recall@k.
 //
 //   npm run bench:engine -- [--dataset mnist|synthetic|mixture-100k|mixture-1m|all] [--queries 1000]
-//       [--trees 50] [--engines codes,canopy,annoy,hnswlib] [--build-threads 1] [--repeats 3]
+//       [--trees 50] [--engines codes,canopy,annoy,hnswlib] [--build-threads 1] [--repeats 3] [--rounds 2]
 //       [--build-only yes]   (prepare the data and fill the cache of builds; no queries, no report)
 //
 // Engines: canopy (the forest), codes (canopy's forest searched through its sidecar of codes,
@@ -21,7 +21,10 @@
 // (so its peak RSS is its own); then each engine answers every query with one
 // thread, sweeping search_k (hnswlib: ef); each block of 50 queries counts its
 // fastest of --repeats passes, in CPU time (steadier than wall time on a shared
-// machine; builds report both). Queries/s at a recall level is
+// machine; builds report both). The engines' sweeps take turns for --rounds
+// rounds and each sweep point counts its fastest round: this host's speed drifts
+// over minutes, and one engine's sweep run wholly after another's would carry the
+// drift into their ratio. Queries/s at a recall level is
 // interpolated linearly between the two sweep points around it.
 //
 // How each side is timed: a tight loop of one synchronous call per query, after
@@ -48,6 +51,7 @@ const DEFAULTS = {
   dataset: 'all',
   queries: 1000,
   repeats: 3,
+  rounds: 2,
   k: 10,
   trees: 50,
   seed: 1,
@@ -386,6 +390,13 @@ function sweepHnsw(opts, meta, dir, file, queries) {
 
 const SWEEPS = { canopy: sweepCanopy, codes: sweepCanopy, graph: sweepGraph, annoy: sweepAnnoy, hnswlib: sweepHnsw };
 
+/** Two rounds of one engine's sweep: each point and the floor at their fastest; the rest as the later round measured. */
+function fastestRound(earlier, later) {
+  const points = later.points.map((p, i) => (earlier.points[i].seconds < p.seconds ? earlier.points[i] : p));
+  const floor = later.callFloorSeconds === null ? null : Math.min(earlier.callFloorSeconds, later.callFloorSeconds);
+  return { ...later, points, callFloorSeconds: floor };
+}
+
 // ---------- recall and interpolation ----------
 
 function recallAtK(found, truth, k) {
@@ -525,7 +536,7 @@ function report(opts, meta, engines, { builds, curves, floors, residents }, dir)
     '',
     `Data: ${fmt(meta.rows)} x ${meta.dim} ${meta.metric}, ${fmt(meta.queries)} queries, recall@${meta.k} against numpy brute force.`,
     `Trees: ${opts.trees} (seed ${opts.seed}, ${opts.buildThreads} build thread(s)); hnswlib M=${opts.hnswM}, efConstruction=${opts.hnswEfConstruction}.`,
-    `Queries: one thread, one synchronous call per query, in CPU seconds of the process; each block of ${BLOCK_QUERIES} queries counts its fastest of ${opts.repeats} passes.`,
+    `Queries: one thread, one synchronous call per query, in CPU seconds of the process; each block of ${BLOCK_QUERIES} queries counts its fastest of ${opts.repeats} passes; the engines' sweeps take turns for ${opts.rounds} round(s) and each point counts its fastest.`,
     'Canopy: searchSync on a Float32Array view; annoy: get_nns_by_vector from Python on pre-built lists; hnswlib-node: searchKnn on pre-built Arrays.',
     'param = search_k (Canopy, annoy) or ef (hnswlib) interpolated at the level; ≤ means the cheapest point already passed it.',
     '',
@@ -582,11 +593,19 @@ function benchDataset(opts, dataset) {
   const queries = readFloat32(path.join(dir, 'queries.f32'));
   const truth = readInt32(path.join(dir, 'truth.i32'));
   for (const engine of engines) {
-    const file = indexFile(engine, opts, dir);
     process.stderr.write(`${dataset}: building with ${engine}\n`);
     builds[engine] = cachedBuild(engine, opts, dir);
-    process.stderr.write(`${dataset}: querying ${engine}\n`);
-    const sweep = SWEEPS[engine](opts, meta, dir, file, queries);
+  }
+  const sweeps = {};
+  for (let round = 1; round <= opts.rounds; round++) {
+    for (const engine of engines) {
+      process.stderr.write(`${dataset}: querying ${engine}, round ${round} of ${opts.rounds}\n`);
+      const sweep = SWEEPS[engine](opts, meta, dir, indexFile(engine, opts, dir), queries);
+      sweeps[engine] = sweeps[engine] ? fastestRound(sweeps[engine], sweep) : sweep;
+    }
+  }
+  for (const engine of engines) {
+    const sweep = sweeps[engine];
     floors[engine] = sweep.callFloorSeconds;
     residents[engine] = sweep.residentBytes;
     if (sweep.residentParts) residents[`${engine}Parts`] = sweep.residentParts;
