@@ -156,11 +156,14 @@ CodeViews check_code_sections(const Forest& forest, const Sidecar& sidecar) {
   // 1-bit codes are left out where searches would not use them (write_codes), never half of them.
   const Use binary = rotated ? Use::Optional : Use::Refused;
   const SectionView* rotation = need(SectionKind::Rotation, binary);
-  if ((rotation == nullptr) != (need(SectionKind::BinaryCodes, binary) == nullptr)) {
+  const SectionView* binary_codes = need(SectionKind::BinaryCodes, binary);
+  if ((rotation == nullptr) != (binary_codes == nullptr)) {
     throw bad_sidecar(sidecar.path(), rotation != nullptr ? "has a rotation section without binary codes" : "has binary codes without a rotation section");
   }
-  if (rotation != nullptr) check.rotation(*rotation, &views);
-  if (const SectionView* s = need(SectionKind::BinaryCodes, binary)) check.binary(*s, &views);
+  if (rotation != nullptr) {
+    check.rotation(*rotation, &views);
+    check.binary(*binary_codes, &views);
+  }
   const Use required = coded ? Use::Required : Use::Refused;
   if (const SectionView* s = need(SectionKind::ScalarCodes, required)) check.scalar(*s, &views);
   if (const SectionView* s = need(SectionKind::Splits, required)) check.splits(*s, &views);

@@ -22,6 +22,7 @@
 namespace canopy {
 
 struct CodeViews;
+class CodedForest;
 
 // Sections of a sidecar for `forest` (none for hamming). Reads every item and split once; `seed`
 // draws the rotation. Throws Error InvalidArgument for dimensions above kMaxCodedDim.
@@ -32,9 +33,10 @@ std::vector<SectionData> build_code_sections(const Forest& forest, uint64_t seed
 // smaller), or always (to test the 1-bit step on any data).
 enum class BinaryCodes { WhereUsed, Always };
 
-// build_code_sections, written to `path` (see write_sidecar).
-void write_codes(const std::shared_ptr<const Forest>& forest, const std::string& path, uint64_t seed,
-                 BinaryCodes binary = BinaryCodes::WhereUsed);
+// build_code_sections, written to `path` (see write_sidecar), and that file loaded as
+// CodedForest::load does with BinaryStep::Calibrate: a caller serving the codes needs no second load.
+std::shared_ptr<const CodedForest> write_codes(const std::shared_ptr<const Forest>& forest, const std::string& path, uint64_t seed,
+                                               BinaryCodes binary = BinaryCodes::WhereUsed);
 
 constexpr int kMaxCodedDim = 65536;  // keeps 8-bit dot products inside int32
 constexpr uint64_t kDefaultCodeSeed = 0x5eed'c0de'5eed'c0deULL;

@@ -305,18 +305,23 @@ std::vector<SectionData> build_code_sections(const Forest& forest, uint64_t seed
   return sections;
 }
 
-void write_codes(const std::shared_ptr<const Forest>& forest, const std::string& path, uint64_t seed, BinaryCodes binary) {
+std::shared_ptr<const CodedForest> write_codes(const std::shared_ptr<const Forest>& forest, const std::string& path, uint64_t seed,
+                                               BinaryCodes binary) {
   std::vector<SectionData> sections = build_code_sections(*forest, seed);
   const ForestIdentity identity = ForestIdentity::of(*forest);
   write_sidecar(path, identity, sections);
+  std::shared_ptr<const CodedForest> written = CodedForest::load(forest, path, false);
   auto one_bit = [](const SectionData& s) {
     return s.kind == static_cast<uint32_t>(SectionKind::Rotation) || s.kind == static_cast<uint32_t>(SectionKind::BinaryCodes);
   };
-  if (binary == BinaryCodes::Always || std::none_of(sections.begin(), sections.end(), one_bit)) return;
-  // The calibration a load runs decides now, once: every load of this file would decide the same.
-  if (CodedForest::load(forest, path, false)->uses_binary_step()) return;
+  // The calibration that load ran decides for the file, once: every later load would decide the same.
+  if (binary == BinaryCodes::Always || written->uses_binary_step() || std::none_of(sections.begin(), sections.end(), one_bit)) {
+    return written;
+  }
   sections.erase(std::remove_if(sections.begin(), sections.end(), one_bit), sections.end());
+  written.reset();  // unmaps the file about to be replaced
   write_sidecar(path, identity, sections);
+  return CodedForest::load(forest, path, false);  // without 1-bit codes: nothing to calibrate
 }
 
 }  // namespace canopy

@@ -148,8 +148,7 @@ std::shared_ptr<const Forest> Index::forest() const {
 
 void Index::save_codes(const std::string& path, uint64_t seed) {
   const std::shared_ptr<const Forest> f = forest();
-  write_codes(f, path, seed);
-  codes_ = CodedForest::load(f, path, false);
+  codes_ = write_codes(f, path, seed);
 }
 
 void Index::load_codes(const std::string& path, bool prefault) {
